@@ -1,11 +1,32 @@
 #![doc = include_str!("docs/crate.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod bus;
+mod dispatch;
 mod envelope;
+mod error;
 mod event;
+mod handler;
+mod metrics;
+mod options;
+#[cfg(feature = "redis")]
+pub mod redis;
+pub mod transport;
 
+pub use bus::{
+    DEFAULT_MAX_MESSAGE_SIZE, EventBus, EventBusBuilder, EventStream, PublishOptions,
+    PublishReceipt, Subscription, shutdown_signal,
+};
 pub use envelope::{DecodeError, EncodeError, Envelope, RawEnvelope};
+pub use error::{
+    ConnectError, DecodeFailure, ErrorKind, Failure, FailureCause, HandlerFailure,
+    OverflowFailure, PublishError, ShutdownError, ShutdownReport, SubscribeError,
+};
 pub use event::{Event, Topic};
+pub use handler::{EventArg, FromContext, Handler, HandlerContext, HandlerResult, State};
+pub use metrics::{EventTypeMetrics, HandlerMetrics, LatencySnapshot, Metrics};
+pub use options::{HandlerOptions, Overflow, RetryPolicy};
+pub use transport::{ConnectionEvent, DeadLetter, Message};
 
 /// `#[derive(Event)]`: implements [`Event`] for a struct or enum. See [`Event`] for the attributes.
 #[cfg(feature = "derive")]
@@ -13,7 +34,9 @@ pub use eventbus_derive::Event;
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::handler::{ArgKind, ArgSpec, Delivery, ErasedHandler, marker};
     pub use std::borrow::Cow;
     pub use std::format;
+    pub use std::option::Option;
     pub use std::string::ToString;
 }

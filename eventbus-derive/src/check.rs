@@ -1,0 +1,236 @@
+//! Checks the parsed input and resolves what to generate.
+
+use proc_macro2::Span;
+use syn::{GenericParam, LitStr, Member};
+
+use crate::ast::{Data, Field, Input, Style};
+use crate::case::snake_case;
+use crate::ctxt::Ctxt;
+use crate::template::{Template, is_plain_key};
+
+/// Everything the generated impl needs, all validated.
+pub(crate) struct Spec {
+    pub(crate) name: String,
+    pub(crate) version: u32,
+    pub(crate) channel: Channel,
+}
+
+/// Where the event is published.
+pub(crate) enum Channel {
+    /// One channel for every value.
+    Fixed(String),
+    /// A channel per value, filled in from its fields.
+    Keyed {
+        /// The template, as written (`user:{user_id}:notifications`).
+        template: String,
+        /// The glob pattern matching every key (`user:*:notifications`).
+        pattern: String,
+        /// The template as a `format!` string (`user:{}:notifications`).
+        format: String,
+        /// The fields filling the placeholders, in order, with the span of each field.
+        args: Vec<(Member, Span)>,
+    },
+}
+
+const RULE: &str = "names and channels must be non-empty and free of whitespace and of the Redis glob characters * ? [ ]";
+
+/// Checks `input`, reporting every problem to `cx`. Returns `None` if anything was wrong.
+pub(crate) fn check(cx: &Ctxt, input: &Input<'_>) -> Option<Spec> {
+    let mut ok = check_shape(cx, input);
+
+    let name = match &input.attrs.name {
+        Some(lit) => {
+            let name = lit.value();
+            ok &= check_name(cx, lit, &name);
+            name
+        }
+        None => snake_case(&input.ident.to_string()),
+    };
+    let version = input.attrs.version.map_or(1, |(version, _)| version);
+    let channel = match &input.attrs.channel {
+        Some(lit) => check_channel(cx, input, lit),
+        None => Some(Channel::Fixed(format!("events:{name}"))),
+    };
+    match channel {
+        Some(channel) if ok => Some(Spec {
+            name,
+            version,
+            channel,
+        }),
+        _ => None,
+    }
+}
+
+/// Unions cannot be serialized; lifetimes and type parameters cannot be events.
+fn check_shape(cx: &Ctxt, input: &Input<'_>) -> bool {
+    let mut ok = true;
+    if let Data::Union(span) = input.data {
+        cx.error_at(
+            span,
+            "#[derive(Event)] does not support unions: an event is serialized with serde, which cannot tell which field of a union is set; use a struct or an enum",
+        );
+        ok = false;
+    }
+    let generics = input.generics;
+    let mut lifetimes = false;
+    for param in &generics.params {
+        if let GenericParam::Lifetime(param) = param {
+            lifetimes = true;
+            cx.error_spanned_by(
+                &param.lifetime,
+                format!(
+                    "an event cannot borrow: `{}` makes `{}` hold references, but events are sent to other tasks and services and must own their data (`Event: 'static`); use owned types such as `String` and `Vec<T>`",
+                    param.lifetime, input.ident
+                ),
+            );
+        }
+    }
+    if !lifetimes && !generics.params.is_empty() {
+        // `Generics` prints as `<...>`, without the where clause.
+        cx.error_spanned_by(
+            generics,
+            format!(
+                "#[derive(Event)] does not support generic types: every instantiation of `{}` would share one event name and channel, so a handler could not tell them apart; derive `Event` on a concrete type, or implement `eventbus::Event` by hand with a distinct name for each instantiation",
+                input.ident
+            ),
+        );
+    }
+    ok && generics.params.is_empty()
+}
+
+/// A name must be usable as an envelope `type` and in the default channel.
+fn check_name(cx: &Ctxt, lit: &LitStr, name: &str) -> bool {
+    if name.is_empty() {
+        cx.error_spanned_by(lit, "the event name must not be empty; omit `name` to use the type's name in snake_case");
+        return false;
+    }
+    if let Some(problem) = bad_char(name, "{}") {
+        cx.error_spanned_by(lit, format!("the event name {name:?} contains {problem}; {RULE}"));
+        return false;
+    }
+    true
+}
+
+/// The first character of `text` that may not appear in a name or channel, described.
+/// Characters in `extra` are also refused.
+fn bad_char(text: &str, extra: &str) -> Option<String> {
+    let c = text
+        .chars()
+        .find(|&c| c.is_whitespace() || matches!(c, '*' | '?' | '[' | ']') || extra.contains(c))?;
+    Some(if c.is_whitespace() {
+        format!("whitespace ({c:?})")
+    } else if matches!(c, '{' | '}') {
+        format!("a brace ({c:?}), which channel templates use for placeholders")
+    } else if c == '\\' {
+        "a backslash, which escapes the next character in the channel's glob pattern".to_owned()
+    } else {
+        format!("the glob character {c:?}")
+    })
+}
+
+fn check_channel(cx: &Ctxt, input: &Input<'_>, lit: &LitStr) -> Option<Channel> {
+    let channel = lit.value();
+    if channel.is_empty() {
+        cx.error_spanned_by(lit, "the channel must not be empty; omit `channel` to use `events:<name>`");
+        return None;
+    }
+    let template = match Template::parse(&channel) {
+        Ok(template) => template,
+        Err(err) => {
+            cx.error_spanned_by(
+                lit,
+                format!(
+                    "the channel {channel:?} {err}; braces are only allowed around a field name, as in \"user:{{user_id}}:notifications\""
+                ),
+            );
+            return None;
+        }
+    };
+    if !template.is_keyed() {
+        if let Some(problem) = bad_char(&channel, "") {
+            cx.error_spanned_by(
+                lit,
+                format!(
+                    "the channel {channel:?} contains {problem}; {RULE} (for a channel per key, use a placeholder such as \"user:{{user_id}}\")"
+                ),
+            );
+            return None;
+        }
+        return Some(Channel::Fixed(channel));
+    }
+
+    let mut ok = true;
+    if let Some(problem) = template.texts().find_map(|text| bad_char(text, "\\")) {
+        cx.error_spanned_by(
+            lit,
+            format!("the channel {channel:?} contains {problem}; outside its `{{field}}` placeholders a keyed channel must be free of whitespace and of the Redis glob characters * ? [ ] \\"),
+        );
+        ok = false;
+    }
+    if template.texts().next().is_none() {
+        cx.error_spanned_by(
+            lit,
+            format!("the channel {channel:?} is only placeholders, so its pattern `*` would match every channel; add fixed text, as in \"user:{{user_id}}\""),
+        );
+        ok = false;
+    }
+
+    let fields = match &input.data {
+        Data::Struct(Style::Named | Style::Tuple, fields) => fields,
+        Data::Struct(Style::Unit, _) => {
+            cx.error_spanned_by(
+                lit,
+                format!(
+                    "the channel {channel:?} has placeholders, but `{}` is a unit struct with no fields to fill them from; use a fixed channel",
+                    input.ident
+                ),
+            );
+            return None;
+        }
+        Data::Enum => {
+            cx.error_spanned_by(
+                lit,
+                format!(
+                    "the channel {channel:?} has placeholders, but `{}` is an enum: keyed channels are filled from struct fields, which enum variants do not share; use a fixed channel, or a struct that holds the key and the enum",
+                    input.ident
+                ),
+            );
+            return None;
+        }
+        Data::Union(_) => return None,
+    };
+
+    let mut args = Vec::new();
+    for key in template.placeholders() {
+        match fields.iter().find(|f| f.key == key) {
+            Some(field) => args.push((field.member.clone(), field.span)),
+            None => {
+                cx.error_spanned_by(lit, missing_field(input, fields, key));
+                ok = false;
+            }
+        }
+    }
+    ok.then(|| Channel::Keyed {
+        pattern: template.pattern(),
+        format: template.format_string(),
+        template: channel,
+        args,
+    })
+}
+
+fn missing_field(input: &Input<'_>, fields: &[Field], key: &str) -> String {
+    let ident = input.ident;
+    let available = if fields.is_empty() {
+        format!("`{ident}` has no fields")
+    } else {
+        let list: Vec<String> = fields.iter().map(|f| format!("`{}`", f.key)).collect();
+        format!("the fields of `{ident}` are {}", list.join(", "))
+    };
+    if !is_plain_key(key) {
+        format!(
+            "channel placeholder `{{{key}}}` is not a field name: a placeholder holds a bare field name or tuple index, with no spaces or format spec; {available}"
+        )
+    } else {
+        format!("channel placeholder `{{{key}}}` does not name a field of `{ident}`; {available}")
+    }
+}

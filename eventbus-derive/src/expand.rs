@@ -1,0 +1,97 @@
+//! Generates the `impl Event`.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::{DeriveInput, parse_quote};
+
+use crate::ast::Input;
+use crate::check::{self, Channel, Spec};
+use crate::ctxt::Ctxt;
+
+/// Parses, checks and expands one `#[derive(Event)]`.
+pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
+    let cx = Ctxt::new();
+    let ast = Input::from_syn(&cx, input);
+    let spec = check::check(&cx, &ast);
+    match (cx.check(), spec) {
+        (Ok(()), Some(spec)) => impl_event(&ast, &spec),
+        (Err(errors), _) => {
+            let mut tokens = errors.to_compile_error();
+            if ast.can_implement() {
+                tokens.extend(fallback(&ast));
+            }
+            tokens
+        }
+        // `check` returns `None` only after reporting an error, so this is not reached; an
+        // impl with empty strings is still the right answer if it ever is.
+        (Ok(()), None) => fallback(&ast),
+    }
+}
+
+/// The path of the eventbus crate: `crate = "..."` or `::eventbus`.
+fn krate(input: &Input<'_>) -> syn::Path {
+    input
+        .attrs
+        .krate
+        .clone()
+        .unwrap_or_else(|| parse_quote!(::eventbus))
+}
+
+fn impl_event(input: &Input<'_>, spec: &Spec) -> TokenStream {
+    let krate = krate(input);
+    let ident = input.ident;
+    let where_clause = &input.generics.where_clause;
+    let name = &spec.name;
+    let version = spec.version;
+    let body = match &spec.channel {
+        Channel::Fixed(channel) => quote! {
+            const CHANNEL: &'static str = #channel;
+        },
+        Channel::Keyed {
+            template,
+            pattern,
+            format,
+            args,
+        } => {
+            let args = args
+                .iter()
+                .map(|(member, span)| quote_spanned!(*span=> &self.#member));
+            quote! {
+                const CHANNEL: &'static str = #template;
+                const PATTERN: #krate::__private::Option<&'static str> =
+                    #krate::__private::Option::Some(#pattern);
+
+                fn channel(&self) -> #krate::__private::Cow<'static, str> {
+                    #krate::__private::Cow::Owned(#krate::__private::format!(#format, #(#args),*))
+                }
+            }
+        }
+    };
+    quote! {
+        const _: () = {
+            #[automatically_derived]
+            impl #krate::Event for #ident #where_clause {
+                const TYPE: &'static str = #name;
+                const VERSION: u32 = #version;
+                #body
+            }
+        };
+    }
+}
+
+/// An impl with empty values, emitted next to the errors so that uses of the type's `Event`
+/// impl elsewhere do not add "trait not implemented" errors of their own.
+fn fallback(input: &Input<'_>) -> TokenStream {
+    let krate = krate(input);
+    let ident = input.ident;
+    let where_clause = &input.generics.where_clause;
+    quote! {
+        const _: () = {
+            #[automatically_derived]
+            impl #krate::Event for #ident #where_clause {
+                const TYPE: &'static str = "";
+                const CHANNEL: &'static str = "";
+            }
+        };
+    }
+}

@@ -1,0 +1,303 @@
+//! Counters and latency histograms, readable as a snapshot with [`EventBus::metrics`].
+//!
+//! [`EventBus::metrics`]: crate::EventBus::metrics
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// A histogram of durations in power-of-two microsecond buckets (1 µs to about 70 minutes).
+#[derive(Debug)]
+pub(crate) struct Histogram {
+    buckets: [AtomicU64; BUCKETS],
+    sum_micros: AtomicU64,
+}
+
+const BUCKETS: usize = 33;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub(crate) fn record(&self, d: Duration) {
+        let micros = d.as_micros().min(u64::MAX as u128) as u64;
+        let idx = (64 - micros.leading_zeros() as usize).min(BUCKETS - 1);
+        self.buckets[idx].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> LatencySnapshot {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let count: u64 = counts.iter().sum();
+        let quantile = |q: f64| -> Duration {
+            if count == 0 {
+                return Duration::ZERO;
+            }
+            let rank = ((count as f64) * q).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (i, c) in counts.iter().enumerate() {
+                seen += c;
+                if seen >= rank {
+                    // Upper bound of bucket i: values with bit length i are < 2^i µs.
+                    return Duration::from_micros(if i == 0 { 1 } else { 1u64 << i });
+                }
+            }
+            Duration::MAX
+        };
+        LatencySnapshot {
+            count,
+            mean: if count == 0 {
+                Duration::ZERO
+            } else {
+                Duration::from_micros(self.sum_micros.load(Ordering::Relaxed) / count)
+            },
+            p50: quantile(0.50),
+            p99: quantile(0.99),
+            max_bucket: quantile(1.0),
+        }
+    }
+}
+
+/// Latency figures: bucket upper bounds, so within a factor of two.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LatencySnapshot {
+    /// How many runs were timed.
+    pub count: u64,
+    /// Mean duration.
+    pub mean: Duration,
+    /// Median (upper bound of its bucket).
+    pub p50: Duration,
+    /// 99th percentile (upper bound of its bucket).
+    pub p99: Duration,
+    /// The upper bound of the slowest bucket seen.
+    pub max_bucket: Duration,
+}
+
+/// Live counters of one handler.
+#[derive(Debug, Default)]
+pub(crate) struct HandlerStats {
+    pub(crate) received: AtomicU64,
+    pub(crate) handled: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) panicked: AtomicU64,
+    pub(crate) timed_out: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) decode_errors: AtomicU64,
+    pub(crate) in_flight: AtomicU64,
+    pub(crate) latency: Histogram,
+}
+
+/// Counters of one handler at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandlerMetrics {
+    /// The handler's name.
+    pub name: String,
+    /// The event type it handles (`*` for pattern and raw handlers).
+    pub event_type: String,
+    /// Events queued for it.
+    pub received: u64,
+    /// Runs that succeeded.
+    pub handled: u64,
+    /// Events that failed their last attempt (errors, panics and timeouts).
+    pub failed: u64,
+    /// Attempts that panicked.
+    pub panicked: u64,
+    /// Attempts that timed out.
+    pub timed_out: u64,
+    /// Attempts that were retried.
+    pub retried: u64,
+    /// Events stored as dead letters.
+    pub dead_lettered: u64,
+    /// Events dropped because the queue was full.
+    pub dropped: u64,
+    /// Messages that could not be decoded into its argument type.
+    pub decode_errors: u64,
+    /// Events waiting in its queue now.
+    pub queue_depth: u64,
+    /// Runs in flight now.
+    pub in_flight: u64,
+    /// Duration of successful runs.
+    pub latency: LatencySnapshot,
+}
+
+impl HandlerStats {
+    pub(crate) fn snapshot(&self, name: &str, event_type: &str, depth: usize) -> HandlerMetrics {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        HandlerMetrics {
+            name: name.to_owned(),
+            event_type: event_type.to_owned(),
+            received: l(&self.received),
+            handled: l(&self.handled),
+            failed: l(&self.failed),
+            panicked: l(&self.panicked),
+            timed_out: l(&self.timed_out),
+            retried: l(&self.retried),
+            dead_lettered: l(&self.dead_lettered),
+            dropped: l(&self.dropped),
+            decode_errors: l(&self.decode_errors),
+            queue_depth: depth as u64,
+            in_flight: l(&self.in_flight),
+            latency: self.latency.snapshot(),
+        }
+    }
+}
+
+/// Live counters of the bus as a whole.
+#[derive(Debug, Default)]
+pub(crate) struct BusStats {
+    pub(crate) published: AtomicU64,
+    pub(crate) publish_errors: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) decode_errors: AtomicU64,
+    pub(crate) unrouted: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) publish_latency: Histogram,
+    per_type: RwLock<HashMap<Arc<str>, Arc<TypeStats>>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct TypeStats {
+    pub(crate) published: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) decode_errors: AtomicU64,
+}
+
+impl BusStats {
+    pub(crate) fn of_type(&self, event_type: &str) -> Arc<TypeStats> {
+        if let Some(s) = self
+            .per_type
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(event_type)
+        {
+            return s.clone();
+        }
+        self.per_type
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(Arc::from(event_type))
+            .or_default()
+            .clone()
+    }
+
+    pub(crate) fn snapshot(&self, handlers: Vec<HandlerMetrics>) -> Metrics {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut event_types: BTreeMap<String, EventTypeMetrics> = self
+            .per_type
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    EventTypeMetrics {
+                        published: l(&v.published),
+                        received: l(&v.received),
+                        decode_errors: l(&v.decode_errors),
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        for h in &handlers {
+            let t = event_types.entry(h.event_type.clone()).or_default();
+            t.handled += h.handled;
+            t.failed += h.failed;
+            t.dropped += h.dropped;
+        }
+        Metrics {
+            published: l(&self.published),
+            publish_errors: l(&self.publish_errors),
+            received: l(&self.received),
+            decode_errors: l(&self.decode_errors),
+            unrouted: l(&self.unrouted),
+            reconnects: l(&self.reconnects),
+            publish_latency: self.publish_latency.snapshot(),
+            event_types,
+            handlers,
+        }
+    }
+}
+
+/// Counters of one event type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventTypeMetrics {
+    /// Events of this type published by this bus.
+    pub published: u64,
+    /// Messages of this type received (decoded at least as far as the envelope).
+    pub received: u64,
+    /// Messages for this type that could not be decoded.
+    pub decode_errors: u64,
+    /// Successful handler runs, over all its handlers.
+    pub handled: u64,
+    /// Events that failed their last attempt, over all its handlers.
+    pub failed: u64,
+    /// Events dropped on overflow, over all its handlers.
+    pub dropped: u64,
+}
+
+/// A snapshot of the bus's counters: see [`EventBus::metrics`](crate::EventBus::metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Events published.
+    pub published: u64,
+    /// Publishes that failed.
+    pub publish_errors: u64,
+    /// Messages received from the transport.
+    pub received: u64,
+    /// Messages that could not be decoded (bad envelopes and bad data).
+    pub decode_errors: u64,
+    /// Messages that arrived for a topic no handler holds any more.
+    pub unrouted: u64,
+    /// Reconnections of the transport's connections.
+    pub reconnects: u64,
+    /// Time from `publish` to the transport's answer.
+    pub publish_latency: LatencySnapshot,
+    /// Per event type.
+    pub event_types: BTreeMap<String, EventTypeMetrics>,
+    /// Per handler, in registration order.
+    pub handlers: Vec<HandlerMetrics>,
+}
+
+impl Metrics {
+    /// The counters of the handler with this name.
+    pub fn handler(&self, name: &str) -> Option<&HandlerMetrics> {
+        self.handlers.iter().find(|h| h.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_bound_values() {
+        let h = Histogram::default();
+        for _ in 0..99 {
+            h.record(Duration::from_micros(100));
+        }
+        h.record(Duration::from_millis(50));
+        let s = h.snapshot();
+        assert_eq!(s.count, 100);
+        assert_eq!(s.p50, Duration::from_micros(128));
+        assert_eq!(s.p99, Duration::from_micros(128));
+        assert_eq!(s.max_bucket, Duration::from_micros(65536));
+    }
+}

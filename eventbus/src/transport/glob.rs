@@ -1,0 +1,156 @@
+//! Redis-compatible glob matching for channel patterns.
+
+/// Whether `text` matches the glob `pattern` as Redis matches `PSUBSCRIBE` patterns:
+/// `*` any run, `?` one character, `[abc]`, `[^a]`, `[a-z]` classes, `\` escapes.
+///
+/// ```
+/// use eventbus::transport::glob_match;
+/// assert!(glob_match("events:*", "events:user_created"));
+/// assert!(glob_match("user:?:n", "user:7:n"));
+/// assert!(!glob_match("user:[0-3]", "user:5"));
+/// ```
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    matches(pattern.as_bytes(), text.as_bytes())
+}
+
+fn matches(mut p: &[u8], mut s: &[u8]) -> bool {
+    // Positions to return to when a `*` has to swallow one more byte.
+    let mut star: Option<(&[u8], &[u8])> = None;
+    loop {
+        if let Some((&pc, prest)) = p.split_first() {
+            match pc {
+                b'*' => {
+                    // Collapse runs of stars.
+                    let mut rest = prest;
+                    while rest.first() == Some(&b'*') {
+                        rest = &rest[1..];
+                    }
+                    if rest.is_empty() {
+                        return true;
+                    }
+                    star = Some((rest, s));
+                    p = rest;
+                    continue;
+                }
+                b'?' if !s.is_empty() => {
+                    p = prest;
+                    s = &s[1..];
+                    continue;
+                }
+                b'[' if !s.is_empty() => {
+                    if let Some((ok, rest)) = class(prest, s[0]) {
+                        if ok {
+                            p = rest;
+                            s = &s[1..];
+                            continue;
+                        }
+                    } else if s[0] == b'[' {
+                        // An unterminated class matches a literal `[`.
+                        p = prest;
+                        s = &s[1..];
+                        continue;
+                    }
+                }
+                b'\\' if prest.len() >= 1 && !s.is_empty() => {
+                    if prest[0] == s[0] {
+                        p = &prest[1..];
+                        s = &s[1..];
+                        continue;
+                    }
+                }
+                c if c != b'?' && c != b'[' && c != b'\\' && !s.is_empty() && c == s[0] => {
+                    p = prest;
+                    s = &s[1..];
+                    continue;
+                }
+                b'\\' if prest.is_empty() && s.first() == Some(&b'\\') => {
+                    p = prest;
+                    s = &s[1..];
+                    continue;
+                }
+                _ => {}
+            }
+        } else if s.is_empty() {
+            return true;
+        }
+        // Mismatch: let the last star take one more byte.
+        match star {
+            Some((sp, ss)) if !ss.is_empty() => {
+                let ss = &ss[1..];
+                star = Some((sp, ss));
+                p = sp;
+                s = ss;
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Matches `c` against a class body starting after `[`; returns the result and the pattern
+/// after the closing `]`, or `None` when the class is not terminated.
+fn class(mut p: &[u8], c: u8) -> Option<(bool, &[u8])> {
+    let negate = p.first() == Some(&b'^');
+    if negate {
+        p = &p[1..];
+    }
+    let mut hit = false;
+    loop {
+        match p {
+            [] => return None,
+            [b']', rest @ ..] => return Some((hit != negate, rest)),
+            [b'\\', x, rest @ ..] => {
+                hit |= *x == c;
+                p = rest;
+            }
+            [a, b'-', b, rest @ ..] if *b != b']' => {
+                let (lo, hi) = if a <= b { (*a, *b) } else { (*b, *a) };
+                hit |= (lo..=hi).contains(&c);
+                p = rest;
+            }
+            [x, rest @ ..] => {
+                hit |= *x == c;
+                p = rest;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match as m;
+
+    #[test]
+    fn literals_and_stars() {
+        assert!(m("events:user_created", "events:user_created"));
+        assert!(!m("events:user_created", "events:user_create"));
+        assert!(m("*", ""));
+        assert!(m("*", "anything"));
+        assert!(m("events:*", "events:"));
+        assert!(m("user:*:notifications", "user:42:notifications"));
+        assert!(m("user:*:notifications", "user:4:2:notifications"));
+        assert!(!m("user:*:notifications", "user:42:notification"));
+        assert!(m("a*b*c", "axxbyyc"));
+        assert!(!m("a*b*c", "axxbyy"));
+        assert!(m("**x", "yyx"));
+    }
+
+    #[test]
+    fn question_marks_and_classes() {
+        assert!(m("h?llo", "hello"));
+        assert!(!m("h?llo", "hllo"));
+        assert!(m("h[ae]llo", "hallo"));
+        assert!(!m("h[ae]llo", "hillo"));
+        assert!(m("h[^e]llo", "hallo"));
+        assert!(!m("h[^e]llo", "hello"));
+        assert!(m("h[a-b]llo", "hbllo"));
+        assert!(m("h[b-a]llo", "hallo"));
+        assert!(!m("h[a-b]llo", "hcllo"));
+    }
+
+    #[test]
+    fn escapes() {
+        assert!(m(r"a\*b", "a*b"));
+        assert!(!m(r"a\*b", "axb"));
+        assert!(m(r"a\?", "a?"));
+    }
+}

@@ -1,0 +1,10 @@
+use eventbus::Event;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Event)]
+#[event = "user_created"]
+struct UserCreated {
+    user_id: u64,
+}
+
+fn main() {}

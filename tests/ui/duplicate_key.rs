@@ -1,0 +1,11 @@
+use eventbus::Event;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Event)]
+#[event(name = "user_created", version = 2)]
+#[event(name = "user_registered")]
+struct UserCreated {
+    user_id: u64,
+}
+
+fn main() {}

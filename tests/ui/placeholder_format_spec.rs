@@ -1,0 +1,10 @@
+use eventbus::Event;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Event)]
+#[event(channel = "user:{user_id:x}")]
+struct Notification {
+    user_id: u64,
+}
+
+fn main() {}
