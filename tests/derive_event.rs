@@ -65,7 +65,10 @@ fn defaults_version_one_no_pattern_fixed_channel() {
     };
     assert_eq!(event.channel(), Cow::Borrowed("events:user_created"));
     assert!(matches!(event.channel(), Cow::Borrowed(_)));
-    assert_eq!(Topic::of::<UserCreated>(), Topic::channel("events:user_created"));
+    assert_eq!(
+        Topic::of::<UserCreated>(),
+        Topic::channel("events:user_created")
+    );
 }
 
 // ---- overrides ----------------------------------------------------------------------------
@@ -92,7 +95,7 @@ struct LoginSucceeded {
 }
 
 #[derive(Debug, Serialize, Deserialize, Event)]
-#[event(version = 4294967295, name = "max_version",)]
+#[event(version = 4294967295, name = "max_version")]
 struct MaxVersion;
 
 #[test]
@@ -185,9 +188,7 @@ fn tuple_struct_placeholders_are_indices() {
 
 #[test]
 fn raw_identifier_fields_are_named_without_r_hash() {
-    let event = RawField {
-        r#type: "x".into(),
-    };
+    let event = RawField { r#type: "x".into() };
     assert_eq!(event.channel(), "kind:x");
 }
 
@@ -201,7 +202,10 @@ fn keyed_channel_agrees_with_topic_helpers() {
         Topic::keyed::<Notification>(&[&7]),
         Topic::channel(event.channel().into_owned())
     );
-    assert_eq!(Topic::of::<Notification>(), Topic::pattern("user:*:notifications"));
+    assert_eq!(
+        Topic::of::<Notification>(),
+        Topic::pattern("user:*:notifications")
+    );
 }
 
 // ---- tuple and unit structs, enums --------------------------------------------------------
@@ -234,7 +238,10 @@ fn tuple_and_unit_structs() {
     assert_eq!(CartTotal::CHANNEL, "events:cart_total");
     let json = serde_json::to_string(&CartTotal(3, "EUR".into())).unwrap();
     assert_eq!(json, r#"[3,"EUR"]"#);
-    assert_eq!(serde_json::from_str::<CartTotal>(&json).unwrap(), CartTotal(3, "EUR".into()));
+    assert_eq!(
+        serde_json::from_str::<CartTotal>(&json).unwrap(),
+        CartTotal(3, "EUR".into())
+    );
     assert_eq!(Ping.channel(), "events:ping");
     assert_eq!(serde_json::to_string(&Ping).unwrap(), "null");
 }
@@ -267,7 +274,11 @@ fn enums_keep_their_serde_representation() {
 fn enums_with_overrides_round_trip() {
     assert_eq!(Shape::TYPE, "shape");
     assert_eq!(Shape::CHANNEL, "geometry");
-    for value in [Shape::Circle(1.5), Shape::Square { side: 2.0 }, Shape::Empty] {
+    for value in [
+        Shape::Circle(1.5),
+        Shape::Square { side: 2.0 },
+        Shape::Empty,
+    ] {
         let json = serde_json::to_string(&value).unwrap();
         assert_eq!(serde_json::from_str::<Shape>(&json).unwrap(), value);
         assert_eq!(value.channel(), "geometry");

@@ -13,6 +13,7 @@
 
 use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
 use quote::ToTokens;
+use syn::parse::{ParseStream, Parser as _};
 use syn::{Attribute, Expr, ExprLit, Lit, LitInt, LitStr, Meta, MetaList, UnOp};
 
 use crate::ctxt::Ctxt;
@@ -47,10 +48,9 @@ impl Attrs {
                     list.delimiter.span().join(),
                     format!("expected parentheses: {USAGE}"),
                 ),
-                Meta::Path(path) => cx.error_spanned_by(
-                    path,
-                    format!("`#[event]` needs at least one key: {USAGE}"),
-                ),
+                Meta::Path(path) => {
+                    cx.error_spanned_by(path, format!("`#[event]` needs at least one key: {USAGE}"))
+                }
                 Meta::NameValue(nv) => cx.error_spanned_by(
                     nv,
                     format!("expected a list of keys in parentheses: {USAGE}"),
@@ -91,7 +91,8 @@ impl Parser<'_> {
             match token {
                 TokenTree::Punct(p) if p.as_char() == ',' => {
                     if item.is_empty() {
-                        self.cx.error_at(p.span(), "expected `key = value` before this comma");
+                        self.cx
+                            .error_at(p.span(), "expected `key = value` before this comma");
                     } else {
                         self.item(std::mem::take(&mut item));
                     }
@@ -123,14 +124,17 @@ impl Parser<'_> {
                 .unwrap_or_default();
             cx.error_at(
                 key_ident.span(),
-                format!("unknown key `{key_text}` in #[event]{hint}; the accepted keys are {}", keys()),
+                format!(
+                    "unknown key `{key_text}` in #[event]{hint}; the accepted keys are {}",
+                    keys()
+                ),
             );
             return;
         };
         if self.seen.contains(&key) {
             cx.error_at(
                 key_ident.span(),
-                format!("duplicate key `{key}`: it is already set in an #[event] attribute of this type"),
+                format!("duplicate key `{key}`: it is already set, and each #[event] key may be given only once"),
             );
             return;
         }
@@ -140,10 +144,13 @@ impl Parser<'_> {
         let value = match tokens.get(1) {
             Some(TokenTree::Punct(eq)) if eq.as_char() == '=' => {
                 if tokens.len() == 2 {
-                    cx.error_at(eq.span(), format!("expected a value after `=`, as in `{example}`"));
+                    cx.error_at(
+                        eq.span(),
+                        format!("expected a value after `=`, as in `{example}`"),
+                    );
                     return;
                 }
-                match syn::parse2::<Expr>(TokenStream::from_iter(tokens[2..].iter().cloned())) {
+                match parse_value.parse2(TokenStream::from_iter(tokens[2..].iter().cloned())) {
                     Ok(value) => value,
                     Err(err) => {
                         cx.syn_error(err);
@@ -198,7 +205,10 @@ impl Parser<'_> {
 
     /// A string literal value, or an error on whatever was given instead.
     fn string(&self, key: &str, value: &Expr) -> Option<LitStr> {
-        if let Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) = value {
+        if let Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) = value
+        {
             return Some(lit.clone());
         }
         self.cx.error_spanned_by(
@@ -217,22 +227,32 @@ impl Parser<'_> {
         const RANGE: &str = "an integer from 1 to 4294967295";
         let cx = self.cx;
         let lit: &LitInt = match value {
-            Expr::Lit(ExprLit { lit: Lit::Int(lit), .. }) => lit,
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(lit), ..
+            }) => lit,
             Expr::Unary(unary) if matches!(unary.op, UnOp::Neg(_)) => {
                 cx.error_spanned_by(value, format!("`version` must be {RANGE}, not negative"));
                 return None;
             }
-            Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) if s.value().trim().parse::<u64>().is_ok() => {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(s), ..
+            }) if s.value().trim().parse::<u64>().is_ok() => {
                 cx.error_spanned_by(
                     value,
-                    format!("`version` takes an integer literal, not a string: write `version = {}`", s.value().trim()),
+                    format!(
+                        "`version` takes an integer literal, not a string: write `version = {}`",
+                        s.value().trim()
+                    ),
                 );
                 return None;
             }
             _ => {
                 cx.error_spanned_by(
                     value,
-                    format!("`version` must be {RANGE}, as in `version = 2`, found {}", describe(value)),
+                    format!(
+                        "`version` must be {RANGE}, as in `version = 2`, found {}",
+                        describe(value)
+                    ),
                 );
                 return None;
             }
@@ -240,25 +260,45 @@ impl Parser<'_> {
         if !matches!(lit.suffix(), "" | "u32") {
             cx.error_spanned_by(
                 lit,
-                format!("`version` must be {RANGE}; drop the `{}` suffix", lit.suffix()),
+                format!(
+                    "`version` must be {RANGE}; drop the `{}` suffix",
+                    lit.suffix()
+                ),
             );
             return None;
         }
         match lit.base10_digits().parse::<u32>() {
             Ok(0) => {
-                cx.error_spanned_by(lit, "`version` starts at 1; 0 is not a valid version");
+                cx.error_spanned_by(
+                    lit,
+                    format!("`version` must be {RANGE}: versions start at 1"),
+                );
                 None
             }
             Ok(version) => Some((version, lit.span())),
             Err(_) => {
                 cx.error_spanned_by(
                     lit,
-                    format!("`version` {} is too large: it must be {RANGE} (a u32)", lit.base10_digits()),
+                    format!(
+                        "`version` {} is too large: it must be {RANGE} (a u32)",
+                        lit.base10_digits()
+                    ),
                 );
                 None
             }
         }
     }
+}
+
+/// Parses one value expression, which must be followed by the next `,` or the end.
+fn parse_value(input: ParseStream<'_>) -> syn::Result<Expr> {
+    let value = input.parse()?;
+    if !input.is_empty() {
+        return Err(input.error(format!(
+            "expected `,` before this; keys are separated by commas: {USAGE}"
+        )));
+    }
+    Ok(value)
 }
 
 /// Unwraps the invisible groups a `macro_rules!` caller may leave around a value.
@@ -271,7 +311,11 @@ fn ungroup(mut value: Expr) -> Expr {
 
 fn keys() -> String {
     let quoted: Vec<String> = KEYS.iter().map(|k| format!("`{k}`")).collect();
-    format!("{} and {}", quoted[..quoted.len() - 1].join(", "), quoted[quoted.len() - 1])
+    format!(
+        "{} and {}",
+        quoted[..quoted.len() - 1].join(", "),
+        quoted[quoted.len() - 1]
+    )
 }
 
 fn example(key: &str) -> &'static str {
@@ -298,11 +342,17 @@ fn describe(value: &Expr) -> String {
         Expr::Path(_) => "a path",
         _ => "an expression",
     };
-    format!("{kind} `{}`", value.to_token_stream())
+    // Token streams print paths as `:: eventbus`; show them as written.
+    let text = value
+        .to_token_stream()
+        .to_string()
+        .replace(":: ", "::")
+        .replace(" ::", "::");
+    format!("{kind} `{text}`")
 }
 
 /// Levenshtein distance, for "did you mean" hints on short keys.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -310,7 +360,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, &cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != cb));
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
             diagonal = above;
         }
     }

@@ -43,7 +43,10 @@ mod tests {
         assert_eq!(snake_case("UserCreated"), "user_created");
         assert_eq!(snake_case("Ping"), "ping");
         assert_eq!(snake_case("A"), "a");
-        assert_eq!(snake_case("OrderItemShippedToCustomer"), "order_item_shipped_to_customer");
+        assert_eq!(
+            snake_case("OrderItemShippedToCustomer"),
+            "order_item_shipped_to_customer"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ use proc_macro2::Span;
 use syn::{GenericParam, LitStr, Member};
 
 use crate::ast::{Data, Field, Input, Style};
+use crate::attr::edit_distance;
 use crate::case::snake_case;
 use crate::ctxt::Ctxt;
 use crate::template::{Template, is_plain_key};
@@ -32,7 +33,11 @@ pub(crate) enum Channel {
     },
 }
 
-const RULE: &str = "names and channels must be non-empty and free of whitespace and of the Redis glob characters * ? [ ]";
+/// Why names are restricted, for messages.
+const NAME_RULE: &str = "an event name must be free of whitespace, of the Redis glob characters * ? [ ] and of braces, as it is also used in the default channel `events:<name>`";
+
+/// Why fixed channels are restricted, for messages.
+const CHANNEL_RULE: &str = "a channel must be free of whitespace and of the Redis glob characters * ? [ ]; for a channel per key, use a placeholder such as \"user:{user_id}\"";
 
 /// Checks `input`, reporting every problem to `cx`. Returns `None` if anything was wrong.
 pub(crate) fn check(cx: &Ctxt, input: &Input<'_>) -> Option<Spec> {
@@ -101,11 +106,17 @@ fn check_shape(cx: &Ctxt, input: &Input<'_>) -> bool {
 /// A name must be usable as an envelope `type` and in the default channel.
 fn check_name(cx: &Ctxt, lit: &LitStr, name: &str) -> bool {
     if name.is_empty() {
-        cx.error_spanned_by(lit, "the event name must not be empty; omit `name` to use the type's name in snake_case");
+        cx.error_spanned_by(
+            lit,
+            "the event name must not be empty; omit `name` to use the type's name in snake_case",
+        );
         return false;
     }
     if let Some(problem) = bad_char(name, "{}") {
-        cx.error_spanned_by(lit, format!("the event name {name:?} contains {problem}; {RULE}"));
+        cx.error_spanned_by(
+            lit,
+            format!("the event name {name:?} contains {problem}; {NAME_RULE}"),
+        );
         return false;
     }
     true
@@ -120,7 +131,7 @@ fn bad_char(text: &str, extra: &str) -> Option<String> {
     Some(if c.is_whitespace() {
         format!("whitespace ({c:?})")
     } else if matches!(c, '{' | '}') {
-        format!("a brace ({c:?}), which channel templates use for placeholders")
+        format!("a brace ({c:?})")
     } else if c == '\\' {
         "a backslash, which escapes the next character in the channel's glob pattern".to_owned()
     } else {
@@ -131,7 +142,10 @@ fn bad_char(text: &str, extra: &str) -> Option<String> {
 fn check_channel(cx: &Ctxt, input: &Input<'_>, lit: &LitStr) -> Option<Channel> {
     let channel = lit.value();
     if channel.is_empty() {
-        cx.error_spanned_by(lit, "the channel must not be empty; omit `channel` to use `events:<name>`");
+        cx.error_spanned_by(
+            lit,
+            "the channel must not be empty; omit `channel` to use `events:<name>`",
+        );
         return None;
     }
     let template = match Template::parse(&channel) {
@@ -150,9 +164,7 @@ fn check_channel(cx: &Ctxt, input: &Input<'_>, lit: &LitStr) -> Option<Channel> 
         if let Some(problem) = bad_char(&channel, "") {
             cx.error_spanned_by(
                 lit,
-                format!(
-                    "the channel {channel:?} contains {problem}; {RULE} (for a channel per key, use a placeholder such as \"user:{{user_id}}\")"
-                ),
+                format!("the channel {channel:?} contains {problem}; {CHANNEL_RULE}"),
             );
             return None;
         }
@@ -163,7 +175,7 @@ fn check_channel(cx: &Ctxt, input: &Input<'_>, lit: &LitStr) -> Option<Channel> 
     if let Some(problem) = template.texts().find_map(|text| bad_char(text, "\\")) {
         cx.error_spanned_by(
             lit,
-            format!("the channel {channel:?} contains {problem}; outside its `{{field}}` placeholders a keyed channel must be free of whitespace and of the Redis glob characters * ? [ ] \\"),
+            format!("the channel {channel:?} contains {problem}; outside its `{{field}}` placeholders a keyed channel must be free of whitespace, of the Redis glob characters * ? [ ] and of backslashes, as that text is also its subscription pattern"),
         );
         ok = false;
     }
@@ -220,17 +232,23 @@ fn check_channel(cx: &Ctxt, input: &Input<'_>, lit: &LitStr) -> Option<Channel> 
 
 fn missing_field(input: &Input<'_>, fields: &[Field], key: &str) -> String {
     let ident = input.ident;
-    let available = if fields.is_empty() {
-        format!("`{ident}` has no fields")
-    } else {
-        let list: Vec<String> = fields.iter().map(|f| format!("`{}`", f.key)).collect();
-        format!("the fields of `{ident}` are {}", list.join(", "))
+    let names: Vec<String> = fields.iter().map(|f| format!("`{}`", f.key)).collect();
+    let available = match names.as_slice() {
+        [] => format!("`{ident}` has no fields"),
+        [one] => format!("its only field is {one}"),
+        [init @ .., last] => format!("its fields are {} and {last}", init.join(", ")),
     };
     if !is_plain_key(key) {
-        format!(
-            "channel placeholder `{{{key}}}` is not a field name: a placeholder holds a bare field name or tuple index, with no spaces or format spec; {available}"
-        )
-    } else {
-        format!("channel placeholder `{{{key}}}` does not name a field of `{ident}`; {available}")
+        return format!(
+            "channel placeholder `{{{key}}}` is not a field name: a placeholder holds a bare field name, or a tuple index such as `{{0}}`, with no spaces or format spec; {available}"
+        );
     }
+    let hint = fields
+        .iter()
+        .map(|f| (edit_distance(&f.key, key), &f.key))
+        .filter(|(distance, _)| *distance <= 2)
+        .min()
+        .map(|(_, name)| format!(" (did you mean `{{{name}}}`?)"))
+        .unwrap_or_default();
+    format!("channel placeholder `{{{key}}}` does not name a field of `{ident}`{hint}; {available}")
 }

@@ -152,7 +152,10 @@ mod tests {
     #[test]
     fn placeholders_split_the_text() {
         let t = Template::parse("user:{user_id}:notifications").unwrap();
-        assert_eq!(t.segments, vec![text("user:"), key("user_id"), text(":notifications")]);
+        assert_eq!(
+            t.segments,
+            vec![text("user:"), key("user_id"), text(":notifications")]
+        );
         assert!(t.is_keyed());
         assert_eq!(t.placeholders().collect::<Vec<_>>(), ["user_id"]);
         assert_eq!(t.texts().collect::<Vec<_>>(), ["user:", ":notifications"]);

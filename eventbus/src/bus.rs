@@ -269,7 +269,10 @@ impl EventBusBuilder {
     }
 
     /// Called with every change of connection state (see [`ConnectionEvent`]).
-    pub fn on_connection(mut self, hook: impl Fn(&ConnectionEvent) + Send + Sync + 'static) -> Self {
+    pub fn on_connection(
+        mut self,
+        hook: impl Fn(&ConnectionEvent) + Send + Sync + 'static,
+    ) -> Self {
         self.on_connection = Some(Arc::new(hook));
         self
     }
@@ -302,9 +305,9 @@ impl EventBusBuilder {
     pub async fn connect(self, url: &str) -> Result<EventBus, ConnectError> {
         let ids: Vec<TypeId> = self.state.values.keys().copied().collect();
         for h in &self.handlers {
-            h.handler
-                .check(&StateMapView(&ids))
-                .map_err(|why| ConnectError::new(ErrorKind::Config, format!("handler `{}`: {why}", h.name)))?;
+            h.handler.check(&StateMapView(&ids)).map_err(|why| {
+                ConnectError::new(ErrorKind::Config, format!("handler `{}`: {why}", h.name))
+            })?;
         }
         let dispatcher = Arc::new(Dispatcher::new(
             self.on_error,
@@ -488,7 +491,10 @@ impl EventBus {
         let stats = &self.inner.dispatcher.stats;
         if self.inner.closed.load(Ordering::Acquire) {
             stats.publish_errors.fetch_add(1, Ordering::Relaxed);
-            return Err(PublishError::new(ErrorKind::Closed, "the bus has been shut down"));
+            return Err(PublishError::new(
+                ErrorKind::Closed,
+                "the bus has been shut down",
+            ));
         }
         if payload.len() > self.inner.max_message_size {
             stats.publish_errors.fetch_add(1, Ordering::Relaxed);
@@ -531,7 +537,10 @@ impl EventBus {
         options: HandlerOptions,
     ) -> Result<Subscription, SubscribeError> {
         if self.inner.closed.load(Ordering::Acquire) {
-            return Err(SubscribeError::new(ErrorKind::Closed, "the bus has been shut down"));
+            return Err(SubscribeError::new(
+                ErrorKind::Closed,
+                "the bus has been shut down",
+            ));
         }
         let name = handler_name::<H>(&options);
         let spec = handler.spec();
@@ -543,9 +552,9 @@ impl EventBus {
         }
         let erased = handler.into_erased();
         let ids: Vec<TypeId> = self.inner.state.values.keys().copied().collect();
-        erased
-            .check(&StateMapView(&ids))
-            .map_err(|why| SubscribeError::new(ErrorKind::Config, format!("handler `{name}`: {why}")))?;
+        erased.check(&StateMapView(&ids)).map_err(|why| {
+            SubscribeError::new(ErrorKind::Config, format!("handler `{name}`: {why}"))
+        })?;
         let (slot, fresh) = self.register(PendingHandler {
             spec,
             handler: erased,
@@ -719,7 +728,10 @@ impl EventBus {
         }
         report.drained = handled(&slots).saturating_sub(before);
         if report.unprocessed > 0 {
-            tracing::warn!(unprocessed = report.unprocessed, "shutdown left events unprocessed");
+            tracing::warn!(
+                unprocessed = report.unprocessed,
+                "shutdown left events unprocessed"
+            );
             Err(ShutdownError { report })
         } else {
             Ok(report)

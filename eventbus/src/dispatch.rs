@@ -537,9 +537,8 @@ async fn attempt_once(
     ctx: &HandlerContext,
     delivery: &mut Delivery,
 ) -> Result<(), FailureCause> {
-    let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-        slot.handler.call(delivery, ctx)
-    })) {
+    let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| slot.handler.call(delivery, ctx)))
+    {
         Err(panic) => return Err(FailureCause::Panic(panic_message(&*panic))),
         Ok(Err(why)) => return Err(FailureCause::Extract(why)),
         Ok(Ok(fut)) => AssertUnwindSafe(fut).catch_unwind(),
@@ -586,8 +585,7 @@ async fn dead_letter(
         attempts,
         payload: delivery.message.payload.clone(),
     };
-    match tokio::time::timeout(Duration::from_secs(5), transport.store_dead_letter(&letter)).await
-    {
+    match tokio::time::timeout(Duration::from_secs(5), transport.store_dead_letter(&letter)).await {
         Ok(Ok(_)) => {
             slot.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
         }

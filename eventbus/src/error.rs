@@ -242,7 +242,10 @@ impl fmt::Display for Failure {
             Failure::Decode(d) => d.fmt(f),
             Failure::Overflow(o) => o.fmt(f),
             Failure::DeadLetter { handler, error } => {
-                write!(f, "dead letter of handler `{handler}` could not be stored: {error}")
+                write!(
+                    f,
+                    "dead letter of handler `{handler}` could not be stored: {error}"
+                )
             }
         }
     }

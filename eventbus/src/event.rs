@@ -209,7 +209,15 @@ mod tests {
     fn names_are_checked() {
         assert!(check_name("event type", "user_created").is_ok());
         assert!(check_name("event type", "").unwrap_err().contains("empty"));
-        assert!(check_name("channel", "a b").unwrap_err().contains("whitespace"));
-        assert!(check_name("channel", "events:*").unwrap_err().contains("'*'"));
+        assert!(
+            check_name("channel", "a b")
+                .unwrap_err()
+                .contains("whitespace")
+        );
+        assert!(
+            check_name("channel", "events:*")
+                .unwrap_err()
+                .contains("'*'")
+        );
     }
 }

@@ -20,11 +20,11 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::{Arc, Weak};
 
+use crate::Topic;
 use crate::bus::{BusInner, EventBus};
 use crate::envelope::{DecodeError, Envelope, RawEnvelope};
 use crate::event::Event;
 use crate::transport::{BoxError, BoxFuture, Message};
-use crate::Topic;
 
 /// Decodes a raw envelope into the payload of one argument type.
 pub(crate) type DecodeFn = fn(&RawEnvelope) -> Result<Arc<dyn Any + Send + Sync>, DecodeError>;

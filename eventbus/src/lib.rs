@@ -19,8 +19,8 @@ pub use bus::{
 };
 pub use envelope::{DecodeError, EncodeError, Envelope, RawEnvelope};
 pub use error::{
-    ConnectError, DecodeFailure, ErrorKind, Failure, FailureCause, HandlerFailure,
-    OverflowFailure, PublishError, ShutdownError, ShutdownReport, SubscribeError,
+    ConnectError, DecodeFailure, ErrorKind, Failure, FailureCause, HandlerFailure, OverflowFailure,
+    PublishError, ShutdownError, ShutdownReport, SubscribeError,
 };
 pub use event::{Event, Topic};
 pub use handler::{EventArg, FromContext, Handler, HandlerContext, HandlerResult, State};

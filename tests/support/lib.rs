@@ -71,3 +71,55 @@ macro_rules! on_both_transports {
         }
     };
 }
+
+/// Polls `check` every 5 ms until it holds or `within` passes; returns whether it held.
+pub async fn wait_for(within: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Collects what handlers saw, for assertions.
+#[derive(Debug, Clone, Default)]
+pub struct Seen<T> {
+    items: std::sync::Arc<std::sync::Mutex<Vec<T>>>,
+}
+
+impl<T: Clone> Seen<T> {
+    /// An empty collector.
+    pub fn new() -> Self {
+        Seen {
+            items: Default::default(),
+        }
+    }
+
+    /// Records one item.
+    pub fn push(&self, item: T) {
+        self.items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(item);
+    }
+
+    /// How many items were recorded.
+    pub fn len(&self) -> usize {
+        self.items.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of what was recorded, in order.
+    pub fn snapshot(&self) -> Vec<T> {
+        self.items.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

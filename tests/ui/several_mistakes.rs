@@ -16,5 +16,7 @@ fn publish<E: Event>(_event: E) -> &'static str {
 }
 
 fn main() {
-    publish(OrderPlaced { order_id: String::new() });
+    publish(OrderPlaced {
+        order_id: String::new(),
+    });
 }

@@ -1,5 +1,4 @@
 use eventbus::Event;
-use serde::{Deserialize, Serialize};
 
 #[derive(Event)]
 union Bits {

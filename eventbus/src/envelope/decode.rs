@@ -5,8 +5,8 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -268,8 +268,7 @@ fn header(mut m: Members) -> Result<RawEnvelope, DecodeError> {
         None => time::now(),
     };
     // The default is held as `None`, as in a new envelope, so that envelopes decode equal.
-    let datacontenttype =
-        string(&mut m, Attr::DataContentType)?.filter(|t| t != JSON_CONTENT_TYPE);
+    let datacontenttype = string(&mut m, Attr::DataContentType)?.filter(|t| t != JSON_CONTENT_TYPE);
     let dataversion = string_or_integer(&mut m, Attr::DataVersion)?;
     let correlationid = string_or_integer(&mut m, Attr::CorrelationId)?;
     let causationid = string_or_integer(&mut m, Attr::CausationId)?;

@@ -1,8 +1,8 @@
 //! Writing the envelope: a `Serialize` over borrowed parts, streamed by serde_json into the
 //! output buffer, attributes in wire order.
 
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 
 use super::time::{self, TIME_LEN};
 use super::{DEFAULT_SOURCE, EncodeError, Envelope, JSON_CONTENT_TYPE, SPECVERSION};

@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::glob::glob_match;
-use super::{
-    BoxFuture, DeadLetter, Inbound, Message, Transport, TransportError, ErrorKind,
-};
+use super::{BoxFuture, DeadLetter, ErrorKind, Inbound, Message, Transport, TransportError};
 use crate::Topic;
 
 /// A shared in-process hub: the "server" of the memory transport.
@@ -95,9 +93,9 @@ impl MemoryTransport {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push(member.clone());
-        member.inbound.connection(super::ConnectionEvent::Connected {
-            role: "subscriber",
-        });
+        member
+            .inbound
+            .connection(super::ConnectionEvent::Connected { role: "subscriber" });
         Ok(MemoryTransport {
             name: if name.is_empty() {
                 format!("(private #{id})")
@@ -209,10 +207,7 @@ impl Transport for MemoryTransport {
         })
     }
 
-    fn unsubscribe<'a>(
-        &'a self,
-        topics: &'a [Topic],
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
+    fn unsubscribe<'a>(&'a self, topics: &'a [Topic]) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move {
             for t in topics {
                 match t {

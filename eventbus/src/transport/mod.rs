@@ -226,8 +226,7 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     fn subscribe<'a>(&'a self, topics: &'a [Topic]) -> BoxFuture<'a, Result<(), TransportError>>;
 
     /// Unsubscribes from topics.
-    fn unsubscribe<'a>(&'a self, topics: &'a [Topic])
-    -> BoxFuture<'a, Result<(), TransportError>>;
+    fn unsubscribe<'a>(&'a self, topics: &'a [Topic]) -> BoxFuture<'a, Result<(), TransportError>>;
 
     /// Checks the server answers; returns the round-trip time.
     fn ping(&self) -> BoxFuture<'_, Result<Duration, TransportError>>;

@@ -1,0 +1,354 @@
+//! Properties of the envelope: every event value survives encode → decode, and no input makes
+//! parsing or decoding panic.
+
+use eventbus::{Envelope, Event, RawEnvelope};
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Sample {
+    text: String,
+    tags: Vec<String>,
+    count: u64,
+    delta: i64,
+    ratio: f64,
+    maybe: Option<String>,
+    nested: Inner,
+    more: Option<Vec<Inner>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Inner {
+    flag: bool,
+    small: i32,
+    values: Vec<f64>,
+    label: Option<String>,
+}
+
+impl Event for Sample {
+    const TYPE: &'static str = "sample";
+    const VERSION: u32 = 3;
+    const CHANNEL: &'static str = "events:sample";
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 256,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Finite floats of every kind: normal, subnormal, zero, of either sign.
+fn finite() -> impl Strategy<Value = f64> {
+    use proptest::num::f64::{NEGATIVE, NORMAL, POSITIVE, SUBNORMAL, ZERO};
+    POSITIVE | NEGATIVE | NORMAL | SUBNORMAL | ZERO
+}
+
+/// Text with quotes, backslashes, control characters and any Unicode.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[\"\\\\/\\n\\t\\u{0}\\u{1f}\\u{7f}a-zé漢🦀\\u{2028}\\u{fffd}]{0,16}",
+    ]
+}
+
+fn inner() -> impl Strategy<Value = Inner> {
+    (
+        any::<bool>(),
+        any::<i32>(),
+        prop::collection::vec(finite(), 0..4),
+        prop::option::of(text()),
+    )
+        .prop_map(|(flag, small, values, label)| Inner {
+            flag,
+            small,
+            values,
+            label,
+        })
+}
+
+fn sample() -> impl Strategy<Value = Sample> {
+    (
+        text(),
+        prop::collection::vec(text(), 0..4),
+        any::<u64>(),
+        any::<i64>(),
+        finite(),
+        prop::option::of(text()),
+        inner(),
+        prop::option::of(prop::collection::vec(inner(), 0..3)),
+    )
+        .prop_map(
+            |(text, tags, count, delta, ratio, maybe, nested, more)| Sample {
+                text,
+                tags,
+                count,
+                delta,
+                ratio,
+                maybe,
+                nested,
+                more,
+            },
+        )
+}
+
+/// An extension name and a value CloudEvents allows.
+fn extension() -> impl Strategy<Value = (String, Value)> {
+    (
+        "[a-z][a-z0-9]{0,10}",
+        prop_oneof![
+            text().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<bool>().prop_map(Value::from),
+        ],
+    )
+}
+
+/// Any JSON value, a few levels deep.
+fn json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        finite().prop_map(Value::from),
+        text().prop_map(Value::from),
+        // Strings that look like the attributes' forms.
+        "[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:?[0-9]{2})?"
+            .prop_map(Value::from),
+        Just(Value::from("1.0")),
+        Just(Value::from("sample")),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(text(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Member names a message might have: the attributes, near misses, and anything.
+fn member_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "specversion",
+            "id",
+            "source",
+            "type",
+            "time",
+            "timestamp",
+            "datacontenttype",
+            "data",
+            "dataversion",
+            "correlationid",
+            "causationid",
+            "traceparent",
+            "data_base64",
+            "subject",
+            "Type",
+        ])
+        .prop_map(str::to_owned),
+        text(),
+    ]
+}
+
+/// A JSON object shaped like a message, then perhaps damaged.
+fn message_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let object = prop::collection::vec((member_name(), json()), 0..10).prop_map(|members| {
+        let mut map = Map::new();
+        for (name, value) in members {
+            map.insert(name, value);
+        }
+        serde_json::to_vec(&Value::Object(map)).expect("a value serializes")
+    });
+    (
+        object,
+        prop::collection::vec((any::<usize>(), any::<u8>()), 0..3),
+    )
+        .prop_map(|(mut bytes, damage)| {
+            for (at, byte) in damage {
+                if !bytes.is_empty() {
+                    let at = at % bytes.len();
+                    bytes[at] = byte;
+                }
+            }
+            bytes
+        })
+}
+
+/// Floats equal to within a few ulps (a relative error below 4e-15 for normal numbers).
+///
+/// serde_json without its `float_roundtrip` feature reads some floats back an ulp or two off,
+/// and a value that goes through `serde_json::Value` and back twice can drift a few ulps (see
+/// `floats_round_trip_exactly`). Anything really wrong, such as an `f32` on the way, is millions
+/// of ulps off; everything but floats must be exact.
+fn close(a: f64, b: f64) -> bool {
+    a == b
+        || (a.is_sign_negative() == b.is_sign_negative() && a.to_bits().abs_diff(b.to_bits()) <= 16)
+}
+
+fn same_floats(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| close(*x, *y))
+}
+
+fn same_inner(a: &Inner, b: &Inner) -> bool {
+    a.flag == b.flag
+        && a.small == b.small
+        && a.label == b.label
+        && same_floats(&a.values, &b.values)
+}
+
+fn same_sample(a: &Sample, b: &Sample) -> bool {
+    a.text == b.text
+        && a.tags == b.tags
+        && a.count == b.count
+        && a.delta == b.delta
+        && close(a.ratio, b.ratio)
+        && a.maybe == b.maybe
+        && same_inner(&a.nested, &b.nested)
+        && match (&a.more, &b.more) {
+            (None, None) => true,
+            (Some(x), Some(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_inner(p, q))
+            }
+            _ => false,
+        }
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            matches!((x.as_f64(), y.as_f64()), (Some(p), Some(q)) if close(p, q))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((k, p), (l, q))| k == l && same_value(p, q))
+        }
+        _ => a == b,
+    }
+}
+
+/// Equal headers, and data equal but for the last bits of floats.
+fn assert_same<T: Clone + std::fmt::Debug>(
+    a: &Envelope<T>,
+    b: &Envelope<T>,
+    same: impl Fn(&T, &T) -> bool,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(a.clone().into_parts().0, b.clone().into_parts().0);
+    prop_assert!(
+        same(a.data(), b.data()),
+        "{:?}\n!=\n{:?}",
+        a.data(),
+        b.data()
+    );
+    Ok(())
+}
+
+/// Parses and decodes every way the bus does; only panics would fail.
+fn read_every_way(bytes: &[u8]) {
+    if let Ok(raw) = RawEnvelope::parse(bytes) {
+        let _ = raw.decode::<Sample>();
+        let _ = raw.decode_data::<Sample>();
+        let _ = raw.to_value();
+        let _ = raw.encode();
+        let _ = raw.clone().into_parts();
+    }
+    let _ = Envelope::<Sample>::decode(bytes);
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn every_event_round_trips(
+        data in sample(),
+        source in "[a-z./-]{1,20}",
+        correlation in prop::option::of(text()),
+        extensions in prop::collection::vec(extension(), 0..4),
+    ) {
+        let mut envelope = Envelope::new(data).with_source(source);
+        if let Some(id) = correlation {
+            envelope = envelope.with_correlation_id(id);
+        }
+        for (name, value) in extensions {
+            envelope = envelope.with_extension(name, value).expect("a valid extension");
+        }
+        let bytes = envelope.encode().expect("encodes");
+        let decoded = Envelope::<Sample>::decode(&bytes).expect("decodes");
+        assert_same(&decoded, &envelope, same_sample)?;
+        // Through the raw path and the untyped path too.
+        let raw = RawEnvelope::parse(&bytes).expect("parses");
+        assert_same(&raw.decode::<Sample>().expect("decodes"), &envelope, same_sample)?;
+        prop_assert_eq!(raw.encode().expect("re-encodes"), bytes);
+        let untyped = raw.to_value().expect("a value").encode_untyped().expect("encodes");
+        let decoded = Envelope::<Sample>::decode(&untyped).expect("decodes");
+        assert_same(&decoded, &envelope, same_sample)?;
+    }
+
+    #[test]
+    fn whatever_parses_reads_back_the_same(bytes in message_bytes()) {
+        // Decoding is idempotent through our own encoding: decode(encode(decode(x))) == decode(x).
+        if let Ok(raw) = RawEnvelope::parse(&bytes) {
+            if let Ok(value) = raw.to_value() {
+                let again = RawEnvelope::parse(&value.encode_untyped().expect("encodes"))
+                    .expect("our output parses");
+                assert_same(&again.to_value().expect("a value"), &value, same_value)?;
+            }
+        }
+        read_every_way(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        read_every_way(&bytes);
+    }
+
+    #[test]
+    fn json_ish_text_never_panics(text in "[\\[\\]{}\":,0-9a-zA-Z\\\\ .eE+\\-\u{e9}\u{ff}]{0,200}") {
+        read_every_way(text.as_bytes());
+        // Inside a message, around `data` and in an attribute.
+        read_every_way(format!(r#"{{"type":"sample","data":{text}}}"#).as_bytes());
+        read_every_way(format!(r#"{{"type":"sample","time":{text},"data":{{}}}}"#).as_bytes());
+    }
+}
+
+/// Floats must survive the wire bit for bit (`OrderPlaced.total`). serde_json parses some of
+/// them one ulp off unless its `float_roundtrip` feature is enabled; un-ignore this test when
+/// the workspace enables it.
+#[test]
+#[ignore = "needs serde_json's float_roundtrip feature in the workspace dependencies"]
+fn floats_round_trip_exactly() {
+    for f in [
+        -7.750_778_457_894_169e-221,
+        0.1,
+        99.99,
+        1e300,
+        5e-324,
+        f64::MAX,
+    ] {
+        let envelope = Envelope::new(Sample {
+            text: String::new(),
+            tags: vec![],
+            count: 0,
+            delta: 0,
+            ratio: f,
+            maybe: None,
+            nested: Inner {
+                flag: false,
+                small: 0,
+                values: vec![f],
+                label: None,
+            },
+            more: None,
+        });
+        let decoded = Envelope::<Sample>::decode(&envelope.encode().unwrap()).unwrap();
+        assert_eq!(decoded.data().ratio.to_bits(), f.to_bits(), "{f:e}");
+    }
+}
