@@ -363,7 +363,6 @@ mod no_prelude {
 #[test]
 fn generated_code_uses_absolute_paths() {
     assert_eq!(no_prelude::Bare(1).channel(), "bare:1");
-    use eventbus::Event as _;
     let event = shadowing::Shadowed { id: 5 };
     assert_eq!(event.channel(), "shadow:5");
     assert_eq!(shadowing::Shadowed::PATTERN, Some("shadow:*"));

@@ -32,11 +32,13 @@ impl Event for Sample {
     const CHANNEL: &'static str = "events:sample";
 }
 
+/// 256 cases, so the suite stays fast; `PROPTEST_CASES=N` runs more.
 fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 256,
-        ..ProptestConfig::default()
+    let mut config = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = 256;
     }
+    config
 }
 
 /// Finite floats of every kind: normal, subnormal, zero, of either sign.

@@ -108,7 +108,7 @@ impl Parser<'_> {
     /// Parses one `key = value` item.
     fn item(&mut self, tokens: Vec<TokenTree>) {
         let cx = self.cx;
-        let TokenTree::Ident(key_ident) = &tokens[0] else {
+        let Some(TokenTree::Ident(key_ident)) = tokens.first() else {
             cx.error_spanned_by(
                 TokenStream::from_iter(tokens),
                 format!("expected `key = value`, where the key is one of {}", keys()),

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. Installs what the tests need when it is missing:
+# redis-server/redis-cli/redis-benchmark (Debian packages) and a Python venv with redis-py
+# for the interoperability tests. Every test starts its own throwaway redis-server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_redis=0
+for tool in redis-server redis-cli redis-benchmark; do
+  command -v "$tool" >/dev/null 2>&1 || need_redis=1
+done
+if [ "$need_redis" = 1 ]; then
+  echo "==> installing redis-server and redis-tools"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+# A packaged redis-server may have been started as a service; the tests never use it.
+
+scripts/python-env.sh
+
+echo "==> cargo test --workspace"
+cargo test --workspace "$@"
