@@ -567,11 +567,11 @@ impl EventBus {
             topics: slot.topics.clone(),
             active: true,
         };
-        if !fresh.is_empty() {
-            if let Err(e) = self.inner.transport.subscribe(&fresh).await {
-                sub.end_now();
-                return Err(e.into());
-            }
+        if !fresh.is_empty()
+            && let Err(e) = self.inner.transport.subscribe(&fresh).await
+        {
+            sub.end_now();
+            return Err(e.into());
         }
         Ok(sub)
     }

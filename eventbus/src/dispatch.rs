@@ -281,7 +281,7 @@ impl Dispatcher {
         slot.stats.received.fetch_add(1, Ordering::Relaxed);
         if let Some(dropped) = slot.queue.push(delivery) {
             let total = slot.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if total == 1 || total % 1000 == 0 {
+            if total == 1 || total.is_multiple_of(1000) {
                 self.report(Failure::Overflow(OverflowFailure {
                     handler: slot.name.clone(),
                     event_id: dropped.event_id().map(str::to_owned),

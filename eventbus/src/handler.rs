@@ -77,12 +77,11 @@ impl Delivery {
         &mut self,
         decode: impl FnOnce(&RawEnvelope) -> Result<T, DecodeError>,
     ) -> Result<T, DecodeError> {
-        if let Some(shared) = self.decoded.take() {
-            if let Ok(typed) = shared.downcast::<T>() {
-                if let Ok(owned) = Arc::try_unwrap(typed) {
-                    return Ok(owned);
-                }
-            }
+        if let Some(shared) = self.decoded.take()
+            && let Ok(typed) = shared.downcast::<T>()
+            && let Ok(owned) = Arc::try_unwrap(typed)
+        {
+            return Ok(owned);
         }
         match &self.raw {
             Some(raw) => decode(raw),

@@ -57,11 +57,12 @@ impl Histogram {
         };
         LatencySnapshot {
             count,
-            mean: if count == 0 {
-                Duration::ZERO
-            } else {
-                Duration::from_micros(self.sum_micros.load(Ordering::Relaxed) / count)
-            },
+            mean: Duration::from_micros(
+                self.sum_micros
+                    .load(Ordering::Relaxed)
+                    .checked_div(count)
+                    .unwrap_or(0),
+            ),
             p50: quantile(0.50),
             p99: quantile(0.99),
             max_bucket: quantile(1.0),

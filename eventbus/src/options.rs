@@ -19,6 +19,8 @@ pub enum Overflow {
     DropOldest,
 }
 
+type RetryIf = Arc<dyn Fn(&FailureCause) -> bool + Send + Sync>;
+
 /// When and how often a failed handler run is tried again.
 ///
 /// Backoff grows exponentially from `initial_backoff` up to `max_backoff`, with full jitter
@@ -29,7 +31,7 @@ pub struct RetryPolicy {
     pub(crate) max_attempts: u32,
     pub(crate) initial_backoff: Duration,
     pub(crate) max_backoff: Duration,
-    pub(crate) retry_if: Option<Arc<dyn Fn(&FailureCause) -> bool + Send + Sync>>,
+    pub(crate) retry_if: Option<RetryIf>,
 }
 
 impl fmt::Debug for RetryPolicy {

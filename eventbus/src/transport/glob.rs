@@ -51,12 +51,10 @@ fn matches(mut p: &[u8], mut s: &[u8]) -> bool {
                         continue;
                     }
                 }
-                b'\\' if prest.len() >= 1 && !s.is_empty() => {
-                    if prest[0] == s[0] {
-                        p = &prest[1..];
-                        s = &s[1..];
-                        continue;
-                    }
+                b'\\' if !prest.is_empty() && !s.is_empty() && prest[0] == s[0] => {
+                    p = &prest[1..];
+                    s = &s[1..];
+                    continue;
                 }
                 c if c != b'?' && c != b'[' && c != b'\\' && !s.is_empty() && c == s[0] => {
                     p = prest;
