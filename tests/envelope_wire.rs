@@ -556,7 +556,7 @@ fn invalid_attributes_name_the_attribute() {
         ),
         (
             r#"{"type":"ping","timestamp":1795245060123}"#,
-            "invalid `timestamp` attribute: `1795245060123` is outside the years 0000 to 9999 (numbers are read as seconds)",
+            "invalid `timestamp` attribute: `1795245060123` is outside the years 0000 to 9999 (numbers are read as Unix seconds)",
         ),
         (
             r#"{"type":"ping","id":1.5}"#,

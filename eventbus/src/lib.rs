@@ -12,12 +12,13 @@ mod options;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod transport;
+pub mod observe;
 
 pub use bus::{
     DEFAULT_MAX_MESSAGE_SIZE, EventBus, EventBusBuilder, EventStream, PublishOptions,
     PublishReceipt, Subscription, shutdown_signal,
 };
-pub use envelope::{DecodeError, EncodeError, Envelope, RawEnvelope};
+pub use envelope::{DecodeError, EncodeError, Envelope, ExtensionError, RawEnvelope};
 pub use error::{
     ConnectError, DecodeFailure, ErrorKind, Failure, FailureCause, HandlerFailure, OverflowFailure,
     PublishError, ShutdownError, ShutdownReport, SubscribeError,
@@ -27,6 +28,7 @@ pub use handler::{EventArg, FromContext, Handler, HandlerContext, HandlerResult,
 pub use metrics::{EventTypeMetrics, HandlerMetrics, LatencySnapshot, Metrics};
 pub use options::{HandlerOptions, Overflow, RetryPolicy};
 pub use transport::{ConnectionEvent, DeadLetter, Message};
+pub use {metrics::LatencyBuckets, observe::EventContext};
 
 /// `#[derive(Event)]`: implements [`Event`] for a struct or enum. See [`Event`] for the attributes.
 #[cfg(feature = "derive")]

@@ -3,16 +3,15 @@
 //! finding its end), and every other member goes into the extensions. The values are then
 //! checked and converted into the header, with the tolerance the wire contract promises.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
-use super::{
-    DecodeError, Envelope, JSON_CONTENT_TYPE, RawEnvelope, SPECVERSION, kind, new_id, time,
-};
+use super::{DecodeError, Envelope, JSON_CONTENT_TYPE, RawEnvelope, SPECVERSION, time};
 
 /// The attributes read into fields, `data` aside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,32 +106,138 @@ impl Visitor<'_> for KeyVisitor {
     }
 }
 
+/// An attribute's value. Strings borrow from the message when they have no escapes, so that
+/// `specversion`, `time` and `datacontenttype` are checked without allocating.
+#[derive(Debug)]
+enum Field<'de> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    Str(Cow<'de, str>),
+    /// Arrays and objects: never valid for a known attribute, but kept for the message and for
+    /// `timestamp`, which becomes an extension when `time` is present.
+    Other(Box<Value>),
+}
+
+impl Field<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Field::Null => "null",
+            Field::Bool(_) => "a boolean",
+            Field::Number(_) => "a number",
+            Field::Str(_) => "a string",
+            Field::Other(value) => super::kind(value),
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Field::Null => Value::Null,
+            Field::Bool(b) => Value::Bool(b),
+            Field::Number(n) => Value::Number(n),
+            Field::Str(s) => Value::String(s.into_owned()),
+            Field::Other(value) => *value,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Field<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FieldVisitor)
+    }
+}
+
+struct FieldVisitor;
+
+impl<'de> Visitor<'de> for FieldVisitor {
+    type Value = Field<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Field<'de>, E> {
+        Ok(Field::Null)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Field<'de>, E> {
+        Ok(Field::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Field<'de>, E> {
+        Ok(Field::Number(v.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Field<'de>, E> {
+        Ok(Field::Number(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Field<'de>, E> {
+        // serde_json never produces a non-finite float.
+        Ok(Number::from_f64(v).map_or(Field::Null, Field::Number))
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Owned(v)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field<'de>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Value>()? {
+            items.push(item);
+        }
+        Ok(Field::Other(Box::new(Value::Array(items))))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field<'de>, A::Error> {
+        let mut members = Map::new();
+        while let Some((name, value)) = map.next_entry::<String, Value>()? {
+            members.insert(name, value);
+        }
+        Ok(Field::Other(Box::new(Value::Object(members))))
+    }
+}
+
 /// The members of a message object, before checking.
 #[derive(Default)]
-struct Members {
-    attrs: [Option<Value>; ATTRS],
+struct Members<'de> {
+    attrs: [Option<Field<'de>>; ATTRS],
     data: Option<Box<RawValue>>,
     extensions: Map<String, Value>,
     /// The first member name seen twice.
     duplicate: Option<String>,
 }
 
-impl Members {
-    fn take(&mut self, attr: Attr) -> Option<Value> {
+impl<'de> Members<'de> {
+    fn take(&mut self, attr: Attr) -> Option<Field<'de>> {
         // `null` counts as absent.
-        self.attrs[attr as usize].take().filter(|v| !v.is_null())
+        self.attrs[attr as usize]
+            .take()
+            .filter(|v| !matches!(v, Field::Null))
     }
 }
 
-/// What the top-level JSON value was.
+/// What the top-level JSON value was; an object's members are in the visitor's `Members`.
 enum Message {
-    Object(Box<Members>),
+    Object,
     NotObject(&'static str),
 }
 
-struct MessageVisitor;
+/// Reads the top-level value, filling in `members` (held by the caller, so that the large
+/// struct is never moved).
+struct MessageVisitor<'a, 'de> {
+    members: &'a mut Members<'de>,
+}
 
-impl<'de> Visitor<'de> for MessageVisitor {
+impl<'de> Visitor<'de> for MessageVisitor<'_, 'de> {
     type Value = Message;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -140,7 +245,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
-        let mut m = Box::<Members>::default();
+        let m = self.members;
         while let Some(key) = map.next_key::<Key>()? {
             match key {
                 Key::Data => {
@@ -152,7 +257,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
                     }
                 }
                 Key::Attr(attr) => {
-                    let value: Value = map.next_value()?;
+                    let value: Field<'de> = map.next_value()?;
                     let slot = &mut m.attrs[attr as usize];
                     if slot.is_some() {
                         m.duplicate.get_or_insert_with(|| attr.name().to_owned());
@@ -170,7 +275,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
                 }
             }
         }
-        Ok(Message::Object(m))
+        Ok(Message::Object)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Message, A::Error> {
@@ -206,8 +311,11 @@ impl<'de> Visitor<'de> for MessageVisitor {
 /// Parses a message into its header and raw data.
 pub(super) fn parse(bytes: &[u8]) -> Result<RawEnvelope, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
+    let mut members = Members::default();
     let message = de
-        .deserialize_any(MessageVisitor)
+        .deserialize_any(MessageVisitor {
+            members: &mut members,
+        })
         .and_then(|message| de.end().map(|()| message))
         .map_err(|e| match std::str::from_utf8(bytes) {
             Err(utf8) => DecodeError::NotUtf8 {
@@ -216,63 +324,59 @@ pub(super) fn parse(bytes: &[u8]) -> Result<RawEnvelope, DecodeError> {
             Ok(_) => DecodeError::NotJson(e.to_string()),
         })?;
     match message {
-        Message::Object(members) => header(*members),
+        Message::Object => header(members),
         Message::NotObject(found) => Err(DecodeError::NotAnObject { found }),
     }
 }
 
 /// Checks and converts the members into a header.
-fn header(mut m: Members) -> Result<RawEnvelope, DecodeError> {
+fn header(mut m: Members<'_>) -> Result<RawEnvelope, DecodeError> {
     if let Some(name) = m.duplicate {
         return Err(DecodeError::attribute(&name, "appears more than once"));
     }
-    if let Some(version) = m.take(Attr::SpecVersion) {
-        match version {
-            Value::String(v) if v == SPECVERSION => {}
-            Value::String(v) => return Err(DecodeError::UnsupportedSpecVersion(v)),
-            other => return Err(expected("specversion", "a string", &other)),
-        }
+    match m.take(Attr::SpecVersion) {
+        None => {}
+        Some(Field::Str(v)) if v == SPECVERSION => {}
+        Some(Field::Str(v)) => return Err(DecodeError::UnsupportedSpecVersion(v.into_owned())),
+        Some(other) => return Err(expected(Attr::SpecVersion, "a string", &other)),
     }
     let event_type = match m.take(Attr::Type) {
         None => return Err(DecodeError::MissingType),
-        Some(Value::String(t)) if t.is_empty() => {
+        Some(Field::Str(t)) if t.is_empty() => {
             return Err(DecodeError::attribute("type", "must not be empty"));
         }
-        Some(Value::String(t)) => t,
-        Some(other) => return Err(expected("type", "a string", &other)),
+        Some(Field::Str(t)) => t.into_owned(),
+        Some(other) => return Err(expected(Attr::Type, "a string", &other)),
     };
     let id = match string_or_integer(&mut m, Attr::Id)? {
-        None => new_id(),
+        None => time::new_id(),
         Some(id) if id.is_empty() => {
             return Err(DecodeError::attribute("id", "must not be empty"));
         }
         Some(id) => id,
     };
-    let source = string(&mut m, Attr::Source)?.unwrap_or_default();
+    let source = string(&mut m, Attr::Source)?.map_or_else(String::new, Cow::into_owned);
     // `time` wins; the plain shape's `timestamp` stands in for it, and is an ordinary extension
     // when both are present.
-    let time_value = match (m.take(Attr::Time), m.take(Attr::Timestamp)) {
+    let time = match (m.take(Attr::Time), m.take(Attr::Timestamp)) {
         (Some(time), timestamp) => {
             if let Some(timestamp) = timestamp {
-                m.extensions.insert("timestamp".to_owned(), timestamp);
+                m.extensions
+                    .insert("timestamp".to_owned(), timestamp.into_value());
             }
-            Some((Attr::Time, time))
+            read_time(Attr::Time, &time)?
         }
-        (None, Some(timestamp)) => Some((Attr::Timestamp, timestamp)),
-        (None, None) => None,
-    };
-    let time = match time_value {
-        Some((attr, value)) => {
-            time::parse(&value).map_err(|reason| DecodeError::attribute(attr.name(), reason))?
-        }
-        None => time::now(),
+        (None, Some(timestamp)) => read_time(Attr::Timestamp, &timestamp)?,
+        (None, None) => time::now(),
     };
     // The default is held as `None`, as in a new envelope, so that envelopes decode equal.
-    let datacontenttype = string(&mut m, Attr::DataContentType)?.filter(|t| t != JSON_CONTENT_TYPE);
+    let datacontenttype = string(&mut m, Attr::DataContentType)?
+        .filter(|t| t != JSON_CONTENT_TYPE)
+        .map(Cow::into_owned);
     let dataversion = string_or_integer(&mut m, Attr::DataVersion)?;
     let correlationid = string_or_integer(&mut m, Attr::CorrelationId)?;
     let causationid = string_or_integer(&mut m, Attr::CausationId)?;
-    let traceparent = string(&mut m, Attr::TraceParent)?;
+    let traceparent = string(&mut m, Attr::TraceParent)?.map(Cow::into_owned);
     let data = match m.data {
         Some(data) => data,
         None if m.extensions.contains_key("data_base64") => {
@@ -299,30 +403,45 @@ fn header(mut m: Members) -> Result<RawEnvelope, DecodeError> {
     Ok(RawEnvelope { header, data })
 }
 
-fn string(m: &mut Members, attr: Attr) -> Result<Option<String>, DecodeError> {
+fn read_time(attr: Attr, value: &Field<'_>) -> Result<chrono::DateTime<chrono::Utc>, DecodeError> {
+    match value {
+        Field::Str(s) => time::parse_str(s),
+        Field::Number(n) => time::parse_epoch(n),
+        other => Err(format!(
+            "expected a date-time string or a number of Unix seconds, found {}",
+            other.kind()
+        )),
+    }
+    .map_err(|reason| DecodeError::attribute(attr.name(), reason))
+}
+
+fn string<'de>(m: &mut Members<'de>, attr: Attr) -> Result<Option<Cow<'de, str>>, DecodeError> {
     match m.take(attr) {
         None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(expected(attr.name(), "a string", &other)),
+        Some(Field::Str(s)) => Ok(Some(s)),
+        Some(other) => Err(expected(attr, "a string", &other)),
     }
 }
 
 /// A string, or an integer read as its decimal string (`"id": 42` from plain publishers).
-fn string_or_integer(m: &mut Members, attr: Attr) -> Result<Option<String>, DecodeError> {
+fn string_or_integer(m: &mut Members<'_>, attr: Attr) -> Result<Option<String>, DecodeError> {
     match m.take(attr) {
         None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
-        Some(Value::Number(n)) => Err(DecodeError::attribute(
+        Some(Field::Str(s)) => Ok(Some(s.into_owned())),
+        Some(Field::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+        Some(Field::Number(n)) => Err(DecodeError::attribute(
             attr.name(),
             format!("expected a string or an integer, found the number {n}"),
         )),
-        Some(other) => Err(expected(attr.name(), "a string or an integer", &other)),
+        Some(other) => Err(expected(attr, "a string or an integer", &other)),
     }
 }
 
-fn expected(name: &str, what: &str, found: &Value) -> DecodeError {
-    DecodeError::attribute(name, format!("expected {what}, found {}", kind(found)))
+fn expected(attr: Attr, what: &str, found: &Field<'_>) -> DecodeError {
+    DecodeError::attribute(
+        attr.name(),
+        format!("expected {what}, found {}", found.kind()),
+    )
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
-//! The `time` attribute: written as RFC 3339 UTC with microseconds, read from the forms that
-//! publishers in the wild send.
+//! The `time` attribute, written as RFC 3339 UTC with microseconds and read from the forms that
+//! publishers in the wild send; and the clock behind new ids and times.
 
-use chrono::{DateTime, Datelike, NaiveDateTime, SubsecRound, Timelike, Utc};
-use serde_json::{Number, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::kind;
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, SubsecRound, TimeDelta, Timelike, Utc};
+use serde_json::Number;
 
 /// The length of `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 pub(super) const TIME_LEN: usize = 27;
@@ -12,18 +13,81 @@ pub(super) const TIME_LEN: usize = 27;
 /// The years RFC 3339 can write.
 const YEARS: std::ops::RangeInclusive<i32> = 0..=9999;
 
-/// Seconds past which a number is probably milliseconds (the year 5138).
-const MILLIS_HINT: f64 = 1e11;
-
-/// Zoned forms tried after RFC 3339: offsets without a colon (`+0000`), as `strftime("%z")` writes.
-const ZONED: [&str; 2] = ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"];
-
-/// Zone-less forms, read as UTC: Python's `datetime.utcnow().isoformat()` and `str(datetime)`.
-const NAIVE: [&str; 2] = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"];
-
 /// The current time, to the microsecond.
 pub(super) fn now() -> DateTime<Utc> {
-    truncate(Utc::now())
+    from_duration(since_epoch())
+}
+
+/// A fresh UUID v7 and the current time, read from one clock reading.
+pub(super) fn new_id_and_time() -> (String, DateTime<Utc>) {
+    let since = since_epoch();
+    (new_id_at(since), from_duration(since))
+}
+
+/// A fresh UUID v7.
+pub(super) fn new_id() -> String {
+    new_id_at(since_epoch())
+}
+
+fn since_epoch() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+fn from_duration(since: Duration) -> DateTime<Utc> {
+    i64::try_from(since.as_micros())
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .unwrap_or_default()
+}
+
+/// The last (milliseconds << 12 | sub-millisecond fraction) handed out, so that ids made in this
+/// process are strictly increasing (RFC 9562, section 6.2, method 3).
+static LAST: AtomicU64 = AtomicU64::new(0);
+
+std::thread_local! {
+    /// The state of this thread's generator for the 62 random bits, seeded from the OS through
+    /// std's `RandomState`.
+    static RANDOM: std::cell::Cell<u64> = std::cell::Cell::new({
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new()
+            .hash_one((std::thread::current().id(), std::time::Instant::now()))
+    });
+}
+
+/// A UUID v7: 48 bits of Unix milliseconds, 12 bits of sub-millisecond time that also serve as a
+/// counter (strictly increasing within the process, even when the clock steps back), and 62
+/// random bits. Not using `Uuid::now_v7`, which asks the OS for randomness on every call
+/// (about half a microsecond).
+fn new_id_at(since: Duration) -> String {
+    let millis = u64::try_from(since.as_millis()).unwrap_or(u64::MAX) & ((1 << 48) - 1);
+    let fraction = u64::from(since.subsec_nanos() % 1_000_000) * 4096 / 1_000_000;
+    let candidate = (millis << 12) | fraction;
+    let mut last = LAST.load(Ordering::Relaxed);
+    let stamp = loop {
+        let next = candidate.max(last.wrapping_add(1));
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => break next,
+            Err(actual) => last = actual,
+        }
+    };
+    let random = RANDOM.with(|state| {
+        let mut rng = fastrand::Rng::with_seed(state.get());
+        let value = rng.u64(..);
+        state.set(rng.get_seed());
+        value
+    });
+    let bits = (u128::from(stamp >> 12) << 80)
+        | (0x7 << 76)
+        | (u128::from(stamp & 0xfff) << 64)
+        | (0b10 << 62)
+        | u128::from(random >> 2);
+    let mut buf = uuid::Uuid::encode_buffer();
+    uuid::Uuid::from_u128(bits)
+        .hyphenated()
+        .encode_lower(&mut buf)
+        .to_owned()
 }
 
 /// Truncates to the microsecond, the precision of the wire format.
@@ -34,6 +98,7 @@ pub(super) fn truncate(time: DateTime<Utc>) -> DateTime<Utc> {
 /// Writes `time` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` into `buf`; `None` outside the years
 /// 0000 to 9999.
 pub(super) fn format<'b>(time: &DateTime<Utc>, buf: &'b mut [u8; TIME_LEN]) -> Option<&'b str> {
+    let time = time.naive_utc();
     let year = time.year();
     if !YEARS.contains(&year) {
         return None;
@@ -56,7 +121,7 @@ pub(super) fn format<'b>(time: &DateTime<Utc>, buf: &'b mut [u8; TIME_LEN]) -> O
     std::str::from_utf8(buf).ok()
 }
 
-/// Writes `value` as decimal digits right-aligned into `out` (already zero-filled).
+/// Writes `value` as decimal digits right-aligned into `out`.
 fn put(out: &mut [u8], mut value: u32) {
     for byte in out.iter_mut().rev() {
         *byte = b'0' + (value % 10) as u8;
@@ -64,58 +129,88 @@ fn put(out: &mut [u8], mut value: u32) {
     }
 }
 
-/// Reads a `time` or `timestamp` attribute.
+/// Reads a date-time string.
 ///
-/// Accepted: an RFC 3339 date-time (any offset; `T`, `t` or space between date and time); the
-/// same with a `+hhmm` offset; an ISO 8601 date-time without zone, read as UTC (`T` or space,
-/// with or without fractional seconds); a number of seconds since the Unix epoch, integer or
-/// fractional. The result is truncated to the microsecond (a fractional epoch is rounded to it)
-/// and lies in the years 0000 to 9999.
-pub(super) fn parse(value: &Value) -> Result<DateTime<Utc>, String> {
-    let time = match value {
-        Value::String(s) => parse_str(s)?,
-        Value::Number(n) => parse_epoch(n)?,
-        other => {
-            return Err(format!(
-                "expected a date-time string or a number of Unix seconds, found {}",
-                kind(other)
-            ));
+/// `YYYY-MM-DD`, then `T`, `t` or a space, then `HH:MM:SS`, optional fractional seconds (any
+/// number of digits, nanoseconds kept), then `Z`, `z`, `+HH:MM`, `-HH:MM`, `+HHMM`, `-HHMM` or
+/// nothing, which is read as UTC. That covers RFC 3339 and what Python's `isoformat()`,
+/// `str(datetime)` and `strftime("%Y-%m-%dT%H:%M:%S%z")` write. The result is truncated to the
+/// microsecond.
+pub(super) fn parse_str(s: &str) -> Result<DateTime<Utc>, String> {
+    parse_date_time(s.as_bytes()).map(truncate).ok_or_else(|| {
+        format!(
+            "`{}` is not an RFC 3339 date-time nor an ISO 8601 date-time without zone",
+            shorten(s)
+        )
+    })
+}
+
+fn parse_date_time(b: &[u8]) -> Option<DateTime<Utc>> {
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let year = digits(&b[0..4])?;
+    let month = digits(&b[5..7])?;
+    let day = digits(&b[8..10])?;
+    let hour = digits(&b[11..13])?;
+    let minute = digits(&b[14..16])?;
+    let mut second = digits(&b[17..19])?;
+    let mut rest = &b[19..];
+
+    let mut nanos = 0;
+    if let [b'.', tail @ ..] = rest {
+        let count = tail.iter().take_while(|c| c.is_ascii_digit()).count();
+        if count == 0 {
+            return None;
         }
-    };
-    if !YEARS.contains(&time.year()) {
-        return Err(format!(
-            "`{value}` is outside the years 0000 to 9999{}",
-            if matches!(value, Value::Number(_)) {
-                " (numbers are read as seconds)"
-            } else {
-                ""
+        for (i, c) in tail[..count].iter().enumerate().take(9) {
+            nanos += u32::from(c - b'0') * 10u32.pow(8 - i as u32);
+        }
+        rest = &tail[count..];
+    }
+
+    let offset_minutes: i64 = match rest {
+        [] | [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] | [sign @ (b'+' | b'-'), h1, h2, m1, m2] => {
+            let hours = digits(&[*h1, *h2])?;
+            let minutes = digits(&[*m1, *m2])?;
+            if hours > 23 || minutes > 59 {
+                return None;
             }
-        ));
+            let total = i64::from(hours * 60 + minutes);
+            if *sign == b'-' { -total } else { total }
+        }
+        _ => return None,
+    };
+
+    if second == 60 {
+        // A leap second: chrono holds it as second 59 with an extra second of nanoseconds.
+        second = 59;
+        nanos += 1_000_000_000;
     }
-    Ok(truncate(time))
+    let date = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?;
+    let time = NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
+    let local = date.and_time(time);
+    let utc = local.checked_sub_signed(TimeDelta::minutes(offset_minutes))?;
+    Some(utc.and_utc()).filter(|t| YEARS.contains(&t.year()))
 }
 
-fn parse_str(s: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.to_utc());
-    }
-    for format in ZONED {
-        if let Ok(t) = DateTime::parse_from_str(s, format) {
-            return Ok(t.to_utc());
-        }
-    }
-    for format in NAIVE {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
-            return Ok(t.and_utc());
-        }
-    }
-    Err(format!(
-        "`{}` is not an RFC 3339 date-time nor an ISO 8601 date-time without zone",
-        shorten(s)
-    ))
+/// A run of ASCII digits as a number.
+fn digits(b: &[u8]) -> Option<u32> {
+    b.iter().try_fold(0u32, |n, c| {
+        c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+    })
 }
 
-fn parse_epoch(n: &Number) -> Result<DateTime<Utc>, String> {
+/// Reads a number of seconds since the Unix epoch (integer or fractional, as Python's
+/// `time.time()` gives), rounded to the microsecond, in the years 0000 to 9999.
+pub(super) fn parse_epoch(n: &Number) -> Result<DateTime<Utc>, String> {
     let time = if let Some(secs) = n.as_i64() {
         DateTime::from_timestamp(secs, 0)
     } else {
@@ -124,13 +219,8 @@ fn parse_epoch(n: &Number) -> Result<DateTime<Utc>, String> {
             .filter(|f| f.is_finite() && f.abs() < 9e12)
             .and_then(|f| DateTime::from_timestamp_micros((f * 1e6).round() as i64))
     };
-    time.ok_or_else(|| {
-        let hint = if n.as_f64().is_some_and(|f| f.abs() >= MILLIS_HINT) {
-            " (numbers are read as seconds)"
-        } else {
-            ""
-        };
-        format!("`{n}` is out of range for a time{hint}")
+    time.filter(|t| YEARS.contains(&t.year())).ok_or_else(|| {
+        format!("`{n}` is outside the years 0000 to 9999 (numbers are read as Unix seconds)")
     })
 }
 
@@ -155,6 +245,13 @@ mod tests {
     fn fmt(t: DateTime<Utc>) -> String {
         let mut buf = [0; TIME_LEN];
         format(&t, &mut buf).unwrap().to_owned()
+    }
+
+    fn epoch(v: serde_json::Value) -> Result<DateTime<Utc>, String> {
+        match v {
+            serde_json::Value::Number(n) => parse_epoch(&n),
+            _ => unreachable!(),
+        }
     }
 
     #[test]
@@ -197,61 +294,144 @@ mod tests {
     }
 
     #[test]
-    fn reads_every_accepted_form() {
+    fn reads_every_accepted_string_form() {
         let cases = [
+            ("2026-11-21T07:11:00.123456Z", "2026-11-21T07:11:00.123456Z"),
+            ("2026-11-21t07:11:00z", "2026-11-21T07:11:00Z"),
+            ("2026-11-21T08:11:00+01:00", "2026-11-21T07:11:00Z"),
+            ("2026-11-21T01:41:00-05:30", "2026-11-21T07:11:00Z"),
+            ("2026-11-21 07:11:00.5+00:00", "2026-11-21T07:11:00.5Z"),
+            ("2026-11-21T07:11:00+0000", "2026-11-21T07:11:00Z"),
+            ("2026-11-21T09:11:00.25+0200", "2026-11-21T07:11:00.25Z"),
+            ("2026-11-21T07:11:00.123456", "2026-11-21T07:11:00.123456Z"),
+            ("2026-11-21T07:11:00", "2026-11-21T07:11:00Z"),
+            ("2026-11-21 07:11:00.25", "2026-11-21T07:11:00.25Z"),
+            ("2026-11-21 07:11:00", "2026-11-21T07:11:00Z"),
             (
-                json!("2026-11-21T07:11:00.123456Z"),
+                "2026-11-21T07:11:00.123456789Z",
                 "2026-11-21T07:11:00.123456Z",
             ),
-            (json!("2026-11-21t07:11:00z"), "2026-11-21T07:11:00Z"),
-            (json!("2026-11-21T08:11:00+01:00"), "2026-11-21T07:11:00Z"),
             (
-                json!("2026-11-21 07:11:00.5+00:00"),
-                "2026-11-21T07:11:00.5Z",
-            ),
-            (json!("2026-11-21T07:11:00+0000"), "2026-11-21T07:11:00Z"),
-            (
-                json!("2026-11-21T07:11:00.123456"),
+                "2026-11-21T07:11:00.1234567891234Z",
                 "2026-11-21T07:11:00.123456Z",
             ),
-            (json!("2026-11-21T07:11:00"), "2026-11-21T07:11:00Z"),
-            (json!("2026-11-21 07:11:00.25"), "2026-11-21T07:11:00.25Z"),
-            (json!("2026-11-21 07:11:00"), "2026-11-21T07:11:00Z"),
-            (
-                json!("2026-11-21T07:11:00.123456789Z"),
-                "2026-11-21T07:11:00.123456Z",
-            ),
-            (json!(1_795_245_060), "2026-11-21T07:11:00Z"),
-            (json!(1_795_245_060.123_456), "2026-11-21T07:11:00.123456Z"),
-            (json!(-1.5), "1969-12-31T23:59:58.5Z"),
-            (json!(0), "1970-01-01T00:00:00Z"),
+            ("2026-11-21T07:11:00.1Z", "2026-11-21T07:11:00.1Z"),
+            ("2016-12-31T23:59:60Z", "2016-12-31T23:59:60Z"),
+            ("2024-02-29T00:00:00Z", "2024-02-29T00:00:00Z"),
+            ("0000-01-01T00:00:00Z", "0000-01-01T00:00:00Z"),
+            ("2026-01-01T00:30:00+01:00", "2025-12-31T23:30:00Z"),
         ];
         for (input, expected) in cases {
-            assert_eq!(parse(&input), Ok(utc(expected)), "{input}");
+            let expected = if expected.starts_with("0000") {
+                NaiveDate::from_ymd_opt(0, 1, 1)
+                    .unwrap()
+                    .and_hms_opt(0, 0, 0)
+                    .unwrap()
+                    .and_utc()
+            } else {
+                utc(expected)
+            };
+            assert_eq!(parse_str(input), Ok(expected), "{input}");
         }
     }
 
     #[test]
-    fn refuses_what_it_cannot_read() {
-        let err = |v: Value| parse(&v).unwrap_err();
+    fn agrees_with_chrono_on_rfc3339() {
+        let mut t = utc("1901-03-04T05:06:07.000001Z");
+        for i in 0..1000 {
+            let offset = chrono::FixedOffset::east_opt(((i * 937) % 2879 - 1439) * 60).unwrap();
+            let text = t.with_timezone(&offset).to_rfc3339();
+            assert_eq!(parse_str(&text), Ok(t), "{text}");
+            t += chrono::Duration::microseconds(3_987_654_321_987);
+        }
+    }
+
+    #[test]
+    fn reads_unix_seconds() {
+        assert_eq!(epoch(json!(1_795_245_060)), Ok(utc("2026-11-21T07:11:00Z")));
         assert_eq!(
-            err(json!("yesterday")),
+            epoch(json!(1_795_245_060.123_456)),
+            Ok(utc("2026-11-21T07:11:00.123456Z"))
+        );
+        assert_eq!(epoch(json!(-1.5)), Ok(utc("1969-12-31T23:59:58.5Z")));
+        assert_eq!(epoch(json!(0)), Ok(utc("1970-01-01T00:00:00Z")));
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read() {
+        assert_eq!(
+            parse_str("yesterday").unwrap_err(),
             "`yesterday` is not an RFC 3339 date-time nor an ISO 8601 date-time without zone"
         );
-        assert!(err(json!("2026-11-21")).contains("not an RFC 3339"));
-        assert!(err(json!("2026-13-21T00:00:00Z")).contains("not an RFC 3339"));
+        for bad in [
+            "",
+            "2026-11-21",
+            "2026-13-21T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-21T24:00:00Z",
+            "2026-11-21T23:60:00Z",
+            "2026-11-21T23:59:61Z",
+            "2026-11-21X07:11:00Z",
+            "2026-11-21T07:11:00.Z",
+            "2026-11-21T07:11:00+24:00",
+            "2026-11-21T07:11:00+01",
+            "2026-11-21T07:11:00Z ",
+            " 2026-11-21T07:11:00Z",
+            "2026-11-21T07:11:00ZZ",
+            "+2026-11-21T07:11:00Z",
+            "2026-1-21T07:11:00Z",
+            "２０２６-11-21T07:11:00Z",
+            "0000-01-01T00:00:00+00:01",
+        ] {
+            assert!(
+                parse_str(bad).unwrap_err().contains("not an RFC 3339"),
+                "{bad:?}"
+            );
+        }
         assert_eq!(
-            err(json!(true)),
-            "expected a date-time string or a number of Unix seconds, found a boolean"
+            epoch(json!(1_795_245_060_000_i64)).unwrap_err(),
+            "`1795245060000` is outside the years 0000 to 9999 (numbers are read as Unix seconds)"
         );
-        assert_eq!(
-            err(json!(1_795_245_060_000_i64)),
-            "`1795245060000` is outside the years 0000 to 9999 (numbers are read as seconds)"
-        );
-        assert!(err(json!(u64::MAX)).contains("out of range"));
-        assert!(err(json!(1e300)).contains("out of range"));
-        assert!(err(json!("+10000-01-01T00:00:00")).contains("0000 to 9999"));
+        assert!(epoch(json!(u64::MAX)).unwrap_err().contains("outside"));
+        assert!(epoch(json!(1e300)).unwrap_err().contains("outside"));
+        assert!(epoch(json!(-1e12)).unwrap_err().contains("outside"));
         let long = "x".repeat(1000);
-        assert!(err(json!(long)).len() < 200);
+        assert!(parse_str(&long).unwrap_err().len() < 200);
+    }
+
+    #[test]
+    fn ids_are_v7_and_strictly_increasing() {
+        let ids: Vec<String> = (0..10_000).map(|_| new_id()).collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{pair:?}");
+        }
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.get_version_num(), 7);
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+        }
+        // The timestamp is the clock's, to the millisecond.
+        let (id, time) = new_id_and_time();
+        let uuid = uuid::Uuid::parse_str(&id).unwrap();
+        let (secs, nanos) = uuid.get_timestamp().unwrap().to_unix();
+        let millis = secs as i64 * 1000 + i64::from(nanos / 1_000_000);
+        assert!(
+            (millis - time.timestamp_millis()).abs() <= 1000,
+            "{id} {time}"
+        );
+    }
+
+    #[test]
+    fn ids_are_unique_across_threads() {
+        let threads: Vec<_> = (0..8)
+            .map(|_| std::thread::spawn(|| (0..5_000).map(|_| new_id()).collect::<Vec<_>>()))
+            .collect();
+        let mut all = std::collections::HashSet::new();
+        for thread in threads {
+            for id in thread.join().unwrap() {
+                assert!(all.insert(id));
+            }
+        }
+        assert_eq!(all.len(), 40_000);
     }
 }
