@@ -19,12 +19,15 @@ fn payloads() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..512),
         "[ -~]{0,200}".prop_map(String::into_bytes),
-        (any::<u64>(), "[a-z]{0,8}", prop_oneof![Just("probe"), Just("other"), Just("")]).prop_map(
-            |(n, label, ty)| {
+        (
+            any::<u64>(),
+            "[a-z]{0,8}",
+            prop_oneof![Just("probe"), Just("other"), Just("")]
+        )
+            .prop_map(|(n, label, ty)| {
                 format!(r#"{{"type":"{ty}","id":{n},"data":{{"n":"{label}","label":{n}}}}}"#)
                     .into_bytes()
-            }
-        ),
+            }),
         "\\{\"type\":\"probe\",\"data\":[ -~]{0,60}\\}".prop_map(String::into_bytes),
     ]
 }

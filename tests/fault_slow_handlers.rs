@@ -37,7 +37,12 @@ async fn a_stalled_handler_costs_nothing_but_its_own_drops() {
         return;
     };
     // A tight pub/sub output buffer: a subscriber that stopped reading would be cut off fast.
-    server.cli(&["CONFIG", "SET", "client-output-buffer-limit", "pubsub 2mb 1mb 5"]);
+    server.cli(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 2mb 1mb 5",
+    ]);
     const N: u64 = 100_000;
     const STALLED_CAPACITY: usize = 1_000;
     let fast = Seen::new();
@@ -57,7 +62,9 @@ async fn a_stalled_handler_costs_nothing_but_its_own_drops() {
                 let f = f.clone();
                 async move { f.push(r.seq) }
             },
-            HandlerOptions::new().name("fast").queue_capacity(N as usize),
+            HandlerOptions::new()
+                .name("fast")
+                .queue_capacity(N as usize),
         )
         .connect(&server.url())
         .await
@@ -110,8 +117,16 @@ async fn a_stalled_handler_costs_nothing_but_its_own_drops() {
         assert_eq!(n, 0, "{stats}");
     }
     let clients = server.cli(&["CLIENT", "LIST", "TYPE", "pubsub"]);
-    assert_eq!(clients.lines().count(), 1, "the subscriber is still connected: {clients}");
-    assert!(!server.log().contains("scheduled to be closed ASAP for overcoming of output buffer limits"));
+    assert_eq!(
+        clients.lines().count(),
+        1,
+        "the subscriber is still connected: {clients}"
+    );
+    assert!(
+        !server
+            .log()
+            .contains("scheduled to be closed ASAP for overcoming of output buffer limits")
+    );
     while let Ok(event) = connection_events.try_recv() {
         assert!(
             !matches!(event, ConnectionEvent::Disconnected { .. }),

@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests, examples and benchmarks: a throwaway
 //! `redis-server` ([`redis_server::RedisServer`]) and the two-transport test environment.
 
+pub mod python;
 pub mod redis_server;
 
 use std::sync::atomic::{AtomicU64, Ordering};
