@@ -77,7 +77,8 @@ pub struct PublishReceipt {
     pub id: String,
     /// The channel it was published on.
     pub channel: String,
-    /// How many subscribers received it (what `PUBLISH` returned).
+    /// What `PUBLISH` returned: how many subscriptions received it. A bus that holds both a
+    /// channel and a pattern matching it counts twice, and so receives it twice.
     pub receivers: u64,
 }
 
@@ -401,6 +402,9 @@ impl EventBus {
     }
 
     /// Publishes an event on its channel.
+    ///
+    /// Dropping the returned future after the command was written (in a `select!`, say) may
+    /// still deliver the event: only the receipt is lost.
     pub async fn publish<E: Event>(&self, event: E) -> Result<PublishReceipt, PublishError> {
         self.publish_envelope(Envelope::new(event)).await
     }
@@ -653,8 +657,12 @@ impl EventBus {
     }
 
     /// Subscriber counts of channels (`PUBSUB NUMSUB`).
-    pub async fn numsub(&self, channels: &[String]) -> Result<Vec<(String, u64)>, SubscribeError> {
-        Ok(self.inner.transport.numsub(channels).await?)
+    pub async fn numsub(
+        &self,
+        channels: &[impl AsRef<str>],
+    ) -> Result<Vec<(String, u64)>, SubscribeError> {
+        let channels: Vec<String> = channels.iter().map(|c| c.as_ref().to_owned()).collect();
+        Ok(self.inner.transport.numsub(&channels).await?)
     }
 
     /// The number of pattern subscriptions on the server (`PUBSUB NUMPAT`).
@@ -797,14 +805,24 @@ impl Subscription {
     }
 
     /// Ends the subscription, unsubscribing topics no other handler holds.
+    ///
+    /// The server is told first, so events it sent before the unsubscribe still reach the
+    /// handler; dropping the subscription instead ends it at once, and events already on
+    /// their way are dropped (counted as `unrouted` in the metrics).
     pub async fn unsubscribe(mut self) -> Result<(), SubscribeError> {
         self.active = false;
         let Some(inner) = self.bus.upgrade() else {
             return Ok(());
         };
+        let last = inner.dispatcher.topics_held_only_by(self.id);
+        if !last.is_empty() && !inner.closed.load(Ordering::Acquire) {
+            inner.transport.unsubscribe(&last).await?;
+        }
         let gone = remove_slot(&inner, self.id);
-        if !gone.is_empty() && !inner.closed.load(Ordering::Acquire) {
-            inner.transport.unsubscribe(&gone).await?;
+        // A handler added meanwhile may hold a topic again; subscribe what it still needs.
+        let again: Vec<Topic> = last.into_iter().filter(|t| !gone.contains(t)).collect();
+        if !again.is_empty() && !inner.closed.load(Ordering::Acquire) {
+            inner.transport.subscribe(&again).await?;
         }
         Ok(())
     }

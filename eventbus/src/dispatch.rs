@@ -236,6 +236,25 @@ impl Dispatcher {
         (Some(slot), gone)
     }
 
+    /// The topics whose only handler is `id`.
+    pub(crate) fn topics_held_only_by(&self, id: u64) -> Vec<Topic> {
+        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        let Some(slot) = routes.order.iter().find(|s| s.id == id) else {
+            return Vec::new();
+        };
+        slot.topics
+            .iter()
+            .filter(|t| {
+                let list = match t {
+                    Topic::Channel(c) => routes.channels.get(c),
+                    Topic::Pattern(p) => routes.patterns.get(p),
+                };
+                list.is_some_and(|l| l.iter().all(|s| s.id == id))
+            })
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn slots(&self) -> Vec<Arc<Slot>> {
         self.routes
             .read()

@@ -76,7 +76,10 @@ macro_rules! op_error {
 
         impl From<TransportError> for $name {
             fn from(e: TransportError) -> Self {
-                $name { kind: e.kind(), message: e.message().to_owned(), source: Some(Box::new(e)) }
+                // The transport error's message becomes ours and its cause our source, so
+                // the chain names each cause once.
+                let (kind, message, source) = e.into_parts();
+                $name { kind, message, source }
             }
         }
     };

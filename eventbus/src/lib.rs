@@ -8,11 +8,11 @@ mod error;
 mod event;
 mod handler;
 mod metrics;
+pub mod observe;
 mod options;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod transport;
-pub mod observe;
 
 pub use bus::{
     DEFAULT_MAX_MESSAGE_SIZE, EventBus, EventBusBuilder, EventStream, PublishOptions,
@@ -33,6 +33,9 @@ pub use {metrics::LatencyBuckets, observe::EventContext};
 /// `#[derive(Event)]`: implements [`Event`] for a struct or enum. See [`Event`] for the attributes.
 #[cfg(feature = "derive")]
 pub use eventbus_derive::Event;
+
+/// The date-time crate of [`Envelope::time`], re-exported so its types can be named.
+pub use chrono;
 
 #[doc(hidden)]
 pub mod __private {

@@ -175,6 +175,10 @@ impl TransportError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    pub(crate) fn into_parts(self) -> (ErrorKind, String, Option<BoxError>) {
+        (self.kind, self.message, self.source)
+    }
 }
 
 impl fmt::Display for TransportError {
