@@ -1,0 +1,422 @@
+//! The subscriber: one pub/sub connection per bus for every channel and pattern, made on the
+//! first subscription. Its supervisor task drains the message stream into the bus, pings it,
+//! and on loss reconnects and subscribes again to everything the bus holds.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use redis::aio::{PubSubSink, PubSubStream};
+use tokio::sync::{OwnedMutexGuard, watch};
+
+use super::Shared;
+use super::link::{self, Link};
+use crate::Topic;
+use crate::transport::{ConnectionEvent, ErrorKind, Message, TransportError};
+
+pub(crate) const ROLE: &str = "subscriber";
+
+/// The channels and patterns the bus wants, whether or not the connection is up.
+#[derive(Default)]
+pub(crate) struct Desired {
+    pub(crate) channels: BTreeSet<String>,
+    pub(crate) patterns: BTreeSet<String>,
+}
+
+impl Desired {
+    fn lists(&self) -> (Vec<String>, Vec<String>) {
+        (
+            self.channels.iter().cloned().collect(),
+            self.patterns.iter().cloned().collect(),
+        )
+    }
+}
+
+pub(crate) struct Subscriber {
+    pub(crate) link: watch::Sender<Link<PubSubSink>>,
+    pub(crate) desired: Mutex<Desired>,
+    /// Serialises changes of the subscription set: a subscribe, an unsubscribe and a
+    /// resubscription after reconnect never interleave, so the server sees them in order.
+    ops: Arc<tokio::sync::Mutex<()>>,
+    started: AtomicBool,
+}
+
+fn split(topics: &[Topic]) -> (Vec<String>, Vec<String>) {
+    let mut channels = Vec::new();
+    let mut patterns = Vec::new();
+    for t in topics {
+        match t {
+            Topic::Channel(c) => channels.push(c.clone()),
+            Topic::Pattern(p) => patterns.push(p.clone()),
+        }
+    }
+    (channels, patterns)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Subscribe,
+    Unsubscribe,
+}
+
+/// Sends (P)SUBSCRIBE or (P)UNSUBSCRIBE for the given lists and waits for the confirmations.
+async fn send(
+    sink: &mut PubSubSink,
+    op: Op,
+    channels: &[String],
+    patterns: &[String],
+) -> redis::RedisResult<()> {
+    match op {
+        Op::Subscribe => {
+            if !channels.is_empty() {
+                sink.subscribe(channels).await?;
+            }
+            if !patterns.is_empty() {
+                sink.psubscribe(patterns).await?;
+            }
+        }
+        Op::Unsubscribe => {
+            if !channels.is_empty() {
+                sink.unsubscribe(channels).await?;
+            }
+            if !patterns.is_empty() {
+                sink.punsubscribe(patterns).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Subscriber {
+    pub(crate) fn new() -> Self {
+        Subscriber {
+            link: watch::Sender::new(Link::Idle),
+            desired: Mutex::default(),
+            ops: Arc::new(tokio::sync::Mutex::new(())),
+            started: AtomicBool::new(false),
+        }
+    }
+
+    /// The number of channels and patterns held.
+    pub(crate) fn held(&self) -> usize {
+        let d = lock(&self.desired);
+        d.channels.len() + d.patterns.len()
+    }
+
+    /// Subscribes; see [`Transport::subscribe`](crate::transport::Transport::subscribe).
+    ///
+    /// The topics are recorded first. When the connection is down they are subscribed on
+    /// reconnect (and the `Resubscribed` event says so); this returns `Ok` then.
+    pub(crate) async fn subscribe(
+        &self,
+        shared: &Arc<Shared>,
+        topics: &[Topic],
+    ) -> Result<(), TransportError> {
+        shared.check_open()?;
+        if topics.is_empty() {
+            return Ok(());
+        }
+        self.start(shared);
+        // The first connection: wait for its first attempt, so a bus subscribed at start-up
+        // receives what is published right after `connect` returns.
+        let first_wait = shared.options.connect_timeout + shared.options.response_timeout * 2;
+        let mut rx = self.link.subscribe();
+        let _ = tokio::time::timeout(
+            first_wait,
+            rx.wait_for(|l| !matches!(l, Link::Idle | Link::Connecting)),
+        )
+        .await;
+
+        let _guard = self.ops.lock().await;
+        let (channels, patterns) = split(topics);
+        {
+            let mut d = lock(&self.desired);
+            d.channels.extend(channels.iter().cloned());
+            d.patterns.extend(patterns.iter().cloned());
+        }
+        let current = match &*self.link.borrow() {
+            Link::Up { conn, epoch } => Ok((conn.clone(), *epoch)),
+            Link::Closed => Err(Some(closed())),
+            Link::Down {
+                cause,
+                gave_up: true,
+            } => Err(Some(TransportError::new(
+                ErrorKind::Disconnected,
+                format!(
+                    "subscribing failed: the subscriber connection to Redis at {} is lost and \
+                     reconnecting gave up: {cause}",
+                    shared.target.addr
+                ),
+            ))),
+            _ => Err(None),
+        };
+        let (mut sink, epoch) = match current {
+            Ok(up) => up,
+            // Down for now: recorded, subscribed on reconnect.
+            Err(None) => return Ok(()),
+            Err(Some(e)) => {
+                self.forget(&channels, &patterns);
+                return Err(e);
+            }
+        };
+        let rt = shared.options.response_timeout;
+        match tokio::time::timeout(rt, send(&mut sink, Op::Subscribe, &channels, &patterns)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if super::target::is_connection_error(&e) => {
+                // Recorded: the supervisor subscribes again once it has reconnected.
+                link::mark_down(&self.link, epoch, format!("SUBSCRIBE failed: {e}"));
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.forget(&channels, &patterns);
+                Err(shared.target.command_error("subscribing", e))
+            }
+            Err(_) => {
+                link::mark_down(
+                    &self.link,
+                    epoch,
+                    format!("SUBSCRIBE got no answer within {rt:?}"),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Unsubscribes; forgets the topics even when the connection is down.
+    pub(crate) async fn unsubscribe(
+        &self,
+        shared: &Arc<Shared>,
+        topics: &[Topic],
+    ) -> Result<(), TransportError> {
+        if topics.is_empty() || !self.started.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _guard = self.ops.lock().await;
+        let (channels, patterns) = split(topics);
+        self.forget(&channels, &patterns);
+        let (mut sink, epoch) = match &*self.link.borrow() {
+            Link::Up { conn, epoch } => (conn.clone(), *epoch),
+            _ => return Ok(()),
+        };
+        let rt = shared.options.response_timeout;
+        match tokio::time::timeout(rt, send(&mut sink, Op::Unsubscribe, &channels, &patterns)).await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if super::target::is_connection_error(&e) => {
+                link::mark_down(&self.link, epoch, format!("UNSUBSCRIBE failed: {e}"));
+                Ok(())
+            }
+            Ok(Err(e)) => Err(shared.target.command_error("unsubscribing", e)),
+            Err(_) => {
+                link::mark_down(
+                    &self.link,
+                    epoch,
+                    format!("UNSUBSCRIBE got no answer within {rt:?}"),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes topics from the set held.
+    fn forget(&self, channels: &[String], patterns: &[String]) {
+        let mut d = lock(&self.desired);
+        for c in channels {
+            d.channels.remove(c);
+        }
+        for p in patterns {
+            d.patterns.remove(p);
+        }
+    }
+
+    /// Unsubscribes from everything, politely and briefly, before the connection is dropped.
+    pub(crate) async fn unsubscribe_all(&self, timeout: Duration) {
+        let sink = match &*self.link.borrow() {
+            Link::Up { conn, .. } => Some(conn.clone()),
+            _ => None,
+        };
+        let Some(mut sink) = sink else { return };
+        let (channels, patterns) = lock(&self.desired).lists();
+        let _ = tokio::time::timeout(
+            timeout,
+            send(&mut sink, Op::Unsubscribe, &channels, &patterns),
+        )
+        .await;
+    }
+
+    /// Starts the supervisor on the first subscription.
+    fn start(&self, shared: &Arc<Shared>) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        link::set(&self.link, Link::Connecting);
+        let task = tokio::spawn(supervise(shared.clone()));
+        shared.track(task.abort_handle());
+    }
+}
+
+fn closed() -> TransportError {
+    TransportError::new(ErrorKind::Closed, "the Redis transport is closed")
+}
+
+/// A fresh connection, subscribed to everything held, with the subscription lock still held
+/// so that no change slips in before the link says it is up.
+struct Opened {
+    sink: PubSubSink,
+    stream: PubSubStream,
+    _guard: OwnedMutexGuard<()>,
+    topics: usize,
+}
+
+async fn open(shared: &Shared) -> Result<Opened, TransportError> {
+    let options = &shared.options;
+    let target = &shared.target;
+    let timed_out =
+        |d| target.connect_error(std::io::Error::from(std::io::ErrorKind::TimedOut).into(), d);
+    let pubsub =
+        match tokio::time::timeout(options.connect_timeout, target.client.get_async_pubsub()).await
+        {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return Err(target.connect_error(e, options.connect_timeout)),
+            Err(_) => return Err(timed_out(options.connect_timeout)),
+        };
+    let (mut sink, stream) = pubsub.split();
+    let rt = options.response_timeout;
+    match tokio::time::timeout(rt, sink.ping::<redis::Value>()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(target.connect_error(e, rt)),
+        Err(_) => return Err(timed_out(rt)),
+    }
+    let guard = shared.subscriber.ops.clone().lock_owned().await;
+    let (channels, patterns) = lock(&shared.subscriber.desired).lists();
+    match tokio::time::timeout(rt, send(&mut sink, Op::Subscribe, &channels, &patterns)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(target.command_error("subscribing again", e)),
+        Err(_) => return Err(target.timeout_error("subscribing again", rt)),
+    }
+    Ok(Opened {
+        sink,
+        stream,
+        _guard: guard,
+        topics: channels.len() + patterns.len(),
+    })
+}
+
+async fn supervise(shared: Arc<Shared>) {
+    let sub = &shared.subscriber;
+    let mut epoch = 0u64;
+    let mut ever_connected = false;
+    loop {
+        let Some((opened, attempts)) =
+            link::reconnect(&shared, ROLE, &sub.link, || open(&shared)).await
+        else {
+            return;
+        };
+        epoch += 1;
+        let Opened {
+            sink,
+            stream,
+            _guard,
+            topics,
+        } = opened;
+        link::set(
+            &sub.link,
+            Link::Up {
+                conn: sink.clone(),
+                epoch,
+            },
+        );
+        drop(_guard);
+        if ever_connected {
+            shared.inbound.connection(ConnectionEvent::Reconnected {
+                role: ROLE,
+                attempts,
+            });
+            shared
+                .inbound
+                .connection(ConnectionEvent::Resubscribed { topics });
+        } else {
+            ever_connected = true;
+            shared
+                .inbound
+                .connection(ConnectionEvent::Connected { role: ROLE });
+        }
+        let Some(cause) = connected(&shared, epoch, sink, stream).await else {
+            return;
+        };
+        link::set(
+            &sub.link,
+            Link::Down {
+                cause: Arc::from(cause.as_str()),
+                gave_up: false,
+            },
+        );
+        shared
+            .inbound
+            .connection(ConnectionEvent::Disconnected { role: ROLE, cause });
+    }
+}
+
+fn to_message(msg: &redis::Msg) -> Message {
+    let channel: Arc<str> = match msg.get_channel::<Vec<u8>>() {
+        Ok(bytes) => Arc::from(String::from_utf8_lossy(&bytes)),
+        Err(_) => Arc::from(msg.get_channel_name()),
+    };
+    let pattern = msg
+        .get_pattern::<Option<Vec<u8>>>()
+        .ok()
+        .flatten()
+        .map(|p| Arc::from(String::from_utf8_lossy(&p)));
+    Message {
+        channel,
+        pattern,
+        payload: Bytes::copy_from_slice(msg.get_payload_bytes()),
+    }
+}
+
+/// Runs while connection `epoch` is up: drains the stream into the bus and pings. Returns why
+/// the connection was lost, or `None` on close.
+async fn connected(
+    shared: &Shared,
+    epoch: u64,
+    mut sink: PubSubSink,
+    mut stream: PubSubStream,
+) -> Option<String> {
+    let options = &shared.options;
+    let reader = async {
+        while let Some(msg) = stream.next().await {
+            shared.inbound.message(to_message(&msg));
+        }
+        "the connection was closed".to_owned()
+    };
+    let watchdog = async {
+        loop {
+            link::tick(options.watchdog_interval).await;
+            let rt = options.response_timeout;
+            match tokio::time::timeout(rt, sink.ping::<redis::Value>()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return format!("watchdog PING failed: {e}"),
+                Err(_) => return format!("watchdog PING got no answer within {rt:?}"),
+            }
+        }
+    };
+    let mut rx = shared.subscriber.link.subscribe();
+    let reported = async {
+        link::wait_down(&mut rx, epoch)
+            .await
+            .map(|cause| cause.to_string())
+    };
+    tokio::select! {
+        _ = shared.cancel.cancelled() => None,
+        cause = reader => Some(cause),
+        cause = watchdog => Some(cause),
+        cause = reported => cause,
+    }
+}

@@ -1,0 +1,427 @@
+//! Resilience of the Redis transport: a killed and restarted server, killed client
+//! connections, a hung server, a server that stays down. Handlers must get events published
+//! after recovery with no user action, the bus must report the gap, and nothing may hang.
+//!
+//! Skipped (with a message) when redis-server is not installed, unless `CI=true`.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use eventbus::redis::RedisOptions;
+use eventbus::{ConnectionEvent, ErrorKind, Event, EventBus};
+use eventbus_suite::redis_server::RedisServer;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Ping {
+    n: u64,
+}
+
+impl Event for Ping {
+    const TYPE: &'static str = "ping";
+    const CHANNEL: &'static str = "events:ping";
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Late {
+    n: u64,
+}
+
+impl Event for Late {
+    const TYPE: &'static str = "late";
+    const CHANNEL: &'static str = "events:late";
+}
+
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+const PUBLISH_DEADLINE: Duration = Duration::from_millis(1500);
+
+/// Short timeouts so each scenario takes seconds.
+fn fast() -> RedisOptions {
+    RedisOptions::new()
+        .connect_timeout(Duration::from_millis(500))
+        .response_timeout(RESPONSE_TIMEOUT)
+        .publish_deadline(PUBLISH_DEADLINE)
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(400))
+        .watchdog_interval(Some(Duration::from_millis(200)))
+}
+
+async fn bounded<F: Future<Output = ()>>(body: F) {
+    tokio::time::timeout(Duration::from_secs(60), body)
+        .await
+        .expect("the test did not finish within 60s");
+}
+
+async fn ping_bus(url: &str) -> (EventBus, mpsc::UnboundedReceiver<Ping>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let bus = EventBus::builder()
+        .service("test")
+        .redis_options(fast())
+        .handler(move |e: Ping| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(e);
+            }
+        })
+        .connect(url)
+        .await
+        .expect("connect");
+    (bus, rx)
+}
+
+/// Publishes `Ping { n }` (with growing `n`) until the handler receives one, for at most
+/// `within`; publish errors along the way are expected while the bus recovers. Returns the
+/// number that got through.
+async fn delivery_resumes(
+    bus: &EventBus,
+    rx: &mut mpsc::UnboundedReceiver<Ping>,
+    first: u64,
+    within: Duration,
+) -> u64 {
+    let start = Instant::now();
+    let mut n = first;
+    loop {
+        assert!(
+            start.elapsed() < within,
+            "no delivery within {within:?} (last tried {n})"
+        );
+        let _ = bus.publish(Ping { n }).await;
+        if let Ok(Some(got)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+            // Drain whatever else arrived; report the first.
+            while rx.try_recv().is_ok() {}
+            return got.n;
+        }
+        n += 1;
+    }
+}
+
+/// Collects connection events until `done` says the expected ones arrived (at most 10 s).
+async fn wait_for_events(
+    events: &mut broadcast::Receiver<ConnectionEvent>,
+    seen: &mut Vec<ConnectionEvent>,
+    done: impl Fn(&[ConnectionEvent]) -> bool,
+) {
+    let start = Instant::now();
+    while !done(seen) {
+        let left = Duration::from_secs(10).saturating_sub(start.elapsed());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Ok(e)) => seen.push(e),
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(broadcast::error::RecvError::Closed)) => panic!("events closed; saw {seen:#?}"),
+            Err(_) => panic!("expected events did not arrive within 10s; saw {seen:#?}"),
+        }
+    }
+}
+
+fn has(seen: &[ConnectionEvent], f: impl Fn(&ConnectionEvent) -> bool) -> bool {
+    seen.iter().any(f)
+}
+
+fn disconnected(role: &'static str) -> impl Fn(&ConnectionEvent) -> bool {
+    move |e| matches!(e, ConnectionEvent::Disconnected { role: r, .. } if *r == role)
+}
+
+fn reconnected(role: &'static str) -> impl Fn(&ConnectionEvent) -> bool {
+    move |e| matches!(e, ConnectionEvent::Reconnected { role: r, .. } if *r == role)
+}
+
+/// Runs a blocking harness call (restart waits for the server) off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking task")
+}
+
+// (a)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_and_restarted_server_resumes_delivery() {
+    let Some(mut server) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let url = server.url();
+    bounded(async move {
+        let (bus, mut rx) = ping_bus(&url).await;
+        let mut events = bus.connection_events();
+        bus.publish(Ping { n: 0 }).await.unwrap();
+        assert_eq!(rx.recv().await.unwrap().n, 0);
+
+        server.kill();
+        let mut seen = Vec::new();
+        wait_for_events(&mut events, &mut seen, |s| {
+            has(s, disconnected("subscriber")) && has(s, disconnected("publisher"))
+        })
+        .await;
+
+        // Subscribing while the server is down records the topic for the reconnect.
+        let (late_tx, mut late_rx) = mpsc::unbounded_channel();
+        let started = Instant::now();
+        let _late = bus
+            .subscribe(move |e: Late| {
+                let tx = late_tx.clone();
+                async move {
+                    let _ = tx.send(e);
+                }
+            })
+            .await
+            .expect("subscribing while disconnected is recorded, not refused");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+
+        let server = blocking(move || {
+            server.restart();
+            server
+        })
+        .await;
+        let got = delivery_resumes(&bus, &mut rx, 1, Duration::from_secs(10)).await;
+        assert!(got >= 1);
+        wait_for_events(&mut events, &mut seen, |s| {
+            has(s, reconnected("subscriber"))
+                && has(s, reconnected("publisher"))
+                && has(s, |e| {
+                    matches!(e, ConnectionEvent::Resubscribed { topics: 2 })
+                })
+        })
+        .await;
+        // Order per role: the loss comes before the recovery.
+        let pos = |f: &dyn Fn(&ConnectionEvent) -> bool| seen.iter().position(f).unwrap();
+        assert!(
+            pos(&disconnected("subscriber")) < pos(&reconnected("subscriber")),
+            "{seen:#?}"
+        );
+
+        let receipt = bus.publish(Late { n: 9 }).await.unwrap();
+        assert_eq!(
+            receipt.receivers, 1,
+            "the topic added while down was subscribed"
+        );
+        let late = tokio::time::timeout(Duration::from_secs(5), late_rx.recv()).await;
+        assert_eq!(late.unwrap().unwrap(), Late { n: 9 });
+        let numsub = server.cli(&["PUBSUB", "NUMSUB", "events:ping", "events:late"]);
+        assert_eq!(
+            numsub.lines().collect::<Vec<_>>(),
+            ["events:ping", "1", "events:late", "1"]
+        );
+        assert_eq!(bus.metrics().reconnects, 2, "one per connection");
+        bus.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+// (b)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_client_connections_recover() {
+    let Some(server) = RedisServer::start_or_skip() else {
+        return;
+    };
+    bounded(async {
+        let (bus, mut rx) = ping_bus(&server.url()).await;
+        let mut events = bus.connection_events();
+        let mut seen = Vec::new();
+
+        let killed = server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+        assert_eq!(killed, "1", "one subscriber connection");
+        wait_for_events(&mut events, &mut seen, |s| {
+            has(s, |e| {
+                matches!(e, ConnectionEvent::Resubscribed { topics: 1 })
+            })
+        })
+        .await;
+        assert!(!has(&seen, disconnected("publisher")), "{seen:#?}");
+        let receipt = bus.publish(Ping { n: 1 }).await.unwrap();
+        assert_eq!(receipt.receivers, 1);
+        assert_eq!(rx.recv().await.unwrap().n, 1);
+
+        // The publisher: the next publish goes through on a new connection, with no error.
+        let killed = server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+        assert_eq!(
+            killed, "1",
+            "one publisher connection (redis-cli skips itself)"
+        );
+        let receipt = bus
+            .publish(Ping { n: 2 })
+            .await
+            .expect("publish after CLIENT KILL");
+        assert_eq!(receipt.receivers, 1);
+        assert_eq!(rx.recv().await.unwrap().n, 2);
+        wait_for_events(&mut events, &mut seen, |s| {
+            has(s, disconnected("publisher")) && has(s, reconnected("publisher"))
+        })
+        .await;
+        bus.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+// (c)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_server_fails_publishes_in_time_and_recovers_when_it_resumes() {
+    let Some(server) = RedisServer::start_or_skip() else {
+        return;
+    };
+    bounded(async {
+        let (bus, mut rx) = ping_bus(&server.url()).await;
+        let mut events = bus.connection_events();
+        let mut seen = Vec::new();
+
+        server.pause_process();
+        let start = Instant::now();
+        let err = bus
+            .publish(Ping { n: 1 })
+            .await
+            .expect_err("the server is stopped");
+        let took = start.elapsed();
+        assert!(
+            matches!(err.kind(), ErrorKind::Timeout | ErrorKind::Disconnected),
+            "{:?}: {err}",
+            err.kind()
+        );
+        assert!(
+            took <= PUBLISH_DEADLINE + RESPONSE_TIMEOUT + Duration::from_millis(500),
+            "took {took:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains(&format!("127.0.0.1:{}", server.port())),
+            "{err}"
+        );
+
+        // The watchdog notices the silent connections.
+        wait_for_events(&mut events, &mut seen, |s| {
+            has(s, disconnected("subscriber")) && has(s, disconnected("publisher"))
+        })
+        .await;
+        let start = Instant::now();
+        let err = bus.publish(Ping { n: 2 }).await.expect_err("still stopped");
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+        assert!(
+            start.elapsed() <= PUBLISH_DEADLINE + RESPONSE_TIMEOUT + Duration::from_millis(500),
+            "took {:?}",
+            start.elapsed()
+        );
+
+        server.resume_process();
+        delivery_resumes(&bus, &mut rx, 3, Duration::from_secs(10)).await;
+        wait_for_events(&mut events, &mut seen, |s| {
+            has(s, reconnected("subscriber")) && has(s, reconnected("publisher"))
+        })
+        .await;
+        bus.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+// (d)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stays_down_fails_publishes_clearly_and_shutdown_is_prompt() {
+    let Some(mut server) = RedisServer::start_or_skip() else {
+        return;
+    };
+    bounded(async {
+        let (bus, _rx) = ping_bus(&server.url()).await;
+        let mut events = bus.connection_events();
+        server.kill();
+        let mut seen = Vec::new();
+        wait_for_events(&mut events, &mut seen, |s| {
+            has(s, disconnected("publisher"))
+        })
+        .await;
+
+        let start = Instant::now();
+        let err = bus
+            .publish(Ping { n: 1 })
+            .await
+            .expect_err("the server is gone");
+        let took = start.elapsed();
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+        assert!(
+            took >= PUBLISH_DEADLINE - Duration::from_millis(100),
+            "took {took:?}"
+        );
+        assert!(
+            took <= PUBLISH_DEADLINE + Duration::from_secs(1),
+            "took {took:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("127.0.0.1:{}", server.port())),
+            "{text}"
+        );
+        assert!(text.contains("not connected"), "{text}");
+
+        let start = Instant::now();
+        bus.shutdown().await.unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "shutdown took {:?}",
+            start.elapsed()
+        );
+        assert_eq!(
+            bus.publish(Ping { n: 2 }).await.unwrap_err().kind(),
+            ErrorKind::Closed
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn giving_up_after_max_attempts_fails_publishes_at_once() {
+    let Some(mut server) = RedisServer::start_or_skip() else {
+        return;
+    };
+    bounded(async {
+        let bus = EventBus::builder()
+            .redis_options(fast().max_reconnect_attempts(Some(2)))
+            .connect(&server.url())
+            .await
+            .unwrap();
+        let mut events = bus.connection_events();
+        server.kill();
+        let mut seen = Vec::new();
+        wait_for_events(&mut events, &mut seen, |s| {
+            has(s, |e| {
+                matches!(e, ConnectionEvent::Disconnected { role: "publisher", cause } if cause.contains("gave up"))
+            })
+        })
+        .await;
+        let start = Instant::now();
+        let err = bus.publish(Ping { n: 1 }).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+        assert!(err.to_string().contains("gave up"), "{err}");
+        assert!(start.elapsed() < Duration::from_millis(200), "{:?}", start.elapsed());
+        bus.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_pass_the_watchdog() {
+    let Some(server) = RedisServer::start_or_skip() else {
+        return;
+    };
+    bounded(async {
+        let bus = EventBus::builder()
+            .redis_options(fast().watchdog_interval(Some(Duration::from_millis(50))))
+            .connect(&server.url())
+            .await
+            .unwrap();
+        let mut events = bus.connection_events();
+        let sub = bus.subscribe(|_: Ping| async {}).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        // With nothing subscribed the pub/sub connection answers PING differently; still fine.
+        sub.unsubscribe().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let mut seen = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            if !matches!(e, ConnectionEvent::Connected { role: "subscriber" }) {
+                seen.push(e);
+            }
+        }
+        assert!(seen.is_empty(), "no connection losses expected: {seen:#?}");
+        let clients = server.cli(&["CLIENT", "LIST"]);
+        assert_eq!(clients.lines().count(), 3, "{clients}");
+        assert_eq!(bus.metrics().reconnects, 0);
+        bus.shutdown().await.unwrap();
+    })
+    .await;
+}
