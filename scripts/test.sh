@@ -21,3 +21,5 @@ scripts/python-env.sh
 
 echo "==> cargo test --workspace"
 cargo test --workspace "$@"
+echo "==> cargo test --features tls --test redis_tls (rediss:// against a TLS redis-server)"
+cargo test --features tls --test redis_tls "$@"
