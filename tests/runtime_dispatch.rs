@@ -756,7 +756,84 @@ async fn concurrency_runs_handlers_side_by_side(env: TestEnv) {
     bus.shutdown().await.unwrap();
 }
 
+async fn resubscribing_right_after_a_drop_keeps_receiving(env: TestEnv) {
+    let bus = EventBus::builder().connect(&env.url).await.unwrap();
+    for round in 0..20u64 {
+        let old = bus.subscribe(|_: UserCreated| async {}).await.unwrap();
+        drop(old);
+        let seen = Seen::new();
+        let s = seen.clone();
+        let new = bus
+            .subscribe(move |e: UserCreated| {
+                let s = s.clone();
+                async move { s.push(e.user_id) }
+            })
+            .await
+            .unwrap();
+        // Let the dropped subscription's unsubscribe run; it must not undo the new one.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            bus.publish(user(round)).await.unwrap().receivers,
+            1,
+            "round {round}"
+        );
+        assert!(wait_for(WAIT, || seen.len() == 1).await, "round {round}");
+        new.unsubscribe().await.unwrap();
+    }
+    bus.shutdown().await.unwrap();
+}
+
+async fn shutdown_deadline_cancels_concurrent_runs(env: TestEnv) {
+    let finished = Arc::new(AtomicUsize::new(0));
+    let f = finished.clone();
+    let bus = EventBus::builder()
+        .shutdown_timeout(Duration::from_millis(100))
+        .handler_with(
+            move |_: UserCreated| {
+                let f = f.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    f.fetch_add(1, Ordering::SeqCst);
+                }
+            },
+            HandlerOptions::new()
+                .name("slow")
+                .concurrency(2)
+                .no_timeout(),
+        )
+        .connect(&env.url)
+        .await
+        .unwrap();
+    for i in 0..5 {
+        bus.publish(user(i)).await.unwrap();
+    }
+    assert!(
+        wait_for(WAIT, || bus.metrics().handler("slow").unwrap().in_flight
+            == 2)
+        .await
+    );
+    let err = bus.shutdown().await.unwrap_err();
+    assert_eq!(
+        err.report.unprocessed, 5,
+        "two running, three queued: {err:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        0,
+        "abandoned runs were cancelled"
+    );
+    let m = bus.metrics();
+    assert_eq!(
+        m.handler("slow").unwrap().failed,
+        0,
+        "abandoned is not failed"
+    );
+}
+
 on_both_transports!(
+    resubscribing_right_after_a_drop_keeps_receiving,
+    shutdown_deadline_cancels_concurrent_runs,
     every_handler_gets_every_event_in_order,
     failing_panicking_and_hanging_handlers_leave_the_others_alone,
     full_queues_follow_their_policy_and_count_drops,

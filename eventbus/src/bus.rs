@@ -58,6 +58,9 @@ pub(crate) struct BusInner {
     shutdown_timeout: Duration,
     max_message_size: usize,
     next_id: AtomicU64,
+    /// Orders changes of the server's subscriptions, so that an unsubscribe sent for a dropped
+    /// subscription never overtakes a subscribe for a newer handler of the same topic.
+    sub_lock: tokio::sync::Mutex<()>,
 }
 
 impl Drop for BusInner {
@@ -351,6 +354,7 @@ impl EventBusBuilder {
             shutdown_timeout: self.shutdown_timeout,
             max_message_size: self.max_message_size,
             next_id: AtomicU64::new(1),
+            sub_lock: tokio::sync::Mutex::new(()),
         });
         let bus = EventBus { inner };
         let mut topics = Vec::new();
@@ -559,6 +563,7 @@ impl EventBus {
         erased.check(&StateMapView(&ids)).map_err(|why| {
             SubscribeError::new(ErrorKind::Config, format!("handler `{name}`: {why}"))
         })?;
+        let _ordered = self.inner.sub_lock.lock().await;
         let (slot, fresh) = self.register(PendingHandler {
             spec,
             handler: erased,
@@ -571,9 +576,19 @@ impl EventBus {
             topics: slot.topics.clone(),
             active: true,
         };
+        if self.inner.closed.load(Ordering::Acquire) {
+            // Shutdown began meanwhile and will not wait for this handler.
+            drop(_ordered);
+            sub.end_now();
+            return Err(SubscribeError::new(
+                ErrorKind::Closed,
+                "the bus has been shut down",
+            ));
+        }
         if !fresh.is_empty()
             && let Err(e) = self.inner.transport.subscribe(&fresh).await
         {
+            drop(_ordered);
             sub.end_now();
             return Err(e.into());
         }
@@ -701,12 +716,6 @@ impl EventBus {
         if inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(ShutdownReport::default());
         }
-        match tokio::time::timeout(Duration::from_secs(5), inner.transport.close()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "closing the transport failed"),
-            Err(_) => tracing::warn!("closing the transport took more than 5s; moving on"),
-        }
-        let slots = inner.dispatcher.slots();
         let handled = |slots: &[Arc<Slot>]| -> u64 {
             slots
                 .iter()
@@ -715,7 +724,15 @@ impl EventBus {
                 })
                 .sum()
         };
-        let before = handled(&slots);
+        let before = handled(&inner.dispatcher.slots());
+        match tokio::time::timeout(Duration::from_secs(5), inner.transport.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "closing the transport failed"),
+            Err(_) => tracing::warn!("closing the transport took more than 5s; moving on"),
+        }
+        // Wait for subscription changes under way, so every handler is in the list below.
+        drop(inner.sub_lock.lock().await);
+        let slots = inner.dispatcher.slots();
         for slot in &slots {
             dispatch::close_slot(slot);
         }
@@ -728,8 +745,8 @@ impl EventBus {
         {
             let mut left = 0u64;
             for slot in &slots {
-                left += dispatch::abandon_slot(slot) as u64;
-                left += slot.stats.in_flight.load(Ordering::Relaxed);
+                let running = slot.stats.in_flight.load(Ordering::Relaxed);
+                left += dispatch::abandon_slot(slot) as u64 + running;
             }
             inner.cancel.cancel();
             report.unprocessed = left;
@@ -810,21 +827,28 @@ impl Subscription {
     /// handler; dropping the subscription instead ends it at once, and events already on
     /// their way are dropped (counted as `unrouted` in the metrics).
     pub async fn unsubscribe(mut self) -> Result<(), SubscribeError> {
-        self.active = false;
         let Some(inner) = self.bus.upgrade() else {
+            self.active = false;
             return Ok(());
         };
+        let ordered = inner.sub_lock.lock().await;
         let last = inner.dispatcher.topics_held_only_by(self.id);
-        if !last.is_empty() && !inner.closed.load(Ordering::Acquire) {
-            inner.transport.unsubscribe(&last).await?;
-        }
+        // If this future is dropped during the await, `Drop` still removes the handler.
+        let told = if !last.is_empty() && !inner.closed.load(Ordering::Acquire) {
+            inner.transport.unsubscribe(&last).await
+        } else {
+            Ok(())
+        };
+        self.active = false;
         let gone = remove_slot(&inner, self.id);
-        // A handler added meanwhile may hold a topic again; subscribe what it still needs.
-        let again: Vec<Topic> = last.into_iter().filter(|t| !gone.contains(t)).collect();
-        if !again.is_empty() && !inner.closed.load(Ordering::Acquire) {
-            inner.transport.subscribe(&again).await?;
-        }
-        Ok(())
+        let rest: Vec<Topic> = gone.into_iter().filter(|t| !last.contains(t)).collect();
+        let result = if !rest.is_empty() && !inner.closed.load(Ordering::Acquire) {
+            told.and(inner.transport.unsubscribe(&rest).await)
+        } else {
+            told
+        };
+        drop(ordered);
+        Ok(result?)
     }
 
     fn end_now(&mut self) {
@@ -840,6 +864,13 @@ impl Subscription {
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
+                let _ordered = inner.sub_lock.lock().await;
+                // A newer handler may hold a topic again by now: leave those subscribed.
+                let held = inner.dispatcher.topics();
+                let gone: Vec<Topic> = gone.into_iter().filter(|t| !held.contains(t)).collect();
+                if gone.is_empty() || inner.closed.load(Ordering::Acquire) {
+                    return;
+                }
                 if let Err(e) = inner.transport.unsubscribe(&gone).await {
                     tracing::warn!(error = %e, "unsubscribing a dropped subscription failed");
                 }

@@ -4,7 +4,7 @@
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -27,79 +27,97 @@ pub(crate) type ConnectionHook = Arc<dyn Fn(&ConnectionEvent) + Send + Sync>;
 
 /// A bounded queue that never blocks the producer.
 pub(crate) struct Queue {
-    items: Mutex<VecDeque<Delivery>>,
+    items: Mutex<QueueState>,
     notify: Notify,
     capacity: usize,
     overflow: Overflow,
-    closed: AtomicBool,
+}
+
+struct QueueState {
+    items: VecDeque<Delivery>,
+    closed: bool,
+}
+
+/// What became of a pushed item.
+enum Pushed {
+    Queued,
+    /// The queue was full; this item was dropped by the overflow policy.
+    Dropped(Delivery),
+    /// The queue was closed.
+    Closed,
 }
 
 impl Queue {
     fn new(capacity: usize, overflow: Overflow) -> Self {
         Queue {
-            items: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
+            items: Mutex::new(QueueState {
+                items: VecDeque::with_capacity(capacity.min(1024)),
+                closed: false,
+            }),
             notify: Notify::new(),
             capacity,
             overflow,
-            closed: AtomicBool::new(false),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Delivery>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
         self.items.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds an item; returns the item the overflow policy dropped, if any.
-    fn push(&self, item: Delivery) -> Option<Delivery> {
-        if self.closed.load(Ordering::Acquire) {
-            return Some(item);
-        }
-        let dropped = {
+    /// Adds an item, unless the queue is closed; a full queue drops by its policy.
+    fn push(&self, item: Delivery) -> Pushed {
+        let pushed = {
             let mut q = self.lock();
-            if q.len() < self.capacity {
-                q.push_back(item);
-                None
+            if q.closed {
+                return Pushed::Closed;
+            }
+            if q.items.len() < self.capacity {
+                q.items.push_back(item);
+                Pushed::Queued
             } else {
                 match self.overflow {
-                    Overflow::DropNewest => Some(item),
+                    Overflow::DropNewest => Pushed::Dropped(item),
                     Overflow::DropOldest => {
-                        let old = q.pop_front();
-                        q.push_back(item);
-                        old
+                        let old = q.items.pop_front();
+                        q.items.push_back(item);
+                        old.map_or(Pushed::Queued, Pushed::Dropped)
                     }
                 }
             }
         };
         self.notify.notify_one();
-        dropped
+        pushed
     }
 
     /// The next item; `None` once closed and empty.
     async fn pop(&self) -> Option<Delivery> {
         loop {
-            if let Some(item) = self.lock().pop_front() {
-                return Some(item);
-            }
-            if self.closed.load(Ordering::Acquire) {
-                return None;
+            {
+                let mut q = self.lock();
+                if let Some(item) = q.items.pop_front() {
+                    return Some(item);
+                }
+                if q.closed {
+                    return None;
+                }
             }
             self.notify.notified().await;
         }
     }
 
     fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.lock().closed = true;
         self.notify.notify_one();
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().items.len()
     }
 
     fn clear(&self) -> usize {
         let mut q = self.lock();
-        let n = q.len();
-        q.clear();
+        let n = q.items.len();
+        q.items.clear();
         n
     }
 }
@@ -297,8 +315,20 @@ impl Dispatcher {
     }
 
     fn enqueue(&self, slot: &Slot, delivery: Delivery) {
+        let dropped = match slot.queue.push(delivery) {
+            Pushed::Queued => {
+                slot.stats.received.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Pushed::Closed => {
+                // The handler was removed while this message was being routed.
+                self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Pushed::Dropped(dropped) => dropped,
+        };
         slot.stats.received.fetch_add(1, Ordering::Relaxed);
-        if let Some(dropped) = slot.queue.push(delivery) {
+        {
             let total = slot.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if total == 1 || total.is_multiple_of(1000) {
                 self.report(Failure::Overflow(OverflowFailure {
@@ -343,10 +373,17 @@ impl Inbound for Dispatcher {
         let raw = if needs_envelope {
             match RawEnvelope::parse(&message.payload) {
                 Ok(raw) => {
-                    self.stats
-                        .of_type(raw.event_type())
-                        .received
-                        .fetch_add(1, Ordering::Relaxed);
+                    // Counted per type only for types a handler here declares, so that
+                    // arbitrary `type` strings from the network cannot grow the map.
+                    let declared = slots.iter().any(|s| {
+                        matches!(s.kind, ArgKind::Envelope { event_type, .. } if event_type == raw.event_type())
+                    });
+                    if declared {
+                        self.stats
+                            .of_type(raw.event_type())
+                            .received
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
                     Some(Arc::new(raw))
                 }
                 Err(e) => {
@@ -364,7 +401,7 @@ impl Inbound for Dispatcher {
         };
         // Each argument type is decoded once, shared by its handlers.
         let mut decoded: Vec<(TypeId, Option<Arc<dyn Any + Send + Sync>>)> = Vec::new();
-        for slot in slots.iter() {
+        for (i, slot) in slots.iter().enumerate() {
             match slot.kind {
                 ArgKind::Raw => self.enqueue(
                     slot,
@@ -399,13 +436,18 @@ impl Inbound for Dispatcher {
                             v
                         }
                     };
+                    // The decoded value moves to the last handler of its type; the others
+                    // decode their own copy on their worker, off the reader's path.
+                    let last_of_type = !slots[i + 1..]
+                        .iter()
+                        .any(|s| matches!(s.kind, ArgKind::Envelope { key: k, .. } if k() == key));
                     match value {
                         Some(v) => self.enqueue(
                             slot,
                             Delivery {
                                 message: message.clone(),
                                 raw: Some(raw.clone()),
-                                decoded: Some(v),
+                                decoded: last_of_type.then_some(v),
                             },
                         ),
                         None => {
@@ -440,6 +482,17 @@ pub(crate) fn spawn_worker(dispatcher: &Arc<Dispatcher>, slot: Arc<Slot>, ctx: H
     dispatcher.tracker.spawn(async move {
         let permits = Arc::new(Semaphore::new(slot.options.concurrency));
         loop {
+            // A free run slot first, then the event: an event is always either queued or
+            // in flight, never held in between.
+            let permit = if slot.options.concurrency == 1 {
+                None
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = slot.cancel.cancelled() => break,
+                    p = permits.clone().acquire_owned() => match p { Ok(p) => Some(p), Err(_) => break },
+                }
+            };
             let next = tokio::select! {
                 biased;
                 _ = slot.cancel.cancelled() => None,
@@ -449,11 +502,6 @@ pub(crate) fn spawn_worker(dispatcher: &Arc<Dispatcher>, slot: Arc<Slot>, ctx: H
             if slot.options.concurrency == 1 {
                 run(&d, &slot, &ctx, delivery).await;
             } else {
-                let permit = tokio::select! {
-                    biased;
-                    _ = slot.cancel.cancelled() => break,
-                    p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                };
                 let (d2, slot2, ctx2) = (d.clone(), slot.clone(), ctx.clone());
                 d.tracker.spawn(async move {
                     run(&d2, &slot2, &ctx2, delivery).await;
@@ -496,7 +544,12 @@ async fn run(d: &Dispatcher, slot: &Slot, ctx: &HandlerContext, mut delivery: De
             attempt += 1;
             tracing::Span::current().record("eventbus.attempt", attempt);
             let started = Instant::now();
-            let outcome = attempt_once(slot, ctx, &mut delivery).await;
+            let outcome = tokio::select! {
+                biased;
+                // Shutdown's deadline passed: the run is abandoned, and counted there.
+                _ = slot.cancel.cancelled() => break,
+                outcome = attempt_once(slot, ctx, &mut delivery) => outcome,
+            };
             let cause = match outcome {
                 Ok(()) => {
                     slot.stats.latency.record(started.elapsed());
@@ -536,7 +589,8 @@ async fn run(d: &Dispatcher, slot: &Slot, ctx: &HandlerContext, mut delivery: De
                 let delay = slot.options.retry.delay(attempt);
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => continue,
-                    _ = slot.cancel.cancelled() => {}
+                    // Shutdown's deadline passed while waiting: abandoned, counted there.
+                    _ = slot.cancel.cancelled() => break,
                 }
             }
             slot.stats.failed.fetch_add(1, Ordering::Relaxed);

@@ -32,11 +32,13 @@ impl fmt::Debug for Target {
 
 /// [`redact_url`], and also `pass`/`password` query parameters (`redis+unix:///s?pass=...`).
 pub(crate) fn redact(url: &str) -> String {
-    let (head, query) = match url.split_once('?') {
+    // User information first: a password may itself hold `?`.
+    let masked = redact_url(url);
+    let (head, query) = match masked.split_once('?') {
         Some((h, q)) => (h, Some(q)),
-        None => (url, None),
+        None => (masked.as_str(), None),
     };
-    let mut out = redact_url(head);
+    let mut out = head.to_owned();
     if let Some(q) = query {
         out.push('?');
         let parts: Vec<String> = q

@@ -38,15 +38,9 @@ fn matches(mut p: &[u8], mut s: &[u8]) -> bool {
                     continue;
                 }
                 b'[' if !s.is_empty() => {
-                    if let Some((ok, rest)) = class(prest, s[0]) {
-                        if ok {
-                            p = rest;
-                            s = &s[1..];
-                            continue;
-                        }
-                    } else if s[0] == b'[' {
-                        // An unterminated class matches a literal `[`.
-                        p = prest;
+                    let (ok, rest) = class(prest, s[0]);
+                    if ok {
+                        p = rest;
                         s = &s[1..];
                         continue;
                     }
@@ -85,8 +79,8 @@ fn matches(mut p: &[u8], mut s: &[u8]) -> bool {
 }
 
 /// Matches `c` against a class body starting after `[`; returns the result and the pattern
-/// after the closing `]`, or `None` when the class is not terminated.
-fn class(mut p: &[u8], c: u8) -> Option<(bool, &[u8])> {
+/// after the closing `]`. As in Redis, an unterminated class runs to the end of the pattern.
+fn class(mut p: &[u8], c: u8) -> (bool, &[u8]) {
     let negate = p.first() == Some(&b'^');
     if negate {
         p = &p[1..];
@@ -94,13 +88,13 @@ fn class(mut p: &[u8], c: u8) -> Option<(bool, &[u8])> {
     let mut hit = false;
     loop {
         match p {
-            [] => return None,
-            [b']', rest @ ..] => return Some((hit != negate, rest)),
+            [] => return (hit != negate, &[]),
+            [b']', rest @ ..] => return (hit != negate, rest),
             [b'\\', x, rest @ ..] => {
                 hit |= *x == c;
                 p = rest;
             }
-            [a, b'-', b, rest @ ..] if *b != b']' => {
+            [a, b'-', b, rest @ ..] => {
                 let (lo, hi) = if a <= b { (*a, *b) } else { (*b, *a) };
                 hit |= (lo..=hi).contains(&c);
                 p = rest;
@@ -143,6 +137,18 @@ mod tests {
         assert!(m("h[a-b]llo", "hbllo"));
         assert!(m("h[b-a]llo", "hallo"));
         assert!(!m("h[a-b]llo", "hcllo"));
+    }
+
+    #[test]
+    fn classes_as_redis_reads_them() {
+        // An unterminated class runs to the end of the pattern.
+        assert!(m("a[bc", "ab"));
+        assert!(!m("a[bc", "a[bc"));
+        // In `[a-]x` the `]` ends the range `a-]`, not the class, which then runs on.
+        assert!(m("[a-]x", "]"));
+        assert!(m("[a-]x", "x"));
+        assert!(m("[a-]x", "_"));
+        assert!(!m("[a-]x", "]x"));
     }
 
     #[test]

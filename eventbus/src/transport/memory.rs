@@ -56,6 +56,9 @@ impl fmt::Debug for MemoryTransport {
     }
 }
 
+/// How many dead letters of one type the in-process store keeps.
+const MAX_DEAD_LETTERS: usize = 10_000;
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl MemoryTransport {
@@ -299,10 +302,14 @@ impl Transport for MemoryTransport {
             let id = format!("{n}-0");
             let mut stored = letter.clone();
             stored.entry_id = id.clone();
-            lock(&self.hub.dead)
-                .entry(letter.event_type.clone())
-                .or_default()
-                .push(stored);
+            let mut dead = lock(&self.hub.dead);
+            let list = dead.entry(letter.event_type.clone()).or_default();
+            list.push(stored);
+            // Bounded like the Redis store's stream (MAXLEN ~ 10000).
+            if list.len() > MAX_DEAD_LETTERS {
+                let excess = list.len() - MAX_DEAD_LETTERS;
+                list.drain(..excess);
+            }
             Ok(id)
         })
     }

@@ -279,19 +279,18 @@ pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rfind('@') {
+    // Everything up to the last `@` is user information, whatever characters the password
+    // holds (`/`, `?` and `#` included).
+    match rest.rfind('@') {
         Some(at) => {
-            let userinfo = &authority[..at];
-            let host = &authority[at + 1..];
+            let userinfo = &rest[..at];
+            let host_and_path = &rest[at + 1..];
             let user = match userinfo.split_once(':') {
-                Some((u, _)) => format!("{u}:***"),
+                Some((u, _)) if !u.contains(['/', '?', '#']) => format!("{u}:***"),
+                Some(_) => "***".to_owned(),
                 None => "***".to_owned(),
             };
-            format!("{scheme}://{user}@{host}{path}")
+            format!("{scheme}://{user}@{host_and_path}")
         }
         None => url.to_owned(),
     }
@@ -311,5 +310,10 @@ mod tests {
         assert_eq!(redact_url("redis://s3cret@h:1"), "redis://***@h:1");
         assert_eq!(redact_url("redis://h:1/2"), "redis://h:1/2");
         assert_eq!(redact_url("nonsense"), "nonsense");
+        assert_eq!(
+            redact_url("redis://app:pa/ss?w#d@127.0.0.1:6379/0"),
+            "redis://app:***@127.0.0.1:6379/0"
+        );
+        assert_eq!(redact_url("redis://:a@b@h:1"), "redis://:***@h:1");
     }
 }
