@@ -111,7 +111,7 @@ impl PublishOptions {
                     .unwrap_or_else(|| cause.id().to_owned()),
             ),
             causation_id: Some(cause.id().to_owned()),
-            traceparent: None,
+            traceparent: cause.traceparent().map(str::to_owned),
         }
     }
 
@@ -446,6 +446,7 @@ impl EventBus {
         if envelope.source.is_empty() {
             envelope.source = self.inner.service.clone();
         }
+        crate::observe::inherit(&mut envelope);
         let channel = envelope.data().channel();
         let span = tracing::info_span!(
             "eventbus.publish",
@@ -455,8 +456,11 @@ impl EventBus {
             messaging.destination.name = %channel,
             messaging.message.id = %envelope.id(),
             eventbus.event_type = E::TYPE,
+            messaging.message.conversation_id = envelope.correlation_id(),
+            eventbus.traceparent = envelope.traceparent(),
+            error.type = tracing::field::Empty,
         );
-        let result = async {
+        let result: Result<PublishReceipt, PublishError> = async {
             let bytes = envelope.encode().map_err(|e| {
                 PublishError::new(
                     ErrorKind::Encode,
@@ -477,10 +481,11 @@ impl EventBus {
                 receivers,
             })
         }
-        .instrument(span)
+        .instrument(span.clone())
         .await;
         if let Err(e) = &result {
-            tracing::debug!(error = %e, "publish failed");
+            span.record("error.type", tracing::field::debug(e.kind()));
+            span.in_scope(|| tracing::debug!(error = %e, "publish failed"));
         }
         result
     }

@@ -526,6 +526,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 async fn run(d: &Dispatcher, slot: &Slot, ctx: &HandlerContext, mut delivery: Delivery) {
     slot.stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let event_id = delivery.event_id().map(str::to_owned);
+    let header = delivery.raw.as_deref().map(RawEnvelope::header);
     let span = tracing::info_span!(
         "eventbus.handle",
         otel.name = %format_args!("process {}", delivery.message.channel),
@@ -533,6 +534,10 @@ async fn run(d: &Dispatcher, slot: &Slot, ctx: &HandlerContext, mut delivery: De
         messaging.operation.type = "process",
         messaging.destination.name = %delivery.message.channel,
         messaging.message.id = event_id.as_deref().unwrap_or(""),
+        messaging.message.conversation_id = header.and_then(|h| h.correlation_id()),
+        eventbus.traceparent = header
+            .and_then(|h| h.traceparent())
+            .filter(|t| crate::observe::is_valid_traceparent(t)),
         eventbus.handler = %slot.name,
         eventbus.event_type = %slot.event_type,
         eventbus.attempt = tracing::field::Empty,
@@ -544,11 +549,14 @@ async fn run(d: &Dispatcher, slot: &Slot, ctx: &HandlerContext, mut delivery: De
             attempt += 1;
             tracing::Span::current().record("eventbus.attempt", attempt);
             let started = Instant::now();
+            let raw = delivery.raw.clone();
+            let run_once =
+                crate::observe::in_context(raw.as_ref(), attempt_once(slot, ctx, &mut delivery));
             let outcome = tokio::select! {
                 biased;
                 // Shutdown's deadline passed: the run is abandoned, and counted there.
                 _ = slot.cancel.cancelled() => break,
-                outcome = attempt_once(slot, ctx, &mut delivery) => outcome,
+                outcome = run_once => outcome,
             };
             let cause = match outcome {
                 Ok(()) => {

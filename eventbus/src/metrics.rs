@@ -66,6 +66,60 @@ impl Histogram {
             p50: quantile(0.50),
             p99: quantile(0.99),
             max_bucket: quantile(1.0),
+            buckets: LatencyBuckets(std::array::from_fn(|i| counts[i])),
+        }
+    }
+}
+
+/// The upper bound of histogram bucket `i`: values with bit length `i` are below 2^i µs.
+fn bucket_upper_bound(i: usize) -> Duration {
+    Duration::from_micros(if i == 0 { 1 } else { 1u64 << i })
+}
+
+/// How many durations fell in each power-of-two bucket: bucket `i` holds durations of at
+/// least 2^(i-1) µs and less than 2^i µs (bucket 0: under 1 µs; the last bucket also holds
+/// everything longer). Exporters turn these counts into histograms of their own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct LatencyBuckets([u64; BUCKETS]);
+
+impl Default for LatencyBuckets {
+    fn default() -> Self {
+        LatencyBuckets([0; BUCKETS])
+    }
+}
+
+impl std::fmt::Debug for LatencyBuckets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl LatencyBuckets {
+    /// The non-empty buckets, fastest first, as (upper bound, count).
+    pub fn iter(&self) -> impl Iterator<Item = (Duration, u64)> + '_ {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (bucket_upper_bound(i), *c))
+    }
+
+    /// Every bucket's count, fastest first, empty ones included: index `i` is the bucket whose
+    /// upper bound is 2^i µs.
+    pub fn counts(&self) -> &[u64] {
+        &self.0
+    }
+
+    /// The total count over all buckets.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// Adds another histogram's counts to these.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn merge(&mut self, other: &LatencyBuckets) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
         }
     }
 }
@@ -84,6 +138,8 @@ pub struct LatencySnapshot {
     pub p99: Duration,
     /// The upper bound of the slowest bucket seen.
     pub max_bucket: Duration,
+    /// The counts behind these figures, per power-of-two bucket.
+    pub buckets: LatencyBuckets,
 }
 
 /// Live counters of one handler.
@@ -300,5 +356,14 @@ mod tests {
         assert_eq!(s.p50, Duration::from_micros(128));
         assert_eq!(s.p99, Duration::from_micros(128));
         assert_eq!(s.max_bucket, Duration::from_micros(65536));
+        assert_eq!(
+            s.buckets.iter().collect::<Vec<_>>(),
+            vec![
+                (Duration::from_micros(128), 99),
+                (Duration::from_micros(65536), 1)
+            ]
+        );
+        assert_eq!(s.buckets.total(), 100);
+        assert_eq!(s.buckets.counts().len(), BUCKETS);
     }
 }

@@ -1,0 +1,1095 @@
+//! Benchmark harness: eventbus over Redis pub/sub against redis-benchmark and a raw redis-rs
+//! client, on a throwaway redis-server on loopback. Prints one table.
+//!
+//! ```text
+//! cargo run --release --example bench              # full run, under ~2 minutes on 2 cores
+//! cargo run --release --example bench -- --quick   # small N: a smoke test
+//! cargo run --release --example bench -- --queue-capacity 65536   # the no-op handler's queue
+//! cargo run --release --example bench -- --profile subscribe      # one side, for `perf record`
+//! ```
+//!
+//! What it measures, all with one subscriber attached to the channel:
+//!
+//! - baseline A: `redis-benchmark -c 1 -P 16 -n N PUBLISH events:bench <200 bytes>`;
+//! - baseline B: a raw redis-rs multiplexed connection with 16 `PUBLISH`es of the same payload
+//!   in flight;
+//! - baseline C: `redis-benchmark -c 1 -n N PUBLISH ...`, one at a time: its p50 latency;
+//! - ours: `bus.publish` with 16 in flight (an envelope around a ~200-byte event); end to end
+//!   from a publisher in another process (this binary run with `--publisher`) through Redis to
+//!   a subscriber bus with a no-op handler (nothing may be lost, and the server must not
+//!   disconnect the subscriber); latency from publish to handler (a timestamp in the event),
+//!   one event in flight and under a steady load; the subscriber's CPU time and RSS; and what
+//!   a stalled handler costs a no-op handler beside it;
+//! - to tell the two sides apart: B' (B with our envelope's bytes as the payload), the CPU time
+//!   per publish of B and of ours, and the subscriber bus fed by redis-benchmark `-P 16`
+//!   publishing the envelope (the subscriber's capacity when the publisher is not the limit).
+//!
+//! The targets next to the ratios are the issue's: publish ≥ 75% of A and ≥ 95% of B;
+//! delivered ≥ 60% of A with nothing lost; latency p50 ≤ 2.5× and p99 ≤ 4× C's p50; a stalled
+//! handler costs the others < 10%.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use eventbus::{Event, EventBus, HandlerOptions, State};
+use eventbus_suite::redis_server::RedisServer;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+/// The channel the baselines publish on; also the event's channel.
+const CHANNEL: &str = "events:bench";
+/// The raw payload size of the baselines, and the size of the event's data.
+const PAYLOAD: usize = 200;
+/// Publishes in flight for the throughput runs.
+const IN_FLIGHT: usize = 16;
+
+/// The benchmark event: a sequence number, the publisher's clock, padding to ~200 bytes of JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(name = "bench")]
+struct BenchEvent {
+    seq: u64,
+    sent_ns: u64,
+    pad: String,
+}
+
+impl BenchEvent {
+    fn new(seq: u64) -> Self {
+        BenchEvent {
+            seq,
+            sent_ns: now_ns(),
+            // `{"seq":NNNNNN,"sent_ns":NNNNNNNNNNNNNNNNNNN,"pad":"…"}` is 53 bytes and the pad.
+            pad: "x".repeat(PAYLOAD - 53),
+        }
+    }
+}
+
+/// Wall-clock nanoseconds: comparable across processes on one machine.
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Sizes of one run.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    publish: u64,
+    e2e: u64,
+    one_at_a_time: u64,
+    latency_samples: u64,
+    load_rate: u64,
+    load_secs: u64,
+    stalled: u64,
+    capacity: u64,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Sizes {
+                publish: 10_000,
+                e2e: 10_000,
+                one_at_a_time: 5_000,
+                latency_samples: 1_000,
+                load_rate: 2_000,
+                load_secs: 1,
+                stalled: 10_000,
+                capacity: 10_000,
+            }
+        } else {
+            Sizes {
+                publish: 500_000,
+                e2e: 500_000,
+                one_at_a_time: 100_000,
+                latency_samples: 30_000,
+                load_rate: 5_000,
+                load_secs: 8,
+                stalled: 300_000,
+                // At most ~25 MB of envelopes: under the 32 MB hard output-buffer limit even if
+                // the subscriber fell far behind.
+                capacity: 50_000,
+            }
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!(
+            "usage: bench [--quick] [--queue-capacity N]\n       \
+             bench --profile publish|subscribe [--count N]"
+        );
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    // Everything runs on the runtime's workers, as a service's tasks do: a future driven by
+    // `block_on` lives on the main thread, and every publish from there would cross threads
+    // to reach the connection's task and back.
+    let _ = QUEUE_CAPACITY.set(arg(&args, "--queue-capacity"));
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            if args.iter().any(|a| a == "--publisher") {
+                return publisher_main(&args).await;
+            }
+            if let Some(what) = arg::<String>(&args, "--profile") {
+                return profile(&what, arg(&args, "--count").unwrap_or(1_000_000)).await;
+            }
+            let quick = args.iter().any(|a| a == "--quick");
+            run(Sizes::new(quick), quick).await
+        })
+        .await?
+    })
+}
+
+/// `--profile publish|subscribe [--count N]`: one side only, for a profiler attached to this
+/// process (`perf record -g -- bench --profile subscribe`). `publish` publishes N events, 16
+/// in flight; `subscribe` handles N events sent by a publisher process.
+async fn profile(what: &str, n: u64) -> anyhow::Result<()> {
+    let server = RedisServer::start();
+    let started = Instant::now();
+    match what {
+        "publish" => {
+            let drain = Drain::start(&server.url()).await?;
+            let bus = EventBus::builder().connect(&server.url()).await?;
+            let rate = bus_publish(&bus, n).await?;
+            println!("published {n} events: {}", rate_text(rate));
+            drain.task.abort();
+        }
+        "subscribe" => {
+            let run = e2e(&server, n, None, false, false).await?;
+            println!(
+                "delivered {} of {}: {}, {:.2} µs CPU per event",
+                run.delivered,
+                run.published,
+                rate_text(run.rate),
+                run.cpu_per_event.as_secs_f64() * 1e6
+            );
+        }
+        other => bail!("--profile takes `publish` or `subscribe`, not `{other}`"),
+    }
+    eprintln!("{:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The publisher process.
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// `--publisher --url URL --count N [--inflight K] [--rate R]`: publishes N events, K in
+/// flight, or R per second when a rate is given; prints `done PUBLISHED ERRORS SECONDS`.
+async fn publisher_main(args: &[String]) -> anyhow::Result<()> {
+    let url: String = arg(args, "--url").context("--url")?;
+    let count: u64 = arg(args, "--count").context("--count")?;
+    let in_flight: usize = arg(args, "--inflight").unwrap_or(IN_FLIGHT);
+    let rate: Option<u64> = arg(args, "--rate");
+    let bus = EventBus::builder()
+        .service("bench-publisher")
+        .connect(&url)
+        .await?;
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    match rate {
+        None => {
+            let errs = errors.clone();
+            futures_util::stream::iter(0..count)
+                .map(|seq| bus.publish(BenchEvent::new(seq)))
+                .buffer_unordered(in_flight)
+                .for_each(|r| {
+                    if r.is_err() {
+                        errs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    async {}
+                })
+                .await;
+        }
+        Some(rate) => {
+            // One event every 1/rate s, each published on a task of its own so that a slow
+            // answer does not delay the next.
+            let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+            let mut tasks = tokio::task::JoinSet::new();
+            for seq in 0..count {
+                let due = started + interval.mul_f64(seq as f64);
+                tokio::time::sleep_until(due.into()).await;
+                let (bus, errs) = (bus.clone(), errors.clone());
+                tasks.spawn(async move {
+                    if bus.publish(BenchEvent::new(seq)).await.is_err() {
+                        errs.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let errors = errors.load(Ordering::Relaxed);
+    println!("done {} {errors} {secs}", count - errors);
+    std::io::stdout().flush()?;
+    let _ = bus.shutdown().await;
+    Ok(())
+}
+
+/// A publisher process started with `args`; returns (published, errors).
+async fn run_publisher(url: &str, args: &[String]) -> anyhow::Result<(u64, u64)> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--publisher")
+        .arg("--url")
+        .arg(url)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64)> {
+        let mut child = cmd.spawn()?;
+        let out = child.stdout.take().context("publisher stdout")?;
+        let mut result = None;
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            if parts.first() == Some(&"done") && parts.len() >= 3 {
+                result = Some((parts[1].parse()?, parts[2].parse()?));
+            }
+        }
+        let status = child.wait()?;
+        if !status.success() {
+            bail!("the publisher process failed: {status}");
+        }
+        result.context("the publisher printed no result")
+    })
+    .await?
+}
+
+// ---------------------------------------------------------------------------------------------
+// The subscriber side.
+
+/// What the bench handler counts: deliveries, the last delivery's time, and latencies.
+#[derive(Debug, Default)]
+struct Sink {
+    count: AtomicU64,
+    first_sent_ns: AtomicU64,
+    last_ns: AtomicU64,
+    keep_latencies: std::sync::atomic::AtomicBool,
+    latencies: Mutex<Vec<u64>>,
+    notify: Notify,
+}
+
+#[derive(Clone, Debug, Default)]
+struct SinkRef(Arc<Sink>);
+
+impl Sink {
+    fn reset(&self, keep_latencies: bool) {
+        self.count.store(0, Ordering::SeqCst);
+        self.first_sent_ns.store(u64::MAX, Ordering::SeqCst);
+        self.last_ns.store(0, Ordering::SeqCst);
+        self.keep_latencies.store(keep_latencies, Ordering::SeqCst);
+        self.latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    fn latencies(&self) -> Vec<u64> {
+        let mut v = self
+            .latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// The no-op handler: counts, and notes the latency when asked to.
+async fn noop(event: BenchEvent, State(sink): State<SinkRef>) {
+    let now = now_ns();
+    if sink.0.keep_latencies.load(Ordering::Relaxed) {
+        sink.0
+            .latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(now.saturating_sub(event.sent_ns));
+    }
+    sink.0
+        .first_sent_ns
+        .fetch_min(event.sent_ns, Ordering::Relaxed);
+    sink.0.last_ns.store(now, Ordering::Relaxed);
+    sink.0.count.fetch_add(1, Ordering::Release);
+    sink.0.notify.notify_one();
+}
+
+/// `--queue-capacity N`: the no-op handler's queue capacity (the bus's default otherwise).
+static QUEUE_CAPACITY: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+
+async fn subscriber(url: &str, sink: &SinkRef, stalled: bool) -> anyhow::Result<EventBus> {
+    let mut options = HandlerOptions::new().name("noop").no_timeout();
+    if let Some(capacity) = QUEUE_CAPACITY.get().copied().flatten() {
+        options = options.queue_capacity(capacity);
+    }
+    let mut builder = EventBus::builder()
+        .service("bench-subscriber")
+        .state(sink.clone())
+        .handler_with(noop, options)
+        .shutdown_timeout(Duration::from_millis(200))
+        .on_error(|_| {});
+    if stalled {
+        builder = builder.handler_with(
+            |_: BenchEvent| std::future::pending::<()>(),
+            HandlerOptions::new().name("stalled").no_timeout(),
+        );
+    }
+    Ok(builder.connect(url).await?)
+}
+
+/// Waits until `count` reaches `target`, or until it makes no progress for `idle`.
+async fn wait_count(count: &AtomicU64, target: u64, idle: Duration) -> u64 {
+    let mut last = count.load(Ordering::Acquire);
+    let mut since = Instant::now();
+    loop {
+        let now = count.load(Ordering::Acquire);
+        if now >= target {
+            return now;
+        }
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() > idle {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// User + system CPU time of this process, and its resident set size in bytes.
+fn cpu_and_rss() -> (Duration, u64) {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which is in parentheses): utime is 14th overall,
+            // stime 15th, so 12th and 13th after ") ".
+            let rest = s.rsplit_once(") ")?.1.to_owned();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+        })
+        .unwrap_or(0);
+    (Duration::from_secs_f64(ticks as f64 / clock_ticks()), rss)
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// One end-to-end run: a publisher process sends `n` events (16 in flight, or at `rate`), the
+/// subscriber bus handles them.
+#[derive(Debug, Default, Clone)]
+struct E2e {
+    published: u64,
+    delivered: u64,
+    rate: f64,
+    cpu_per_event: Duration,
+    rss: u64,
+    latencies: Vec<u64>,
+}
+
+async fn e2e(
+    server: &RedisServer,
+    n: u64,
+    rate: Option<u64>,
+    stalled: bool,
+    keep_latencies: bool,
+) -> anyhow::Result<E2e> {
+    let sink = SinkRef::default();
+    sink.0.reset(keep_latencies);
+    if keep_latencies {
+        sink.0
+            .latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reserve(n as usize);
+    }
+    let bus = subscriber(&server.url(), &sink, stalled).await?;
+    let (cpu0, _) = cpu_and_rss();
+    let mut args = vec!["--count".to_owned(), n.to_string()];
+    if let Some(rate) = rate {
+        args.extend(["--rate".to_owned(), rate.to_string()]);
+    }
+    let (published, errors) = run_publisher(&server.url(), &args).await?;
+    if errors > 0 {
+        eprintln!("  publisher: {errors} publishes failed");
+    }
+    let delivered = wait_count(&sink.0.count, published, Duration::from_secs(3)).await;
+    let (cpu1, rss) = cpu_and_rss();
+    let last = sink.0.last_ns.load(Ordering::Acquire);
+    let first = sink.0.first_sent_ns.load(Ordering::Acquire);
+    let metrics = bus.metrics();
+    let noop_dropped = metrics.handler("noop").map_or(0, |h| h.dropped);
+    if noop_dropped > 0 {
+        eprintln!(
+            "  the no-op handler's queue overflowed{}: {noop_dropped} dropped",
+            if stalled {
+                " (beside the stalled one)"
+            } else {
+                ""
+            }
+        );
+    }
+    let _ = bus.shutdown().await;
+    // From the first event's creation in the publisher to the last delivery.
+    let secs = (last.saturating_sub(first)) as f64 / 1e9;
+    Ok(E2e {
+        published,
+        delivered,
+        rate: if secs > 0.0 {
+            delivered as f64 / secs
+        } else {
+            0.0
+        },
+        cpu_per_event: if delivered > 0 {
+            (cpu1.saturating_sub(cpu0)).div_f64(delivered as f64)
+        } else {
+            Duration::ZERO
+        },
+        rss,
+        latencies: sink.0.latencies(),
+    })
+}
+
+/// A raw redis-rs subscriber that counts messages on [`CHANNEL`].
+struct Drain {
+    count: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drain {
+    async fn start(url: &str) -> anyhow::Result<Drain> {
+        let client = redis::Client::open(url)?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(CHANNEL).await?;
+        let count = Arc::new(AtomicU64::new(0));
+        let c = count.clone();
+        let task = tokio::spawn(async move {
+            let mut messages = pubsub.into_on_message();
+            while messages.next().await.is_some() {
+                c.fetch_add(1, Ordering::Release);
+            }
+        });
+        Ok(Drain { count, task })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Baselines.
+
+/// Runs redis-benchmark with `--csv` (on a blocking thread: the runtime's workers stay free
+/// for the subscriber); returns (requests per second, p50 ms, p99 ms).
+async fn redis_benchmark(
+    port: u16,
+    extra: &[&str],
+    n: u64,
+    payload: &str,
+) -> anyhow::Result<[f64; 3]> {
+    let mut cmd = Command::new("redis-benchmark");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-c", "1"])
+        .args(extra)
+        .args(["-n", &n.to_string(), "--csv", "PUBLISH", CHANNEL, payload]);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await?
+        .context("running redis-benchmark")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms",
+    // "p99_latency_ms","max_latency_ms"
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("\"PUBLISH"))
+        .with_context(|| format!("no result from redis-benchmark: {text}"))?;
+    let cols: Vec<f64> = row
+        .rsplit("\",\"")
+        .take(7)
+        .map(|c| c.trim_matches('"').parse().unwrap_or(f64::NAN))
+        .collect();
+    // Reversed: max, p99, p95, p50, min, avg, rps.
+    Ok([cols[6], cols[3], cols[1]])
+}
+
+/// Publishes `n` payloads through a raw redis-rs multiplexed connection, `IN_FLIGHT` at a time;
+/// returns publishes per second.
+async fn raw_publish(url: &str, n: u64, payload: &str) -> anyhow::Result<f64> {
+    let client = redis::Client::open(url)?;
+    let conn = client.get_multiplexed_async_connection().await?;
+    let started = Instant::now();
+    let errors = futures_util::stream::iter(0..n)
+        .map(|_| {
+            let mut conn = conn.clone();
+            async move {
+                redis::cmd("PUBLISH")
+                    .arg(CHANNEL)
+                    .arg(payload)
+                    .query_async::<i64>(&mut conn)
+                    .await
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .fold(0u64, |e, r| async move { e + u64::from(r.is_err()) })
+        .await;
+    if errors > 0 {
+        bail!("{errors} raw publishes failed");
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Publishes `n` events through a bus, `IN_FLIGHT` at a time; returns publishes per second.
+async fn bus_publish(bus: &EventBus, n: u64) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let errors = futures_util::stream::iter(0..n)
+        .map(|seq| bus.publish(BenchEvent::new(seq)))
+        .buffer_unordered(IN_FLIGHT)
+        .fold(0u64, |e, r| async move { e + u64::from(r.is_err()) })
+        .await;
+    if errors > 0 {
+        bail!("{errors} bus publishes failed");
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The subscriber bus fed by redis-benchmark `-P 16` publishing one envelope over and over:
+/// what the subscriber side handles when the publisher is not the bottleneck. Returns
+/// (published per second, delivered per second, delivered, CPU per event).
+async fn subscriber_capacity(
+    server: &RedisServer,
+    n: u64,
+) -> anyhow::Result<(f64, f64, u64, Duration)> {
+    let sink = SinkRef::default();
+    sink.0.reset(false);
+    let bus = subscriber(&server.url(), &sink, false).await?;
+    let envelope = eventbus::Envelope::new(BenchEvent::new(0))
+        .with_source("bench-publisher")
+        .encode()?;
+    let envelope = String::from_utf8(envelope)?;
+    let port = server.port();
+    let (cpu0, _) = cpu_and_rss();
+    let started = now_ns();
+    let [published_rps, _, _] = redis_benchmark(port, &["-P", "16"], n, &envelope).await?;
+    let delivered = wait_count(&sink.0.count, n, Duration::from_secs(3)).await;
+    let (cpu1, _) = cpu_and_rss();
+    let secs = sink
+        .0
+        .last_ns
+        .load(Ordering::Acquire)
+        .saturating_sub(started) as f64
+        / 1e9;
+    let _ = bus.shutdown().await;
+    Ok((
+        published_rps,
+        if secs > 0.0 {
+            delivered as f64 / secs
+        } else {
+            0.0
+        },
+        delivered,
+        (cpu1.saturating_sub(cpu0)).div_f64(delivered.max(1) as f64),
+    ))
+}
+
+/// Latency from publish to handler with one event in flight: publisher and subscriber buses
+/// in this process, each with its own connections.
+async fn one_in_flight(server: &RedisServer, samples: u64) -> anyhow::Result<Vec<u64>> {
+    let sink = SinkRef::default();
+    let sub = subscriber(&server.url(), &sink, false).await?;
+    let publisher = EventBus::builder()
+        .service("bench-publisher")
+        .connect(&server.url())
+        .await?;
+    let warmup = samples / 10;
+    for round in 0..warmup + samples {
+        if round == warmup {
+            sink.0.reset(true);
+        }
+        let before = sink.0.count.load(Ordering::Acquire);
+        publisher.publish(BenchEvent::new(round)).await?;
+        let delivered = async {
+            loop {
+                let notified = sink.0.notify.notified();
+                if sink.0.count.load(Ordering::Acquire) > before {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(2), delivered)
+            .await
+            .is_err()
+        {
+            bail!("event {round} was not delivered within 2 s");
+        }
+    }
+    let _ = publisher.shutdown().await;
+    let _ = sub.shutdown().await;
+    Ok(sink.0.latencies())
+}
+
+/// The value at quantile `q` of sorted `v`.
+fn quantile(v: &[u64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((v.len() as f64) * q).ceil().max(1.0) as usize;
+    v[rank.min(v.len()) - 1] as f64
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run and the table.
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let redis = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| {
+            s.split_whitespace()
+                .find_map(|w| w.strip_prefix("v=").map(str::to_owned))
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    format!("{cores} cores ({cpu}), redis-server {redis}")
+}
+
+struct Row {
+    measure: String,
+    baseline: String,
+    ours: String,
+    ratio: String,
+    target: String,
+    verdict: String,
+}
+
+fn row(measure: impl Into<String>, baseline: impl Into<String>, ours: impl Into<String>) -> Row {
+    Row {
+        measure: measure.into(),
+        baseline: baseline.into(),
+        ours: ours.into(),
+        ratio: String::new(),
+        target: "-".to_owned(),
+        verdict: String::new(),
+    }
+}
+
+impl Row {
+    fn ratio(mut self, ratio: impl Into<String>) -> Self {
+        self.ratio = ratio.into();
+        self
+    }
+    fn target(mut self, target: impl Into<String>, met: bool) -> Self {
+        self.target = target.into();
+        self.verdict = if met { "met" } else { "MISSED" }.to_owned();
+        self
+    }
+}
+
+fn rate_text(r: f64) -> String {
+    let r = r.round() as u64;
+    let s = r.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{out}/s")
+}
+
+fn us(ns: f64) -> String {
+    format!("{:.0} µs", ns / 1000.0)
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.0}%", x * 100.0)
+}
+
+fn times(x: f64) -> String {
+    format!("{x:.2}×")
+}
+
+fn print_table(rows: &[Row]) {
+    let header = ["measure", "baseline", "ours", "ours/baseline", "target", ""];
+    let cells: Vec<[&str; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.measure.as_str(),
+                r.baseline.as_str(),
+                r.ours.as_str(),
+                r.ratio.as_str(),
+                r.target.as_str(),
+                r.verdict.as_str(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for c in &cells {
+        for (w, s) in widths.iter_mut().zip(c) {
+            *w = (*w).max(s.chars().count());
+        }
+    }
+    let line = |c: &[&str; 6]| {
+        let parts: Vec<String> = c
+            .iter()
+            .zip(widths)
+            .map(|(s, w)| format!("{s}{}", " ".repeat(w - s.chars().count())))
+            .collect();
+        println!("| {} |", parts.join(" | "));
+    };
+    line(&header);
+    println!(
+        "|{}|",
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("|")
+    );
+    for c in &cells {
+        line(c);
+    }
+}
+
+/// Output-buffer disconnects so far: the server's counter where it has one (Redis ≥ 7.2),
+/// otherwise the lines of its log that say a client was closed for its output buffer.
+fn buffer_disconnects(server: &RedisServer) -> u64 {
+    let info = server.cli(&["INFO", "stats"]);
+    let counter = info.lines().find_map(|l| {
+        l.strip_prefix("client_output_buffer_limit_disconnections:")
+            .and_then(|v| v.trim().parse().ok())
+    });
+    counter.unwrap_or_else(|| {
+        server
+            .log()
+            .lines()
+            .filter(|l| l.contains("output buffer"))
+            .count() as u64
+    })
+}
+
+/// The 1-minute load average: other work on the machine skews every figure.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
+    let load_before = load_average();
+    let server = RedisServer::start();
+    let url = server.url();
+    let payload = "x".repeat(PAYLOAD);
+    let envelope_len = eventbus::Envelope::new(BenchEvent::new(0))
+        .with_source("bench-publisher")
+        .encode()?
+        .len();
+    let data_len = serde_json::to_vec(&BenchEvent::new(0))?.len();
+
+    // Baselines, with one raw subscriber draining the channel.
+    eprintln!(
+        "baseline A: redis-benchmark -c 1 -P 16 -n {}",
+        sizes.publish
+    );
+    let drain = Drain::start(&url).await?;
+    let (cpu0, _) = cpu_and_rss();
+    let [a_rps, _, _] =
+        redis_benchmark(server.port(), &["-P", "16"], sizes.publish, &payload).await?;
+    let drained = wait_count(&drain.count, sizes.publish, Duration::from_secs(3)).await;
+    let (cpu1, _) = cpu_and_rss();
+    let raw_cpu = (cpu1.saturating_sub(cpu0)).div_f64(drained.max(1) as f64);
+    if drained < sizes.publish {
+        eprintln!(
+            "  the raw subscriber received {drained} of {}",
+            sizes.publish
+        );
+    }
+
+    eprintln!("baseline B: redis-rs, {IN_FLIGHT} in flight");
+    let (cpu0, _) = cpu_and_rss();
+    let b_rps = raw_publish(&url, sizes.publish, &payload).await?;
+    let (cpu1, _) = cpu_and_rss();
+    let b_cpu = (cpu1.saturating_sub(cpu0)).div_f64(sizes.publish as f64);
+    // The same, with our envelope's bytes as the payload: how much of the difference is size.
+    let envelope_text = String::from_utf8(
+        eventbus::Envelope::new(BenchEvent::new(0))
+            .with_source("bench-publisher")
+            .encode()?,
+    )?;
+    let b2_rps = raw_publish(&url, sizes.publish, &envelope_text).await?;
+
+    eprintln!(
+        "baseline C: redis-benchmark -c 1 -n {}",
+        sizes.one_at_a_time
+    );
+    let [_, c_p50_ms, c_p99_ms] =
+        redis_benchmark(server.port(), &[], sizes.one_at_a_time, &payload).await?;
+    let c_p50 = c_p50_ms * 1e6;
+
+    eprintln!("ours: bus.publish, {IN_FLIGHT} in flight");
+    let bus = EventBus::builder()
+        .service("bench-publisher")
+        .connect(&url)
+        .await?;
+    // A short warm-up, then the measured run.
+    bus_publish(&bus, (sizes.publish / 20).max(100)).await?;
+    let (cpu0, _) = cpu_and_rss();
+    let ours_rps = bus_publish(&bus, sizes.publish).await?;
+    let (cpu1, _) = cpu_and_rss();
+    let ours_cpu = (cpu1.saturating_sub(cpu0)).div_f64(sizes.publish as f64);
+    let _ = bus.shutdown().await;
+    drain.task.abort();
+    let disconnects_before = buffer_disconnects(&server);
+
+    eprintln!(
+        "ours: end to end, {} events from another process",
+        sizes.e2e
+    );
+    let alone = e2e(&server, sizes.e2e, None, false, false).await?;
+
+    eprintln!("ours: subscriber alone, redis-benchmark -P 16 publishing the envelope");
+    let capacity = subscriber_capacity(&server, sizes.capacity).await?;
+
+    eprintln!("ours: latency, one event in flight");
+    let single = one_in_flight(&server, sizes.latency_samples).await?;
+
+    let load_n = sizes.load_rate * sizes.load_secs;
+    eprintln!(
+        "ours: latency at {}/s for {} s",
+        sizes.load_rate, sizes.load_secs
+    );
+    let loaded = e2e(&server, load_n, Some(sizes.load_rate), false, true).await?;
+
+    eprintln!("ours: a no-op handler beside a stalled one");
+    let with_stalled_1 = e2e(&server, sizes.stalled, None, true, false).await?;
+    let alone_2 = e2e(&server, sizes.stalled, None, false, false).await?;
+    let with_stalled_2 = e2e(&server, sizes.stalled, None, true, false).await?;
+    let alone_best = alone.rate.max(alone_2.rate);
+    let stalled_best = with_stalled_1.rate.max(with_stalled_2.rate);
+    let alone_lost = [&alone, &alone_2]
+        .iter()
+        .map(|r| r.published - r.delivered.min(r.published))
+        .sum::<u64>();
+    let stalled_lost = [&with_stalled_1, &with_stalled_2]
+        .iter()
+        .map(|r| r.published - r.delivered.min(r.published))
+        .sum::<u64>();
+    let disconnects = buffer_disconnects(&server) - disconnects_before;
+
+    // The table.
+    let lost = alone.published.saturating_sub(alone.delivered);
+    let e2e_ratio = alone.rate / a_rps;
+    let p = |v: &[u64], q| quantile(v, q);
+    let (s50, s99, s999) = (p(&single, 0.5), p(&single, 0.99), p(&single, 0.999));
+    let (l50, l99, l999) = (
+        p(&loaded.latencies, 0.5),
+        p(&loaded.latencies, 0.99),
+        p(&loaded.latencies, 0.999),
+    );
+    let stalled_cost = 1.0 - stalled_best / alone_best;
+    let rows = vec![
+        row(
+            format!("publish, {IN_FLIGHT} in flight"),
+            format!(
+                "A redis-benchmark -P 16: {}{}",
+                rate_text(a_rps),
+                if drained < sizes.publish {
+                    format!(" (its subscriber got {drained} of {})", sizes.publish)
+                } else {
+                    String::new()
+                }
+            ),
+            rate_text(ours_rps),
+        )
+        .ratio(pct(ours_rps / a_rps))
+        .target("≥ 75% of A", ours_rps >= 0.75 * a_rps),
+        row(
+            format!("publish, {IN_FLIGHT} in flight"),
+            format!("B redis-rs, {IN_FLIGHT} in flight: {}", rate_text(b_rps)),
+            rate_text(ours_rps),
+        )
+        .ratio(pct(ours_rps / b_rps))
+        .target("≥ 95% of B", ours_rps >= 0.95 * b_rps),
+        row(
+            format!("publish, {IN_FLIGHT} in flight"),
+            format!(
+                "B' redis-rs, {envelope_len}-byte envelope as payload: {}",
+                rate_text(b2_rps)
+            ),
+            rate_text(ours_rps),
+        )
+        .ratio(pct(ours_rps / b2_rps)),
+        row(
+            "  publishing process CPU per event",
+            format!("B: {:.2} µs", b_cpu.as_secs_f64() * 1e6),
+            format!("{:.2} µs", ours_cpu.as_secs_f64() * 1e6),
+        )
+        .ratio(times(
+            ours_cpu.as_secs_f64() / b_cpu.as_secs_f64().max(1e-9),
+        )),
+        row(
+            "end to end, publisher process → bus",
+            format!("A: {}", rate_text(a_rps)),
+            format!(
+                "{} ({} of {} delivered)",
+                rate_text(alone.rate),
+                alone.delivered,
+                alone.published
+            ),
+        )
+        .ratio(pct(e2e_ratio))
+        .target(
+            "≥ 60% of A, 0 lost",
+            e2e_ratio >= 0.6 && lost == 0 && alone.published == sizes.e2e,
+        ),
+        row(
+            "  subscriber alone (fed by redis-benchmark -P 16)",
+            format!("A: {}", rate_text(a_rps)),
+            format!(
+                "{} ({} of {} delivered; sent at {})",
+                rate_text(capacity.1),
+                capacity.2,
+                sizes.capacity,
+                rate_text(capacity.0)
+            ),
+        )
+        .ratio(pct(capacity.1 / a_rps)),
+        row(
+            "  output-buffer disconnects",
+            "-",
+            format!("{disconnects} (all runs of ours)"),
+        )
+        .target("0", disconnects == 0),
+        row(
+            "latency p50, 1 in flight",
+            format!("C p50: {}", us(c_p50)),
+            us(s50),
+        )
+        .ratio(times(s50 / c_p50))
+        .target("≤ 2.5× C p50", s50 <= 2.5 * c_p50),
+        row(
+            "latency p99, 1 in flight",
+            format!("C p50: {}", us(c_p50)),
+            us(s99),
+        )
+        .ratio(times(s99 / c_p50))
+        .target("≤ 4× C p50", s99 <= 4.0 * c_p50),
+        row(
+            "latency p99.9, 1 in flight",
+            format!("C p99: {}", us(c_p99_ms * 1e6)),
+            us(s999),
+        )
+        .ratio(times(s999 / (c_p99_ms * 1e6))),
+        row(
+            format!("latency p50/p99/p99.9 at {}/s", sizes.load_rate),
+            format!("C p50: {}", us(c_p50)),
+            format!("{} / {} / {}", us(l50), us(l99), us(l999)),
+        )
+        .ratio(format!(
+            "{} / {} / {}",
+            times(l50 / c_p50),
+            times(l99 / c_p50),
+            times(l999 / c_p50)
+        )),
+        row(
+            "subscriber CPU per event",
+            format!(
+                "raw redis-rs subscriber: {:.2} µs",
+                raw_cpu.as_secs_f64() * 1e6
+            ),
+            format!(
+                "{:.2} µs ({:.2} µs fed by redis-benchmark)",
+                alone.cpu_per_event.as_secs_f64() * 1e6,
+                capacity.3.as_secs_f64() * 1e6
+            ),
+        )
+        .ratio(times(
+            alone.cpu_per_event.as_secs_f64() / raw_cpu.as_secs_f64().max(1e-9),
+        )),
+        row(
+            "subscriber RSS (whole bench process)",
+            "-",
+            format!("{:.1} MiB", alone.rss as f64 / (1024.0 * 1024.0)),
+        ),
+        row(
+            "no-op handler beside a stalled one",
+            format!("alone: {} ({alone_lost} lost)", rate_text(alone_best)),
+            format!("{} ({} lost)", rate_text(stalled_best), stalled_lost),
+        )
+        .ratio(pct(stalled_best / alone_best))
+        .target(
+            "< 10% cost, no more lost",
+            stalled_cost < 0.10 && stalled_lost <= alone_lost,
+        ),
+    ];
+
+    println!(
+        "eventbus benchmark ({} run) on {}; load average {load_before} before, {} after",
+        if quick { "quick" } else { "full" },
+        machine(),
+        load_average()
+    );
+    println!(
+        "redis-server on loopback, default limits; baselines publish {PAYLOAD} bytes, ours an \
+         envelope of {envelope_len} bytes around {data_len} bytes of event data; N = {} \
+         (publish), {} (end to end), {} (C); latencies from {} + {} samples; no-op handler \
+         queue: {}",
+        sizes.publish,
+        sizes.e2e,
+        sizes.one_at_a_time,
+        single.len(),
+        loaded.latencies.len(),
+        QUEUE_CAPACITY
+            .get()
+            .copied()
+            .flatten()
+            .map_or("default".to_owned(), |c| c.to_string())
+    );
+    print_table(&rows);
+    Ok(())
+}
