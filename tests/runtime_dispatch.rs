@@ -808,8 +808,11 @@ async fn shutdown_deadline_cancels_concurrent_runs(env: TestEnv) {
         bus.publish(user(i)).await.unwrap();
     }
     assert!(
-        wait_for(WAIT, || bus.metrics().handler("slow").unwrap().in_flight
-            == 2)
+        wait_for(WAIT, || {
+            let m = bus.metrics();
+            let h = m.handler("slow").unwrap();
+            h.in_flight == 2 && h.received == 5
+        })
         .await
     );
     let err = bus.shutdown().await.unwrap_err();

@@ -601,7 +601,7 @@ impl EventBus {
     }
 
     /// A pull-style stream of the events of type `E`, for code that prefers a loop to a
-    /// handler. It holds up to 1024 undelivered events; ends with the bus or when dropped.
+    /// handler. It holds up to 8192 undelivered events (the default queue capacity); ends with the bus or when dropped.
     ///
     /// ```
     /// # use eventbus::{Event, EventBus};

@@ -66,12 +66,13 @@ impl Queue {
 
     /// Adds an item, unless the queue is closed; a full queue drops by its policy.
     fn push(&self, item: Delivery) -> Pushed {
-        let pushed = {
+        let (pushed, was_empty) = {
             let mut q = self.lock();
             if q.closed {
                 return Pushed::Closed;
             }
-            if q.items.len() < self.capacity {
+            let was_empty = q.items.is_empty();
+            let pushed = if q.items.len() < self.capacity {
                 q.items.push_back(item);
                 Pushed::Queued
             } else {
@@ -83,9 +84,13 @@ impl Queue {
                         old.map_or(Pushed::Queued, Pushed::Dropped)
                     }
                 }
-            }
+            };
+            (pushed, was_empty)
         };
-        self.notify.notify_one();
+        // The worker looks at the queue before it waits, so only the first item needs a wakeup.
+        if was_empty {
+            self.notify.notify_one();
+        }
         pushed
     }
 

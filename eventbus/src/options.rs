@@ -139,7 +139,7 @@ impl Default for HandlerOptions {
             name: None,
             topics: Vec::new(),
             timeout: Some(Duration::from_secs(30)),
-            capacity: 1024,
+            capacity: 8192,
             overflow: Overflow::default(),
             concurrency: 1,
             retry: RetryPolicy::never(),
@@ -149,7 +149,7 @@ impl Default for HandlerOptions {
 }
 
 impl HandlerOptions {
-    /// The defaults: the event's own topic, a queue of 1024, [`Overflow::DropNewest`], a 30 s
+    /// The defaults: the event's own topic, a queue of 8192, [`Overflow::DropNewest`], a 30 s
     /// timeout, concurrency 1 (in order), no retries.
     pub fn new() -> Self {
         Self::default()

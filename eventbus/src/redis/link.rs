@@ -86,6 +86,10 @@ pub(crate) async fn wait_up<C: Clone>(
     rx: &mut watch::Receiver<Link<C>>,
     deadline: Instant,
 ) -> Result<(C, u64), Unavailable> {
+    // Fast path: already up, no timer needed.
+    if let Link::Up { conn, epoch } = &*rx.borrow_and_update() {
+        return Ok((conn.clone(), *epoch));
+    }
     let outcome = {
         let waited = tokio::time::timeout_at(
             deadline,

@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     tasks: Mutex<Vec<AbortHandle>>,
     publisher: Publisher,
+    /// Where publishes queue for the batcher.
+    publish_tx: tokio::sync::mpsc::UnboundedSender<publisher::PublishJob>,
     /// Bounds the commands awaiting an answer on the publisher connection.
     in_flight: tokio::sync::Semaphore,
     subscriber: Subscriber,
@@ -211,6 +213,7 @@ pub(crate) async fn connect(
     let target = Target::parse(url, options)?;
     let conn = publisher::open(&target, options).await?;
     tracing::debug!(server = %target.addr, url = %target.redacted, "connected to redis");
+    let (publish_tx, publish_rx) = tokio::sync::mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         target,
         options: options.clone(),
@@ -219,6 +222,7 @@ pub(crate) async fn connect(
         closed: AtomicBool::new(false),
         tasks: Mutex::new(Vec::new()),
         publisher: Publisher::new(conn),
+        publish_tx,
         in_flight: tokio::sync::Semaphore::new(options.max_in_flight),
         subscriber: Subscriber::new(),
     });
@@ -226,6 +230,8 @@ pub(crate) async fn connect(
         role: publisher::ROLE,
     });
     let task = tokio::spawn(publisher::supervise(shared.clone()));
+    shared.track(task.abort_handle());
+    let task = tokio::spawn(publisher::batch_publishes(shared.clone(), publish_rx));
     shared.track(task.abort_handle());
     Ok(Arc::new(RedisTransport { shared }))
 }
@@ -322,11 +328,23 @@ impl Transport for RedisTransport {
         payload: Bytes,
     ) -> BoxFuture<'a, Result<u64, TransportError>> {
         Box::pin(async move {
-            let mut cmd = redis::cmd("PUBLISH");
-            cmd.arg(channel).arg(payload.as_ref());
             let s = &self.shared;
-            s.command::<u64>("publishing", &cmd, s.options.publish_deadline)
-                .await
+            s.check_open()?;
+            let closed = || {
+                TransportError::new(
+                    ErrorKind::Closed,
+                    "publishing failed: the Redis transport is closed",
+                )
+            };
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let job = publisher::PublishJob {
+                channel: channel.to_owned(),
+                payload,
+                deadline: tokio::time::Instant::now() + s.options.publish_deadline,
+                reply,
+            };
+            s.publish_tx.send(job).map_err(|_| closed())?;
+            answer.await.unwrap_or_else(|_| Err(closed()))
         })
     }
 

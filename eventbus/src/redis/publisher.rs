@@ -1,17 +1,25 @@
 //! The publisher: one multiplexed connection for `PUBLISH` and every other command, so
 //! concurrent commands pipeline on one socket. A supervisor task pings it and replaces it when
 //! it is lost.
+//!
+//! Publishes go through a batcher: one task takes every publish queued while earlier batches
+//! were on the wire and sends them as one pipeline (one write, one reply), with a few batches
+//! in flight at once. A lone publish goes out at once as a batch of one.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use redis::aio::MultiplexedConnection;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use super::RedisOptions;
 use super::Shared;
 use super::link::{self, Link};
 use super::target::Target;
-use crate::transport::{ConnectionEvent, TransportError};
+use crate::transport::{ConnectionEvent, ErrorKind, TransportError};
 
 pub(crate) const ROLE: &str = "publisher";
 
@@ -127,5 +135,112 @@ async fn watchdog_ping(
             "watchdog PING got no answer within {:?}",
             options.response_timeout
         )),
+    }
+}
+
+/// The most publishes sent as one pipeline.
+const MAX_BATCH: usize = 128;
+/// The most pipelines awaiting their replies at once.
+const MAX_BATCHES_IN_FLIGHT: usize = 4;
+
+/// One publish waiting for the batcher.
+pub(crate) struct PublishJob {
+    pub(crate) channel: String,
+    pub(crate) payload: Bytes,
+    pub(crate) deadline: Instant,
+    pub(crate) reply: oneshot::Sender<Result<u64, TransportError>>,
+}
+
+/// Sends queued publishes as pipelines until the transport closes.
+pub(crate) async fn batch_publishes(
+    shared: Arc<Shared>,
+    mut jobs: mpsc::UnboundedReceiver<PublishJob>,
+) {
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => break,
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            job = jobs.recv(), if in_flight.len() < MAX_BATCHES_IN_FLIGHT => {
+                let Some(first) = job else { break };
+                let mut batch = Vec::with_capacity(16);
+                batch.push(first);
+                while batch.len() < MAX_BATCH {
+                    match jobs.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                in_flight.push(send_batch(shared.clone(), batch));
+            }
+        }
+    }
+    jobs.close();
+    while let Ok(job) = jobs.try_recv() {
+        let _ = job.reply.send(Err(TransportError::new(
+            ErrorKind::Closed,
+            "publishing failed: the Redis transport is closed",
+        )));
+    }
+}
+
+/// Sends one pipeline, on a new connection again when the connection closed under it.
+async fn send_batch(shared: Arc<Shared>, batch: Vec<PublishJob>) {
+    const WHAT: &str = "publishing";
+    let deadline = batch
+        .iter()
+        .map(|j| j.deadline)
+        .min()
+        .unwrap_or_else(Instant::now);
+    let mut pipe = redis::pipe();
+    for job in &batch {
+        pipe.cmd("PUBLISH")
+            .arg(&job.channel)
+            .arg(job.payload.as_ref());
+    }
+    let mut rx = shared.publisher.link.subscribe();
+    let response_timeout = shared.options.response_timeout;
+    let failure = loop {
+        let (mut conn, epoch) = match link::wait_up(&mut rx, deadline).await {
+            Ok(up) => up,
+            Err(why) => break shared.unavailable(WHAT, why, shared.options.publish_deadline),
+        };
+        match tokio::time::timeout(response_timeout, pipe.query_async::<Vec<u64>>(&mut conn)).await
+        {
+            Ok(Ok(counts)) if counts.len() == batch.len() => {
+                for (job, n) in batch.into_iter().zip(counts) {
+                    let _ = job.reply.send(Ok(n));
+                }
+                return;
+            }
+            Ok(Ok(counts)) => {
+                break TransportError::new(
+                    ErrorKind::Server,
+                    format!(
+                        "{WHAT} failed: Redis at {} answered {} replies to {} publishes",
+                        shared.target.addr,
+                        counts.len(),
+                        batch.len()
+                    ),
+                );
+            }
+            Ok(Err(e)) if super::target::is_connection_error(&e) => {
+                link::mark_down(&shared.publisher.link, epoch, format!("{WHAT} failed: {e}"));
+                if Instant::now() >= deadline {
+                    break shared.target.command_error(WHAT, e);
+                }
+            }
+            Ok(Err(e)) => break shared.target.command_error(WHAT, e),
+            Err(_) => break shared.target.timeout_error(WHAT, response_timeout),
+        }
+    };
+    let (kind, message) = (failure.kind(), failure.message().to_owned());
+    let mut failure = Some(failure);
+    for job in batch {
+        let e = failure
+            .take()
+            .unwrap_or_else(|| TransportError::new(kind, message.clone()));
+        let _ = job.reply.send(Err(e));
     }
 }
