@@ -141,7 +141,7 @@ async fn watchdog_ping(
 /// The most publishes sent as one pipeline.
 const MAX_BATCH: usize = 128;
 /// The most pipelines awaiting their replies at once.
-const MAX_BATCHES_IN_FLIGHT: usize = 4;
+const MAX_BATCHES_IN_FLIGHT: usize = 2;
 
 /// One publish waiting for the batcher.
 pub(crate) struct PublishJob {
