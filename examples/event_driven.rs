@@ -16,8 +16,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use eventbus::transport::redact_url;
-use eventbus::{Envelope, Event, EventBus, EventBusBuilder, HandlerOptions, PublishOptions};
+use eventbus::{Envelope, Event, EventBus, HandlerOptions, PublishOptions};
+use eventbus_suite::connect;
 use serde::{Deserialize, Serialize};
 
 /// A user signed up.
@@ -87,16 +87,6 @@ async fn page_oncall(alert: Envelope<SystemAlert>) {
         alert.data().message,
         alert.causation_id().unwrap_or("-")
     );
-}
-
-/// Connects, or says how to get a server.
-async fn connect(builder: EventBusBuilder, url: &str) -> anyhow::Result<EventBus> {
-    builder.connect(url).await.map_err(|e| {
-        anyhow::anyhow!(
-            "could not connect to {}: {e}\nhint: start a server with `redis-server --port 6379 --save '' &`, or set REDIS_URL",
-            redact_url(url)
-        )
-    })
 }
 
 async fn run() -> anyhow::Result<()> {

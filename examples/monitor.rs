@@ -19,8 +19,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use eventbus::transport::redact_url;
-use eventbus::{EventBus, EventBusBuilder};
+use eventbus::EventBus;
+use eventbus_suite::connect;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -59,16 +59,6 @@ async fn snapshot(bus: &EventBus, pattern: Option<&str>, tick: u64) -> anyhow::R
     stdout.write_all(out.as_bytes())?;
     stdout.flush()?;
     Ok(())
-}
-
-/// Connects, or says how to get a server.
-async fn connect(builder: EventBusBuilder, url: &str) -> anyhow::Result<EventBus> {
-    builder.connect(url).await.map_err(|e| {
-        anyhow::anyhow!(
-            "could not connect to {}: {e}\nhint: start a server with `redis-server --port 6379 --save '' &`, or set REDIS_URL",
-            redact_url(url)
-        )
-    })
 }
 
 async fn run() -> anyhow::Result<()> {

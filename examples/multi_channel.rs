@@ -14,21 +14,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use eventbus::transport::redact_url;
-use eventbus::{EventBus, EventBusBuilder, HandlerOptions, Message, Topic};
+use eventbus::{EventBus, HandlerOptions, Message, Topic};
+use eventbus_suite::connect;
 use tokio::sync::mpsc;
 
 const CHANNELS: [&str; 3] = ["news", "sports", "weather"];
-
-/// Connects, or says how to get a server.
-async fn connect(builder: EventBusBuilder, url: &str) -> anyhow::Result<EventBus> {
-    builder.connect(url).await.map_err(|e| {
-        anyhow::anyhow!(
-            "could not connect to {}: {e}\nhint: start a server with `redis-server --port 6379 --save '' &`, or set REDIS_URL",
-            redact_url(url)
-        )
-    })
-}
 
 async fn run() -> anyhow::Result<()> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());

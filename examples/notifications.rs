@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use eventbus::transport::redact_url;
-use eventbus::{Event, EventBus, EventBusBuilder, State};
+use eventbus::{Event, EventBus, State};
+use eventbus_suite::connect;
 use serde::{Deserialize, Serialize};
 
 /// A notification for a user, on the fixed channel `notifications`.
@@ -44,16 +44,6 @@ async fn deliver(note: Notification, bus: EventBus, State(delivered): State<Deli
         note.body
     );
     delivered.0.fetch_add(1, Ordering::SeqCst);
-}
-
-/// Connects, or says how to get a server.
-async fn connect(builder: EventBusBuilder, url: &str) -> anyhow::Result<EventBus> {
-    builder.connect(url).await.map_err(|e| {
-        anyhow::anyhow!(
-            "could not connect to {}: {e}\nhint: start a server with `redis-server --port 6379 --save '' &`, or set REDIS_URL",
-            redact_url(url)
-        )
-    })
 }
 
 async fn run() -> anyhow::Result<()> {

@@ -16,8 +16,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use eventbus::transport::redact_url;
-use eventbus::{Envelope, Event, EventBus, EventBusBuilder, Topic};
+use eventbus::{Envelope, Event, EventBus, Topic};
+use eventbus_suite::connect;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -43,16 +43,6 @@ struct SystemAlert {
 struct Deployed {
     service: String,
     version: String,
-}
-
-/// Connects, or says how to get a server.
-async fn connect(builder: EventBusBuilder, url: &str) -> anyhow::Result<EventBus> {
-    builder.connect(url).await.map_err(|e| {
-        anyhow::anyhow!(
-            "could not connect to {}: {e}\nhint: start a server with `redis-server --port 6379 --save '' &`, or set REDIS_URL",
-            redact_url(url)
-        )
-    })
 }
 
 async fn run() -> anyhow::Result<()> {

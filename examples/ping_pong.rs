@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use eventbus::transport::redact_url;
-use eventbus::{Envelope, Event, EventBus, EventBusBuilder, PublishOptions, State};
+use eventbus::{Envelope, Event, EventBus, PublishOptions, State};
+use eventbus_suite::connect;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -63,16 +63,6 @@ async fn answer(
     answered.count.fetch_add(1, Ordering::SeqCst);
     answered.changed.notify_waiters();
     Ok(())
-}
-
-/// Connects, or says how to get a server.
-async fn connect(builder: EventBusBuilder, url: &str) -> anyhow::Result<EventBus> {
-    builder.connect(url).await.map_err(|e| {
-        anyhow::anyhow!(
-            "could not connect to {}: {e}\nhint: start a server with `redis-server --port 6379 --save '' &`, or set REDIS_URL",
-            redact_url(url)
-        )
-    })
 }
 
 async fn pong(url: &str, count: Option<u64>) -> anyhow::Result<()> {

@@ -124,3 +124,17 @@ impl<T: Clone> Seen<T> {
         self.items.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
+
+/// For the examples: connects, or fails with a hint on how to get a server (the URL shown
+/// without its password).
+pub async fn connect(
+    builder: eventbus::EventBusBuilder,
+    url: &str,
+) -> anyhow::Result<eventbus::EventBus> {
+    builder.connect(url).await.map_err(|e| {
+        anyhow::anyhow!(
+            "could not connect to {}: {e}\nhint: start a server with `redis-server --port 6379 --save '' &`, or set REDIS_URL",
+            eventbus::transport::redact_url(url)
+        )
+    })
+}
