@@ -375,6 +375,19 @@ async fn dropped_subscription_stops_deliveries(env: TestEnv) {
     assert_eq!(bus.publish(user(3)).await.unwrap().receivers, 1);
     sub.unsubscribe().await.unwrap();
     assert_eq!(bus.publish(user(4)).await.unwrap().receivers, 0);
+
+    // A bad topic after start-up is an error, not a panic.
+    let err = bus
+        .subscribe_with(
+            |_: Message| async {},
+            HandlerOptions::new().topic(Topic::channel("chat general")),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("whitespace"), "{err}");
+    let err = bus.subscribe(|_: Message| async {}).await.unwrap_err();
+    assert!(err.to_string().contains("needs a"), "{err}");
     bus.shutdown().await.unwrap();
 }
 
@@ -834,7 +847,55 @@ async fn shutdown_deadline_cancels_concurrent_runs(env: TestEnv) {
     );
 }
 
+async fn data_and_envelope_handlers_of_one_type_report_a_bad_message_once(env: TestEnv) {
+    let (seen_failures, hook) = failures();
+    let data = Seen::new();
+    let full = Seen::new();
+    let (d, f) = (data.clone(), full.clone());
+    let bus = EventBus::builder()
+        .on_error(hook)
+        .handler_with(
+            move |e: UserCreated| {
+                let d = d.clone();
+                async move { d.push(e.user_id) }
+            },
+            HandlerOptions::new().name("data"),
+        )
+        .handler_with(
+            move |e: Envelope<UserCreated>| {
+                let f = f.clone();
+                async move { f.push((e.data().user_id, e.id().to_owned())) }
+            },
+            HandlerOptions::new().name("full"),
+        )
+        .connect(&env.url)
+        .await
+        .unwrap();
+    bus.publish_raw(
+        "events:user_created",
+        r#"{"type":"user_created","id":7,"data":{"user_id":"x","name":"n"}}"#,
+    )
+    .await
+    .unwrap();
+    let receipt = bus.publish(user(8)).await.unwrap();
+    assert!(wait_for(WAIT, || data.len() == 1 && full.len() == 1).await);
+    assert_eq!(data.snapshot(), vec![8]);
+    assert_eq!(full.snapshot(), vec![(8, receipt.id)]);
+    let reports = seen_failures
+        .snapshot()
+        .into_iter()
+        .filter(|f| matches!(f, Failure::Decode(_)))
+        .count();
+    assert_eq!(reports, 1);
+    let m = bus.metrics();
+    assert_eq!(m.decode_errors, 1);
+    assert_eq!(m.handler("data").unwrap().decode_errors, 1);
+    assert_eq!(m.handler("full").unwrap().decode_errors, 1);
+    bus.shutdown().await.unwrap();
+}
+
 on_both_transports!(
+    data_and_envelope_handlers_of_one_type_report_a_bad_message_once,
     resubscribing_right_after_a_drop_keeps_receiving,
     shutdown_deadline_cancels_concurrent_runs,
     every_handler_gets_every_event_in_order,

@@ -2,7 +2,6 @@
 
 use std::any::TypeId;
 use std::future::Future;
-use std::panic::Location;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -21,7 +20,9 @@ use crate::error::{
     ConnectError, ErrorKind, Failure, PublishError, ShutdownError, ShutdownReport, SubscribeError,
 };
 use crate::event::{Event, check_name};
-use crate::handler::{ArgSpec, ErasedHandler, Handler, HandlerContext, StateMap, StateMapView};
+use crate::handler::{
+    ArgKind, ArgSpec, ErasedHandler, Handler, HandlerContext, StateMap, StateMapView,
+};
 use crate::metrics::Metrics;
 use crate::options::HandlerOptions;
 use crate::transport::memory::MemoryTransport;
@@ -135,7 +136,8 @@ impl PublishOptions {
 }
 
 struct PendingHandler {
-    spec: ArgSpec,
+    kind: ArgKind,
+    topics: Vec<Topic>,
     handler: Arc<dyn ErasedHandler>,
     options: HandlerOptions,
     name: String,
@@ -171,33 +173,37 @@ fn handler_name<F>(options: &HandlerOptions) -> String {
         .unwrap_or_else(|| std::any::type_name::<F>().to_owned())
 }
 
-#[track_caller]
-fn resolve_topics(spec: &ArgSpec, options: &HandlerOptions, name: &str) -> Vec<Topic> {
+/// Where a handler listens: the topics of its options, or its event's own; checked.
+fn resolve_topics(
+    spec: &ArgSpec,
+    options: &HandlerOptions,
+    name: &str,
+) -> Result<Vec<Topic>, String> {
     let topics = if options.topics.is_empty() {
         match &spec.topic {
             Some(t) => vec![t.clone()],
-            None => panic!(
-                "handler `{name}` takes an untyped envelope or a raw message, so it needs a topic: \
-                 register it with `.handler_on(Topic::pattern(\"events:*\"), f)` or \
-                 `HandlerOptions::new().topic(..)`"
-            ),
+            None => {
+                return Err(format!(
+                    "handler `{name}` takes an untyped envelope or a raw message, so it needs a \
+                     topic: register it with `.handler_on(Topic::pattern(\"events:*\"), f)` or \
+                     `HandlerOptions::new().topic(..)`"
+                ));
+            }
         }
     } else {
         options.topics.clone()
     };
     for t in &topics {
-        let ok = match t {
+        match t {
             Topic::Channel(c) => check_name("channel", c),
             Topic::Pattern(p) if p.is_empty() || p.chars().any(char::is_whitespace) => Err(
                 format!("pattern `{p}` must be non-empty and free of whitespace"),
             ),
             Topic::Pattern(_) => Ok(()),
-        };
-        if let Err(why) = ok {
-            panic!("handler `{name}`: {why}");
         }
+        .map_err(|why| format!("handler `{name}`: {why}"))?;
     }
-    topics
+    Ok(topics)
 }
 
 impl EventBusBuilder {
@@ -244,10 +250,13 @@ impl EventBusBuilder {
     pub fn handler_with<T, H: Handler<T>>(mut self, handler: H, options: HandlerOptions) -> Self {
         let name = handler_name::<H>(&options);
         let spec = handler.spec();
-        let _ = resolve_topics(&spec, &options, &name);
-        let _ = Location::caller();
+        let topics = match resolve_topics(&spec, &options, &name) {
+            Ok(topics) => topics,
+            Err(why) => panic!("{why}"),
+        };
         self.handlers.push(PendingHandler {
-            spec,
+            kind: spec.kind,
+            topics,
             handler: handler.into_erased(),
             options,
             name,
@@ -380,13 +389,12 @@ impl EventBus {
     }
 
     fn register(&self, h: PendingHandler) -> (Arc<Slot>, Vec<Topic>) {
-        let topics = resolve_topics(&h.spec, &h.options, &h.name);
         let inner = &self.inner;
         let slot = Arc::new(Slot::new(
             inner.next_id.fetch_add(1, Ordering::Relaxed),
             Arc::from(h.name),
-            topics,
-            h.spec.kind,
+            h.topics,
+            h.kind,
             h.handler,
             h.options,
             inner.cancel.child_token(),
@@ -557,12 +565,8 @@ impl EventBus {
         }
         let name = handler_name::<H>(&options);
         let spec = handler.spec();
-        if spec.topic.is_none() && options.topics.is_empty() {
-            return Err(SubscribeError::new(
-                ErrorKind::Config,
-                format!("handler `{name}` needs a topic: give one with `HandlerOptions::topic`"),
-            ));
-        }
+        let topics = resolve_topics(&spec, &options, &name)
+            .map_err(|why| SubscribeError::new(ErrorKind::Config, why))?;
         let erased = handler.into_erased();
         let ids: Vec<TypeId> = self.inner.state.values.keys().copied().collect();
         erased.check(&StateMapView(&ids)).map_err(|why| {
@@ -570,7 +574,8 @@ impl EventBus {
         })?;
         let _ordered = self.inner.sub_lock.lock().await;
         let (slot, fresh) = self.register(PendingHandler {
-            spec,
+            kind: spec.kind,
+            topics,
             handler: erased,
             options,
             name,

@@ -406,6 +406,9 @@ impl Inbound for Dispatcher {
         };
         // Each argument type is decoded once, shared by its handlers.
         let mut decoded: Vec<(TypeId, Option<Arc<dyn Any + Send + Sync>>)> = Vec::new();
+        // A type's handlers may take the data or the whole envelope, decoded separately; a
+        // bad message is still reported and counted once per type.
+        let mut reported: Vec<&'static str> = Vec::new();
         for (i, slot) in slots.iter().enumerate() {
             match slot.kind {
                 ArgKind::Raw => self.enqueue(
@@ -429,11 +432,14 @@ impl Inbound for Dispatcher {
                             let v = match decode(raw) {
                                 Ok(v) => Some(v),
                                 Err(e) => {
-                                    self.stats
-                                        .of_type(event_type)
-                                        .decode_errors
-                                        .fetch_add(1, Ordering::Relaxed);
-                                    self.decode_failed(&message, Some(event_type), e);
+                                    if !reported.contains(&event_type) {
+                                        reported.push(event_type);
+                                        self.stats
+                                            .of_type(event_type)
+                                            .decode_errors
+                                            .fetch_add(1, Ordering::Relaxed);
+                                        self.decode_failed(&message, Some(event_type), e);
+                                    }
                                     None
                                 }
                             };

@@ -94,6 +94,10 @@ fn decode_typed<E: Event>(raw: &RawEnvelope) -> Result<Arc<dyn Any + Send + Sync
     Ok(Arc::new(raw.decode::<E>()?))
 }
 
+fn decode_data<E: Event>(raw: &RawEnvelope) -> Result<Arc<dyn Any + Send + Sync>, DecodeError> {
+    Ok(Arc::new(raw.decode_data::<E>()?))
+}
+
 fn decode_value(raw: &RawEnvelope) -> Result<Arc<dyn Any + Send + Sync>, DecodeError> {
     Ok(Arc::new(raw.to_value()?))
 }
@@ -130,10 +134,18 @@ pub trait EventArg<M>: Sized + Send + 'static {
 
 impl<E: Event> EventArg<marker::Data> for E {
     fn spec() -> ArgSpec {
-        <Envelope<E> as EventArg<marker::Full>>::spec()
+        // Only the data is decoded: the header's strings are not copied for it.
+        ArgSpec {
+            topic: Some(Topic::of::<E>()),
+            kind: ArgKind::Envelope {
+                key: TypeId::of::<E>,
+                decode: decode_data::<E>,
+                event_type: E::TYPE,
+            },
+        }
     }
     fn extract(delivery: &mut Delivery) -> Result<Self, DecodeError> {
-        <Envelope<E> as EventArg<marker::Full>>::extract(delivery).map(Envelope::into_data)
+        delivery.take_envelope(|raw| raw.decode_data::<E>())
     }
 }
 
