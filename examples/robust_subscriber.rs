@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use eventbus::transport::redact_url;
-use eventbus::{ConnectionEvent, Envelope, ErrorKind, Event, EventBus, Topic};
+use eventbus::{ConnectErrorKind, ConnectionEvent, Envelope, Event, EventBus, Topic};
 use serde::{Deserialize, Serialize};
 
 /// A sign of life, published every second.
@@ -89,11 +89,13 @@ async fn run() -> anyhow::Result<()> {
         Ok(bus) => bus,
         Err(e) => {
             let hint = match e.kind() {
-                ErrorKind::Auth => {
+                ConnectErrorKind::Auth => {
                     "give the password in the URL: REDIS_URL=redis://:PASSWORD@host:port \
                      (or redis://USER:PASSWORD@host:port for an ACL user)"
                 }
-                ErrorKind::InvalidUrl => "REDIS_URL must look like redis://[:PASSWORD@]host:port",
+                ConnectErrorKind::InvalidUrl => {
+                    "REDIS_URL must look like redis://[:PASSWORD@]host:port"
+                }
                 _ => "is the server running? `redis-server --port 6379 --save '' &`",
             };
             anyhow::bail!(

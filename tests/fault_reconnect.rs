@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use eventbus::redis::RedisOptions;
-use eventbus::{ConnectionEvent, ErrorKind, Event, EventBus};
+use eventbus::{ConnectionEvent, Event, EventBus, PublishErrorKind};
 use eventbus_suite::redis_server::RedisServer;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
@@ -272,7 +272,10 @@ async fn a_hung_server_fails_publishes_in_time_and_recovers_when_it_resumes() {
             .expect_err("the server is stopped");
         let took = start.elapsed();
         assert!(
-            matches!(err.kind(), ErrorKind::Timeout | ErrorKind::Disconnected),
+            matches!(
+                err.kind(),
+                PublishErrorKind::Timeout | PublishErrorKind::Disconnected
+            ),
             "{:?}: {err}",
             err.kind()
         );
@@ -293,7 +296,7 @@ async fn a_hung_server_fails_publishes_in_time_and_recovers_when_it_resumes() {
         .await;
         let start = Instant::now();
         let err = bus.publish(Ping { n: 2 }).await.expect_err("still stopped");
-        assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+        assert_eq!(err.kind(), PublishErrorKind::Disconnected, "{err}");
         assert!(
             start.elapsed() <= PUBLISH_DEADLINE + RESPONSE_TIMEOUT + Duration::from_millis(500),
             "took {:?}",
@@ -333,7 +336,7 @@ async fn a_server_that_stays_down_fails_publishes_clearly_and_shutdown_is_prompt
             .await
             .expect_err("the server is gone");
         let took = start.elapsed();
-        assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+        assert_eq!(err.kind(), PublishErrorKind::Disconnected, "{err}");
         assert!(
             took >= PUBLISH_DEADLINE - Duration::from_millis(100),
             "took {took:?}"
@@ -358,7 +361,7 @@ async fn a_server_that_stays_down_fails_publishes_clearly_and_shutdown_is_prompt
         );
         assert_eq!(
             bus.publish(Ping { n: 2 }).await.unwrap_err().kind(),
-            ErrorKind::Closed
+            PublishErrorKind::Closed
         );
     })
     .await;
@@ -386,7 +389,7 @@ async fn giving_up_after_max_attempts_fails_publishes_at_once() {
         .await;
         let start = Instant::now();
         let err = bus.publish(Ping { n: 1 }).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+        assert_eq!(err.kind(), PublishErrorKind::Disconnected, "{err}");
         assert!(err.to_string().contains("gave up"), "{err}");
         assert!(start.elapsed() < Duration::from_millis(200), "{:?}", start.elapsed());
         bus.shutdown().await.unwrap();

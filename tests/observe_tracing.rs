@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use eventbus::{
-    Envelope, ErrorKind, Event, EventBus, EventContext, HandlerOptions, PublishOptions,
+    Envelope, Event, EventBus, EventContext, HandlerOptions, PublishErrorKind, PublishOptions,
 };
 use eventbus_suite::{Seen, wait_for};
 use serde::{Deserialize, Serialize};
@@ -456,7 +456,7 @@ async fn failures_are_recorded_on_the_spans() {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Closed);
+    assert_eq!(err.kind(), PublishErrorKind::Closed);
     let published = wait_spans("eventbus.publish", "trace_fail", 5).await;
     let failed: Vec<_> = published
         .iter()

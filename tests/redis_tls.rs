@@ -9,7 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use eventbus::redis::RedisOptions;
-use eventbus::{ErrorKind, Event, EventBus};
+use eventbus::{ConnectErrorKind, Event, EventBus};
 use eventbus_suite::redis_server::RedisServer;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -82,7 +82,7 @@ async fn rediss_round_trip() {
             .connect(&url)
             .await;
         let bus = match first {
-            Err(e) if e.kind() == ErrorKind::InvalidUrl => {
+            Err(e) if e.kind() == ConnectErrorKind::InvalidUrl => {
                 assert!(e.to_string().contains("`tls` feature"), "{e}");
                 assert!(!e.to_string().contains("tls-pw"), "{e}");
                 eprintln!(
@@ -109,7 +109,7 @@ async fn rediss_round_trip() {
             .connect(&url)
             .await
             .expect_err("an untrusted certificate");
-        assert_eq!(err.kind(), ErrorKind::Unreachable, "{err}");
+        assert_eq!(err.kind(), ConnectErrorKind::Unreachable, "{err}");
         assert!(
             err.to_string()
                 .contains(&format!("127.0.0.1:{}", server.port())),
@@ -129,7 +129,10 @@ async fn rediss_round_trip() {
             .await
             .expect_err("no client certificate");
         assert!(
-            matches!(err.kind(), ErrorKind::Unreachable | ErrorKind::Timeout),
+            matches!(
+                err.kind(),
+                ConnectErrorKind::Unreachable | ConnectErrorKind::Timeout
+            ),
             "{:?}: {err}",
             err.kind()
         );
@@ -147,7 +150,10 @@ async fn rediss_round_trip() {
             .await
             .expect_err("plain text on a TLS port");
         assert!(
-            matches!(err.kind(), ErrorKind::Unreachable | ErrorKind::Timeout),
+            matches!(
+                err.kind(),
+                ConnectErrorKind::Unreachable | ConnectErrorKind::Timeout
+            ),
             "{:?}: {err}",
             err.kind()
         );

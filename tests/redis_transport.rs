@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use eventbus::redis::RedisOptions;
-use eventbus::{Envelope, ErrorKind, Event, EventBus, HandlerOptions, Message, RetryPolicy, Topic};
+use eventbus::{
+    ConnectErrorKind, Envelope, Event, EventBus, HandlerOptions, Message, PublishErrorKind,
+    RetryPolicy, Topic,
+};
 use eventbus_suite::redis_server::RedisServer;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -140,7 +143,7 @@ async fn unreachable_server_fails_fast_naming_host_and_port() {
             "took {:?}",
             start.elapsed()
         );
-        assert_eq!(err.kind(), ErrorKind::Unreachable, "{err}");
+        assert_eq!(err.kind(), ConnectErrorKind::Unreachable, "{err}");
         let text = err.to_string();
         assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
@@ -169,7 +172,7 @@ async fn a_hung_server_fails_connect_with_timeout() {
             .await
             .expect_err("the server is stopped");
         server.resume_process();
-        assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+        assert_eq!(err.kind(), ConnectErrorKind::Timeout, "{err}");
         assert!(
             start.elapsed() < Duration::from_secs(3),
             "took {:?}",
@@ -196,7 +199,7 @@ async fn wrong_or_missing_password_is_an_auth_error_without_the_password() {
             .connect(&url)
             .await
             .expect_err("wrong password");
-        assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+        assert_eq!(err.kind(), ConnectErrorKind::Auth, "{err}");
         for text in [err.to_string(), format!("{err:?}")] {
             assert!(!text.contains("wrong-pw"), "{text}");
             assert!(!text.contains("right-pw"), "{text}");
@@ -211,7 +214,7 @@ async fn wrong_or_missing_password_is_an_auth_error_without_the_password() {
             .connect(&server.url())
             .await
             .expect_err("no password");
-        assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+        assert_eq!(err.kind(), ConnectErrorKind::Auth, "{err}");
         assert!(err.to_string().contains("NOAUTH"), "{err}");
 
         let bus = EventBus::builder()
@@ -236,7 +239,7 @@ async fn bad_urls_are_invalid_url_errors_without_the_password() {
             "redis+unix://",
         ] {
             let err = EventBus::builder().connect(url).await.expect_err("bad URL");
-            assert_eq!(err.kind(), ErrorKind::InvalidUrl, "{url}: {err}");
+            assert_eq!(err.kind(), ConnectErrorKind::InvalidUrl, "{url}: {err}");
             assert!(!err.to_string().contains("s3cret"), "{err}");
         }
     })
@@ -263,7 +266,7 @@ async fn acl_users_authenticate_with_user_and_password() {
             .connect(&server.url_for_user("orders", "nope"))
             .await
             .expect_err("wrong password");
-        assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+        assert_eq!(err.kind(), ConnectErrorKind::Auth, "{err}");
         assert!(!err.to_string().contains("nope"), "{err}");
         bus.shutdown().await.unwrap();
     })
@@ -689,7 +692,7 @@ async fn shutdown_unsubscribes_and_is_idempotent() {
         })
         .await;
         let err = bus.publish(Ping { n: 1 }).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Closed);
+        assert_eq!(err.kind(), PublishErrorKind::Closed);
     })
     .await;
 }

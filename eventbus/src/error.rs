@@ -7,7 +7,8 @@ use std::time::Duration;
 use crate::envelope::DecodeError;
 use crate::transport::{BoxError, TransportError};
 
-/// What went wrong, shared by the bus's error types.
+/// What went wrong in a transport: the vocabulary of [`TransportError`], which each
+/// operation's error maps to its own kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -15,7 +16,7 @@ pub enum ErrorKind {
     InvalidUrl,
     /// The server could not be reached.
     Unreachable,
-    /// The server refused the credentials (`WRONGPASS`, `NOAUTH`).
+    /// The server refused the credentials (`WRONGPASS`, `NOAUTH`) or a permission (`NOPERM`).
     Auth,
     /// The server did not answer in time.
     Timeout,
@@ -31,46 +32,82 @@ pub enum ErrorKind {
     Encode,
     /// The bus was set up wrongly (a handler needs state nobody provided, a bad name).
     Config,
-    /// The transport does not support the operation.
+    /// The transport does not offer the operation (no dead-letter store, no pub/sub queries).
     Unsupported,
 }
 
+/// A message that never contains a password, and the cause it keeps.
+#[derive(Debug)]
+pub(crate) struct Detail {
+    pub(crate) message: String,
+    pub(crate) source: Option<BoxError>,
+}
+
+impl Detail {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Detail {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// One error type per operation, each with its own `#[non_exhaustive]` kind. A transport's
+/// error converts into it, its kind mapped by name (`fallback` when the operation has no
+/// kind of that name).
 macro_rules! op_error {
-    ($(#[$doc:meta])* $name:ident) => {
+    (
+        $(#[$doc:meta])* $name:ident,
+        $(#[$kdoc:meta])* $kind:ident { $($(#[$vdoc:meta])* $variant:ident),* $(,)? },
+        fallback $fallback:ident
+    ) => {
+        $(#[$kdoc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum $kind {
+            $($(#[$vdoc])* $variant,)*
+        }
+
         $(#[$doc])*
         #[derive(Debug)]
         pub struct $name {
-            kind: ErrorKind,
-            message: String,
-            source: Option<BoxError>,
+            kind: $kind,
+            detail: Detail,
         }
 
         impl $name {
-            pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-                $name { kind, message: message.into(), source: None }
+            #[allow(dead_code)]
+            pub(crate) fn new(kind: $kind, message: impl Into<String>) -> Self {
+                $name { kind, detail: Detail::new(message) }
             }
 
             #[allow(dead_code)]
             pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-                self.source = Some(source.into());
+                self.detail.source = Some(source.into());
                 self
             }
 
             /// What went wrong.
-            pub fn kind(&self) -> ErrorKind {
+            pub fn kind(&self) -> $kind {
                 self.kind
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.message)
+                f.write_str(&self.detail.message)
             }
         }
 
         impl std::error::Error for $name {
             fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+                self.detail.source()
             }
         }
 
@@ -78,8 +115,13 @@ macro_rules! op_error {
             fn from(e: TransportError) -> Self {
                 // The transport error's message becomes ours and its cause our source, so
                 // the chain names each cause once.
-                let (kind, message, source) = e.into_parts();
-                $name { kind, message, source }
+                let (kind, detail) = e.into_parts();
+                #[allow(unreachable_patterns)]
+                let kind = match kind {
+                    $(ErrorKind::$variant => $kind::$variant,)*
+                    _ => $kind::$fallback,
+                };
+                $name { kind, detail }
             }
         }
     };
@@ -87,15 +129,90 @@ macro_rules! op_error {
 
 op_error! {
     /// The bus could not be set up or could not connect.
-    ConnectError
+    ConnectError,
+    /// Why connecting failed.
+    ConnectErrorKind {
+        /// The URL could not be understood, or names a transport this build does not include.
+        InvalidUrl,
+        /// The server could not be reached.
+        Unreachable,
+        /// The server refused the credentials.
+        Auth,
+        /// The server did not answer in time.
+        Timeout,
+        /// The bus was set up wrongly (a handler needs state nobody provided, a bad option).
+        Config,
+        /// The server answered with an error.
+        Server,
+    },
+    fallback Server
 }
+
 op_error! {
     /// An event could not be published.
-    PublishError
+    PublishError,
+    /// Why publishing failed.
+    PublishErrorKind {
+        /// The bus was shut down.
+        Closed,
+        /// The message is larger than the configured maximum.
+        TooLarge,
+        /// The event could not be encoded (a non-finite number, an empty id).
+        Encode,
+        /// A bad channel name or key.
+        Config,
+        /// The connection is down and did not come back before the publish deadline.
+        Disconnected,
+        /// The server did not answer in time, or the publish queue stayed full.
+        Timeout,
+        /// The server refused the credentials or a permission.
+        Auth,
+        /// The server answered with an error.
+        Server,
+    },
+    fallback Server
 }
+
 op_error! {
-    /// A subscription could not be made or ended, or a query to the server failed.
-    SubscribeError
+    /// A subscription could not be made, ended or confirmed.
+    SubscribeError,
+    /// Why subscribing failed.
+    SubscribeErrorKind {
+        /// The bus was shut down.
+        Closed,
+        /// A bad topic, or a handler that needs state nobody provided.
+        Config,
+        /// The subscriber connection is down.
+        Disconnected,
+        /// The server did not confirm in time.
+        Timeout,
+        /// The server refused the credentials or a permission.
+        Auth,
+        /// The server answered with an error.
+        Server,
+    },
+    fallback Server
+}
+
+op_error! {
+    /// A query or administrative command failed: `ping`, the pub/sub queries, dead letters.
+    QueryError,
+    /// Why the query failed.
+    QueryErrorKind {
+        /// The bus was shut down.
+        Closed,
+        /// The transport does not offer this query.
+        Unsupported,
+        /// The connection is down and did not come back before the deadline.
+        Disconnected,
+        /// The server did not answer in time.
+        Timeout,
+        /// The server refused the credentials or a permission.
+        Auth,
+        /// The server answered with an error.
+        Server,
+    },
+    fallback Server
 }
 
 /// Why a handler run failed.
@@ -127,6 +244,18 @@ impl fmt::Display for FailureCause {
             FailureCause::Panic(m) => write!(f, "panicked: {m}"),
             FailureCause::Timeout(d) => write!(f, "timed out after {d:?}"),
             FailureCause::Extract(m) => write!(f, "could not be called: {m}"),
+        }
+    }
+}
+
+impl FailureCause {
+    /// A one-word name of the cause: `error`, `panic`, `timeout` or `extract`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            FailureCause::Error(_) => "error",
+            FailureCause::Panic(_) => "panic",
+            FailureCause::Timeout(_) => "timeout",
+            FailureCause::Extract(_) => "extract",
         }
     }
 }
@@ -236,6 +365,16 @@ pub enum Failure {
         /// Why storing failed.
         error: String,
     },
+    /// An at-least-once message could not be acknowledged: it stays pending and is delivered
+    /// again.
+    Ack {
+        /// The handler that finished it.
+        handler: Arc<str>,
+        /// The entry that stays pending.
+        entry_id: String,
+        /// Why acknowledging failed.
+        error: String,
+    },
 }
 
 impl fmt::Display for Failure {
@@ -250,6 +389,15 @@ impl fmt::Display for Failure {
                     "dead letter of handler `{handler}` could not be stored: {error}"
                 )
             }
+            Failure::Ack {
+                handler,
+                entry_id,
+                error,
+            } => write!(
+                f,
+                "handler `{handler}` finished entry {entry_id}, but acknowledging it failed \
+                 (it will be delivered again): {error}"
+            ),
         }
     }
 }

@@ -1,8 +1,8 @@
 #![doc = include_str!("docs/crate.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod boxed;
 mod bus;
-mod dispatch;
 mod envelope;
 mod error;
 mod event;
@@ -12,19 +12,24 @@ pub mod observe;
 mod options;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod runtime;
+mod sync;
 pub mod transport;
 
 pub use bus::{
-    DEFAULT_MAX_MESSAGE_SIZE, EventBus, EventBusBuilder, EventStream, PublishOptions,
-    PublishReceipt, Subscription, shutdown_signal,
+    ConnectionHealth, ConnectionState, DEFAULT_MAX_MESSAGE_SIZE, EventBus, EventBusBuilder,
+    EventStream, Health, PublishOptions, PublishReceipt, Subscription, shutdown_signal,
 };
 pub use envelope::{DecodeError, EncodeError, Envelope, ExtensionError, RawEnvelope};
 pub use error::{
-    ConnectError, DecodeFailure, ErrorKind, Failure, FailureCause, HandlerFailure, OverflowFailure,
-    PublishError, ShutdownError, ShutdownReport, SubscribeError,
+    ConnectError, ConnectErrorKind, DecodeFailure, ErrorKind, Failure, FailureCause,
+    HandlerFailure, OverflowFailure, PublishError, PublishErrorKind, QueryError, QueryErrorKind,
+    ShutdownError, ShutdownReport, SubscribeError, SubscribeErrorKind,
 };
 pub use event::{Event, Topic};
-pub use handler::{EventArg, FromContext, Handler, HandlerContext, HandlerResult, State};
+pub use handler::{
+    EventArg, FromContext, Handler, HandlerContext, HandlerResult, State, StateMapView,
+};
 pub use metrics::{EventTypeMetrics, HandlerMetrics, LatencySnapshot, Metrics};
 pub use options::{HandlerOptions, Overflow, RetryPolicy};
 pub use transport::{ConnectionEvent, DeadLetter, Message};
@@ -39,9 +44,7 @@ pub use chrono;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::handler::{ArgKind, ArgSpec, Delivery, ErasedHandler, marker};
     pub use std::borrow::Cow;
     pub use std::format;
     pub use std::option::Option;
-    pub use std::string::ToString;
 }

@@ -41,8 +41,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Topic;
+use crate::sync::lock;
 use crate::transport::{
-    BoxFuture, ConnectionEvent, DeadLetter, ErrorKind, Inbound, Transport, TransportError,
+    BoxFuture, Capabilities, ConnectionEvent, DeadLetter, DeadLetterStore, ErrorKind, Inbound,
+    PubSubAdmin, Transport, TransportError,
 };
 
 mod link;
@@ -90,7 +92,7 @@ impl Shared {
     }
 
     fn track(&self, task: AbortHandle) {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tasks = lock(&self.tasks);
         if self.closed.load(Ordering::Acquire) {
             task.abort();
         } else {
@@ -99,7 +101,7 @@ impl Shared {
     }
 
     fn abort_tasks(&self) {
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
         for t in tasks {
             t.abort();
         }
@@ -204,8 +206,10 @@ impl Drop for RedisTransport {
 }
 
 /// Connects the publisher (failing fast when the server cannot be reached or refuses the
-/// credentials) and returns the transport. The subscriber connects on the first subscription.
-pub(crate) async fn connect(
+/// credentials) and returns the transport, delivering to `inbound`. The subscriber connects on
+/// the first subscription. For [`EventBusBuilder::connect_with`](crate::EventBusBuilder::connect_with);
+/// `connect(url)` calls it for `redis://`, `rediss://` and `redis+unix://` URLs.
+pub async fn connect(
     url: &str,
     inbound: Arc<dyn Inbound>,
     options: &RedisOptions,
@@ -322,6 +326,10 @@ fn parse_numsub(reply: Vec<Value>) -> Result<Vec<(String, u64)>, TransportError>
 }
 
 impl Transport for RedisTransport {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::pubsub().with_reconnects()
+    }
+
     fn publish<'a>(
         &'a self,
         channel: &'a str,
@@ -384,6 +392,37 @@ impl Transport for RedisTransport {
         })
     }
 
+    fn ready(&self, within: Duration) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move { self.shared.subscriber.ready(&self.shared, within).await })
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            let s = &self.shared;
+            if s.closed.swap(true, Ordering::AcqRel) {
+                return Ok(());
+            }
+            s.subscriber
+                .unsubscribe_all(s.options.response_timeout.min(Duration::from_secs(1)))
+                .await;
+            s.cancel.cancel();
+            s.abort_tasks();
+            s.publisher.link.send_replace(Link::Closed);
+            s.subscriber.link.send_replace(Link::Closed);
+            Ok(())
+        })
+    }
+
+    fn dead_letter_store(&self) -> Option<&dyn DeadLetterStore> {
+        Some(self)
+    }
+
+    fn pubsub_admin(&self) -> Option<&dyn PubSubAdmin> {
+        Some(self)
+    }
+}
+
+impl PubSubAdmin for RedisTransport {
     fn channels<'a>(
         &'a self,
         pattern: Option<&'a str>,
@@ -430,8 +469,10 @@ impl Transport for RedisTransport {
                 .await
         })
     }
+}
 
-    fn store_dead_letter<'a>(
+impl DeadLetterStore for RedisTransport {
+    fn store<'a>(
         &'a self,
         letter: &'a DeadLetter,
     ) -> BoxFuture<'a, Result<String, TransportError>> {
@@ -458,7 +499,7 @@ impl Transport for RedisTransport {
         })
     }
 
-    fn dead_letters<'a>(
+    fn list<'a>(
         &'a self,
         event_type: &'a str,
         limit: usize,
@@ -484,7 +525,7 @@ impl Transport for RedisTransport {
         })
     }
 
-    fn remove_dead_letter<'a>(
+    fn remove<'a>(
         &'a self,
         event_type: &'a str,
         entry_id: &'a str,
@@ -496,23 +537,6 @@ impl Transport for RedisTransport {
             s.command::<u64>("removing a dead letter", &cmd, s.options.publish_deadline)
                 .await
                 .map(|_| ())
-        })
-    }
-
-    fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move {
-            let s = &self.shared;
-            if s.closed.swap(true, Ordering::AcqRel) {
-                return Ok(());
-            }
-            s.subscriber
-                .unsubscribe_all(s.options.response_timeout.min(Duration::from_secs(1)))
-                .await;
-            s.cancel.cancel();
-            s.abort_tasks();
-            s.publisher.link.send_replace(Link::Closed);
-            s.subscriber.link.send_replace(Link::Closed);
-            Ok(())
         })
     }
 }

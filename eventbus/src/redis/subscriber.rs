@@ -15,6 +15,7 @@ use tokio::sync::{OwnedMutexGuard, watch};
 use super::Shared;
 use super::link::{self, Link};
 use crate::Topic;
+use crate::sync::lock;
 use crate::transport::{ConnectionEvent, ErrorKind, Message, TransportError};
 
 pub(crate) const ROLE: &str = "subscriber";
@@ -54,10 +55,6 @@ fn split(topics: &[Topic]) -> (Vec<String>, Vec<String>) {
         }
     }
     (channels, patterns)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[derive(Clone, Copy)]
@@ -101,6 +98,53 @@ impl Subscriber {
             desired: Mutex::default(),
             ops: Arc::new(tokio::sync::Mutex::new(())),
             started: AtomicBool::new(false),
+        }
+    }
+
+    /// Waits until the subscriber is connected with every held topic subscribed, and no
+    /// subscription change is under way; see [`Transport::ready`](crate::transport::Transport::ready).
+    pub(crate) async fn ready(
+        &self,
+        shared: &Shared,
+        within: Duration,
+    ) -> Result<(), TransportError> {
+        shared.check_open()?;
+        if !self.started.load(Ordering::Acquire) || self.held() == 0 {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        let mut rx = self.link.subscribe();
+        let up = tokio::time::timeout_at(
+            deadline,
+            rx.wait_for(|l| matches!(l, Link::Up { .. } | Link::Closed)),
+        )
+        .await
+        .map(|l| l.map(|l| matches!(*l, Link::Up { .. })));
+        match up {
+            Ok(Ok(true)) => {}
+            Ok(_) => return Err(closed()),
+            Err(_) => {
+                let cause = match &*self.link.borrow() {
+                    Link::Down { cause, .. } => format!(": {cause}"),
+                    _ => String::new(),
+                };
+                return Err(TransportError::new(
+                    ErrorKind::Disconnected,
+                    format!(
+                        "not ready: the subscriber connection to Redis at {} is not up after \
+                         {within:?}{cause}",
+                        shared.target.addr
+                    ),
+                ));
+            }
+        }
+        // A subscribe under way returns once the server confirmed it.
+        match tokio::time::timeout_at(deadline, self.ops.lock()).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(TransportError::new(
+                ErrorKind::Timeout,
+                format!("not ready: a subscription change was still unconfirmed after {within:?}"),
+            )),
         }
     }
 
@@ -374,11 +418,11 @@ fn to_message(msg: &redis::Msg) -> Message {
         .ok()
         .flatten()
         .map(|p| Arc::from(String::from_utf8_lossy(&p)));
-    Message {
+    Message::new(
         channel,
         pattern,
-        payload: Bytes::copy_from_slice(msg.get_payload_bytes()),
-    }
+        Bytes::copy_from_slice(msg.get_payload_bytes()),
+    )
 }
 
 /// Runs while connection `epoch` is up: drains the stream into the bus and pings. Returns why

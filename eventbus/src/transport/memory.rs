@@ -13,8 +13,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::glob::glob_match;
-use super::{BoxFuture, DeadLetter, ErrorKind, Inbound, Message, Transport, TransportError};
+use super::{
+    BoxFuture, Capabilities, ConnectionEvent, DeadLetter, DeadLetterStore, ErrorKind, Inbound,
+    Message, PubSubAdmin, Transport, TransportError,
+};
 use crate::Topic;
+use crate::sync::{lock, read, write};
 
 /// A shared in-process hub: the "server" of the memory transport.
 #[derive(Default)]
@@ -36,8 +40,10 @@ fn hubs() -> &'static Mutex<HashMap<String, Weak<Hub>>> {
     HUBS.get_or_init(Default::default)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+/// Joins the hub named in `memory://NAME` (a private hub for a bare `memory://`), delivering
+/// to `inbound`.
+pub fn connect(url: &str, inbound: Arc<dyn Inbound>) -> Result<Arc<dyn Transport>, TransportError> {
+    Ok(Arc::new(MemoryTransport::connect(url, inbound)?))
 }
 
 /// The in-process transport.
@@ -56,7 +62,8 @@ impl fmt::Debug for MemoryTransport {
     }
 }
 
-/// How many dead letters of one type the in-process store keeps.
+/// How many dead letters of one type the in-process store keeps; the oldest go first. (A
+/// fixed bound: `RedisOptions::dead_letter_max_len` applies to the Redis store only.)
 const MAX_DEAD_LETTERS: usize = 10_000;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -92,13 +99,10 @@ impl MemoryTransport {
             channels: RwLock::default(),
             patterns: RwLock::default(),
         });
-        hub.subscribers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(member.clone());
+        write(&hub.subscribers).push(member.clone());
         member
             .inbound
-            .connection(super::ConnectionEvent::Connected { role: "subscriber" });
+            .connection(ConnectionEvent::Connected { role: "subscriber" });
         Ok(MemoryTransport {
             name: if name.is_empty() {
                 format!("(private #{id})")
@@ -123,57 +127,44 @@ impl MemoryTransport {
     }
 
     fn deliver(&self, channel: &str, payload: Bytes) -> u64 {
-        let members = self
-            .hub
-            .subscribers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let members = self.members();
         let channel: Arc<str> = Arc::from(channel);
         let mut receivers = 0;
         for m in members {
-            if m.channels
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&channel)
-            {
+            if read(&m.channels).contains(&channel) {
                 receivers += 1;
-                m.inbound.message(Message {
-                    channel: channel.clone(),
-                    pattern: None,
-                    payload: payload.clone(),
-                });
+                m.inbound
+                    .message(Message::new(channel.clone(), None, payload.clone()));
             }
-            let patterns: Vec<Arc<str>> = m
-                .patterns
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
+            let patterns: Vec<Arc<str>> = read(&m.patterns)
                 .iter()
                 .filter(|p| glob_match(p, &channel))
                 .cloned()
                 .collect();
             for p in patterns {
                 receivers += 1;
-                m.inbound.message(Message {
-                    channel: channel.clone(),
-                    pattern: Some(p),
-                    payload: payload.clone(),
-                });
+                m.inbound
+                    .message(Message::new(channel.clone(), Some(p), payload.clone()));
             }
         }
         receivers
     }
 
+    /// Leaves the hub: nothing is delivered to this transport any more.
+    fn leave(&self) {
+        write(&self.hub.subscribers).retain(|m| m.id != self.member.id);
+    }
+
     fn members(&self) -> Vec<Arc<Member>> {
-        self.hub
-            .subscribers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        read(&self.hub.subscribers).clone()
     }
 }
 
 impl Transport for MemoryTransport {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::pubsub()
+    }
+
     fn publish<'a>(
         &'a self,
         channel: &'a str,
@@ -191,18 +182,10 @@ impl Transport for MemoryTransport {
             for t in topics {
                 match t {
                     Topic::Channel(c) => {
-                        self.member
-                            .channels
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(Arc::from(c.as_str()));
+                        write(&self.member.channels).insert(Arc::from(c.as_str()));
                     }
                     Topic::Pattern(p) => {
-                        self.member
-                            .patterns
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(Arc::from(p.as_str()));
+                        write(&self.member.patterns).insert(Arc::from(p.as_str()));
                     }
                 }
             }
@@ -215,18 +198,10 @@ impl Transport for MemoryTransport {
             for t in topics {
                 match t {
                     Topic::Channel(c) => {
-                        self.member
-                            .channels
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(c.as_str());
+                        write(&self.member.channels).remove(c.as_str());
                     }
                     Topic::Pattern(p) => {
-                        self.member
-                            .patterns
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(p.as_str());
+                        write(&self.member.patterns).remove(p.as_str());
                     }
                 }
             }
@@ -242,6 +217,30 @@ impl Transport for MemoryTransport {
         })
     }
 
+    fn ready(&self, _within: Duration) -> BoxFuture<'_, Result<(), TransportError>> {
+        // Subscriptions take effect when they are made.
+        Box::pin(async move { self.check_open() })
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            if !self.closed.swap(true, Ordering::AcqRel) {
+                self.leave();
+            }
+            Ok(())
+        })
+    }
+
+    fn dead_letter_store(&self) -> Option<&dyn DeadLetterStore> {
+        Some(self)
+    }
+
+    fn pubsub_admin(&self) -> Option<&dyn PubSubAdmin> {
+        Some(self)
+    }
+}
+
+impl PubSubAdmin for MemoryTransport {
     fn channels<'a>(
         &'a self,
         pattern: Option<&'a str>,
@@ -249,7 +248,7 @@ impl Transport for MemoryTransport {
         Box::pin(async move {
             let mut all = BTreeSet::new();
             for m in self.members() {
-                for c in m.channels.read().unwrap_or_else(|e| e.into_inner()).iter() {
+                for c in read(&m.channels).iter() {
                     if pattern.is_none_or(|p| glob_match(p, c)) {
                         all.insert(c.to_string());
                     }
@@ -270,12 +269,7 @@ impl Transport for MemoryTransport {
                 .map(|c| {
                     let n = members
                         .iter()
-                        .filter(|m| {
-                            m.channels
-                                .read()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .contains(c.as_str())
-                        })
+                        .filter(|m| read(&m.channels).contains(c.as_str()))
                         .count() as u64;
                     (c.clone(), n)
                 })
@@ -288,12 +282,14 @@ impl Transport for MemoryTransport {
             Ok(self
                 .members()
                 .iter()
-                .map(|m| m.patterns.read().unwrap_or_else(|e| e.into_inner()).len() as u64)
+                .map(|m| read(&m.patterns).len() as u64)
                 .sum())
         })
     }
+}
 
-    fn store_dead_letter<'a>(
+impl DeadLetterStore for MemoryTransport {
+    fn store<'a>(
         &'a self,
         letter: &'a DeadLetter,
     ) -> BoxFuture<'a, Result<String, TransportError>> {
@@ -314,7 +310,7 @@ impl Transport for MemoryTransport {
         })
     }
 
-    fn dead_letters<'a>(
+    fn list<'a>(
         &'a self,
         event_type: &'a str,
         limit: usize,
@@ -327,7 +323,7 @@ impl Transport for MemoryTransport {
         })
     }
 
-    fn remove_dead_letter<'a>(
+    fn remove<'a>(
         &'a self,
         event_type: &'a str,
         entry_id: &'a str,
@@ -339,27 +335,10 @@ impl Transport for MemoryTransport {
             Ok(())
         })
     }
-
-    fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move {
-            if !self.closed.swap(true, Ordering::AcqRel) {
-                self.hub
-                    .subscribers
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retain(|m| m.id != self.member.id);
-            }
-            Ok(())
-        })
-    }
 }
 
 impl Drop for MemoryTransport {
     fn drop(&mut self) {
-        self.hub
-            .subscribers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|m| m.id != self.member.id);
+        self.leave();
     }
 }

@@ -2,10 +2,15 @@
 //!
 //! [`EventBus::metrics`]: crate::EventBus::metrics
 
+#[cfg(feature = "metrics")]
+pub(crate) mod export;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use crate::sync::{read, write};
 
 /// A histogram of durations in power-of-two microsecond buckets (1 µs to about 70 minutes).
 #[derive(Debug)]
@@ -49,8 +54,7 @@ impl Histogram {
             for (i, c) in counts.iter().enumerate() {
                 seen += c;
                 if seen >= rank {
-                    // Upper bound of bucket i: values with bit length i are < 2^i µs.
-                    return Duration::from_micros(if i == 0 { 1 } else { 1u64 << i });
+                    return bucket_upper_bound(i);
                 }
             }
             Duration::MAX
@@ -72,7 +76,7 @@ impl Histogram {
 }
 
 /// The upper bound of histogram bucket `i`: values with bit length `i` are below 2^i µs.
-fn bucket_upper_bound(i: usize) -> Duration {
+pub(crate) fn bucket_upper_bound(i: usize) -> Duration {
     Duration::from_micros(if i == 0 { 1 } else { 1u64 << i })
 }
 
@@ -154,6 +158,7 @@ pub(crate) struct HandlerStats {
     pub(crate) dead_lettered: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
+    pub(crate) skipped: AtomicU64,
     pub(crate) in_flight: AtomicU64,
     pub(crate) latency: Histogram,
 }
@@ -184,6 +189,9 @@ pub struct HandlerMetrics {
     pub dropped: u64,
     /// Messages that could not be decoded into its argument type.
     pub decode_errors: u64,
+    /// Envelopes of another type or version on its topic (a shared or keyed channel, a wide
+    /// pattern): not for this handler, skipped without error.
+    pub skipped: u64,
     /// Events waiting in its queue now.
     pub queue_depth: u64,
     /// Runs in flight now.
@@ -207,6 +215,7 @@ impl HandlerStats {
             dead_lettered: l(&self.dead_lettered),
             dropped: l(&self.dropped),
             decode_errors: l(&self.decode_errors),
+            skipped: l(&self.skipped),
             queue_depth: depth as u64,
             in_flight: l(&self.in_flight),
             latency: self.latency.snapshot(),
@@ -222,6 +231,7 @@ pub(crate) struct BusStats {
     pub(crate) received: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
     pub(crate) unrouted: AtomicU64,
+    pub(crate) skipped: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) publish_latency: Histogram,
     per_type: RwLock<HashMap<Arc<str>, Arc<TypeStats>>>,
@@ -236,17 +246,10 @@ pub(crate) struct TypeStats {
 
 impl BusStats {
     pub(crate) fn of_type(&self, event_type: &str) -> Arc<TypeStats> {
-        if let Some(s) = self
-            .per_type
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(event_type)
-        {
+        if let Some(s) = read(&self.per_type).get(event_type) {
             return s.clone();
         }
-        self.per_type
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
+        write(&self.per_type)
             .entry(Arc::from(event_type))
             .or_default()
             .clone()
@@ -254,10 +257,7 @@ impl BusStats {
 
     pub(crate) fn snapshot(&self, handlers: Vec<HandlerMetrics>) -> Metrics {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut event_types: BTreeMap<String, EventTypeMetrics> = self
-            .per_type
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        let mut event_types: BTreeMap<String, EventTypeMetrics> = read(&self.per_type)
             .iter()
             .map(|(k, v)| {
                 (
@@ -283,6 +283,7 @@ impl BusStats {
             received: l(&self.received),
             decode_errors: l(&self.decode_errors),
             unrouted: l(&self.unrouted),
+            skipped: l(&self.skipped),
             reconnects: l(&self.reconnects),
             publish_latency: self.publish_latency.snapshot(),
             event_types,
@@ -323,6 +324,9 @@ pub struct Metrics {
     pub decode_errors: u64,
     /// Messages that arrived for a topic no handler holds any more.
     pub unrouted: u64,
+    /// Envelopes on a shared topic (a shared or keyed channel, a wide pattern) whose type or
+    /// version no handler of that topic takes: skipped, not failures.
+    pub skipped: u64,
     /// Reconnections of the transport's connections.
     pub reconnects: u64,
     /// Time from `publish` to the transport's answer.

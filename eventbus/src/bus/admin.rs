@@ -1,0 +1,93 @@
+//! Readiness, health, pings, pub/sub queries and dead letters.
+
+use std::time::Duration;
+
+use super::EventBus;
+use crate::error::{PublishError, QueryError, QueryErrorKind, SubscribeError};
+use crate::runtime::Health;
+use crate::transport::{DeadLetter, DeadLetterStore, PubSubAdmin};
+
+fn unsupported(what: &str) -> QueryError {
+    QueryError::new(
+        QueryErrorKind::Unsupported,
+        format!("this transport offers no {what}"),
+    )
+}
+
+impl EventBus {
+    /// Completes once every topic this bus holds is confirmed by the server; fails when the
+    /// subscriber is not connected and subscribed within `within`. For a readiness probe:
+    ///
+    /// ```
+    /// # async fn run(bus: eventbus::EventBus) -> anyhow::Result<()> {
+    /// bus.ready(std::time::Duration::from_secs(5)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn ready(&self, within: Duration) -> Result<(), SubscribeError> {
+        Ok(self.inner.transport().ready(within).await?)
+    }
+
+    /// Each connection's state, its last error and since when: a snapshot for health
+    /// endpoints.
+    pub fn health(&self) -> Health {
+        self.inner.runtime.hooks.health()
+    }
+
+    /// Checks the server answers; returns the round-trip time.
+    pub async fn ping(&self) -> Result<Duration, QueryError> {
+        Ok(self.inner.transport().ping().await?)
+    }
+
+    fn admin(&self) -> Result<&dyn PubSubAdmin, QueryError> {
+        self.inner
+            .transport()
+            .pubsub_admin()
+            .ok_or_else(|| unsupported("pub/sub queries"))
+    }
+
+    fn dead_letter_store(&self) -> Result<&dyn DeadLetterStore, QueryError> {
+        self.inner
+            .transport()
+            .dead_letter_store()
+            .ok_or_else(|| unsupported("dead-letter store"))
+    }
+
+    /// Active channels on the server, optionally matching a glob (`PUBSUB CHANNELS`).
+    pub async fn channels(&self, pattern: Option<&str>) -> Result<Vec<String>, QueryError> {
+        Ok(self.admin()?.channels(pattern).await?)
+    }
+
+    /// Subscriber counts of channels (`PUBSUB NUMSUB`).
+    pub async fn numsub(
+        &self,
+        channels: &[impl AsRef<str>],
+    ) -> Result<Vec<(String, u64)>, QueryError> {
+        let channels: Vec<String> = channels.iter().map(|c| c.as_ref().to_owned()).collect();
+        Ok(self.admin()?.numsub(&channels).await?)
+    }
+
+    /// The number of pattern subscriptions on the server (`PUBSUB NUMPAT`).
+    pub async fn numpat(&self) -> Result<u64, QueryError> {
+        Ok(self.admin()?.numpat().await?)
+    }
+
+    /// Dead letters of an event type, oldest first.
+    pub async fn dead_letters(
+        &self,
+        event_type: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, QueryError> {
+        Ok(self.dead_letter_store()?.list(event_type, limit).await?)
+    }
+
+    /// Publishes a dead letter's original message again on its channel, then removes it from
+    /// the store. Returns how many subscribers received it.
+    pub async fn replay_dead_letter(&self, letter: &DeadLetter) -> Result<u64, PublishError> {
+        let store = self
+            .dead_letter_store()
+            .map_err(|e| PublishError::new(crate::PublishErrorKind::Config, e.to_string()))?;
+        let n = self.send(&letter.channel, letter.payload.clone()).await?;
+        store.remove(&letter.event_type, &letter.entry_id).await?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,326 @@
+//! Setting up a bus: service name, handlers, hooks, options, then a transport.
+
+use std::any::TypeId;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{BusInner, DEFAULT_MAX_MESSAGE_SIZE, EventBus, Phase};
+use crate::Topic;
+use crate::error::{ConnectError, ConnectErrorKind, Failure};
+use crate::event::check_name;
+use crate::handler::{ArgKind, ArgSpec, Handler, StateMap, StateMapView};
+use crate::metrics::BusStats;
+use crate::options::HandlerOptions;
+use crate::runtime::{ConnectionHook, ErrorHook, Hooks, Router, Runtime, SlotSpec};
+use crate::transport::{ConnectionEvent, Inbound, Transport, TransportError};
+
+/// Sets up an [`EventBus`]: service name, handlers, hooks, then [`connect`](Self::connect).
+#[must_use = "a builder does nothing until `.connect(url).await`"]
+pub struct EventBusBuilder {
+    service: Option<String>,
+    handlers: Vec<SlotSpec>,
+    /// Set-up mistakes, each with where it was made: `connect` returns them.
+    mistakes: Vec<String>,
+    on_error: Option<ErrorHook>,
+    on_connection: Option<ConnectionHook>,
+    state: StateMap,
+    shutdown_timeout: Duration,
+    max_message_size: usize,
+    #[cfg(feature = "redis")]
+    redis: crate::redis::RedisOptions,
+}
+
+impl std::fmt::Debug for EventBusBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBusBuilder")
+            .field("service", &self.service)
+            .field("handlers", &self.handlers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A handler's name: the one in its options, else its fn path. A closure is named after the
+/// fn it was written in and the event it takes (`app::main::{closure}(user_created)`).
+pub(super) fn handler_name<F>(options: &HandlerOptions, spec: &ArgSpec) -> String {
+    if let Some(name) = &options.name {
+        return name.clone();
+    }
+    let full = std::any::type_name::<F>();
+    match full.find("::{{closure}}") {
+        Some(at) => {
+            let event = match spec.kind {
+                ArgKind::Envelope { event_type, .. } => event_type,
+                ArgKind::Raw => "message",
+            };
+            format!("{}::{{closure}}({event})", &full[..at])
+        }
+        None => full.to_owned(),
+    }
+}
+
+/// Where a handler listens: the topics of its options, or its event's own; checked.
+pub(super) fn resolve_topics(
+    spec: &ArgSpec,
+    options: &HandlerOptions,
+    name: &str,
+) -> Result<Vec<Topic>, String> {
+    let topics = if options.topics.is_empty() {
+        match &spec.topic {
+            Some(t) => vec![t.clone()],
+            None => {
+                return Err(format!(
+                    "handler `{name}` takes an untyped envelope or a raw message, so it needs a \
+                     topic: register it with `.handler_on(Topic::pattern(\"events:*\"), f)` or \
+                     `HandlerOptions::new().topic(..)`"
+                ));
+            }
+        }
+    } else {
+        options.topics.clone()
+    };
+    for t in &topics {
+        match t {
+            Topic::Channel(c) => check_name("channel", c),
+            Topic::Pattern(p) if p.is_empty() || p.chars().any(char::is_whitespace) => Err(
+                format!("pattern `{p}` must be non-empty and free of whitespace"),
+            ),
+            Topic::Pattern(_) => Ok(()),
+        }
+        .map_err(|why| format!("handler `{name}`: {why}"))?;
+    }
+    Ok(topics)
+}
+
+/// A handler made ready to register: named, its topics resolved and checked.
+pub(super) fn slot_spec<T, H: Handler<T>>(
+    handler: H,
+    options: HandlerOptions,
+) -> Result<SlotSpec, String> {
+    let spec = handler.spec();
+    let name = handler_name::<H>(&options, &spec);
+    let topics = resolve_topics(&spec, &options, &name)?;
+    Ok(SlotSpec {
+        name,
+        topics,
+        kind: spec.kind,
+        handler: handler.into_erased(),
+        options,
+    })
+}
+
+/// Checks that every extra argument of a handler can be made from the state given.
+pub(super) fn check_state(spec: &SlotSpec, state: &StateMap) -> Result<(), String> {
+    let ids: Vec<TypeId> = state.values.keys().copied().collect();
+    spec.handler
+        .check(&StateMapView(&ids))
+        .map_err(|why| format!("handler `{}`: {why}", spec.name))
+}
+
+impl EventBusBuilder {
+    pub(super) fn new() -> Self {
+        EventBusBuilder {
+            service: None,
+            handlers: Vec::new(),
+            mistakes: Vec::new(),
+            on_error: None,
+            on_connection: None,
+            state: StateMap::default(),
+            shutdown_timeout: Duration::from_secs(10),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            #[cfg(feature = "redis")]
+            redis: crate::redis::RedisOptions::default(),
+        }
+    }
+
+    /// The service name: the `source` of every envelope this bus publishes.
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.service = Some(name.into());
+        self
+    }
+
+    /// Registers a handler on its event's topic, with default [`HandlerOptions`].
+    ///
+    /// A handler that takes `Envelope<serde_json::Value>` or [`Message`](crate::Message) needs
+    /// a topic, given with [`handler_on`](Self::handler_on). Set-up mistakes (a missing topic,
+    /// a bad channel name, state nobody provided) never panic: [`connect`](Self::connect)
+    /// returns them as one [`ConnectError`] of kind `Config`, each with the line it was made on.
+    #[track_caller]
+    pub fn handler<T, H: Handler<T>>(self, handler: H) -> Self {
+        self.handler_with(handler, HandlerOptions::new())
+    }
+
+    /// Registers a handler on a chosen topic: a pattern, a raw channel, or chosen keys of a
+    /// keyed event.
+    #[track_caller]
+    pub fn handler_on<T, H: Handler<T>>(self, topic: Topic, handler: H) -> Self {
+        self.handler_with(handler, HandlerOptions::new().topic(topic))
+    }
+
+    /// Registers a handler with options.
+    #[track_caller]
+    pub fn handler_with<T, H: Handler<T>>(mut self, handler: H, options: HandlerOptions) -> Self {
+        match slot_spec(handler, options) {
+            Ok(spec) => self.handlers.push(spec),
+            Err(why) => {
+                let at = std::panic::Location::caller();
+                self.mistakes.push(format!("{why} (registered at {at})"));
+            }
+        }
+        self
+    }
+
+    /// Shared state for handlers that take [`State<S>`](crate::State). One value per type.
+    pub fn state<S: Clone + Send + Sync + 'static>(mut self, value: S) -> Self {
+        self.state.values.insert(
+            TypeId::of::<S>(),
+            (Box::new(value), std::any::type_name::<S>()),
+        );
+        self
+    }
+
+    /// Called with every [`Failure`]: handler errors, panics and timeouts, undecodable messages,
+    /// overflowing queues. Without a hook, failures are logged with `tracing` at warn level.
+    /// Called on the bus's own tasks: keep it quick.
+    pub fn on_error(mut self, hook: impl Fn(&Failure) + Send + Sync + 'static) -> Self {
+        self.on_error = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called with every change of connection state (see [`ConnectionEvent`]).
+    pub fn on_connection(
+        mut self,
+        hook: impl Fn(&ConnectionEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_connection = Some(Arc::new(hook));
+        self
+    }
+
+    /// How long [`EventBus::shutdown`] waits for queued and running handlers (default 10 s;
+    /// at most a day).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout.min(Duration::from_secs(86_400));
+        self
+    }
+
+    /// The largest message published or accepted, in bytes (default 1 MiB). Larger incoming
+    /// messages are counted, reported and dropped; larger outgoing ones are refused.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Options of the Redis transport: timeouts, reconnect backoff, watchdog.
+    #[cfg(feature = "redis")]
+    pub fn redis_options(mut self, options: crate::redis::RedisOptions) -> Self {
+        self.redis = options;
+        self
+    }
+
+    /// Connects and starts the handlers.
+    ///
+    /// `url` picks the transport: `memory://` (a private in-process hub), `memory://NAME` (a hub
+    /// shared by every bus of the process that names it), `redis://[user:password@]host:port/db`,
+    /// `rediss://...` (TLS) or `redis+unix:///path/to/socket`. Schemes are case-insensitive.
+    pub async fn connect(self, url: &str) -> Result<EventBus, ConnectError> {
+        let scheme = url
+            .split_once("://")
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default();
+        match scheme.as_str() {
+            "memory" => {
+                let url = format!("memory://{}", &url["memory://".len()..]);
+                self.connect_with(move |inbound| async move {
+                    crate::transport::memory::connect(&url, inbound)
+                })
+                .await
+            }
+            #[cfg(feature = "redis")]
+            "redis" | "rediss" | "redis+unix" | "unix" => {
+                let options = self.redis.clone();
+                let url = url.to_owned();
+                self.connect_with(move |inbound| async move {
+                    crate::redis::connect(&url, inbound, &options).await
+                })
+                .await
+            }
+            #[cfg(not(feature = "redis"))]
+            "redis" | "rediss" | "redis+unix" | "unix" => Err(ConnectError::new(
+                ConnectErrorKind::InvalidUrl,
+                "this build of eventbus has no Redis transport: enable the `redis` feature",
+            )),
+            _ => Err(ConnectError::new(
+                ConnectErrorKind::InvalidUrl,
+                format!(
+                    "unsupported URL `{}`: expected memory://, redis://, rediss:// or redis+unix://",
+                    crate::transport::redact_url(url)
+                ),
+            )),
+        }
+    }
+
+    /// Connects through a transport of your own (or a built-in one with options the URL does
+    /// not carry): `connect` is called once with the [`Inbound`] sink where the transport
+    /// delivers what it receives. See [`transport`](crate::transport) for the contract.
+    pub async fn connect_with<F, Fut>(self, connect: F) -> Result<EventBus, ConnectError>
+    where
+        F: FnOnce(Arc<dyn Inbound>) -> Fut,
+        Fut: Future<Output = Result<Arc<dyn Transport>, TransportError>>,
+    {
+        let mut mistakes = self.mistakes;
+        mistakes.extend(
+            self.handlers
+                .iter()
+                .filter_map(|h| check_state(h, &self.state).err()),
+        );
+        if !mistakes.is_empty() {
+            return Err(ConnectError::new(
+                ConnectErrorKind::Config,
+                mistakes.join("; "),
+            ));
+        }
+        let hooks = Arc::new(Hooks::new(self.on_error, self.on_connection));
+        let stats = Arc::new(BusStats::default());
+        let router = Arc::new(Router::new(
+            stats.clone(),
+            hooks.clone(),
+            self.max_message_size,
+        ));
+        let transport = connect(router.clone()).await?;
+        let runtime = Arc::new(Runtime {
+            hooks,
+            transport,
+            tracker: TaskTracker::new(),
+        });
+        let cancel = CancellationToken::new();
+        let inner = Arc::new(BusInner {
+            service: self.service.unwrap_or_else(|| "eventbus".to_owned()),
+            router,
+            runtime,
+            stats,
+            state: Arc::new(self.state),
+            runtime_gone: super::watch_runtime(cancel.clone()),
+            cancel,
+            phase: AtomicU8::new(Phase::Running as u8),
+            shutdown: Default::default(),
+            shutdown_timeout: self.shutdown_timeout,
+            max_message_size: self.max_message_size,
+            next_id: AtomicU64::new(1),
+            sub_lock: tokio::sync::Mutex::new(()),
+        });
+        let bus = EventBus { inner };
+        let mut topics = Vec::new();
+        for spec in self.handlers {
+            let (_, fresh) = bus.register(spec, true);
+            topics.extend(fresh);
+        }
+        if !topics.is_empty() {
+            bus.inner.transport().subscribe(&topics).await?;
+        }
+        Ok(bus)
+    }
+}

@@ -1,0 +1,221 @@
+//! The bus: a cheap handle over the transport and the runtime.
+//!
+//! - [`builder`]: set-up, handlers, hooks, `connect(url)` / `connect_with(transport)`;
+//! - [`publish`]: envelopes out; [`subscription`] and [`stream`]: handlers after start-up;
+//! - [`admin`]: readiness, health, pings, pub/sub queries, dead letters;
+//! - [`shutdown`]: stop intake, drain, close.
+
+mod admin;
+mod builder;
+mod publish;
+mod publish_options;
+mod shutdown;
+mod stream;
+mod subscription;
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::Topic;
+use crate::handler::{FromContext, HandlerContext, StateMap};
+use crate::metrics::{BusStats, Metrics};
+use crate::runtime::{Router, Runtime, Slot, SlotSpec, spawn_worker};
+use crate::transport::{Capabilities, ConnectionEvent, Transport};
+
+pub use crate::runtime::{ConnectionHealth, ConnectionState, Health};
+pub use builder::EventBusBuilder;
+pub use publish::PublishReceipt;
+pub use publish_options::PublishOptions;
+pub use shutdown::shutdown_signal;
+pub use stream::EventStream;
+pub use subscription::Subscription;
+
+/// The default largest message, in either direction: 1 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
+
+/// The bus: publishes events and runs the handlers of what arrives.
+///
+/// A cheap handle: clone it into every task that publishes. Create it with
+/// [`EventBus::builder`]; stop it with [`shutdown`](EventBus::shutdown).
+#[derive(Clone)]
+pub struct EventBus {
+    inner: Arc<BusInner>,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("service", &self.inner.service)
+            .field("transport", &self.inner.runtime.transport)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the bus is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    /// Publishing and subscribing.
+    Running = 0,
+    /// Shutdown began: no new subscriptions; handlers drain and may still publish.
+    Draining = 1,
+    /// Shut down: nothing works any more.
+    Closed = 2,
+}
+
+struct BusInner {
+    service: String,
+    router: Arc<Router>,
+    runtime: Arc<Runtime>,
+    stats: Arc<BusStats>,
+    state: Arc<StateMap>,
+    cancel: CancellationToken,
+    phase: AtomicU8,
+    shutdown: shutdown::Coordinator,
+    shutdown_timeout: Duration,
+    max_message_size: usize,
+    next_id: AtomicU64,
+    /// Set when the tokio runtime that created the bus shut down: its workers and connection
+    /// tasks are gone with it.
+    runtime_gone: Arc<AtomicBool>,
+    /// Orders changes of the server's subscriptions, so that an unsubscribe sent for a dropped
+    /// subscription never overtakes a subscribe for a newer handler of the same topic.
+    sub_lock: tokio::sync::Mutex<()>,
+}
+
+impl BusInner {
+    fn transport(&self) -> &Arc<dyn Transport> {
+        &self.runtime.transport
+    }
+
+    fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Acquire) {
+            0 => Phase::Running,
+            1 => Phase::Draining,
+            _ => Phase::Closed,
+        }
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Release);
+    }
+
+    /// Why the bus cannot work from here, if the runtime that ran its tasks is gone.
+    fn runtime_gone(&self) -> Option<&'static str> {
+        self.runtime_gone.load(Ordering::Acquire).then_some(
+            "the tokio runtime that created this bus has shut down, and the bus's handlers and \
+             connections ran on it: create the bus on a runtime that outlives every use (for a \
+             bus shared across tests, one runtime of its own)",
+        )
+    }
+}
+
+/// Sets the flag when the runtime it was spawned on drops its tasks, that is, shuts down;
+/// ends quietly with the bus.
+fn watch_runtime(cancel: CancellationToken) -> Arc<AtomicBool> {
+    struct Guard(Arc<AtomicBool>, CancellationToken);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if !self.1.is_cancelled() {
+                self.0.store(true, Ordering::Release);
+            }
+        }
+    }
+    let gone = Arc::new(AtomicBool::new(false));
+    let guard = Guard(gone.clone(), cancel.clone());
+    tokio::spawn(async move {
+        let _guard = guard;
+        cancel.cancelled().await;
+    });
+    gone
+}
+
+impl Drop for BusInner {
+    fn drop(&mut self) {
+        // The last handle went without `shutdown()`: what is still queued is discarded, and
+        // said so.
+        let slots = self.router.slots();
+        let discarded: u64 = slots.iter().map(|s| s.abandon()).sum();
+        self.cancel.cancel();
+        if discarded > 0 {
+            tracing::warn!(
+                discarded,
+                "the last EventBus handle was dropped without shutdown(): queued and running \
+                 events were discarded"
+            );
+        }
+    }
+}
+
+impl FromContext for EventBus {
+    fn from_context(ctx: &HandlerContext) -> Result<Self, String> {
+        ctx.bus
+            .upgrade()
+            .and_then(|any| any.downcast::<BusInner>().ok())
+            .map(|inner| EventBus { inner })
+            .ok_or_else(|| "the bus has been dropped".to_owned())
+    }
+}
+
+impl EventBus {
+    /// Starts setting up a bus.
+    pub fn builder() -> EventBusBuilder {
+        EventBusBuilder::new()
+    }
+
+    /// Registers a handler and starts its worker (a pull stream has none); returns its slot
+    /// and the topics that had no handler before.
+    fn register(&self, spec: SlotSpec, worker: bool) -> (Arc<Slot>, Vec<Topic>) {
+        let inner = &self.inner;
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot::new(id, spec, inner.cancel.child_token(), !worker));
+        let fresh = inner.router.add(slot.clone());
+        if worker {
+            let weak: Weak<BusInner> = Arc::downgrade(&self.inner);
+            let ctx = HandlerContext {
+                bus: weak as Weak<dyn Any + Send + Sync>,
+                state: inner.state.clone(),
+            };
+            spawn_worker(&inner.runtime, slot.clone(), ctx);
+        }
+        (slot, fresh)
+    }
+
+    /// The service name, written as `source` into published envelopes.
+    pub fn service(&self) -> &str {
+        &self.inner.service
+    }
+
+    /// What the transport supports (patterns, acknowledgements, sharded channels, replay).
+    pub fn capabilities(&self) -> Capabilities {
+        self.inner.transport().capabilities()
+    }
+
+    /// A snapshot of the counters: published, received, handled, failed, dropped, latency.
+    pub fn metrics(&self) -> Metrics {
+        let handlers = self
+            .inner
+            .router
+            .slots()
+            .iter()
+            .map(|s| s.snapshot())
+            .collect();
+        self.inner.stats.snapshot(handlers)
+    }
+
+    /// Connection state changes from now on (see also
+    /// [`EventBusBuilder::on_connection`]).
+    pub fn connection_events(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.inner.runtime.hooks.connection_tx.subscribe()
+    }
+
+    /// The topics this bus holds subscriptions for.
+    pub fn topics(&self) -> Vec<Topic> {
+        self.inner.router.topics()
+    }
+}

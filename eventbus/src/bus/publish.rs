@@ -1,0 +1,174 @@
+//! Publishing: an event into its envelope, the envelope onto its channel.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tracing::Instrument;
+
+use super::{EventBus, Phase, PublishOptions};
+use crate::envelope::Envelope;
+use crate::error::{PublishError, PublishErrorKind};
+use crate::event::{Event, check_name};
+
+/// What publishing returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PublishReceipt {
+    /// The event id.
+    pub id: String,
+    /// The channel it was published on.
+    pub channel: String,
+    /// What `PUBLISH` returned: how many subscriptions received it. A bus that holds both a
+    /// channel and a pattern matching it counts twice, and so receives it twice.
+    pub receivers: u64,
+}
+
+impl EventBus {
+    /// Publishes an event on its channel.
+    ///
+    /// Dropping the returned future after the command was written (in a `select!`, say) may
+    /// still deliver the event: only the receipt is lost.
+    pub async fn publish<E: Event>(&self, event: E) -> Result<PublishReceipt, PublishError> {
+        self.publish_envelope(Envelope::new(event)).await
+    }
+
+    /// Publishes an event with extra attributes, such as those of the event that caused it:
+    ///
+    /// ```
+    /// # use eventbus::{Envelope, Event, EventBus, PublishOptions};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize, Event)] struct OrderPlaced { order_id: u64 }
+    /// # #[derive(Serialize, Deserialize, Event)] struct InvoiceSent { order_id: u64 }
+    /// async fn invoice(order: Envelope<OrderPlaced>, bus: EventBus) -> anyhow::Result<()> {
+    ///     let follow_up = InvoiceSent { order_id: order.data().order_id };
+    ///     bus.publish_with(follow_up, PublishOptions::caused_by(&order)).await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn publish_with<E: Event>(
+        &self,
+        event: E,
+        options: PublishOptions,
+    ) -> Result<PublishReceipt, PublishError> {
+        let mut envelope = Envelope::new(event);
+        envelope.correlationid = options.correlation_id;
+        envelope.causationid = options.causation_id;
+        envelope.traceparent = options.traceparent;
+        self.publish_envelope(envelope).await
+    }
+
+    /// Publishes a prepared envelope (its source is this bus's service when empty).
+    pub async fn publish_envelope<E: Event>(
+        &self,
+        mut envelope: Envelope<E>,
+    ) -> Result<PublishReceipt, PublishError> {
+        if envelope.source.is_empty() {
+            envelope.source = self.inner.service.clone();
+        }
+        crate::observe::inherit(&mut envelope);
+        let channel = envelope.data().channel();
+        let span = tracing::info_span!(
+            "eventbus.publish",
+            otel.name = %format_args!("publish {channel}"),
+            messaging.system = "redis",
+            messaging.operation.type = "publish",
+            messaging.destination.name = %channel,
+            messaging.message.id = %envelope.id(),
+            eventbus.event_type = E::TYPE,
+            messaging.message.conversation_id = envelope.correlation_id(),
+            eventbus.traceparent = envelope.traceparent(),
+            error.type = tracing::field::Empty,
+        );
+        let result = self
+            .encode_and_send(&envelope, &channel)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &result {
+            span.record("error.type", tracing::field::debug(e.kind()));
+            span.in_scope(|| tracing::debug!(error = %e, "publish failed"));
+        }
+        result
+    }
+
+    async fn encode_and_send<E: Event>(
+        &self,
+        envelope: &Envelope<E>,
+        channel: &str,
+    ) -> Result<PublishReceipt, PublishError> {
+        let bytes = envelope.encode().map_err(|e| {
+            self.inner
+                .stats
+                .publish_errors
+                .fetch_add(1, Ordering::Relaxed);
+            PublishError::new(
+                PublishErrorKind::Encode,
+                format!("could not encode `{}`: {e}", E::TYPE),
+            )
+            .with_source(e)
+        })?;
+        let receivers = self.send(channel, Bytes::from(bytes)).await?;
+        self.inner
+            .stats
+            .of_type(E::TYPE)
+            .published
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(PublishReceipt {
+            id: envelope.id().to_owned(),
+            channel: channel.to_owned(),
+            receivers,
+        })
+    }
+
+    /// Publishes a payload as it is, with no envelope, for subscribers that expect plain text.
+    pub async fn publish_raw(
+        &self,
+        channel: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<u64, PublishError> {
+        check_name("channel", channel)
+            .map_err(|why| PublishError::new(PublishErrorKind::Config, why))?;
+        self.send(channel, payload.into()).await
+    }
+
+    /// Sends bytes through the transport, counting the outcome. Works until shutdown has
+    /// drained the handlers, so that they can publish follow-ups while draining.
+    pub(super) async fn send(&self, channel: &str, payload: Bytes) -> Result<u64, PublishError> {
+        let stats = &self.inner.stats;
+        let refused = if let Some(why) = self.inner.runtime_gone() {
+            Some(PublishError::new(PublishErrorKind::Closed, why))
+        } else if self.inner.phase() == Phase::Closed {
+            Some(PublishError::new(
+                PublishErrorKind::Closed,
+                "the bus has been shut down",
+            ))
+        } else if payload.len() > self.inner.max_message_size {
+            Some(PublishError::new(
+                PublishErrorKind::TooLarge,
+                format!(
+                    "message of {} bytes exceeds the maximum of {} bytes",
+                    payload.len(),
+                    self.inner.max_message_size
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some(e) = refused {
+            stats.publish_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
+        let started = Instant::now();
+        match self.inner.transport().publish(channel, payload).await {
+            Ok(n) => {
+                stats.published.fetch_add(1, Ordering::Relaxed);
+                stats.publish_latency.record(started.elapsed());
+                Ok(n)
+            }
+            Err(e) => {
+                stats.publish_errors.fetch_add(1, Ordering::Relaxed);
+                Err(e.into())
+            }
+        }
+    }
+}

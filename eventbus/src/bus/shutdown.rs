@@ -1,0 +1,170 @@
+//! Shutting down: stop intake, drain the handlers (they may still publish and dead-letter),
+//! then close the transport.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
+
+use super::{BusInner, EventBus, Phase};
+use crate::error::{ShutdownError, ShutdownReport};
+use crate::runtime::{Slot, current_run};
+
+/// How long stopping intake and closing the transport may each take.
+const TRANSPORT_STEP: Duration = Duration::from_secs(5);
+
+/// Makes every `shutdown()` call share one drain and one report.
+#[derive(Default)]
+pub(super) struct Coordinator {
+    outcome: OnceCell<Result<ShutdownReport, ShutdownError>>,
+}
+
+impl EventBus {
+    /// Stops intake, lets queued and running handlers finish until the shutdown timeout, then
+    /// drops what is left, closes the transport and says how much was left.
+    ///
+    /// While draining, handlers can still publish follow-ups and store dead letters; new
+    /// subscriptions are refused. Publishing after shutdown fails with
+    /// [`PublishErrorKind::Closed`](crate::PublishErrorKind::Closed). Pull streams end after
+    /// yielding what they hold; shutdown does not wait for them to be read.
+    ///
+    /// Every call, concurrent ones included, returns when the one drain is done, with the same
+    /// outcome. Called from inside one of this bus's handlers, it waits for every other run;
+    /// events queued behind the calling handler are dropped and counted as unprocessed.
+    ///
+    /// Returns an error carrying the [`ShutdownReport`] when events were left unprocessed.
+    pub async fn shutdown(&self) -> Result<ShutdownReport, ShutdownError> {
+        let inner = &self.inner;
+        inner
+            .shutdown
+            .outcome
+            .get_or_init(|| drain_and_close(inner.clone()))
+            .await
+            .clone()
+    }
+
+    /// Runs until `signal` completes, then shuts down. With [`shutdown_signal`] a service stops
+    /// cleanly on Ctrl-C or SIGTERM:
+    ///
+    /// ```no_run
+    /// # async fn run(bus: eventbus::EventBus) -> anyhow::Result<()> {
+    /// bus.run_until(eventbus::shutdown_signal()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_until(
+        &self,
+        signal: impl Future<Output = ()>,
+    ) -> Result<ShutdownReport, ShutdownError> {
+        signal.await;
+        self.shutdown().await
+    }
+}
+
+async fn drain_and_close(inner: Arc<BusInner>) -> Result<ShutdownReport, ShutdownError> {
+    inner.set_phase(Phase::Draining);
+    // Wait for subscription changes under way, so every handler is in the list below.
+    drop(inner.sub_lock.lock().await);
+    let slots = inner.router.slots();
+    let before: u64 = slots.iter().map(|s| s.finished()).sum();
+    stop_intake(&inner).await;
+    for slot in &slots {
+        slot.close();
+    }
+    let caller = current_run(&inner.runtime);
+    let mut unprocessed = 0;
+    if let Some(own) = caller.and_then(|id| slots.iter().find(|s| s.id == id)) {
+        // Queued behind the calling run: cannot run before this call returns.
+        unprocessed += own.queue.clear() as u64;
+    }
+    if !drained(&inner, &slots, caller).await {
+        for slot in slots.iter().filter(|s| Some(s.id) != caller) {
+            unprocessed += slot.abandon();
+        }
+    }
+    let report = ShutdownReport {
+        drained: slots.iter().map(|s| s.finished()).sum::<u64>() - before,
+        unprocessed,
+    };
+    inner.set_phase(Phase::Closed);
+    close_transport(&inner).await;
+    if report.unprocessed > 0 {
+        tracing::warn!(
+            unprocessed = report.unprocessed,
+            "shutdown left events unprocessed"
+        );
+        Err(ShutdownError { report })
+    } else {
+        Ok(report)
+    }
+}
+
+/// Unsubscribes every topic, so nothing new arrives while the handlers drain.
+async fn stop_intake(inner: &BusInner) {
+    let topics = inner.router.topics();
+    if topics.is_empty() {
+        return;
+    }
+    match tokio::time::timeout(TRANSPORT_STEP, inner.transport().unsubscribe(&topics)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "unsubscribing at shutdown failed"),
+        Err(_) => tracing::warn!("unsubscribing at shutdown took more than {TRANSPORT_STEP:?}"),
+    }
+}
+
+async fn close_transport(inner: &BusInner) {
+    match tokio::time::timeout(TRANSPORT_STEP, inner.transport().close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "closing the transport failed"),
+        Err(_) => tracing::warn!("closing the transport took more than {TRANSPORT_STEP:?}"),
+    }
+}
+
+/// Waits up to the shutdown timeout for every worker to finish; returns whether they did.
+/// From inside a handler, the calling run is not waited for (it cannot end before this does).
+async fn drained(inner: &BusInner, slots: &[Arc<Slot>], caller: Option<u64>) -> bool {
+    let limit = inner.shutdown_timeout;
+    let tracker = &inner.runtime.tracker;
+    tracker.close();
+    if caller.is_none() {
+        return tokio::time::timeout(limit, tracker.wait()).await.is_ok();
+    }
+    let others_idle = || {
+        slots
+            .iter()
+            .filter(|s| !s.pull && Some(s.id) != caller)
+            .all(|s| s.is_idle())
+    };
+    let deadline = tokio::time::Instant::now() + limit;
+    while !others_idle() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}
+
+/// Completes on Ctrl-C, or on SIGTERM on Unix.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,48 @@
+//! One message on its way to one handler.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::envelope::{DecodeError, RawEnvelope};
+use crate::transport::Message;
+
+/// One message on its way to one handler: the raw message, its parsed envelope, and the value
+/// decoded for this handler's argument type when the router decoded it already.
+#[doc(hidden)]
+#[allow(unreachable_pub)]
+pub struct Delivery {
+    pub(crate) message: Message,
+    pub(crate) raw: Option<Arc<RawEnvelope>>,
+    pub(crate) decoded: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("message", &self.message)
+            .field("event_id", &self.event_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Delivery {
+    pub(crate) fn event_id(&self) -> Option<&str> {
+        self.raw.as_deref().map(RawEnvelope::id)
+    }
+
+    pub(crate) fn take_envelope<T: Send + Sync + 'static>(
+        &mut self,
+        decode: impl FnOnce(&RawEnvelope) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        if let Some(shared) = self.decoded.take()
+            && let Ok(typed) = shared.downcast::<T>()
+            && let Ok(owned) = Arc::try_unwrap(typed)
+        {
+            return Ok(owned);
+        }
+        match &self.raw {
+            Some(raw) => decode(raw),
+            None => Err(DecodeError::MissingType),
+        }
+    }
+}

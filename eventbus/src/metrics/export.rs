@@ -1,0 +1,467 @@
+//! Exporting the bus's counters through the `metrics` facade.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use metrics::{Label, SharedString, Unit};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::EventBus;
+use crate::metrics::{LatencyBuckets, Metrics, bucket_upper_bound};
+use crate::sync::lock;
+
+/// The metric names, with their kind, unit and description.
+const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
+    (
+        "eventbus_published_total",
+        Kind::Counter,
+        Unit::Count,
+        "Events published by this bus, per event type.",
+    ),
+    (
+        "eventbus_publish_errors_total",
+        Kind::Counter,
+        Unit::Count,
+        "Publishes that failed.",
+    ),
+    (
+        "eventbus_publish_duration_seconds",
+        Kind::Histogram,
+        Unit::Seconds,
+        "Time from publish to the transport's answer (power-of-two bucket upper bounds).",
+    ),
+    (
+        "eventbus_messages_received_total",
+        Kind::Counter,
+        Unit::Count,
+        "Messages received from the transport, envelopes or not.",
+    ),
+    (
+        "eventbus_received_total",
+        Kind::Counter,
+        Unit::Count,
+        "Envelopes received, per event type.",
+    ),
+    (
+        "eventbus_decode_errors_total",
+        Kind::Counter,
+        Unit::Count,
+        "Messages that could not be decoded (bad envelopes and bad data).",
+    ),
+    (
+        "eventbus_unrouted_total",
+        Kind::Counter,
+        Unit::Count,
+        "Messages that arrived for a topic no handler holds any more.",
+    ),
+    (
+        "eventbus_skipped_total",
+        Kind::Counter,
+        Unit::Count,
+        "Envelopes on a shared topic whose type or version no handler there takes.",
+    ),
+    (
+        "eventbus_reconnects_total",
+        Kind::Counter,
+        Unit::Count,
+        "Reconnections of the transport's connections.",
+    ),
+    (
+        "eventbus_handler_received_total",
+        Kind::Counter,
+        Unit::Count,
+        "Events queued for a handler.",
+    ),
+    (
+        "eventbus_handled_total",
+        Kind::Counter,
+        Unit::Count,
+        "Handler runs that succeeded.",
+    ),
+    (
+        "eventbus_failed_total",
+        Kind::Counter,
+        Unit::Count,
+        "Events that failed their last attempt (errors, panics and timeouts).",
+    ),
+    (
+        "eventbus_panicked_total",
+        Kind::Counter,
+        Unit::Count,
+        "Handler attempts that panicked.",
+    ),
+    (
+        "eventbus_timed_out_total",
+        Kind::Counter,
+        Unit::Count,
+        "Handler attempts that ran past their timeout.",
+    ),
+    (
+        "eventbus_retried_total",
+        Kind::Counter,
+        Unit::Count,
+        "Handler attempts that were retried.",
+    ),
+    (
+        "eventbus_dead_lettered_total",
+        Kind::Counter,
+        Unit::Count,
+        "Events stored as dead letters.",
+    ),
+    (
+        "eventbus_dropped_total",
+        Kind::Counter,
+        Unit::Count,
+        "Events dropped because a handler's queue was full.",
+    ),
+    (
+        "eventbus_handler_decode_errors_total",
+        Kind::Counter,
+        Unit::Count,
+        "Messages that could not be decoded into a handler's argument type.",
+    ),
+    (
+        "eventbus_queue_depth",
+        Kind::Gauge,
+        Unit::Count,
+        "Events waiting in a handler's queue.",
+    ),
+    (
+        "eventbus_in_flight",
+        Kind::Gauge,
+        Unit::Count,
+        "Handler runs in progress.",
+    ),
+    (
+        "eventbus_handler_duration_seconds",
+        Kind::Histogram,
+        Unit::Seconds,
+        "Duration of successful handler runs (power-of-two bucket upper bounds).",
+    ),
+];
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+type Series = (&'static str, Vec<Label>);
+
+/// Records [`Metrics`] snapshots through the `metrics` facade, as the change since the
+/// previous snapshot it recorded.
+///
+/// [`export_metrics`] runs one on a timer; use one directly to export at moments of your
+/// choosing (before a scrape, at shutdown). Every metric carries the labels given with
+/// [`label`](Self::label); per-handler metrics add `handler` and `event_type`, per-type
+/// ones `event_type`.
+///
+/// | metric | kind | labels |
+/// |---|---|---|
+/// | `eventbus_published_total` | counter | `event_type` |
+/// | `eventbus_publish_errors_total` | counter | |
+/// | `eventbus_publish_duration_seconds` | histogram | |
+/// | `eventbus_messages_received_total` | counter | |
+/// | `eventbus_received_total` | counter | `event_type` |
+/// | `eventbus_decode_errors_total` | counter | |
+/// | `eventbus_unrouted_total` | counter | |
+/// | `eventbus_skipped_total` | counter | |
+/// | `eventbus_reconnects_total` | counter | |
+/// | `eventbus_handler_received_total` | counter | `handler`, `event_type` |
+/// | `eventbus_handled_total` | counter | `handler`, `event_type` |
+/// | `eventbus_failed_total` | counter | `handler`, `event_type` |
+/// | `eventbus_panicked_total` | counter | `handler`, `event_type` |
+/// | `eventbus_timed_out_total` | counter | `handler`, `event_type` |
+/// | `eventbus_retried_total` | counter | `handler`, `event_type` |
+/// | `eventbus_dead_lettered_total` | counter | `handler`, `event_type` |
+/// | `eventbus_dropped_total` | counter | `handler`, `event_type` |
+/// | `eventbus_handler_decode_errors_total` | counter | `handler`, `event_type` |
+/// | `eventbus_queue_depth` | gauge | `handler`, `event_type` |
+/// | `eventbus_in_flight` | gauge | `handler`, `event_type` |
+/// | `eventbus_handler_duration_seconds` | histogram | `handler`, `event_type` |
+///
+/// The bus times runs in power-of-two microsecond buckets; each run is recorded into the
+/// histograms as its bucket's upper bound, so values are within a factor of two, as in
+/// [`LatencySnapshot`](crate::LatencySnapshot). Handlers that share a name and an event
+/// type are added together. A counter that went down (a handler removed and registered
+/// again) starts over from its new value.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> anyhow::Result<()> {
+/// let bus = eventbus::EventBus::builder().connect("memory://").await?;
+/// let mut exporter = eventbus::observe::MetricsExporter::new().label("service", "accounts");
+/// exporter.record(&bus.metrics()); // to the recorder installed with `metrics`
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+pub struct MetricsExporter {
+    labels: Vec<Label>,
+    described: bool,
+    counters: HashMap<Series, u64>,
+    histograms: HashMap<Series, LatencyBuckets>,
+    gauges: HashSet<Series>,
+}
+
+impl MetricsExporter {
+    /// An exporter with no extra labels.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a label to every metric, such as the service name or the bus's role.
+    #[must_use]
+    pub fn label(mut self, key: impl Into<SharedString>, value: impl Into<SharedString>) -> Self {
+        self.labels.push(Label::new(key, value));
+        self
+    }
+
+    /// Records what changed since the previous call: counter increments, histogram samples,
+    /// and the current gauges (set to 0 for handlers that are gone).
+    pub fn record(&mut self, metrics: &Metrics) {
+        self.describe_once();
+        let series = Collected::from_metrics(&self.labels, metrics);
+        self.emit_counters(series.counters);
+        self.emit_histograms(series.histograms);
+        self.emit_gauges(series.gauges);
+    }
+
+    fn describe_once(&mut self) {
+        if std::mem::replace(&mut self.described, true) {
+            return;
+        }
+        for (name, kind, unit, text) in DESCRIPTIONS {
+            match kind {
+                Kind::Counter => metrics::describe_counter!(*name, *unit, *text),
+                Kind::Gauge => metrics::describe_gauge!(*name, *unit, *text),
+                Kind::Histogram => metrics::describe_histogram!(*name, *unit, *text),
+            }
+        }
+    }
+
+    fn emit_counters(&mut self, counters: HashMap<Series, u64>) {
+        for (series, value) in &counters {
+            let before = self.counters.get(series).copied().unwrap_or(0);
+            // A counter that went down was reset: everything it holds is new.
+            let delta = if *value >= before {
+                *value - before
+            } else {
+                *value
+            };
+            let counter = metrics::counter!(series.0, series.1.clone());
+            // Touch the series even at zero, so it is exported from the start.
+            counter.increment(delta);
+        }
+        self.counters = counters;
+    }
+
+    fn emit_histograms(&mut self, histograms: HashMap<Series, LatencyBuckets>) {
+        for (series, buckets) in &histograms {
+            let before = self.histograms.get(series).copied().unwrap_or_default();
+            let reset = buckets
+                .counts()
+                .iter()
+                .zip(before.counts())
+                .any(|(now, was)| now < was);
+            let histogram = metrics::histogram!(series.0, series.1.clone());
+            for (i, (now, was)) in buckets.counts().iter().zip(before.counts()).enumerate() {
+                let delta = if reset { *now } else { now - was };
+                if delta > 0 {
+                    histogram.record_many(
+                        bucket_upper_bound(i).as_secs_f64(),
+                        usize::try_from(delta).unwrap_or(usize::MAX),
+                    );
+                }
+            }
+        }
+        self.histograms = histograms;
+    }
+
+    fn emit_gauges(&mut self, gauges: HashMap<Series, u64>) {
+        for series in self.gauges.iter().filter(|s| !gauges.contains_key(*s)) {
+            metrics::gauge!(series.0, series.1.clone()).set(0.0);
+        }
+        for (series, value) in &gauges {
+            metrics::gauge!(series.0, series.1.clone()).set(*value as f64);
+        }
+        self.gauges = gauges.into_keys().collect();
+    }
+}
+
+fn add_buckets(into: &mut LatencyBuckets, from: &LatencyBuckets) {
+    into.merge(from);
+}
+
+/// Exports a bus's metrics every `interval` until dropped or [stopped](Self::stop): see
+/// [`export_metrics`].
+#[derive(Debug)]
+#[must_use = "dropping a MetricsExport stops the export"]
+pub struct MetricsExport {
+    bus: EventBus,
+    task: Option<tokio::task::JoinHandle<()>>,
+    exporter: Arc<Mutex<MetricsExporter>>,
+    guard: Option<DropGuard>,
+}
+
+impl MetricsExport {
+    /// Records the current snapshot now, between ticks.
+    pub fn flush(&self) {
+        lock(&self.exporter).record(&self.bus.metrics());
+    }
+
+    /// Stops the export after a last snapshot.
+    pub async fn stop(mut self) {
+        if let Some(guard) = self.guard.take() {
+            guard.disarm().cancel();
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Exports `bus`'s metrics through the `metrics` facade every `interval` (and once more when
+/// stopped), on a task of the current Tokio runtime, to the recorder the application
+/// installed. Dropping the returned handle stops it.
+///
+/// ```no_run
+/// # async fn run(bus: eventbus::EventBus) {
+/// // metrics_exporter_prometheus::PrometheusBuilder::new().install()?;
+/// let export = eventbus::observe::export_metrics(&bus, std::time::Duration::from_secs(10));
+/// // ...
+/// bus.shutdown().await.ok();
+/// export.stop().await;
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// Outside a Tokio runtime, or when `interval` is zero.
+pub fn export_metrics(bus: &EventBus, interval: Duration) -> MetricsExport {
+    export_metrics_with(bus, interval, MetricsExporter::new())
+}
+
+/// [`export_metrics`] with an exporter of your own, such as one with extra
+/// [labels](MetricsExporter::label).
+///
+/// # Panics
+///
+/// Outside a Tokio runtime, or when `interval` is zero.
+pub fn export_metrics_with(
+    bus: &EventBus,
+    interval: Duration,
+    exporter: MetricsExporter,
+) -> MetricsExport {
+    assert!(!interval.is_zero(), "the export interval must not be zero");
+    let cancel = CancellationToken::new();
+    let exporter = Arc::new(Mutex::new(exporter));
+    let (handle_bus, token, shared) = (bus.clone(), cancel.clone(), exporter.clone());
+    let bus = bus.clone();
+    let task = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stop = tokio::select! {
+                _ = ticks.tick() => false,
+                _ = token.cancelled() => true,
+            };
+            lock(&shared).record(&bus.metrics());
+            if stop {
+                break;
+            }
+        }
+    });
+    MetricsExport {
+        bus: handle_bus,
+        task: Some(task),
+        exporter,
+        guard: Some(cancel.drop_guard()),
+    }
+}
+
+/// One snapshot turned into series: name and labels to value.
+#[derive(Default)]
+struct Collected {
+    counters: HashMap<Series, u64>,
+    histograms: HashMap<Series, LatencyBuckets>,
+    gauges: HashMap<Series, u64>,
+}
+
+fn labels(base: &[Label], extra: &[(&'static str, &str)]) -> Vec<Label> {
+    let mut l = base.to_vec();
+    l.extend(
+        extra
+            .iter()
+            .map(|(k, v)| Label::new(*k, SharedString::from(v.to_string()))),
+    );
+    l
+}
+
+impl Collected {
+    fn from_metrics(base: &[Label], metrics: &Metrics) -> Self {
+        let mut c = Collected::default();
+        let base = base.to_vec();
+        c.count(
+            "eventbus_publish_errors_total",
+            &base,
+            metrics.publish_errors,
+        );
+        c.count("eventbus_messages_received_total", &base, metrics.received);
+        c.count("eventbus_decode_errors_total", &base, metrics.decode_errors);
+        c.count("eventbus_unrouted_total", &base, metrics.unrouted);
+        c.count("eventbus_skipped_total", &base, metrics.skipped);
+        c.count("eventbus_reconnects_total", &base, metrics.reconnects);
+        for (event_type, t) in &metrics.event_types {
+            let l = labels(&base, &[("event_type", event_type)]);
+            if t.published > 0 {
+                c.count("eventbus_published_total", &l, t.published);
+            }
+            if t.received > 0 {
+                c.count("eventbus_received_total", &l, t.received);
+            }
+        }
+        for h in &metrics.handlers {
+            c.handler(&base, h);
+        }
+        add_buckets(
+            c.histograms
+                .entry(("eventbus_publish_duration_seconds", base))
+                .or_default(),
+            &metrics.publish_latency.buckets,
+        );
+        c
+    }
+
+    fn count(&mut self, name: &'static str, labels: &[Label], value: u64) {
+        *self.counters.entry((name, labels.to_vec())).or_default() += value;
+    }
+
+    fn handler(&mut self, base: &[Label], h: &crate::HandlerMetrics) {
+        let l = labels(base, &[("handler", &h.name), ("event_type", &h.event_type)]);
+        self.count("eventbus_handler_received_total", &l, h.received);
+        self.count("eventbus_handled_total", &l, h.handled);
+        self.count("eventbus_failed_total", &l, h.failed);
+        self.count("eventbus_panicked_total", &l, h.panicked);
+        self.count("eventbus_timed_out_total", &l, h.timed_out);
+        self.count("eventbus_retried_total", &l, h.retried);
+        self.count("eventbus_dead_lettered_total", &l, h.dead_lettered);
+        self.count("eventbus_dropped_total", &l, h.dropped);
+        self.count("eventbus_handler_decode_errors_total", &l, h.decode_errors);
+        *self
+            .gauges
+            .entry(("eventbus_queue_depth", l.clone()))
+            .or_default() += h.queue_depth;
+        *self
+            .gauges
+            .entry(("eventbus_in_flight", l.clone()))
+            .or_default() += h.in_flight;
+        add_buckets(
+            self.histograms
+                .entry(("eventbus_handler_duration_seconds", l))
+                .or_default(),
+            &h.latency.buckets,
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! A handler's bounded queue: the reader pushes without ever waiting, the worker pops.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::handler::Delivery;
+use crate::options::Overflow;
+use crate::sync::lock;
+
+/// A bounded queue that never blocks the producer.
+pub(crate) struct Queue {
+    items: Mutex<QueueState>,
+    notify: Notify,
+    /// Woken when an item is taken: credit for an at-least-once transport.
+    pub(crate) room: Notify,
+    pub(crate) capacity: usize,
+    overflow: Overflow,
+}
+
+struct QueueState {
+    items: VecDeque<Delivery>,
+    closed: bool,
+}
+
+/// What became of a pushed item.
+pub(crate) enum Pushed {
+    Queued,
+    /// The queue was full; this item was dropped by the overflow policy.
+    Dropped(Delivery),
+    /// The queue was closed.
+    Closed,
+}
+
+impl Queue {
+    pub(crate) fn new(capacity: usize, overflow: Overflow) -> Self {
+        Queue {
+            items: Mutex::new(QueueState {
+                items: VecDeque::with_capacity(capacity.min(1024)),
+                closed: false,
+            }),
+            notify: Notify::new(),
+            room: Notify::new(),
+            capacity,
+            overflow,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, QueueState> {
+        lock(&self.items)
+    }
+
+    /// Adds an item, unless the queue is closed; a full queue drops by its policy.
+    pub(crate) fn push(&self, item: Delivery) -> Pushed {
+        let (pushed, was_empty) = {
+            let mut q = self.state();
+            if q.closed {
+                return Pushed::Closed;
+            }
+            let was_empty = q.items.is_empty();
+            let pushed = if q.items.len() < self.capacity {
+                q.items.push_back(item);
+                Pushed::Queued
+            } else {
+                match self.overflow {
+                    Overflow::DropNewest => Pushed::Dropped(item),
+                    Overflow::DropOldest => {
+                        let old = q.items.pop_front();
+                        q.items.push_back(item);
+                        old.map_or(Pushed::Queued, Pushed::Dropped)
+                    }
+                }
+            };
+            (pushed, was_empty)
+        };
+        // The worker looks at the queue before it waits, so only the first item needs a wakeup.
+        if was_empty {
+            self.notify.notify_one();
+        }
+        pushed
+    }
+
+    /// The next item; `None` once closed and empty.
+    pub(crate) async fn pop(&self) -> Option<Delivery> {
+        loop {
+            {
+                let mut q = self.state();
+                if let Some(item) = q.items.pop_front() {
+                    drop(q);
+                    self.room.notify_waiters();
+                    return Some(item);
+                }
+                if q.closed {
+                    return None;
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// Refuses new items; the worker empties what is queued, then stops.
+    pub(crate) fn close(&self) {
+        self.state().closed = true;
+        self.notify.notify_one();
+        self.room.notify_waiters();
+    }
+
+    /// How many more items fit.
+    pub(crate) fn room_left(&self) -> usize {
+        let q = self.state();
+        if q.closed {
+            0
+        } else {
+            self.capacity.saturating_sub(q.items.len())
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.state().items.len()
+    }
+
+    /// Drops everything queued; returns how many items that was.
+    pub(crate) fn clear(&self) -> usize {
+        let mut q = self.state();
+        let n = q.items.len();
+        q.items.clear();
+        n
+    }
+}

@@ -1,0 +1,87 @@
+//! One registered handler: its queue, options and counters.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio_util::sync::CancellationToken;
+
+use super::queue::Queue;
+use crate::Topic;
+use crate::handler::{ArgKind, ErasedHandler};
+use crate::metrics::{HandlerMetrics, HandlerStats};
+use crate::options::HandlerOptions;
+
+/// One registered handler: its queue, worker options and counters.
+pub(crate) struct Slot {
+    pub(crate) id: u64,
+    pub(crate) name: Arc<str>,
+    pub(crate) event_type: Arc<str>,
+    pub(crate) topics: Vec<Topic>,
+    pub(crate) kind: ArgKind,
+    pub(crate) handler: Arc<dyn ErasedHandler>,
+    pub(crate) options: HandlerOptions,
+    pub(crate) queue: Queue,
+    pub(crate) stats: HandlerStats,
+    pub(crate) cancel: CancellationToken,
+    /// Read by a pull stream rather than a worker: shutdown does not wait for it.
+    pub(crate) pull: bool,
+}
+
+/// What registering a handler needs to know about it.
+pub(crate) struct SlotSpec {
+    pub(crate) name: String,
+    pub(crate) topics: Vec<Topic>,
+    pub(crate) kind: ArgKind,
+    pub(crate) handler: Arc<dyn ErasedHandler>,
+    pub(crate) options: HandlerOptions,
+}
+
+impl Slot {
+    pub(crate) fn new(id: u64, spec: SlotSpec, cancel: CancellationToken, pull: bool) -> Self {
+        let event_type: Arc<str> = match spec.kind {
+            ArgKind::Envelope { event_type, .. } => Arc::from(event_type),
+            ArgKind::Raw => Arc::from("*"),
+        };
+        Slot {
+            id,
+            name: Arc::from(spec.name),
+            event_type,
+            topics: spec.topics,
+            kind: spec.kind,
+            handler: spec.handler,
+            queue: Queue::new(spec.options.capacity, spec.options.overflow),
+            options: spec.options,
+            stats: HandlerStats::default(),
+            cancel,
+            pull,
+        }
+    }
+
+    /// Closes the queue: the worker finishes what is queued, then stops.
+    pub(crate) fn close(&self) {
+        self.queue.close();
+    }
+
+    /// Cancels running work and drops what is queued; returns how many events that was,
+    /// the runs cut short included.
+    pub(crate) fn abandon(&self) -> u64 {
+        let running = self.stats.in_flight.load(Ordering::Relaxed);
+        self.cancel.cancel();
+        self.queue.clear() as u64 + running
+    }
+
+    /// Events handled or given up on (failed) so far.
+    pub(crate) fn finished(&self) -> u64 {
+        self.stats.handled.load(Ordering::Relaxed) + self.stats.failed.load(Ordering::Relaxed)
+    }
+
+    /// Whether the worker is idle: nothing queued and nothing running.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.queue.len() == 0 && self.stats.in_flight.load(Ordering::Relaxed) == 0
+    }
+
+    pub(crate) fn snapshot(&self) -> HandlerMetrics {
+        self.stats
+            .snapshot(&self.name, &self.event_type, self.queue.len())
+    }
+}

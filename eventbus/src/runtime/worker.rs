@@ -1,0 +1,222 @@
+//! A handler's worker: takes events from its queue and runs the handler on each, with a
+//! timeout, panic catching and the retry policy.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use super::Runtime;
+use super::slot::Slot;
+use crate::envelope::RawEnvelope;
+use crate::error::{Failure, FailureCause, HandlerFailure};
+use crate::handler::{Delivery, HandlerContext};
+use crate::transport::Ack;
+
+tokio::task_local! {
+    /// The run this task is in: the runtime's address and the handler's id.
+    static CURRENT_RUN: (usize, u64);
+}
+
+/// The handler id of the run the current task is in, when it is a run of `rt`'s handlers.
+pub(crate) fn current_run(rt: &Arc<Runtime>) -> Option<u64> {
+    let me = Arc::as_ptr(rt) as usize;
+    CURRENT_RUN
+        .try_with(|(rt, id)| (*rt == me).then_some(*id))
+        .ok()
+        .flatten()
+}
+
+/// Starts the worker that empties a handler's queue.
+pub(crate) fn spawn_worker(rt: &Arc<Runtime>, slot: Arc<Slot>, ctx: HandlerContext) {
+    let rt2 = rt.clone();
+    rt.tracker.spawn(async move {
+        let concurrency = slot.options.concurrency;
+        let permits = Arc::new(Semaphore::new(concurrency));
+        loop {
+            // A free run slot first, then the event: an event is always either queued or
+            // in flight, never held in between.
+            let permit = if concurrency == 1 {
+                None
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = slot.cancel.cancelled() => break,
+                    p = permits.clone().acquire_owned() => match p { Ok(p) => Some(p), Err(_) => break },
+                }
+            };
+            let next = tokio::select! {
+                biased;
+                _ = slot.cancel.cancelled() => None,
+                item = slot.queue.pop() => item,
+            };
+            let Some(delivery) = next else { break };
+            let here = (Arc::as_ptr(&rt2) as usize, slot.id);
+            if concurrency == 1 {
+                CURRENT_RUN.scope(here, run(&rt2, &slot, &ctx, delivery)).await;
+            } else {
+                let (rt3, slot2, ctx2) = (rt2.clone(), slot.clone(), ctx.clone());
+                rt2.tracker.spawn(CURRENT_RUN.scope(here, async move {
+                    run(&rt3, &slot2, &ctx2, delivery).await;
+                    drop(permit);
+                }));
+            }
+        }
+    });
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+fn handle_span(slot: &Slot, delivery: &Delivery) -> tracing::Span {
+    let header = delivery.raw.as_deref().map(RawEnvelope::header);
+    tracing::info_span!(
+        "eventbus.handle",
+        otel.name = %format_args!("process {}", delivery.message.channel),
+        messaging.system = "redis",
+        messaging.operation.type = "process",
+        messaging.destination.name = %delivery.message.channel,
+        messaging.message.id = delivery.event_id().unwrap_or(""),
+        messaging.message.conversation_id = header.and_then(|h| h.correlation_id()),
+        eventbus.traceparent = header
+            .and_then(|h| h.traceparent())
+            .filter(|t| crate::observe::is_valid_traceparent(t)),
+        eventbus.handler = %slot.name,
+        eventbus.event_type = %slot.event_type,
+        eventbus.attempt = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+/// One event through one handler, with every attempt its retry policy allows.
+async fn run(rt: &Runtime, slot: &Slot, ctx: &HandlerContext, mut delivery: Delivery) {
+    slot.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+    let span = handle_span(slot, &delivery);
+    let finished = async {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            tracing::Span::current().record("eventbus.attempt", attempt);
+            let started = Instant::now();
+            let raw = delivery.raw.clone();
+            let run_once =
+                crate::observe::in_context(raw.as_ref(), attempt_once(slot, ctx, &mut delivery));
+            let outcome = tokio::select! {
+                biased;
+                // Shutdown's deadline passed: the run is abandoned, and counted there.
+                _ = slot.cancel.cancelled() => return false,
+                outcome = run_once => outcome,
+            };
+            match outcome {
+                Ok(()) => {
+                    slot.stats.latency.record(started.elapsed());
+                    slot.stats.handled.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                Err(cause) => {
+                    if !failed(rt, slot, &delivery, attempt, cause).await {
+                        return !slot.cancel.is_cancelled();
+                    }
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+    if finished && let Some(ack) = &delivery.message.ack {
+        acknowledge(rt, slot, ack).await;
+    }
+    slot.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Acknowledges a finished at-least-once message; a failure leaves it pending, to be
+/// delivered again, and is reported.
+async fn acknowledge(rt: &Runtime, slot: &Slot, ack: &Ack) {
+    if let Err(e) = ack.ack().await {
+        rt.hooks.report(Failure::Ack {
+            handler: slot.name.clone(),
+            entry_id: ack.entry_id.to_string(),
+            error: e.to_string(),
+        });
+    }
+}
+
+/// Counts and reports a failed attempt, then waits out the retry delay. Returns whether to
+/// try again; after the last attempt the event is counted as failed and dead-lettered.
+async fn failed(
+    rt: &Runtime,
+    slot: &Slot,
+    delivery: &Delivery,
+    attempt: u32,
+    cause: FailureCause,
+) -> bool {
+    match &cause {
+        FailureCause::Panic(_) => slot.stats.panicked.fetch_add(1, Ordering::Relaxed),
+        FailureCause::Timeout(_) => slot.stats.timed_out.fetch_add(1, Ordering::Relaxed),
+        _ => 0,
+    };
+    let will_retry =
+        slot.options.retry.should_retry(attempt, &cause) && !slot.cancel.is_cancelled();
+    tracing::Span::current().record("error.type", cause.kind_name());
+    let last_error = cause.to_string();
+    rt.hooks.report(Failure::Handler(HandlerFailure {
+        handler: slot.name.clone(),
+        event_type: slot.event_type.clone(),
+        event_id: delivery.event_id().map(str::to_owned),
+        channel: delivery.message.channel.clone(),
+        attempt,
+        will_retry,
+        cause,
+    }));
+    if will_retry {
+        slot.stats.retried.fetch_add(1, Ordering::Relaxed);
+        let delay = slot.options.retry.delay(attempt);
+        return tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            // Shutdown's deadline passed while waiting: abandoned, counted there.
+            _ = slot.cancel.cancelled() => false,
+        };
+    }
+    slot.stats.failed.fetch_add(1, Ordering::Relaxed);
+    if slot.options.dead_letters_on() {
+        super::dead_letter::store(rt, slot, delivery, attempt, last_error).await;
+    }
+    false
+}
+
+async fn attempt_once(
+    slot: &Slot,
+    ctx: &HandlerContext,
+    delivery: &mut Delivery,
+) -> Result<(), FailureCause> {
+    let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| slot.handler.call(delivery, ctx)))
+    {
+        Err(panic) => return Err(FailureCause::Panic(panic_message(&*panic))),
+        Ok(Err(why)) => return Err(FailureCause::Extract(why)),
+        Ok(Ok(fut)) => AssertUnwindSafe(fut).catch_unwind(),
+    };
+    let result = match slot.options.timeout {
+        Some(limit) => match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r,
+            Err(_) => return Err(FailureCause::Timeout(limit)),
+        },
+        None => fut.await,
+    };
+    match result {
+        Err(panic) => Err(FailureCause::Panic(panic_message(&*panic))),
+        Ok(Err(e)) => Err(FailureCause::Error(Arc::from(e))),
+        Ok(Ok(())) => Ok(()),
+    }
+}

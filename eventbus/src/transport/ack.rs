@@ -1,0 +1,70 @@
+//! Acknowledgements: how an at-least-once transport learns what became of a message.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::{BoxFuture, TransportError};
+
+/// The transport's side of one acknowledgement: implemented by at-least-once transports.
+pub trait Acknowledge: Send + Sync + 'static {
+    /// The handler is done with the entry (it succeeded, or its failure was dead-lettered):
+    /// remove it from the pending entries.
+    fn ack(&self) -> BoxFuture<'_, Result<(), TransportError>>;
+}
+
+/// The acknowledgement handle of a message from an at-least-once transport.
+///
+/// The bus acknowledges after the handler returned `Ok`, or after the event was stored as a
+/// dead letter; a message whose handler never finished (a crash, a shutdown deadline) stays
+/// pending and is delivered again.
+#[derive(Clone)]
+pub struct Ack {
+    /// The consumer group the message was read for: the bus hands it to the handler that
+    /// owns this group only.
+    pub group: Arc<str>,
+    /// The entry's id in its log (a Redis stream entry id).
+    pub entry_id: Arc<str>,
+    /// How many times the entry has been delivered, this time included.
+    pub deliveries: u32,
+    handle: Arc<dyn Acknowledge>,
+}
+
+impl Ack {
+    /// A handle for the entry `entry_id` of `group`.
+    pub fn new(
+        group: Arc<str>,
+        entry_id: Arc<str>,
+        deliveries: u32,
+        handle: Arc<dyn Acknowledge>,
+    ) -> Self {
+        Ack {
+            group,
+            entry_id,
+            deliveries,
+            handle,
+        }
+    }
+
+    /// Acknowledges the entry.
+    pub async fn ack(&self) -> Result<(), TransportError> {
+        self.handle.ack().await
+    }
+}
+
+impl PartialEq for Ack {
+    fn eq(&self, other: &Self) -> bool {
+        self.group == other.group && self.entry_id == other.entry_id
+    }
+}
+
+impl Eq for Ack {}
+
+impl fmt::Debug for Ack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ack")
+            .field("group", &self.group)
+            .field("entry_id", &self.entry_id)
+            .field("deliveries", &self.deliveries)
+            .finish_non_exhaustive()
+    }
+}
