@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod bus;
+mod debug_handler;
 mod dispatch;
 mod envelope;
 mod error;
@@ -23,7 +24,7 @@ pub use error::{
     ConnectError, DecodeFailure, ErrorKind, Failure, FailureCause, HandlerFailure, OverflowFailure,
     PublishError, ShutdownError, ShutdownReport, SubscribeError,
 };
-pub use event::{Event, Topic};
+pub use event::{ChannelError, Event, Topic};
 pub use handler::{EventArg, FromContext, Handler, HandlerContext, HandlerResult, State};
 pub use metrics::{EventTypeMetrics, HandlerMetrics, LatencySnapshot, Metrics};
 pub use options::{HandlerOptions, Overflow, RetryPolicy};
@@ -34,14 +35,54 @@ pub use {metrics::LatencyBuckets, observe::EventContext};
 #[cfg(feature = "derive")]
 pub use eventbus_derive::Event;
 
+/// `#[eventbus::handler]`: checks one async fn as a handler.
+///
+/// ```
+/// use eventbus::{Event, EventBus, State};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Serialize, Deserialize, Event)]
+/// struct UserCreated { user_id: u64 }
+///
+/// #[derive(Clone)]
+/// struct Mailer;
+///
+/// #[eventbus::handler]
+/// async fn send_welcome(
+///     event: UserCreated,
+///     State(mailer): State<Mailer>,
+///     bus: EventBus,
+/// ) -> Result<(), std::io::Error> {
+///     let _ = (event.user_id, mailer, bus);
+///     Ok(())
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let bus = EventBus::builder()
+///     .state(Mailer)
+///     .handler(send_welcome)
+///     .connect("memory://")
+///     .await?;
+/// # bus.shutdown().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "derive")]
+pub use eventbus_derive::handler;
+
 /// The date-time crate of [`Envelope::time`], re-exported so its types can be named.
 pub use chrono;
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::event::{fill_channel, key, unchecked_channel};
+    pub mod debug_handler {
+        pub use crate::debug_handler::*;
+    }
     pub use crate::handler::{ArgKind, ArgSpec, Delivery, ErasedHandler, marker};
     pub use std::borrow::Cow;
     pub use std::format;
     pub use std::option::Option;
+    pub use std::result::Result;
     pub use std::string::ToString;
 }
