@@ -317,7 +317,8 @@ pub fn fill_channel(template: &str, keys: &[&dyn fmt::Display]) -> Result<String
     let mut pending: Option<(&str, usize)> = None;
     let mut bad_key = None;
     loop {
-        let (text, placeholder) = split_segment(rest).map_err(|p| template_error(p.to_owned()))?;
+        let Segment { text, placeholder } =
+            split_segment(rest).map_err(|p| template_error(p.to_owned()))?;
         if let Some(problem) = reserved_char(text) {
             return Err(template_error(problem));
         }
@@ -369,10 +370,20 @@ pub fn fill_channel(template: &str, keys: &[&dyn fmt::Display]) -> Result<String
     }
 }
 
-/// The text up to the next placeholder, and that placeholder's name with what follows it.
-fn split_segment(rest: &str) -> Result<(&str, Option<(&str, &str)>), &'static str> {
+/// The text of a template up to its next placeholder, and that placeholder.
+struct Segment<'a> {
+    text: &'a str,
+    /// The placeholder's name and the template after it.
+    placeholder: Option<(&'a str, &'a str)>,
+}
+
+/// Splits off the text up to the next placeholder, and that placeholder.
+fn split_segment(rest: &str) -> Result<Segment<'_>, &'static str> {
     let Some(open) = rest.find(['{', '}']) else {
-        return Ok((rest, None));
+        return Ok(Segment {
+            text: rest,
+            placeholder: None,
+        });
     };
     if rest[open..].starts_with('}') {
         return Err("has a `}` that closes no placeholder");
@@ -384,7 +395,10 @@ fn split_segment(rest: &str) -> Result<(&str, Option<(&str, &str)>), &'static st
     if inner[close..].starts_with('{') || close == 0 {
         return Err("has a malformed placeholder");
     }
-    Ok((&rest[..open], Some((&inner[..close], &inner[close + 1..]))))
+    Ok(Segment {
+        text: &rest[..open],
+        placeholder: Some((&inner[..close], &inner[close + 1..])),
+    })
 }
 
 /// What is wrong with a key, if anything. `filled` is the key followed by the text after it, the
