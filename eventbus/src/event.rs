@@ -50,10 +50,11 @@ use serde::de::DeserializeOwned;
 ///   pattern and a template's text can be copied into its pattern.
 /// - **Event names** follow the channel rule and also refuse braces, as the default channel
 ///   `events:<name>` is built from them.
-/// - **Keys**, the values that fill a template's placeholders, follow the channel rule, and a
-///   key that another key follows must not contain the text between them (in `a:{x}:{y}`, `x`
-///   may not contain `:`), so that two different sets of keys never share a channel. For the
-///   same reason placeholders may not be side by side (`{a}{b}`).
+/// - **Keys**, the values that fill a template's placeholders, follow the channel rule; and
+///   where another key follows, the text that separates them must first appear right after
+///   the key (in `a:{x}:{y}`, `x` may not contain `:`), so that two different sets of keys
+///   never share a channel. For the same reason placeholders may not be side by side
+///   (`{a}{b}`).
 ///
 /// `#[derive(Event)]` checks names and templates at compile time. Keys are values, so they are
 /// checked when they are used: [`try_channel`](Event::try_channel) (which the bus calls to
