@@ -106,7 +106,8 @@ struct Member {
 impl Member {
     async fn enter(&mut self, room: String) -> anyhow::Result<()> {
         let echoes = self.echoes.clone();
-        let topic = Topic::keyed::<ChatMessage>(&[&room]);
+        let topic = Topic::try_keyed::<ChatMessage>(&[&room])
+            .with_context(|| format!("cannot join #{room}"))?;
         let subscription = self
             .bus
             .subscribe_with(

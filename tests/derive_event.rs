@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use eventbus::{Event, Topic};
+use eventbus::{ChannelError, Event, Topic};
 use serde::{Deserialize, Serialize};
 
 // ---- default names ------------------------------------------------------------------------
@@ -208,6 +208,134 @@ fn keyed_channel_agrees_with_topic_helpers() {
     );
 }
 
+#[derive(Debug, Serialize, Deserialize, Event)]
+#[event(channel = "user:{user_id}:notifications")]
+struct Inbox {
+    user_id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, Event)]
+#[event(channel = "multi:{a}:{b}")]
+struct TwoKeys {
+    a: String,
+    b: String,
+}
+
+fn inbox(user_id: &str) -> Inbox {
+    Inbox {
+        user_id: user_id.into(),
+    }
+}
+
+#[test]
+fn try_channel_checks_keys_and_names_the_field() {
+    assert_eq!(inbox("42").try_channel().unwrap(), "user:42:notifications");
+    for bad in ["", "a b", "a\tb", "*", "user?", "[1]", "a\\b"] {
+        let err = inbox(bad).try_channel().unwrap_err();
+        let ChannelError::Key { field, value, .. } = &err else {
+            panic!("{bad:?}: {err:?}");
+        };
+        assert_eq!((field.as_str(), value.as_str()), ("user_id", bad));
+        assert!(
+            err.to_string().starts_with("channel key `user_id` is"),
+            "{err}"
+        );
+        // `channel()` stays unchecked: what the keys make, as before.
+        assert_eq!(inbox(bad).channel(), format!("user:{bad}:notifications"));
+    }
+    assert_eq!(
+        inbox("a b").try_channel().unwrap_err().to_string(),
+        "channel key `user_id` is \"a b\", which contains whitespace (' '); names, channels and keys must be free of whitespace and of the glob characters * ? [ ] \\"
+    );
+}
+
+#[test]
+fn fixed_channels_need_no_check() {
+    assert_eq!(
+        UserCreated {
+            user_id: 1,
+            name: "a b".into()
+        }
+        .try_channel()
+        .unwrap(),
+        "events:user_created"
+    );
+    assert!(matches!(
+        Ping.try_channel(),
+        Ok(Cow::Borrowed("events:ping"))
+    ));
+}
+
+#[test]
+fn different_keys_never_share_a_channel() {
+    let two = |a: &str, b: &str| {
+        TwoKeys {
+            a: a.into(),
+            b: b.into(),
+        }
+        .try_channel()
+    };
+    assert_eq!(two("1", "2:3").unwrap(), "multi:1:2:3");
+    let err = two("1:2", "3").unwrap_err();
+    assert!(
+        matches!(&err, ChannelError::Key { field, .. } if field == "a"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("separates it from the next key"),
+        "{err}"
+    );
+}
+
+/// Publishing and subscribing to one key accept and refuse the same keys.
+#[test]
+fn topic_keys_follow_the_same_rule_as_publishing() {
+    for key in ["42", "ada@example.com", "a:b", "", "a b", "*", "a\\b"] {
+        let published = inbox(key).try_channel();
+        let subscribed = Topic::try_keyed::<Inbox>(&[&key]);
+        match (&published, &subscribed) {
+            (Ok(channel), Ok(topic)) => assert_eq!(topic, &Topic::channel(channel.as_ref())),
+            (Err(p), Err(s)) => assert_eq!(p, s),
+            _ => panic!("{key:?}: publish {published:?}, subscribe {subscribed:?}"),
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "channel key `user_id` is \"*\", which contains the glob character '*'")]
+fn topic_keyed_panics_on_a_bad_key() {
+    let _ = Topic::keyed::<Inbox>(&[&"*"]);
+}
+
+#[test]
+fn topic_keyed_counts_its_keys() {
+    let err = Topic::try_keyed::<TwoKeys>(&[&"1"]).unwrap_err();
+    assert!(matches!(err, ChannelError::Template { .. }), "{err:?}");
+    let err = Topic::try_keyed::<Inbox>(&[&"1", &"2"]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "channel template \"user:{user_id}:notifications\" has 1 placeholder(s) but 2 key(s) were given"
+    );
+}
+
+/// A hand-written event's channel is checked by the same rule when it is published.
+#[derive(Debug, Serialize, Deserialize)]
+struct HandWritten;
+
+impl Event for HandWritten {
+    const TYPE: &'static str = "hand written";
+    const CHANNEL: &'static str = "hand written";
+}
+
+#[test]
+fn hand_written_channels_are_checked_on_publish() {
+    let err = HandWritten.try_channel().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "channel \"hand written\" contains whitespace (' '); names, channels and keys must be free of whitespace and of the glob characters * ? [ ] \\"
+    );
+}
+
 // ---- tuple and unit structs, enums --------------------------------------------------------
 
 #[derive(Debug, PartialEq, Serialize, Deserialize, Event)]
@@ -336,6 +464,7 @@ mod shadowing {
 
     struct Cow;
     struct Option;
+    struct Result;
     struct Some;
     macro_rules! format {
         ($($t:tt)*) => {

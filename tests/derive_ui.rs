@@ -1,5 +1,5 @@
-//! Compile-fail tests for `#[derive(Event)]`: one mistake per file in `tests/ui/`, with the
-//! exact compiler output in the `.stderr` beside it.
+//! Compile-fail tests for `#[derive(Event)]` and `#[eventbus::handler]` (`handler_*.rs`): one
+//! mistake per file in `tests/ui/`, with the exact compiler output in the `.stderr` beside it.
 //!
 //! Regenerate the expected output with `TRYBUILD=overwrite cargo test --test derive_ui`, then
 //! read every changed `.stderr`: each message must say what is wrong, what is accepted, and

@@ -7,6 +7,7 @@ use crate::ast::{Data, Field, Input, Style};
 use crate::attr::edit_distance;
 use crate::case::snake_case;
 use crate::ctxt::Ctxt;
+use crate::rules::{describe, name_reserved_char, reserved_char};
 use crate::template::{Template, is_plain_key};
 
 /// Everything the generated impl needs, all validated.
@@ -26,18 +27,16 @@ pub(crate) enum Channel {
         template: String,
         /// The glob pattern matching every key (`user:*:notifications`).
         pattern: String,
-        /// The template as a `format!` string (`user:{}:notifications`).
-        format: String,
         /// The fields filling the placeholders, in order, with the span of each field.
         args: Vec<(Member, Span)>,
     },
 }
 
 /// Why names are restricted, for messages.
-const NAME_RULE: &str = "an event name must be free of whitespace, of the Redis glob characters * ? [ ] and of braces, as it is also used in the default channel `events:<name>`";
+const NAME_RULE: &str = "an event name must be free of whitespace, of the Redis glob characters * ? [ ] \\ and of braces, as it is also used in the default channel `events:<name>`";
 
 /// Why fixed channels are restricted, for messages.
-const CHANNEL_RULE: &str = "a channel must be free of whitespace and of the Redis glob characters * ? [ ]; for a channel per key, use a placeholder such as \"user:{user_id}\"";
+const CHANNEL_RULE: &str = "a channel must be free of whitespace and of the Redis glob characters * ? [ ] \\; for a channel per key, use a placeholder such as \"user:{user_id}\"";
 
 /// Checks `input`, reporting every problem to `cx`. Returns `None` if anything was wrong.
 pub(crate) fn check(cx: &Ctxt, input: &Input<'_>) -> Option<Spec> {
@@ -112,31 +111,17 @@ fn check_name(cx: &Ctxt, lit: &LitStr, name: &str) -> bool {
         );
         return false;
     }
-    if let Some(problem) = bad_char(name, "{}") {
+    if let Some(c) = name_reserved_char(name) {
         cx.error_spanned_by(
             lit,
-            format!("the event name {name:?} contains {problem}; {NAME_RULE}"),
+            format!(
+                "the event name {name:?} contains {}; {NAME_RULE}",
+                describe(c)
+            ),
         );
         return false;
     }
     true
-}
-
-/// The first character of `text` that may not appear in a name or channel, described.
-/// Characters in `extra` are also refused.
-fn bad_char(text: &str, extra: &str) -> Option<String> {
-    let c = text
-        .chars()
-        .find(|&c| c.is_whitespace() || matches!(c, '*' | '?' | '[' | ']') || extra.contains(c))?;
-    Some(if c.is_whitespace() {
-        format!("whitespace ({c:?})")
-    } else if matches!(c, '{' | '}') {
-        format!("a brace ({c:?})")
-    } else if c == '\\' {
-        "a backslash, which escapes the next character in the channel's glob pattern".to_owned()
-    } else {
-        format!("the glob character {c:?}")
-    })
 }
 
 fn check_channel(cx: &Ctxt, input: &Input<'_>, lit: &LitStr) -> Option<Channel> {
@@ -161,10 +146,13 @@ fn check_channel(cx: &Ctxt, input: &Input<'_>, lit: &LitStr) -> Option<Channel> 
         }
     };
     if !template.is_keyed() {
-        if let Some(problem) = bad_char(&channel, "") {
+        if let Some(c) = reserved_char(&channel) {
             cx.error_spanned_by(
                 lit,
-                format!("the channel {channel:?} contains {problem}; {CHANNEL_RULE}"),
+                format!(
+                    "the channel {channel:?} contains {}; {CHANNEL_RULE}",
+                    describe(c)
+                ),
             );
             return None;
         }
@@ -172,10 +160,17 @@ fn check_channel(cx: &Ctxt, input: &Input<'_>, lit: &LitStr) -> Option<Channel> 
     }
 
     let mut ok = true;
-    if let Some(problem) = template.texts().find_map(|text| bad_char(text, "\\")) {
+    if let Some(c) = template.texts().find_map(reserved_char) {
         cx.error_spanned_by(
             lit,
-            format!("the channel {channel:?} contains {problem}; outside its `{{field}}` placeholders a keyed channel must be free of whitespace, of the Redis glob characters * ? [ ] and of backslashes, as that text is also its subscription pattern"),
+            format!("the channel {channel:?} contains {}; outside its `{{field}}` placeholders a keyed channel must be free of whitespace and of the Redis glob characters * ? [ ] \\, as that text is also its subscription pattern", describe(c)),
+        );
+        ok = false;
+    }
+    if let Some((a, b)) = template.adjacent_placeholders() {
+        cx.error_spanned_by(
+            lit,
+            format!("the channel {channel:?} has the placeholders `{{{a}}}{{{b}}}` side by side, so different keys would make the same channel (\"1\" and \"23\" as \"12\" and \"3\"); put fixed text between them, as in \"{{{a}}}:{{{b}}}\""),
         );
         ok = false;
     }
@@ -224,7 +219,6 @@ fn check_channel(cx: &Ctxt, input: &Input<'_>, lit: &LitStr) -> Option<Channel> 
     }
     ok.then(|| Channel::Keyed {
         pattern: template.pattern(),
-        format: template.format_string(),
         template: channel,
         args,
     })

@@ -46,23 +46,39 @@ fn impl_event(input: &Input<'_>, spec: &Spec) -> TokenStream {
     let body = match &spec.channel {
         Channel::Fixed(channel) => quote! {
             const CHANNEL: &'static str = #channel;
+
+            fn try_channel(
+                &self,
+            ) -> #krate::__private::Result<#krate::__private::Cow<'static, str>, #krate::ChannelError>
+            {
+                #krate::__private::Result::Ok(#krate::__private::Cow::Borrowed(#channel))
+            }
         },
         Channel::Keyed {
             template,
             pattern,
-            format,
             args,
         } => {
-            let args = args
-                .iter()
-                .map(|(member, span)| quote_spanned!(*span=> &self.#member));
+            let keys = args.iter().map(
+                |(member, span)| quote_spanned!(*span=> #krate::__private::key(&self.#member)),
+            );
             quote! {
                 const CHANNEL: &'static str = #template;
                 const PATTERN: #krate::__private::Option<&'static str> =
                     #krate::__private::Option::Some(#pattern);
 
                 fn channel(&self) -> #krate::__private::Cow<'static, str> {
-                    #krate::__private::Cow::Owned(#krate::__private::format!(#format, #(#args),*))
+                    #krate::__private::unchecked_channel(self.try_channel(), #template)
+                }
+
+                fn try_channel(
+                    &self,
+                ) -> #krate::__private::Result<#krate::__private::Cow<'static, str>, #krate::ChannelError>
+                {
+                    #krate::__private::Result::map(
+                        #krate::__private::fill_channel(#template, &[#(#keys),*]),
+                        #krate::__private::Cow::Owned,
+                    )
                 }
             }
         }

@@ -1,6 +1,7 @@
-//! `#[derive(Event)]` for the [`eventbus`](https://docs.rs/eventbus) crate.
+//! `#[derive(Event)]` and `#[handler]` for the [`eventbus`](https://docs.rs/eventbus) crate.
 //!
-//! Use it through `eventbus::Event` (the `derive` feature, on by default) rather than directly.
+//! Use them through `eventbus::Event` and `eventbus::handler` (the `derive` feature, on by
+//! default) rather than directly.
 //! The derive is built in three stages: `attr` and `ast` parse the input, keeping its tokens
 //! for spans; `check` validates it and resolves names and channels; `expand` generates the
 //! impl. Every mistake is collected in a `ctxt::Ctxt` and reported at once, next to a fallback
@@ -12,6 +13,8 @@ mod case;
 mod check;
 mod ctxt;
 mod expand;
+mod handler;
+mod rules;
 mod template;
 
 use proc_macro::TokenStream;
@@ -38,12 +41,15 @@ use syn::{DeriveInput, parse_macro_input};
 ///
 /// Keys may be combined in one attribute or spread over several; each may be given once.
 /// Names and channels must be non-empty and free of whitespace and of the Redis glob
-/// characters `* ? [ ]`; braces in a channel are only allowed as placeholders.
+/// characters `* ? [ ] \`; names also refuse braces, and in a channel braces are only allowed
+/// as placeholders (the rule is stated in `rules.rs`, the same as the runtime's).
 ///
-/// A keyed channel (`user:{user_id}:notifications`) makes `channel()` fill the template from the
-/// fields' `Display` values, sets `PATTERN` to the glob matching every key
-/// (`user:*:notifications`) and keeps the template in `CHANNEL`. Keyed channels need a struct
-/// with fields; on enums and unit structs they are an error.
+/// A keyed channel (`user:{user_id}:notifications`) makes `try_channel()` fill the template from
+/// the fields' `Display` values and check each key by the runtime's key rule (`channel()` fills
+/// it unchecked), sets `PATTERN` to the glob matching every key (`user:*:notifications`) and
+/// keeps the template in `CHANNEL`. Placeholders side by side (`{a}{b}`) are an error, as
+/// different keys would make the same channel. Keyed channels need a struct with fields; on
+/// enums and unit structs they are an error.
 ///
 /// Generic types and types with lifetimes are rejected: every instantiation of a generic type
 /// would share one name and channel, and events must own their data. Unions are rejected as
@@ -52,4 +58,22 @@ use syn::{DeriveInput, parse_macro_input};
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand::derive(&input).into()
+}
+
+/// Checks one async fn as an eventbus handler, with a clear error on the argument or return
+/// type that is wrong; the fn itself is left as it is.
+///
+/// Registering a fn that is not a valid handler gives one general error ("is not an eventbus
+/// handler"), pointing at the registration. With this attribute the fn's own argument or
+/// return type is pointed at, with a hint for that mistake: a first argument that is not an
+/// event (or is borrowed, `&E`), a `State<S>` whose `S` is not `Clone`, an extra argument that
+/// is neither `State<S>` nor `EventBus`, a return type other than `()` and `Result<(), E>`,
+/// and a future that is not `Send` (a value such as an `Rc` held across an `.await`). It adds
+/// no cost at run time: the checks are compiled, never run.
+///
+/// It applies to free `async fn`s without generic parameters. `crate = "path::to::eventbus"`
+/// names the crate when it is re-exported under another path.
+#[proc_macro_attribute]
+pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    handler::expand(args.into(), item.into()).into()
 }

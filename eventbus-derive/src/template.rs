@@ -91,28 +91,22 @@ impl Template {
         self.placeholders().next().is_some()
     }
 
-    /// The Redis glob pattern matching every filled-in channel: each placeholder becomes `*`
-    /// (adjacent placeholders share one).
+    /// The first two placeholders written side by side (`{a}{b}`), which would let different
+    /// keys make the same channel.
+    pub(crate) fn adjacent_placeholders(&self) -> Option<(&str, &str)> {
+        self.segments.windows(2).find_map(|pair| match pair {
+            [Segment::Placeholder(a), Segment::Placeholder(b)] => Some((a.as_str(), b.as_str())),
+            _ => None,
+        })
+    }
+
+    /// The Redis glob pattern matching every filled-in channel: each placeholder becomes `*`.
     pub(crate) fn pattern(&self) -> String {
         let mut out = String::new();
         for segment in &self.segments {
             match segment {
                 Segment::Text(t) => out.push_str(t),
-                Segment::Placeholder(_) if out.ends_with('*') => {}
                 Segment::Placeholder(_) => out.push('*'),
-            }
-        }
-        out
-    }
-
-    /// A `format!` string with `{}` for each placeholder. Text never holds braces, so it needs
-    /// no escaping.
-    pub(crate) fn format_string(&self) -> String {
-        let mut out = String::new();
-        for segment in &self.segments {
-            match segment {
-                Segment::Text(t) => out.push_str(t),
-                Segment::Placeholder(_) => out.push_str("{}"),
             }
         }
         out
@@ -160,15 +154,16 @@ mod tests {
         assert_eq!(t.placeholders().collect::<Vec<_>>(), ["user_id"]);
         assert_eq!(t.texts().collect::<Vec<_>>(), ["user:", ":notifications"]);
         assert_eq!(t.pattern(), "user:*:notifications");
-        assert_eq!(t.format_string(), "user:{}:notifications");
     }
 
     #[test]
     fn placeholders_at_the_ends_and_side_by_side() {
         let t = Template::parse("{0}:{1}{2}").unwrap();
         assert_eq!(t.segments, vec![key("0"), text(":"), key("1"), key("2")]);
-        assert_eq!(t.pattern(), "*:*");
-        assert_eq!(t.format_string(), "{}:{}{}");
+        assert_eq!(t.adjacent_placeholders(), Some(("1", "2")));
+        let t = Template::parse("{0}:{1}:{2}").unwrap();
+        assert_eq!(t.adjacent_placeholders(), None);
+        assert_eq!(t.pattern(), "*:*:*");
         let t = Template::parse("{id}").unwrap();
         assert_eq!(t.segments, vec![key("id")]);
         assert_eq!(t.texts().count(), 0);

@@ -37,13 +37,37 @@ use serde::de::DeserializeOwned;
 /// A channel template with `{field}` placeholders (`user:{user_id}:notifications`) publishes each
 /// value on its own channel (`user:42:notifications`), filled from the fields' `Display` values.
 /// [`PATTERN`](Event::PATTERN) then holds the glob pattern that matches every key
-/// (`user:*:notifications`); handlers subscribe to it unless they choose keys.
+/// (`user:*:notifications`); handlers subscribe to it unless they choose keys with
+/// [`Topic::keyed`].
+///
+/// # Names, channels and keys
+///
+/// One rule, checked the same way everywhere:
+///
+/// - **Channels** (fixed channels, the text of a template around its placeholders, and the
+///   channels given to [`Topic::channel`]) are non-empty and free of whitespace and of the
+///   Redis glob characters `* ? [ ] \`, so that an exact channel is never mistaken for a
+///   pattern and a template's text can be copied into its pattern.
+/// - **Event names** follow the channel rule and also refuse braces, as the default channel
+///   `events:<name>` is built from them.
+/// - **Keys**, the values that fill a template's placeholders, follow the channel rule; and
+///   where another key follows, the text that separates them must first appear right after
+///   the key (in `a:{x}:{y}`, `x` may not contain `:`), so that two different sets of keys
+///   never share a channel. For the same reason placeholders may not be side by side
+///   (`{a}{b}`).
+///
+/// `#[derive(Event)]` checks names and templates at compile time. Keys are values, so they are
+/// checked when they are used: [`try_channel`](Event::try_channel) (which the bus calls to
+/// publish) and [`Topic::try_keyed`] return a [`ChannelError`] naming the field, and
+/// [`Topic::keyed`] panics with it. Keys are never escaped or rewritten: the channel a service
+/// in another language computes is the one it reads.
 ///
 /// # Implementing it by hand
 ///
-/// Names and channels must be non-empty and free of whitespace and of the Redis glob
-/// characters `* ? [ ]`; the derive checks this at compile time, a manual implementation is
-/// checked when a handler is registered or an event published.
+/// A hand-written implementation chooses its [`TYPE`](Event::TYPE) freely. Its channel is
+/// checked by the rule above when a value is published (the default
+/// [`try_channel`](Event::try_channel) checks what [`channel`](Event::channel) returns) and when
+/// a handler subscribes to it.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an eventbus event",
     label = "this type does not implement `eventbus::Event`",
@@ -63,12 +87,44 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// (`"user:*:notifications"`); `None` for events with one fixed channel.
     const PATTERN: Option<&'static str> = None;
 
-    /// The channel this value is published on.
+    /// The channel this value is published on, unchecked.
     ///
     /// For events with a fixed channel this is [`CHANNEL`](Event::CHANNEL); keyed events fill the
-    /// template from the value's fields.
+    /// template from the value's fields, whatever their keys hold. Publishing uses
+    /// [`try_channel`](Event::try_channel), which checks the keys.
     fn channel(&self) -> Cow<'static, str> {
         Cow::Borrowed(Self::CHANNEL)
+    }
+
+    /// The channel this value is published on, checked by the rule for channels and keys (see
+    /// [Names, channels and keys](Event#names-channels-and-keys)).
+    ///
+    /// ```
+    /// use eventbus::Event;
+    /// # use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize, Event)]
+    /// #[event(channel = "user:{user_id}:notifications")]
+    /// struct Notification { user_id: String, text: String }
+    ///
+    /// let ok = Notification { user_id: "42".into(), text: String::new() };
+    /// assert_eq!(ok.try_channel().unwrap(), "user:42:notifications");
+    ///
+    /// let bad = Notification { user_id: "4 2".into(), text: String::new() };
+    /// let err = bad.try_channel().unwrap_err();
+    /// assert!(err.to_string().starts_with("channel key `user_id` is \"4 2\", which contains whitespace"));
+    /// ```
+    ///
+    /// The derive fills and checks the template; the default checks what
+    /// [`channel`](Event::channel) returns.
+    fn try_channel(&self) -> Result<Cow<'static, str>, ChannelError> {
+        let channel = self.channel();
+        match channel_problem(&channel) {
+            None => Ok(channel),
+            Some(problem) => Err(ChannelError::Channel {
+                channel: channel.into_owned(),
+                problem,
+            }),
+        }
     }
 }
 
@@ -114,10 +170,29 @@ impl Topic {
     ///
     /// # Panics
     ///
-    /// When the number of keys differs from the number of placeholders in `E::CHANNEL`.
+    /// When a key breaks the key rule (see [`Event`](Event#names-channels-and-keys)) or the
+    /// number of keys differs from the number of placeholders in `E::CHANNEL`. For keys that
+    /// come from outside the program, use [`try_keyed`](Topic::try_keyed).
     #[track_caller]
     pub fn keyed<E: Event>(keys: &[&dyn fmt::Display]) -> Self {
-        Topic::Channel(fill_template(E::CHANNEL, keys))
+        Topic::try_keyed::<E>(keys).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The channel of a keyed event `E` for chosen key values, in placeholder order, or why
+    /// these keys make no channel: the same check as publishing an event with these keys.
+    ///
+    /// ```
+    /// use eventbus::{Event, Topic};
+    /// # use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize, Event)]
+    /// #[event(channel = "room:{room}")]
+    /// struct ChatMessage { room: String, text: String }
+    ///
+    /// assert_eq!(Topic::try_keyed::<ChatMessage>(&[&"lobby"]), Ok(Topic::channel("room:lobby")));
+    /// assert!(Topic::try_keyed::<ChatMessage>(&[&"*"]).is_err());
+    /// ```
+    pub fn try_keyed<E: Event>(keys: &[&dyn fmt::Display]) -> Result<Self, ChannelError> {
+        fill_channel(E::CHANNEL, keys).map(Topic::Channel)
     }
 
     /// The channel name or pattern text.
@@ -142,50 +217,244 @@ impl fmt::Display for Topic {
     }
 }
 
-/// Fills the `{field}` placeholders of a channel template with `keys`, in order.
-#[track_caller]
-fn fill_template(template: &str, keys: &[&dyn fmt::Display]) -> String {
-    let mut out = String::with_capacity(template.len() + 16);
-    let mut rest = template;
-    let mut used = 0;
-    while let Some(start) = rest.find('{') {
-        let Some(len) = rest[start..].find('}') else {
-            break;
-        };
-        out.push_str(&rest[..start]);
-        let key = keys.get(used).unwrap_or_else(|| {
-            panic!(
-                "channel template `{template}` has more placeholders than the {} key(s) given",
-                keys.len()
-            )
-        });
-        out.push_str(&key.to_string());
-        used += 1;
-        rest = &rest[start + len + 1..];
-    }
-    out.push_str(rest);
-    assert!(
-        used == keys.len(),
-        "channel template `{template}` has {used} placeholder(s) but {} key(s) were given",
-        keys.len()
-    );
-    out
+/// Why an event's channel, or a keyed [`Topic`], could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// A key breaks the key rule (see [`Event`](Event#names-channels-and-keys)).
+    #[error("channel key `{field}` is {value:?}, which {problem}")]
+    Key {
+        /// The placeholder the key fills: a field name, or an index in a tuple struct.
+        field: String,
+        /// The key, as its `Display` wrote it.
+        value: String,
+        /// What is wrong with it.
+        problem: String,
+        /// The channel these keys would make, unchecked.
+        channel: String,
+    },
+    /// A channel breaks the channel rule (from a hand-written [`Event::channel`]).
+    #[error("channel {channel:?} {problem}")]
+    Channel {
+        /// The channel.
+        channel: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A channel template that cannot be filled: malformed braces, placeholders side by side,
+    /// or a number of keys that differs from its number of placeholders.
+    #[error("channel template {template:?} {problem}")]
+    Template {
+        /// The template (`Event::CHANNEL`).
+        template: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
-/// Checks a name or channel: non-empty, no whitespace, no glob characters.
-pub(crate) fn check_name(what: &str, value: &str) -> Result<(), String> {
-    if value.is_empty() {
-        return Err(format!("{what} must not be empty"));
-    }
-    if let Some(c) = value
+/// The characters that names, channels and keys must not contain besides whitespace: Redis's
+/// glob characters and its escape.
+const GLOB_CHARS: &str = "*?[]\\";
+
+/// The rule, for messages.
+const RULE: &str =
+    "names, channels and keys must be free of whitespace and of the glob characters * ? [ ] \\";
+
+/// The one rule for the characters of names, channels and keys; `None` when `text` follows it.
+/// `eventbus-derive` states the same rule (`rules.rs`); a shared table of names tests both.
+fn reserved_char(text: &str) -> Option<String> {
+    let c = text
         .chars()
-        .find(|c| c.is_whitespace() || matches!(c, '*' | '?' | '[' | ']'))
-    {
-        return Err(format!(
-            "{what} `{value}` contains {c:?}; names and channels must be free of whitespace and of the glob characters * ? [ ]"
-        ));
+        .find(|&c| c.is_whitespace() || GLOB_CHARS.contains(c))?;
+    Some(if c.is_whitespace() {
+        format!("contains whitespace ({c:?}); {RULE}")
+    } else if c == '\\' {
+        format!("contains a backslash; {RULE}")
+    } else {
+        format!("contains the glob character {c:?}; {RULE}")
+    })
+}
+
+/// What is wrong with a channel (or key), if anything: empty, or a reserved character.
+pub(crate) fn channel_problem(text: &str) -> Option<String> {
+    if text.is_empty() {
+        return Some("is empty".to_owned());
     }
-    Ok(())
+    reserved_char(text)
+}
+
+/// What is wrong with an event name, if anything: the channel rule, and no braces, as the
+/// default channel `events:<name>` is built from it.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn event_name_problem(name: &str) -> Option<String> {
+    channel_problem(name).or_else(|| {
+        name.contains(['{', '}']).then(|| {
+            "contains a brace; an event name must be free of braces, as the default channel `events:<name>` is built from it".to_owned()
+        })
+    })
+}
+
+/// Checks a channel by the channel rule; the error names `what` and `value`.
+pub(crate) fn check_name(what: &str, value: &str) -> Result<(), String> {
+    match channel_problem(value) {
+        None => Ok(()),
+        Some(problem) => Err(format!("{what} {value:?} {problem}")),
+    }
+}
+
+/// Fills the `{field}` placeholders of `template` with `keys`, in order, checking each key by
+/// the key rule. The derive's `try_channel` and [`Topic::try_keyed`] both come here.
+#[doc(hidden)]
+pub fn fill_channel(template: &str, keys: &[&dyn fmt::Display]) -> Result<String, ChannelError> {
+    let template_error = |problem: String| ChannelError::Template {
+        template: template.to_owned(),
+        problem,
+    };
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    let mut keys = keys.iter();
+    let mut given = 0;
+    // The key written last, checked once the text after it is known: (field, start in `out`).
+    let mut pending: Option<(&str, usize)> = None;
+    let mut bad_key = None;
+    loop {
+        let Segment { text, placeholder } =
+            split_segment(rest).map_err(|p| template_error(p.to_owned()))?;
+        if let Some(problem) = reserved_char(text) {
+            return Err(template_error(problem));
+        }
+        out.push_str(text);
+        if let Some((field, start)) = pending.take() {
+            let next = placeholder.map(|_| text);
+            if let Some(problem) = key_problem(&out[start..], out.len() - start - text.len(), next)
+            {
+                bad_key.get_or_insert((field, start, out.len() - text.len(), problem));
+            }
+        }
+        let Some((field, after)) = placeholder else {
+            break;
+        };
+        if given > 0 && text.is_empty() {
+            return Err(template_error(
+                "has placeholders side by side, so different keys could make the same channel"
+                    .to_owned(),
+            ));
+        }
+        let key = keys.next().ok_or_else(|| {
+            template_error(format!(
+                "has more placeholders than the {} key(s) given",
+                given
+            ))
+        })?;
+        given += 1;
+        let start = out.len();
+        if fmt::write(&mut out, format_args!("{key}")).is_err() {
+            bad_key.get_or_insert((field, start, out.len(), "could not be formatted".to_owned()));
+        }
+        pending = Some((field, start));
+        rest = after;
+    }
+    if keys.next().is_some() {
+        return Err(template_error(format!(
+            "has {given} placeholder(s) but {} key(s) were given",
+            given + 1 + keys.count()
+        )));
+    }
+    match bad_key {
+        None => Ok(out),
+        Some((field, start, end, problem)) => Err(ChannelError::Key {
+            field: field.to_owned(),
+            value: out[start..end].to_owned(),
+            problem,
+            channel: out,
+        }),
+    }
+}
+
+/// The text of a template up to its next placeholder, and that placeholder.
+struct Segment<'a> {
+    text: &'a str,
+    /// The placeholder's name and the template after it.
+    placeholder: Option<(&'a str, &'a str)>,
+}
+
+/// Splits off the text up to the next placeholder, and that placeholder.
+fn split_segment(rest: &str) -> Result<Segment<'_>, &'static str> {
+    let Some(open) = rest.find(['{', '}']) else {
+        return Ok(Segment {
+            text: rest,
+            placeholder: None,
+        });
+    };
+    if rest[open..].starts_with('}') {
+        return Err("has a `}` that closes no placeholder");
+    }
+    let inner = &rest[open + 1..];
+    let close = inner
+        .find(['{', '}'])
+        .ok_or("has a `{` that is never closed")?;
+    if inner[close..].starts_with('{') || close == 0 {
+        return Err("has a malformed placeholder");
+    }
+    Ok(Segment {
+        text: &rest[..open],
+        placeholder: Some((&inner[..close], &inner[close + 1..])),
+    })
+}
+
+/// What is wrong with a key, if anything. `filled` is the key followed by the text after it, the
+/// key being its first `key_len` bytes; `next` is that text when another placeholder follows it,
+/// which must then first appear right after the key, or the channel would not tell its keys
+/// apart (`a:{x}:{y}` with `x = "1:2"`, `y = "3"` and with `x = "1"`, `y = "2:3"`).
+fn key_problem(filled: &str, key_len: usize, next: Option<&str>) -> Option<String> {
+    let key = &filled[..key_len];
+    if let Some(problem) = channel_problem(key) {
+        return Some(problem);
+    }
+    let separator = next?;
+    (filled.find(separator) != Some(key_len)).then(|| {
+        format!(
+            "contains {separator:?}, the text that separates it from the next key, so different keys could make the same channel"
+        )
+    })
+}
+
+/// A field that can fill a channel placeholder: one with a `Display` value.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot fill a channel placeholder: it does not implement `Display`",
+    label = "used in the `#[event(channel = \"...\")]` template",
+    note = "a keyed channel is filled from its fields' `Display` values: implement `std::fmt::Display` for `{Self}`, or use a field that has it"
+)]
+pub trait ChannelKey {
+    /// The value to write into the channel.
+    fn as_display(&self) -> &dyn fmt::Display;
+}
+
+impl<T: fmt::Display> ChannelKey for T {
+    fn as_display(&self) -> &dyn fmt::Display {
+        self
+    }
+}
+
+/// A key for [`fill_channel`], spanned by the derive on its field so that a field that is not
+/// `Display` is reported there.
+#[doc(hidden)]
+pub fn key<T: ChannelKey>(value: &T) -> &dyn fmt::Display {
+    value.as_display()
+}
+
+/// The channel of a keyed event without the key rule, for [`Event::channel`] of derived events.
+#[doc(hidden)]
+pub fn unchecked_channel(
+    checked: Result<Cow<'static, str>, ChannelError>,
+    template: &'static str,
+) -> Cow<'static, str> {
+    match checked {
+        Ok(channel) => channel,
+        Err(ChannelError::Key { channel, .. }) => Cow::Owned(channel),
+        Err(_) => Cow::Borrowed(template),
+    }
 }
 
 #[cfg(test)]
@@ -194,21 +463,114 @@ mod tests {
 
     #[test]
     fn fills_placeholders_in_order() {
-        assert_eq!(fill_template("user:{id}:n", &[&42]), "user:42:n");
-        assert_eq!(fill_template("a:{x}:{y}", &[&"p", &7]), "a:p:7");
-        assert_eq!(fill_template("plain", &[]), "plain");
+        assert_eq!(fill_channel("user:{id}:n", &[&42]).unwrap(), "user:42:n");
+        assert_eq!(fill_channel("a:{x}:{y}", &[&"p", &7]).unwrap(), "a:p:7");
+        assert_eq!(fill_channel("plain", &[]).unwrap(), "plain");
+        assert_eq!(fill_channel("{id}", &[&"x"]).unwrap(), "x");
     }
 
     #[test]
-    #[should_panic(expected = "has 1 placeholder(s) but 2 key(s)")]
-    fn too_many_keys_panics() {
-        fill_template("user:{id}", &[&1, &2]);
+    fn wrong_number_of_keys() {
+        let err = fill_channel("user:{id}", &[&1, &2]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "channel template \"user:{id}\" has 1 placeholder(s) but 2 key(s) were given"
+        );
+        let err = fill_channel("a:{x}:{y}", &[&1]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("more placeholders than the 1 key(s) given")
+        );
     }
 
     #[test]
-    fn names_are_checked() {
-        assert!(check_name("event type", "user_created").is_ok());
-        assert!(check_name("event type", "").unwrap_err().contains("empty"));
+    fn malformed_templates() {
+        for (template, problem) in [
+            ("a:{x}{y}", "side by side"),
+            ("a:{x", "never closed"),
+            ("a:x}", "closes no placeholder"),
+            ("a:{}", "malformed placeholder"),
+            ("a b:{x}", "whitespace"),
+        ] {
+            let err = fill_channel(template, &[&1, &2]).unwrap_err();
+            assert!(
+                matches!(&err, ChannelError::Template { problem: p, .. } if p.contains(problem)),
+                "{template}: {err}"
+            );
+        }
+    }
+
+    fn key_error(template: &str, keys: &[&dyn fmt::Display]) -> (String, String, String) {
+        match fill_channel(template, keys) {
+            Err(ChannelError::Key {
+                field,
+                value,
+                problem,
+                ..
+            }) => (field, value, problem),
+            other => panic!("{template}: expected a key error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn keys_follow_the_channel_rule() {
+        for bad in ["", "a b", "a\tb", "*", "a?", "[a]", "a\\b", "a\u{a0}b"] {
+            let (field, value, problem) = key_error("user:{user_id}:n", &[&bad]);
+            assert_eq!((field.as_str(), value.as_str()), ("user_id", bad));
+            assert!(
+                problem.contains("empty") || problem.contains("contains"),
+                "{problem}"
+            );
+        }
+        let err = fill_channel("user:{user_id}:n", &[&"a b"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "channel key `user_id` is \"a b\", which contains whitespace (' '); names, channels and keys must be free of whitespace and of the glob characters * ? [ ] \\"
+        );
+        assert!(matches!(err, ChannelError::Key { channel, .. } if channel == "user:a b:n"));
+    }
+
+    #[test]
+    fn a_key_may_not_hold_the_text_that_separates_it_from_the_next() {
+        // Without the rule ("1:2", "3") and ("1", "2:3") would share `a:1:2:3`.
+        let (field, _, problem) = key_error("a:{x}:{y}", &[&"1:2", &"3"]);
+        assert_eq!(field, "x");
+        assert!(
+            problem.contains("separates it from the next key"),
+            "{problem}"
+        );
+        assert_eq!(
+            fill_channel("a:{x}:{y}", &[&"1", &"2:3"]).unwrap(),
+            "a:1:2:3"
+        );
+        // A key that ends with the start of a longer separator is as ambiguous.
+        let (field, _, _) = key_error("a:{x}:b:{y}", &[&"1:b", &"3"]);
+        assert_eq!(field, "x");
+        assert_eq!(
+            fill_channel("a:{x}:b:{y}", &[&"1", &"b:3"]).unwrap(),
+            "a:1:b:b:3"
+        );
+        // The last key is followed by fixed text only, so it may hold anything else.
+        assert_eq!(fill_channel("u:{id}:n", &[&"a:n"]).unwrap(), "u:a:n:n");
+    }
+
+    #[test]
+    fn the_first_bad_key_is_named_and_the_whole_channel_kept() {
+        let err = fill_channel("a:{x}:{y}", &[&"ok", &"*"]).unwrap_err();
+        assert!(
+            matches!(&err, ChannelError::Key { field, channel, .. } if field == "y" && channel == "a:ok:*"),
+            "{err:?}"
+        );
+        assert_eq!(unchecked_channel(Err(err), "a:{x}:{y}"), "a:ok:*");
+    }
+
+    #[test]
+    fn channels_are_checked() {
+        assert!(check_name("channel", "events:user_created").is_ok());
+        assert_eq!(
+            check_name("channel", "").unwrap_err(),
+            "channel \"\" is empty"
+        );
         assert!(
             check_name("channel", "a b")
                 .unwrap_err()
@@ -219,5 +581,25 @@ mod tests {
                 .unwrap_err()
                 .contains("'*'")
         );
+        assert!(
+            check_name("channel", "a\\b")
+                .unwrap_err()
+                .contains("backslash")
+        );
+        assert!(check_name("channel", "{tenant}:x").is_ok());
+    }
+
+    /// The rule stated once in `eventbus-derive/src/rules.rs` and once here, run over one table.
+    #[test]
+    fn names_and_channels_agree_with_the_derive() {
+        const NAMES: &[(&str, bool, bool)] = include!("../../eventbus-derive/src/rules_table.in");
+        for &(text, name_ok, channel_ok) in NAMES {
+            assert_eq!(event_name_problem(text).is_none(), name_ok, "name {text:?}");
+            assert_eq!(
+                channel_problem(text).is_none(),
+                channel_ok,
+                "channel {text:?}"
+            );
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 mod boxed;
 mod bus;
+mod debug_handler;
 mod envelope;
 mod error;
 mod event;
@@ -26,7 +27,7 @@ pub use error::{
     HandlerFailure, OverflowFailure, PublishError, PublishErrorKind, QueryError, QueryErrorKind,
     ShutdownError, ShutdownReport, SubscribeError, SubscribeErrorKind,
 };
-pub use event::{Event, Topic};
+pub use event::{ChannelError, Event, Topic};
 pub use handler::{
     EventArg, FromContext, Handler, HandlerContext, HandlerResult, State, StateMapView,
 };
@@ -39,12 +40,52 @@ pub use {metrics::LatencyBuckets, observe::EventContext};
 #[cfg(feature = "derive")]
 pub use eventbus_derive::Event;
 
+/// `#[eventbus::handler]`: checks one async fn as a handler.
+///
+/// ```
+/// use eventbus::{Event, EventBus, State};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Serialize, Deserialize, Event)]
+/// struct UserCreated { user_id: u64 }
+///
+/// #[derive(Clone)]
+/// struct Mailer;
+///
+/// #[eventbus::handler]
+/// async fn send_welcome(
+///     event: UserCreated,
+///     State(mailer): State<Mailer>,
+///     bus: EventBus,
+/// ) -> Result<(), std::io::Error> {
+///     let _ = (event.user_id, mailer, bus);
+///     Ok(())
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let bus = EventBus::builder()
+///     .state(Mailer)
+///     .handler(send_welcome)
+///     .connect("memory://")
+///     .await?;
+/// # bus.shutdown().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "derive")]
+pub use eventbus_derive::handler;
+
 /// The date-time crate of [`Envelope::time`], re-exported so its types can be named.
 pub use chrono;
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::event::{fill_channel, key, unchecked_channel};
+    pub mod debug_handler {
+        pub use crate::debug_handler::*;
+    }
     pub use std::borrow::Cow;
     pub use std::format;
     pub use std::option::Option;
+    pub use std::result::Result;
 }

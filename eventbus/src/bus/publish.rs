@@ -67,7 +67,16 @@ impl EventBus {
             envelope.source = self.inner.service.clone();
         }
         crate::observe::inherit(&mut envelope);
-        let channel = envelope.data().channel();
+        let channel = envelope.data().try_channel().map_err(|e| {
+            self.inner
+                .stats
+                .publish_errors
+                .fetch_add(1, Ordering::Relaxed);
+            PublishError::new(
+                PublishErrorKind::Encode,
+                format!("could not publish `{}`: {e}", E::TYPE),
+            )
+        })?;
         let span = tracing::info_span!(
             "eventbus.publish",
             otel.name = %format_args!("publish {channel}"),

@@ -72,7 +72,7 @@ pub mod marker {
 /// `Envelope<serde_json::Value>` or [`Message`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the first argument of a handler",
-    note = "a handler's first argument is the event `E` (with `E: eventbus::Event`), `Envelope<E>`, `Envelope<serde_json::Value>` or `eventbus::Message`"
+    note = "the first argument is what the handler receives, by value, not by reference: an event `E` (a type with `#[derive(Event)]`), `Envelope<E>`, `Envelope<serde_json::Value>` or `eventbus::Message`"
 )]
 pub trait EventArg<M>: Sized + Send + 'static {
     #[doc(hidden)]

@@ -53,8 +53,8 @@ pub trait ErasedHandler: Send + Sync + 'static {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an eventbus handler",
     label = "not a handler",
-    note = "a handler is an async fn or closure: `async fn(E)`, `async fn(Envelope<E>)`, `async fn(Envelope<serde_json::Value>)` or `async fn(Message)`, optionally followed by `State<S>` / `EventBus` arguments, returning `()` or `Result<(), impl Into<Box<dyn Error + Send + Sync>>>`",
-    note = "the future must be `Send`, and the event type must implement `eventbus::Event` (use `#[derive(Event)]`)"
+    note = "a handler is an async fn or closure taking what it receives first (`E`, `Envelope<E>`, `Envelope<serde_json::Value>` or `Message`), then up to three of `State<S>` and `EventBus`, and returning `()` or `Result<(), E>`",
+    note = "for an error that points at the wrong argument or return type, put `#[eventbus::handler]` on the fn"
 )]
 pub trait Handler<T>: Send + Sync + 'static {
     #[doc(hidden)]

@@ -5,7 +5,8 @@ use crate::transport::BoxError;
 /// What a handler run returns: `()` or `Result<(), E>`.
 #[diagnostic::on_unimplemented(
     message = "a handler must return `()` or `Result<(), E>`, not `{Self}`",
-    note = "the error type must convert into `Box<dyn std::error::Error + Send + Sync>` (anyhow::Error and thiserror types do)"
+    note = "the bus has nowhere to send a returned value: return `Ok(())` on success",
+    note = "the error type must convert into `Box<dyn std::error::Error + Send + Sync>` (`anyhow::Error`, `String` and thiserror types do)"
 )]
 pub trait HandlerResult: Send + 'static {
     /// Into a plain result.

@@ -1,0 +1,11 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct UserCreated {
+    user_id: u64,
+}
+
+#[eventbus::handler]
+async fn send_welcome(_event: UserCreated) {}
+
+fn main() {}
