@@ -6,6 +6,7 @@
 //!            | "version" "=" INTEGER        (1 ..= u32::MAX)
 //!            | "channel" "=" STRING
 //!            | "crate" "=" STRING           (a path, such as "::eventbus")
+//!            | "durable"                    (a flag: the type travels on a Redis stream)
 //! ```
 //!
 //! Each key may appear once across all of a type's `#[event]` attributes. Every mistake is
@@ -19,10 +20,11 @@ use syn::{Attribute, Expr, ExprLit, Lit, LitInt, LitStr, Meta, MetaList, UnOp};
 use crate::ctxt::Ctxt;
 
 /// The keys `#[event(...)]` accepts.
-pub(crate) const KEYS: [&str; 4] = ["name", "version", "channel", "crate"];
+pub(crate) const KEYS: [&str; 5] = ["name", "version", "channel", "crate", "durable"];
 
 /// What the grammar looks like, for messages.
-const USAGE: &str = "#[event(name = \"...\", version = N, channel = \"...\", crate = \"...\")]";
+const USAGE: &str =
+    "#[event(name = \"...\", version = N, channel = \"...\", crate = \"...\", durable)]";
 
 /// The values given in a type's `#[event(...)]` attributes, each with its tokens for spans.
 #[derive(Debug, Default)]
@@ -31,6 +33,8 @@ pub(crate) struct Attrs {
     pub(crate) version: Option<(u32, Span)>,
     pub(crate) channel: Option<LitStr>,
     pub(crate) krate: Option<syn::Path>,
+    /// `durable`, with its span.
+    pub(crate) durable: Option<Span>,
 }
 
 impl Attrs {
@@ -140,6 +144,16 @@ impl Parser<'_> {
         }
         self.seen.push(key);
 
+        if key == "durable" {
+            match tokens.get(1) {
+                None => self.attrs.durable = Some(key_ident.span()),
+                Some(other) => cx.error_at(
+                    other.span(),
+                    "`durable` is a flag and takes no value: write `#[event(durable)]`",
+                ),
+            }
+            return;
+        }
         let example = example(key);
         let value = match tokens.get(1) {
             Some(TokenTree::Punct(eq)) if eq.as_char() == '=' => {
@@ -323,6 +337,7 @@ fn example(key: &str) -> &'static str {
         "name" => "name = \"user_created\"",
         "version" => "version = 2",
         "channel" => "channel = \"events:user_created\"",
+        "durable" => "durable",
         _ => "crate = \"::eventbus\"",
     }
 }

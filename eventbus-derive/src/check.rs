@@ -15,6 +15,7 @@ pub(crate) struct Spec {
     pub(crate) name: String,
     pub(crate) version: u32,
     pub(crate) channel: Channel,
+    pub(crate) durable: bool,
 }
 
 /// Where the event is published.
@@ -55,11 +56,19 @@ pub(crate) fn check(cx: &Ctxt, input: &Input<'_>) -> Option<Spec> {
         Some(lit) => check_channel(cx, input, lit),
         None => Some(Channel::Fixed(format!("events:{name}"))),
     };
+    if let (Some(span), Some(Channel::Keyed { .. })) = (input.attrs.durable, &channel) {
+        cx.error_at(
+            span,
+            "a durable event cannot have a keyed channel: its channel is the Redis stream it is appended to, and consumer groups read one stream; use a fixed channel and put the key in the data",
+        );
+        ok = false;
+    }
     match channel {
         Some(channel) if ok => Some(Spec {
             name,
             version,
             channel,
+            durable: input.attrs.durable.is_some(),
         }),
         _ => None,
     }

@@ -43,6 +43,7 @@ fn impl_event(input: &Input<'_>, spec: &Spec) -> TokenStream {
     let where_clause = &input.generics.where_clause;
     let name = &spec.name;
     let version = spec.version;
+    let durable = spec.durable;
     let body = match &spec.channel {
         Channel::Fixed(channel) => quote! {
             const CHANNEL: &'static str = #channel;
@@ -89,6 +90,7 @@ fn impl_event(input: &Input<'_>, spec: &Spec) -> TokenStream {
             impl #krate::Event for #ident #where_clause {
                 const TYPE: &'static str = #name;
                 const VERSION: u32 = #version;
+                const DURABLE: bool = #durable;
                 #body
             }
         };

@@ -410,6 +410,9 @@ pub struct ShutdownReport {
     pub drained: u64,
     /// Events still queued or in flight when the deadline passed; they were dropped.
     pub unprocessed: u64,
+    /// Durable entries read but not started: left pending (unacknowledged) in their consumer
+    /// group, to be delivered again to the next consumer. Not lost, so not an error.
+    pub left_pending: u64,
 }
 
 /// Shutting down reached its deadline with events unprocessed.

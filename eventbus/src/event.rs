@@ -31,6 +31,7 @@ use serde::de::DeserializeOwned;
 /// | `#[event(version = N)]` | the schema version, sent as `dataversion` | `1` |
 /// | `#[event(channel = "...")]` | the channel; `{field}` placeholders make a keyed channel | `events:<name>` |
 /// | `#[event(crate = "...")]` | the path of this crate, for re-exports | `::eventbus` |
+/// | `#[event(durable)]` | durable delivery: a Redis stream, consumer groups, at least once (not with a keyed channel) | broadcast over pub/sub |
 ///
 /// # Keyed channels
 ///
@@ -82,6 +83,11 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
 
     /// The channel, or for keyed events the channel template (`"user:{user_id}:notifications"`).
     const CHANNEL: &'static str;
+
+    /// Whether the type travels durably: appended to the Redis stream named by its channel and
+    /// read by one consumer group per handler, at least once (`#[event(durable)]`). `false`:
+    /// broadcast over pub/sub, at most once.
+    const DURABLE: bool = false;
 
     /// For keyed events, the glob pattern that matches the channel of every key
     /// (`"user:*:notifications"`); `None` for events with one fixed channel.

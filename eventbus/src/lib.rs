@@ -4,6 +4,7 @@
 mod boxed;
 mod bus;
 mod debug_handler;
+mod durable_options;
 mod envelope;
 mod error;
 mod event;
@@ -21,6 +22,7 @@ pub use bus::{
     ConnectionHealth, ConnectionState, DEFAULT_MAX_MESSAGE_SIZE, EventBus, EventBusBuilder,
     EventStream, Health, PublishOptions, PublishReceipt, Subscription, shutdown_signal,
 };
+pub use durable_options::DurableOptions;
 pub use envelope::{DecodeError, EncodeError, Envelope, ExtensionError, RawEnvelope};
 pub use error::{
     ConnectError, ConnectErrorKind, DecodeFailure, ErrorKind, Failure, FailureCause,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Topic;
+use crate::durable_options::DurableOptions;
 use crate::error::FailureCause;
 
 /// What a full handler queue does with one more event. Either way the drop is counted in
@@ -131,6 +132,7 @@ pub struct HandlerOptions {
     pub(crate) concurrency: usize,
     pub(crate) retry: RetryPolicy,
     pub(crate) dead_letter: Option<bool>,
+    pub(crate) durable: DurableOptions,
 }
 
 impl Default for HandlerOptions {
@@ -144,6 +146,7 @@ impl Default for HandlerOptions {
             concurrency: 1,
             retry: RetryPolicy::never(),
             dead_letter: None,
+            durable: DurableOptions::default(),
         }
     }
 }
@@ -153,6 +156,13 @@ impl HandlerOptions {
     /// timeout, concurrency 1 (in order), no retries.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Options for a handler of a durable event type: its consumer group, where a new group
+    /// starts, when crashed consumers' entries are claimed, when an entry is poison.
+    pub fn durable(mut self, durable: DurableOptions) -> Self {
+        self.durable = durable;
+        self
     }
 
     /// The handler's name in failures, logs and metrics (default: the function's path).

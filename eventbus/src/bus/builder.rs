@@ -310,16 +310,22 @@ impl EventBusBuilder {
             shutdown_timeout: self.shutdown_timeout,
             max_message_size: self.max_message_size,
             next_id: AtomicU64::new(1),
+            consumer: super::consumer_name(),
             sub_lock: tokio::sync::Mutex::new(()),
         });
         let bus = EventBus { inner };
         let mut topics = Vec::new();
+        let mut durable = Vec::new();
         for spec in self.handlers {
-            let (_, fresh) = bus.register(spec, true);
+            let (slot, fresh) = bus.register(spec, true);
             topics.extend(fresh);
+            durable.extend(slot.group.is_some().then_some(slot));
         }
         if !topics.is_empty() {
             bus.inner.transport().subscribe(&topics).await?;
+        }
+        for slot in &durable {
+            bus.join(slot).await?;
         }
         Ok(bus)
     }

@@ -25,7 +25,9 @@ use crate::Topic;
 use crate::handler::{FromContext, HandlerContext, StateMap};
 use crate::metrics::{BusStats, Metrics};
 use crate::runtime::{Router, Runtime, Slot, SlotSpec, spawn_worker};
-use crate::transport::{Capabilities, ConnectionEvent, Transport};
+use crate::transport::{
+    Capabilities, ConnectionEvent, ErrorKind, GroupSpec, Transport, TransportError,
+};
 
 pub use crate::runtime::{ConnectionHealth, ConnectionState, Health};
 pub use builder::EventBusBuilder;
@@ -80,6 +82,9 @@ struct BusInner {
     shutdown_timeout: Duration,
     max_message_size: usize,
     next_id: AtomicU64,
+    /// This bus's consumer name in the consumer groups of durable handlers: unique per
+    /// process and bus.
+    consumer: String,
     /// Set when the tokio runtime that created the bus shut down: its workers and connection
     /// tasks are gone with it.
     runtime_gone: Arc<AtomicBool>,
@@ -113,6 +118,22 @@ impl BusInner {
              bus shared across tests, one runtime of its own)",
         )
     }
+}
+
+/// A consumer name unique to this process and bus: host, process id, a counter.
+fn consumer_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Sets the flag when the runtime it was spawned on drops its tasks, that is, shuts down;
@@ -173,7 +194,20 @@ impl EventBus {
     fn register(&self, spec: SlotSpec, worker: bool) -> (Arc<Slot>, Vec<Topic>) {
         let inner = &self.inner;
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(Slot::new(id, spec, inner.cancel.child_token(), !worker));
+        let group = spec.is_durable().then(|| {
+            spec.options
+                .durable
+                .group
+                .clone()
+                .unwrap_or_else(|| format!("{}:{}", inner.service, spec.name))
+        });
+        let slot = Arc::new(Slot::new(
+            id,
+            spec,
+            inner.cancel.child_token(),
+            !worker,
+            group,
+        ));
         let fresh = inner.router.add(slot.clone());
         if worker {
             let weak: Weak<BusInner> = Arc::downgrade(&self.inner);
@@ -184,6 +218,28 @@ impl EventBus {
             spawn_worker(&inner.runtime, slot.clone(), ctx);
         }
         (slot, fresh)
+    }
+
+    /// Starts reading for a durable handler's consumer group; nothing for other handlers.
+    async fn join(&self, slot: &Slot) -> Result<(), TransportError> {
+        let Some(group) = &slot.group else {
+            return Ok(());
+        };
+        let Some(Topic::Channel(stream)) = slot.topics.first() else {
+            return Err(TransportError::new(
+                ErrorKind::Config,
+                format!(
+                    "handler `{}` takes a durable event, which is read from its stream: it \
+                     cannot listen on a pattern",
+                    slot.name
+                ),
+            ));
+        };
+        let durable = &slot.options.durable;
+        let spec = GroupSpec::new(stream.clone(), group.to_string(), &*self.inner.consumer)
+            .start(durable.start)
+            .claim_idle(durable.claim_idle);
+        self.inner.transport().join(&spec).await
     }
 
     /// The service name, written as `source` into published envelopes.

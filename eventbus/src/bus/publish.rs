@@ -20,8 +20,11 @@ pub struct PublishReceipt {
     /// The channel it was published on.
     pub channel: String,
     /// What `PUBLISH` returned: how many subscriptions received it. A bus that holds both a
-    /// channel and a pattern matching it counts twice, and so receives it twice.
+    /// channel and a pattern matching it counts twice, and so receives it twice. For a durable
+    /// event, 1: it is stored.
     pub receivers: u64,
+    /// For a durable event, its entry id in the stream (`1733390000000-0`).
+    pub entry_id: Option<String>,
 }
 
 impl EventBus {
@@ -116,7 +119,12 @@ impl EventBus {
             )
             .with_source(e)
         })?;
-        let receivers = self.send(channel, Bytes::from(bytes)).await?;
+        let (receivers, entry_id) = if E::DURABLE {
+            let entry = self.append(channel, Bytes::from(bytes)).await?;
+            (1, Some(entry))
+        } else {
+            (self.send(channel, Bytes::from(bytes)).await?, None)
+        };
         self.inner
             .stats
             .of_type(E::TYPE)
@@ -126,6 +134,7 @@ impl EventBus {
             id: envelope.id().to_owned(),
             channel: channel.to_owned(),
             receivers,
+            entry_id,
         })
     }
 
@@ -140,10 +149,26 @@ impl EventBus {
         self.send(channel, payload.into()).await
     }
 
-    /// Sends bytes through the transport, counting the outcome. Works until shutdown has
-    /// drained the handlers, so that they can publish follow-ups while draining.
-    pub(super) async fn send(&self, channel: &str, payload: Bytes) -> Result<u64, PublishError> {
+    /// Appends a durable event to its stream, counting the outcome as a publish.
+    async fn append(&self, stream: &str, payload: Bytes) -> Result<String, PublishError> {
+        self.refuse(&payload)?;
         let stats = &self.inner.stats;
+        let started = Instant::now();
+        match self.inner.transport().append(stream, payload).await {
+            Ok(id) => {
+                stats.published.fetch_add(1, Ordering::Relaxed);
+                stats.publish_latency.record(started.elapsed());
+                Ok(id)
+            }
+            Err(e) => {
+                stats.publish_errors.fetch_add(1, Ordering::Relaxed);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Why a payload cannot be sent now, if it cannot; counted as a publish error.
+    fn refuse(&self, payload: &Bytes) -> Result<(), PublishError> {
         let refused = if let Some(why) = self.inner.runtime_gone() {
             Some(PublishError::new(PublishErrorKind::Closed, why))
         } else if self.inner.phase() == Phase::Closed {
@@ -163,10 +188,23 @@ impl EventBus {
         } else {
             None
         };
-        if let Some(e) = refused {
-            stats.publish_errors.fetch_add(1, Ordering::Relaxed);
-            return Err(e);
+        match refused {
+            Some(e) => {
+                self.inner
+                    .stats
+                    .publish_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+            None => Ok(()),
         }
+    }
+
+    /// Sends bytes through the transport, counting the outcome. Works until shutdown has
+    /// drained the handlers, so that they can publish follow-ups while draining.
+    pub(super) async fn send(&self, channel: &str, payload: Bytes) -> Result<u64, PublishError> {
+        self.refuse(&payload)?;
+        let stats = &self.inner.stats;
         let started = Instant::now();
         match self.inner.transport().publish(channel, payload).await {
             Ok(n) => {

@@ -10,6 +10,7 @@ use tokio::sync::OnceCell;
 use super::{BusInner, EventBus, Phase};
 use crate::error::{ShutdownError, ShutdownReport};
 use crate::runtime::{Slot, current_run};
+use crate::transport::TransportError;
 
 /// How long stopping intake and closing the transport may each take.
 const TRANSPORT_STEP: Duration = Duration::from_secs(5);
@@ -67,9 +68,14 @@ async fn drain_and_close(inner: Arc<BusInner>) -> Result<ShutdownReport, Shutdow
     drop(inner.sub_lock.lock().await);
     let slots = inner.router.slots();
     let before: u64 = slots.iter().map(|s| s.finished()).sum();
-    stop_intake(&inner).await;
+    stop_intake(&inner, &slots).await;
+    let mut left_pending = 0;
     for slot in &slots {
         slot.close();
+        if slot.group.is_some() {
+            // Not started: stays pending in the group, for the next consumer.
+            left_pending += slot.queue.clear() as u64;
+        }
     }
     let caller = current_run(&inner.runtime);
     let mut unprocessed = 0;
@@ -85,6 +91,7 @@ async fn drain_and_close(inner: Arc<BusInner>) -> Result<ShutdownReport, Shutdow
     let report = ShutdownReport {
         drained: slots.iter().map(|s| s.finished()).sum::<u64>() - before,
         unprocessed,
+        left_pending,
     };
     inner.set_phase(Phase::Closed);
     close_transport(&inner).await;
@@ -99,25 +106,30 @@ async fn drain_and_close(inner: Arc<BusInner>) -> Result<ShutdownReport, Shutdow
     }
 }
 
-/// Unsubscribes every topic, so nothing new arrives while the handlers drain.
-async fn stop_intake(inner: &BusInner) {
+/// Unsubscribes every topic and stops reading every consumer group, so nothing new arrives
+/// while the handlers drain.
+async fn stop_intake(inner: &BusInner, slots: &[Arc<Slot>]) {
+    let transport = inner.transport();
     let topics = inner.router.topics();
-    if topics.is_empty() {
-        return;
+    if !topics.is_empty() {
+        step("unsubscribing", transport.unsubscribe(&topics)).await;
     }
-    match tokio::time::timeout(TRANSPORT_STEP, inner.transport().unsubscribe(&topics)).await {
+    for group in slots.iter().filter_map(|s| s.group.as_deref()) {
+        step("leaving a consumer group", transport.leave(group)).await;
+    }
+}
+
+/// One transport step of shutdown, bounded in time; a failure is logged, never fatal.
+async fn step(what: &str, fut: impl Future<Output = Result<(), TransportError>>) {
+    match tokio::time::timeout(TRANSPORT_STEP, fut).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "unsubscribing at shutdown failed"),
-        Err(_) => tracing::warn!("unsubscribing at shutdown took more than {TRANSPORT_STEP:?}"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "{what} at shutdown failed"),
+        Err(_) => tracing::warn!("{what} at shutdown took more than {TRANSPORT_STEP:?}"),
     }
 }
 
 async fn close_transport(inner: &BusInner) {
-    match tokio::time::timeout(TRANSPORT_STEP, inner.transport().close()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "closing the transport failed"),
-        Err(_) => tracing::warn!("closing the transport took more than {TRANSPORT_STEP:?}"),
-    }
+    step("closing the transport", inner.transport().close()).await;
 }
 
 /// Waits up to the shutdown timeout for every worker to finish; returns whether they did.

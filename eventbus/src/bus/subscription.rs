@@ -63,9 +63,12 @@ impl EventBus {
             sub.end_now();
             return Err(closed());
         }
-        if !fresh.is_empty()
-            && let Err(e) = self.inner.transport().subscribe(&fresh).await
-        {
+        let subscribed = if fresh.is_empty() {
+            Ok(())
+        } else {
+            self.inner.transport().subscribe(&fresh).await
+        };
+        if let Err(e) = subscribed.and(self.join(&slot).await) {
             drop(ordered);
             sub.end_now();
             return Err(e.into());
@@ -150,10 +153,23 @@ impl Subscription {
     }
 }
 
-fn remove_slot(inner: &BusInner, id: u64) -> Vec<Topic> {
+/// Removes a handler; returns the topics no handler holds any more. A durable handler's
+/// group stops being read (what it read and did not finish stays pending for the others).
+fn remove_slot(inner: &Arc<BusInner>, id: u64) -> Vec<Topic> {
     let (slot, gone) = inner.router.remove(id);
-    if let Some(slot) = slot {
-        slot.close();
+    let Some(slot) = slot else {
+        return gone;
+    };
+    slot.close();
+    if let Some(group) = slot.group.clone()
+        && let Ok(rt) = tokio::runtime::Handle::try_current()
+    {
+        let inner = inner.clone();
+        rt.spawn(async move {
+            if let Err(e) = inner.transport().leave(&group).await {
+                tracing::warn!(error = %e, group = %group, "leaving a consumer group failed");
+            }
+        });
     }
     gone
 }

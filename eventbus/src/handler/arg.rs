@@ -24,6 +24,8 @@ pub enum ArgKind {
         event_type: &'static str,
         /// The schema version handled; `None` for untyped envelopes.
         version: Option<u32>,
+        /// Whether the event travels durably, read through a consumer group.
+        durable: bool,
     },
     /// The raw message.
     Raw,
@@ -91,6 +93,7 @@ impl<E: Event> EventArg<marker::Data> for E {
                 decode: decode_data::<E>,
                 event_type: E::TYPE,
                 version: Some(E::VERSION),
+                durable: E::DURABLE,
             },
         }
     }
@@ -108,6 +111,7 @@ impl<E: Event> EventArg<marker::Full> for Envelope<E> {
                 decode: decode_typed::<E>,
                 event_type: E::TYPE,
                 version: Some(E::VERSION),
+                durable: E::DURABLE,
             },
         }
     }
@@ -125,6 +129,7 @@ impl EventArg<marker::Value> for Envelope<serde_json::Value> {
                 decode: decode_value,
                 event_type: "*",
                 version: None,
+                durable: false,
             },
         }
     }

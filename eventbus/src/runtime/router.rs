@@ -69,11 +69,17 @@ impl Router {
         }
     }
 
-    /// Adds a handler; returns the topics that had no handler before.
+    /// Adds a handler; returns the topics that had no handler before. A durable handler reads
+    /// for its group, not from topics.
     pub(crate) fn add(&self, slot: Arc<Slot>) -> Vec<Topic> {
         let mut routes = write(&self.routes);
         let mut fresh = Vec::new();
-        for topic in &slot.topics {
+        let topics = if slot.group.is_some() {
+            &[][..]
+        } else {
+            &slot.topics[..]
+        };
+        for topic in topics {
             let (map, key) = routes.map(topic);
             let list = map.entry(key.to_owned()).or_insert_with(|| Arc::from([]));
             if list.is_empty() {
@@ -95,7 +101,12 @@ impl Router {
         };
         let slot = routes.order.remove(pos);
         let mut gone = Vec::new();
-        for topic in &slot.topics {
+        let topics = if slot.group.is_some() {
+            &[][..]
+        } else {
+            &slot.topics[..]
+        };
+        for topic in topics {
             let (map, key) = routes.map(topic);
             if let Some(list) = map.get_mut(key) {
                 let v: Vec<_> = list.iter().filter(|s| s.id != id).cloned().collect();
@@ -148,7 +159,7 @@ impl Router {
         read(&self.routes)
             .order
             .iter()
-            .find(|s| &*s.name == group)
+            .find(|s| s.group.as_deref() == Some(group))
             .cloned()
     }
 
@@ -156,7 +167,10 @@ impl Router {
         let routes = read(&self.routes);
         if let Some(ack) = &message.ack {
             // Read for one group: its handler alone takes it.
-            let slot = routes.order.iter().find(|s| *s.name == *ack.group)?;
+            let slot = routes
+                .order
+                .iter()
+                .find(|s| s.group.as_deref() == Some(&*ack.group))?;
             return Some(Arc::from([slot.clone()]));
         }
         match &message.pattern {
@@ -319,6 +333,18 @@ impl Inbound for Router {
             self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        if message.ack.is_some() {
+            // Read for one group: its handler decodes on its worker, and a message it cannot
+            // decode fails there, to be dead-lettered and acknowledged, never left pending.
+            let raw = RawEnvelope::parse(&message.payload).ok().map(Arc::new);
+            let delivery = Delivery {
+                message,
+                raw,
+                decoded: None,
+            };
+            self.enqueue(&slots[0], delivery);
+            return;
+        }
         if message.payload.len() > self.max_message_size {
             let (size, max) = (message.payload.len(), self.max_message_size);
             self.decode_failed(&message, None, DecodeError::TooLarge { size, max });

@@ -25,6 +25,8 @@ pub(crate) struct Slot {
     pub(crate) cancel: CancellationToken,
     /// Read by a pull stream rather than a worker: shutdown does not wait for it.
     pub(crate) pull: bool,
+    /// For a handler of a durable type: the consumer group it reads for.
+    pub(crate) group: Option<Arc<str>>,
 }
 
 /// What registering a handler needs to know about it.
@@ -36,8 +38,21 @@ pub(crate) struct SlotSpec {
     pub(crate) options: HandlerOptions,
 }
 
+impl SlotSpec {
+    /// Whether the handler's event type is durable.
+    pub(crate) fn is_durable(&self) -> bool {
+        matches!(self.kind, ArgKind::Envelope { durable: true, .. })
+    }
+}
+
 impl Slot {
-    pub(crate) fn new(id: u64, spec: SlotSpec, cancel: CancellationToken, pull: bool) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        spec: SlotSpec,
+        cancel: CancellationToken,
+        pull: bool,
+        group: Option<String>,
+    ) -> Self {
         let event_type: Arc<str> = match spec.kind {
             ArgKind::Envelope { event_type, .. } => Arc::from(event_type),
             ArgKind::Raw => Arc::from("*"),
@@ -54,6 +69,7 @@ impl Slot {
             stats: HandlerStats::default(),
             cancel,
             pull,
+            group: group.map(Arc::from),
         }
     }
 

@@ -101,8 +101,35 @@ fn handle_span(slot: &Slot, delivery: &Delivery) -> tracing::Span {
 }
 
 /// One event through one handler, with every attempt its retry policy allows.
-async fn run(rt: &Runtime, slot: &Slot, ctx: &HandlerContext, mut delivery: Delivery) {
+async fn run(rt: &Runtime, slot: &Slot, ctx: &HandlerContext, delivery: Delivery) {
     slot.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+    let poison = delivery
+        .message
+        .ack
+        .as_ref()
+        .filter(|ack| ack.deliveries > slot.options.durable.max_deliveries);
+    match poison {
+        Some(ack) => dead_letter_poison(rt, slot, &delivery, ack).await,
+        None => run_attempts(rt, slot, ctx, delivery).await,
+    }
+    slot.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// An entry delivered more often than the handler's `max_deliveries`: stored as a dead letter
+/// with its delivery count and acknowledged, without running the handler again.
+async fn dead_letter_poison(rt: &Runtime, slot: &Slot, delivery: &Delivery, ack: &Ack) {
+    slot.stats.failed.fetch_add(1, Ordering::Relaxed);
+    let error = format!(
+        "poison: delivered {} times, more than the handler's max_deliveries of {}",
+        ack.deliveries, slot.options.durable.max_deliveries
+    );
+    super::dead_letter::store(rt, slot, delivery, ack.deliveries, error).await;
+    acknowledge(rt, slot, ack).await;
+}
+
+/// Runs the handler with every attempt its retry policy allows; acknowledges an at-least-once
+/// message once it is handled or given up on (dead-lettered).
+async fn run_attempts(rt: &Runtime, slot: &Slot, ctx: &HandlerContext, mut delivery: Delivery) {
     let span = handle_span(slot, &delivery);
     let finished = async {
         let mut attempt = 0;
@@ -138,7 +165,6 @@ async fn run(rt: &Runtime, slot: &Slot, ctx: &HandlerContext, mut delivery: Deli
     if finished && let Some(ack) = &delivery.message.ack {
         acknowledge(rt, slot, ack).await;
     }
-    slot.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Acknowledges a finished at-least-once message; a failure leaves it pending, to be
@@ -190,7 +216,9 @@ async fn failed(
         };
     }
     slot.stats.failed.fetch_add(1, Ordering::Relaxed);
-    if slot.options.dead_letters_on() {
+    // A durable handler's failures always go to the dead-letter store: the entry is then
+    // acknowledged, and must not be lost.
+    if slot.options.dead_letters_on() || slot.group.is_some() {
         super::dead_letter::store(rt, slot, delivery, attempt, last_error).await;
     }
     false

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use super::{BoxFuture, TransportError};
 
-/// The transport's side of one acknowledgement: implemented by at-least-once transports.
+/// The transport's side of acknowledgements, one per consumer group: implemented by
+/// at-least-once transports.
 pub trait Acknowledge: Send + Sync + 'static {
     /// The handler is done with the entry (it succeeded, or its failure was dead-lettered):
-    /// remove it from the pending entries.
-    fn ack(&self) -> BoxFuture<'_, Result<(), TransportError>>;
+    /// remove it from the group's pending entries.
+    fn ack<'a>(&'a self, entry_id: &'a str) -> BoxFuture<'a, Result<(), TransportError>>;
 }
 
 /// The acknowledgement handle of a message from an at-least-once transport.
@@ -47,7 +48,7 @@ impl Ack {
 
     /// Acknowledges the entry.
     pub async fn ack(&self) -> Result<(), TransportError> {
-        self.handle.ack().await
+        self.handle.ack(&self.entry_id).await
     }
 }
 

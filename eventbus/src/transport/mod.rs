@@ -53,6 +53,7 @@ mod connection;
 mod dead_letter;
 mod error;
 pub(crate) mod glob;
+mod group;
 pub mod memory;
 mod message;
 mod url;
@@ -64,10 +65,18 @@ pub use connection::ConnectionEvent;
 pub use dead_letter::{DeadLetter, DeadLetterStore};
 pub use error::TransportError;
 pub use glob::glob_match;
+pub use group::{GroupSpec, StartFrom};
 pub use message::Message;
 pub use url::redact_url;
 
 pub use crate::boxed::{BoxError, BoxFuture};
+
+fn unsupported(what: &str) -> TransportError {
+    TransportError::new(
+        ErrorKind::Unsupported,
+        format!("this transport offers no {what}"),
+    )
+}
 
 /// Where a transport hands what it receives. The bus implements it.
 ///
@@ -116,6 +125,31 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
 
     /// Stops intake: unsubscribes everything and closes the connections. Idempotent.
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>>;
+
+    /// Appends `payload` durably to `stream`; returns the entry id. For transports with
+    /// [`Capabilities::acks`].
+    fn append<'a>(
+        &'a self,
+        stream: &'a str,
+        payload: Bytes,
+    ) -> BoxFuture<'a, Result<String, TransportError>> {
+        let _ = (stream, payload);
+        Box::pin(async { Err(unsupported("durable delivery")) })
+    }
+
+    /// Starts reading for a consumer group (creating it when missing): first this consumer's
+    /// own pending entries, then entries idle on other consumers, then new ones, each as a
+    /// [`Message`] with an [`Ack`], no more at a time than [`Inbound::credit`] allows.
+    fn join<'a>(&'a self, group: &'a GroupSpec) -> BoxFuture<'a, Result<(), TransportError>> {
+        let _ = group;
+        Box::pin(async { Err(unsupported("durable delivery")) })
+    }
+
+    /// Stops reading for a group; what it read and did not acknowledge stays pending.
+    fn leave<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), TransportError>> {
+        let _ = group;
+        Box::pin(async { Ok(()) })
+    }
 
     /// The dead-letter store, if this transport keeps one.
     fn dead_letter_store(&self) -> Option<&dyn DeadLetterStore> {

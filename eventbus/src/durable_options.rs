@@ -1,0 +1,80 @@
+//! Options of a durable handler: its consumer group and redelivery limits.
+
+use std::time::Duration;
+
+use crate::transport::StartFrom;
+
+/// Options of a handler of a durable event type (`#[event(durable)]`), given with
+/// [`HandlerOptions::durable`](crate::HandlerOptions::durable).
+///
+/// ```
+/// use std::time::Duration;
+/// use eventbus::{DurableOptions, HandlerOptions};
+/// use eventbus::transport::StartFrom;
+///
+/// let options = HandlerOptions::new().durable(
+///     DurableOptions::new()
+///         .group("billing-charge")
+///         .start_from(StartFrom::Beginning)
+///         .claim_idle(Duration::from_secs(10))
+///         .max_deliveries(3),
+/// );
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct DurableOptions {
+    pub(crate) group: Option<String>,
+    pub(crate) start: StartFrom,
+    pub(crate) claim_idle: Duration,
+    pub(crate) max_deliveries: u32,
+}
+
+/// The longest `claim_idle` accepted: a day.
+const MAX_CLAIM_IDLE: Duration = Duration::from_secs(86_400);
+
+impl Default for DurableOptions {
+    fn default() -> Self {
+        DurableOptions {
+            group: None,
+            start: StartFrom::New,
+            claim_idle: Duration::from_secs(30),
+            max_deliveries: 5,
+        }
+    }
+}
+
+impl DurableOptions {
+    /// The defaults: the group `<service>:<handler name>`, new entries only for a new group,
+    /// claiming entries idle on another consumer for 30 s, poison after 5 deliveries.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The consumer group's name. Every instance of a service must use the same one: they
+    /// share the group's work.
+    pub fn group(mut self, name: impl Into<String>) -> Self {
+        self.group = Some(name.into());
+        self
+    }
+
+    /// Where a new group starts; an existing group keeps its position.
+    pub fn start_from(mut self, start: StartFrom) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// How long an entry may stay unacknowledged on another consumer (one that crashed)
+    /// before this one claims it; between 10 ms and a day.
+    pub fn claim_idle(mut self, idle: Duration) -> Self {
+        self.claim_idle = idle.clamp(Duration::from_millis(10), MAX_CLAIM_IDLE);
+        self
+    }
+
+    /// After how many deliveries an entry is poison: stored as a dead letter with its delivery
+    /// count and acknowledged, without running the handler again. At least 1.
+    pub fn max_deliveries(mut self, deliveries: u32) -> Self {
+        self.max_deliveries = deliveries.max(1);
+        self
+    }
+}

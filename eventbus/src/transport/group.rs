@@ -1,0 +1,62 @@
+//! Consumer groups: how a durable handler reads its event type's stream.
+
+use std::time::{Duration, SystemTime};
+
+/// Where a consumer group starts when it is created. An existing group keeps its position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StartFrom {
+    /// Entries appended from now on (`$`).
+    #[default]
+    New,
+    /// Every entry the stream still holds (`0`): replays history into a new handler.
+    Beginning,
+    /// Entries appended at or after this time.
+    Time(SystemTime),
+}
+
+/// A consumer group a durable handler reads for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupSpec {
+    /// The stream: the event type's channel (`events:order_placed`).
+    pub stream: String,
+    /// The group: one per handler, shared by every instance of the service.
+    pub group: String,
+    /// This process's consumer name within the group, unique per process.
+    pub consumer: String,
+    /// Where a new group starts.
+    pub start: StartFrom,
+    /// How long an entry may stay pending on another consumer before this one claims it.
+    pub claim_idle: Duration,
+}
+
+impl GroupSpec {
+    /// A group `group` on `stream`, read as `consumer`, new entries only, claiming entries idle
+    /// for 30 s.
+    pub fn new(
+        stream: impl Into<String>,
+        group: impl Into<String>,
+        consumer: impl Into<String>,
+    ) -> Self {
+        GroupSpec {
+            stream: stream.into(),
+            group: group.into(),
+            consumer: consumer.into(),
+            start: StartFrom::New,
+            claim_idle: Duration::from_secs(30),
+        }
+    }
+
+    /// Where a new group starts.
+    pub fn start(mut self, start: StartFrom) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// How long an entry may stay pending on another consumer before it is claimed.
+    pub fn claim_idle(mut self, idle: Duration) -> Self {
+        self.claim_idle = idle;
+        self
+    }
+}
