@@ -43,13 +43,15 @@ use tokio_util::sync::CancellationToken;
 use crate::Topic;
 use crate::sync::lock;
 use crate::transport::{
-    BoxFuture, Capabilities, ConnectionEvent, DeadLetter, DeadLetterStore, ErrorKind, Inbound,
-    PubSubAdmin, Transport, TransportError,
+    BoxFuture, Capabilities, ConnectionEvent, DeadLetter, DeadLetterStore, ErrorKind, GroupSpec,
+    Inbound, PubSubAdmin, Transport, TransportError,
 };
 
 mod link;
 mod options;
 mod publisher;
+mod stream_reply;
+mod streams;
 mod subscriber;
 mod target;
 
@@ -181,6 +183,7 @@ impl Shared {
 /// The Redis transport. See the [module documentation](self).
 pub(crate) struct RedisTransport {
     shared: Arc<Shared>,
+    streams: streams::Streams,
 }
 
 impl fmt::Debug for RedisTransport {
@@ -237,7 +240,10 @@ pub async fn connect(
     shared.track(task.abort_handle());
     let task = tokio::spawn(publisher::batch_publishes(shared.clone(), publish_rx));
     shared.track(task.abort_handle());
-    Ok(Arc::new(RedisTransport { shared }))
+    Ok(Arc::new(RedisTransport {
+        shared,
+        streams: streams::Streams::default(),
+    }))
 }
 
 fn dead_letter_key(event_type: &str) -> String {
@@ -327,7 +333,10 @@ fn parse_numsub(reply: Vec<Value>) -> Result<Vec<(String, u64)>, TransportError>
 
 impl Transport for RedisTransport {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::pubsub().with_reconnects()
+        let mut caps = Capabilities::pubsub().with_reconnects();
+        caps.acks = true;
+        caps.replay = true;
+        caps
     }
 
     fn publish<'a>(
@@ -411,6 +420,26 @@ impl Transport for RedisTransport {
             s.subscriber.link.send_replace(Link::Closed);
             Ok(())
         })
+    }
+
+    fn append<'a>(
+        &'a self,
+        stream: &'a str,
+        payload: Bytes,
+    ) -> BoxFuture<'a, Result<String, TransportError>> {
+        Box::pin(async move {
+            self.shared.check_open()?;
+            streams::append(&self.shared, stream, payload).await
+        })
+    }
+
+    fn join<'a>(&'a self, group: &'a GroupSpec) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(async move { streams::join(&self.shared, &self.streams, group).await })
+    }
+
+    fn leave<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), TransportError>> {
+        self.streams.leave(group);
+        Box::pin(async { Ok(()) })
     }
 
     fn dead_letter_store(&self) -> Option<&dyn DeadLetterStore> {

@@ -1,0 +1,188 @@
+//! Reading Redis stream replies (`XREADGROUP`, `XAUTOCLAIM`, `XPENDING`) into entries, in
+//! both RESP2 (arrays) and RESP3 (maps) shapes.
+
+use bytes::Bytes;
+use redis::Value;
+
+/// The field of a stream entry that holds the envelope (wire contract v1.1).
+pub(crate) const ENVELOPE_FIELD: &str = "envelope";
+
+/// One stream entry: its id and the envelope it carries (empty when the field is missing,
+/// which the bus then reports as undecodable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) id: String,
+    pub(crate) payload: Bytes,
+}
+
+pub(crate) fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+fn pairs(v: Value) -> Vec<(Value, Value)> {
+    match v {
+        Value::Array(items) => {
+            let mut it = items.into_iter();
+            let mut out = Vec::new();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                out.push((k, v));
+            }
+            out
+        }
+        Value::Map(pairs) => pairs,
+        _ => Vec::new(),
+    }
+}
+
+/// One `[id, [field, value, ...]]` entry. A deleted entry (`[id, nil]`) has no payload.
+pub(crate) fn entry(v: Value) -> Option<Entry> {
+    let Value::Array(mut parts) = v else {
+        return None;
+    };
+    if parts.len() != 2 {
+        return None;
+    }
+    let fields = parts.pop()?;
+    let id = text(&parts[0])?;
+    let payload = pairs(fields)
+        .into_iter()
+        .find(|(k, _)| text(k).as_deref() == Some(ENVELOPE_FIELD))
+        .and_then(|(_, v)| match v {
+            Value::BulkString(b) => Some(Bytes::from(b)),
+            Value::SimpleString(s) => Some(Bytes::from(s)),
+            _ => None,
+        })
+        .unwrap_or_default();
+    Some(Entry { id, payload })
+}
+
+/// A list of entries.
+pub(crate) fn entries(v: Value) -> Vec<Entry> {
+    match v {
+        Value::Array(items) => items.into_iter().filter_map(entry).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `XREADGROUP`'s reply for one stream: `[[key, [entry, ...]]]`, a map in RESP3, or nil.
+pub(crate) fn read_group(v: Value) -> Vec<Entry> {
+    match v {
+        Value::Array(streams) => streams
+            .into_iter()
+            .flat_map(|s| match s {
+                Value::Array(mut kv) if kv.len() == 2 => kv.pop().map(entries).unwrap_or_default(),
+                _ => Vec::new(),
+            })
+            .collect(),
+        Value::Map(streams) => streams.into_iter().flat_map(|(_, v)| entries(v)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `XAUTOCLAIM`'s reply: `[next cursor, [entry, ...], [deleted id, ...]]`.
+pub(crate) fn auto_claim(v: Value) -> (String, Vec<Entry>, Vec<String>) {
+    let Value::Array(parts) = v else {
+        return ("0-0".to_owned(), Vec::new(), Vec::new());
+    };
+    let mut it = parts.into_iter();
+    let cursor = it
+        .next()
+        .and_then(|c| text(&c))
+        .unwrap_or_else(|| "0-0".to_owned());
+    let claimed = it.next().map(entries).unwrap_or_default();
+    let deleted = match it.next() {
+        Some(Value::Array(ids)) => ids.iter().filter_map(text).collect(),
+        _ => Vec::new(),
+    };
+    (cursor, claimed, deleted)
+}
+
+/// The extended `XPENDING` reply: `[[id, consumer, idle ms, deliveries], ...]` → (id,
+/// deliveries).
+pub(crate) fn pending_counts(v: Value) -> Vec<(String, u32)> {
+    let Value::Array(rows) = v else {
+        return Vec::new();
+    };
+    rows.into_iter()
+        .filter_map(|row| {
+            let Value::Array(cols) = row else { return None };
+            let id = text(cols.first()?)?;
+            let n = text(cols.get(3)?)?.parse().ok()?;
+            Some((id, n))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn raw_entry(id: &str, fields: &[(&str, &str)]) -> Value {
+        let flat = fields
+            .iter()
+            .flat_map(|(k, v)| [bulk(k), bulk(v)])
+            .collect();
+        Value::Array(vec![bulk(id), Value::Array(flat)])
+    }
+
+    #[test]
+    fn read_group_replies_give_entries() {
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("events:x"),
+            Value::Array(vec![
+                raw_entry("1-0", &[("envelope", "{}")]),
+                raw_entry("2-0", &[("type", "x"), ("envelope", "{\"a\":1}")]),
+                raw_entry("3-0", &[("other", "v")]),
+            ]),
+        ])]);
+        let got = read_group(reply);
+        assert_eq!(got.len(), 3);
+        assert_eq!(
+            got[0],
+            Entry {
+                id: "1-0".into(),
+                payload: Bytes::from_static(b"{}")
+            }
+        );
+        assert_eq!(&got[1].payload[..], b"{\"a\":1}");
+        assert!(
+            got[2].payload.is_empty(),
+            "a missing envelope field is an empty payload"
+        );
+        assert!(read_group(Value::Nil).is_empty());
+        let resp3 = Value::Map(vec![(
+            bulk("events:x"),
+            Value::Array(vec![raw_entry("4-0", &[("envelope", "z")])]),
+        )]);
+        assert_eq!(read_group(resp3)[0].id, "4-0");
+    }
+
+    #[test]
+    fn auto_claim_and_pending_replies_are_read() {
+        let reply = Value::Array(vec![
+            bulk("5-0"),
+            Value::Array(vec![raw_entry("1-0", &[("envelope", "e")])]),
+            Value::Array(vec![bulk("2-0")]),
+        ]);
+        let (cursor, claimed, deleted) = auto_claim(reply);
+        assert_eq!(cursor, "5-0");
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(deleted, vec!["2-0".to_owned()]);
+        let pending = Value::Array(vec![Value::Array(vec![
+            bulk("1-0"),
+            bulk("c1"),
+            Value::Int(1200),
+            Value::Int(3),
+        ])]);
+        assert_eq!(pending_counts(pending), vec![("1-0".to_owned(), 3)]);
+    }
+}
