@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests, examples and benchmarks: a throwaway
 //! `redis-server` ([`redis_server::RedisServer`]) and the two-transport test environment.
 
+pub mod examples;
 pub mod python;
 pub mod redis_server;
 

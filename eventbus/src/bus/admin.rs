@@ -80,13 +80,19 @@ impl EventBus {
         Ok(self.dead_letter_store()?.list(event_type, limit).await?)
     }
 
-    /// Publishes a dead letter's original message again on its channel, then removes it from
-    /// the store. Returns how many subscribers received it.
+    /// Publishes a dead letter's original message again on its channel (appends it to its
+    /// stream again, for a durable event), then removes it from the store. Returns how many
+    /// subscribers received it (1 for a durable event: it is stored).
     pub async fn replay_dead_letter(&self, letter: &DeadLetter) -> Result<u64, PublishError> {
         let store = self
             .dead_letter_store()
             .map_err(|e| PublishError::new(crate::PublishErrorKind::Config, e.to_string()))?;
-        let n = self.send(&letter.channel, letter.payload.clone()).await?;
+        let n = if letter.durable {
+            self.append(&letter.channel, letter.payload.clone()).await?;
+            1
+        } else {
+            self.send(&letter.channel, letter.payload.clone()).await?
+        };
         store.remove(&letter.event_type, &letter.entry_id).await?;
         Ok(n)
     }

@@ -150,7 +150,11 @@ impl EventBus {
     }
 
     /// Appends a durable event to its stream, counting the outcome as a publish.
-    async fn append(&self, stream: &str, payload: Bytes) -> Result<String, PublishError> {
+    pub(super) async fn append(
+        &self,
+        stream: &str,
+        payload: Bytes,
+    ) -> Result<String, PublishError> {
         self.refuse(&payload)?;
         let stats = &self.inner.stats;
         let started = Instant::now();

@@ -289,6 +289,7 @@ fn parse_dead_letter(event_type: &str, entry: Value) -> Option<DeadLetter> {
         error: String::new(),
         attempts: 0,
         payload: Bytes::new(),
+        durable: false,
     };
     for (k, v) in pairs {
         match text(&k).as_deref() {
@@ -298,6 +299,7 @@ fn parse_dead_letter(event_type: &str, entry: Value) -> Option<DeadLetter> {
             Some("attempts") => {
                 letter.attempts = text(&v).and_then(|s| s.parse().ok()).unwrap_or(0)
             }
+            Some("durable") => letter.durable = text(&v).as_deref() == Some("1"),
             Some("payload") => {
                 if let Value::BulkString(b) = v {
                     letter.payload = Bytes::from(b);
@@ -521,6 +523,8 @@ impl DeadLetterStore for RedisTransport {
                 .arg(letter.attempts)
                 .arg("channel")
                 .arg(&letter.channel)
+                .arg("durable")
+                .arg(if letter.durable { "1" } else { "0" })
                 .arg("payload")
                 .arg(letter.payload.as_ref());
             s.command("storing a dead letter", &cmd, s.options.publish_deadline)

@@ -43,6 +43,7 @@ pub(crate) async fn store(
         error,
         attempts,
         payload: delivery.message.payload.clone(),
+        durable: delivery.message.ack.is_some(),
     };
     match tokio::time::timeout(STORE_TIMEOUT, store.store(&letter)).await {
         Ok(Ok(_)) => {

@@ -11,6 +11,10 @@ use crate::handler::{ArgKind, ErasedHandler};
 use crate::metrics::{HandlerMetrics, HandlerStats};
 use crate::options::HandlerOptions;
 
+/// How many entries a durable handler holds at most, queued and running (at least twice its
+/// concurrency).
+const DURABLE_PREFETCH: usize = 64;
+
 /// One registered handler: its queue, worker options and counters.
 pub(crate) struct Slot {
     pub(crate) id: u64,
@@ -57,6 +61,15 @@ impl Slot {
             ArgKind::Envelope { event_type, .. } => Arc::from(event_type),
             ArgKind::Raw => Arc::from("*"),
         };
+        // A durable handler reads only as much as its queue takes: a short queue keeps entries
+        // from waiting so long in it that another consumer claims them.
+        let capacity = match group {
+            Some(_) => spec
+                .options
+                .capacity
+                .min(DURABLE_PREFETCH.max(2 * spec.options.concurrency)),
+            None => spec.options.capacity,
+        };
         Slot {
             id,
             name: Arc::from(spec.name),
@@ -64,7 +77,7 @@ impl Slot {
             topics: spec.topics,
             kind: spec.kind,
             handler: spec.handler,
-            queue: Queue::new(spec.options.capacity, spec.options.overflow),
+            queue: Queue::new(capacity, spec.options.overflow),
             options: spec.options,
             stats: HandlerStats::default(),
             cancel,

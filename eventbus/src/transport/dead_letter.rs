@@ -21,6 +21,9 @@ pub struct DeadLetter {
     pub attempts: u32,
     /// The original message, as received.
     pub payload: Bytes,
+    /// Whether it came from a durable stream: a replay appends it to the stream again
+    /// instead of publishing it.
+    pub durable: bool,
 }
 
 /// Where a transport keeps dead letters: an optional part of a [`Transport`](super::Transport).
