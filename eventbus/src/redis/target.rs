@@ -491,6 +491,140 @@ mod tests {
         }
     }
 
+    /// Each mistake and (part of) the one message it gets; none shows the password `s3cret`
+    /// or redis-rs's own wording.
+    #[test]
+    fn each_url_mistake_has_its_own_message() {
+        let o = RedisOptions::default();
+        let cases: &[(&str, &str)] = &[
+            (
+                "redis://:Wr@ng/Pa55?x#y@127.0.0.1:P",
+                "the password holds an unencoded `/`",
+            ),
+            (
+                "redis://:s3cret/x@127.0.0.1:6379",
+                "percent-encode it (`/` as %2F",
+            ),
+            (
+                "redis://us/er:s3cret@127.0.0.1:6379",
+                "the user name holds an unencoded `/`",
+            ),
+            ("redis://:s3c?ret@127.0.0.1:6379", "unencoded `?`"),
+            ("redis://:s3c#ret@127.0.0.1:6379", "unencoded `#`"),
+            (
+                "redis://:s3cret%FF@127.0.0.1:6379",
+                "password is not valid UTF-8",
+            ),
+            (
+                "redis://:s3cret@127.0.0.1:0",
+                "port 0 is not a port a server listens on",
+            ),
+            (
+                "redis://:s3cret@127.0.0.1:99999",
+                "the port 99999 is out of range: use 1-65535",
+            ),
+            (
+                "redis://:s3cret@127.0.0.1:99999999999",
+                "the port 99999999999 is out of range",
+            ),
+            (
+                "redis://:s3cret@127.0.0.1:P",
+                "the port `P` is not a number",
+            ),
+            ("redis://:s3cret@127.0.0.1:", "the port is empty"),
+            ("redis://:s3cret@", "the host is missing"),
+            ("redis://:s3cret@:6379", "the host is missing"),
+            ("redis://0.0.0.0:6379", "`0.0.0.0` is the wildcard address"),
+            ("redis://[::]:6379", "`::` is the wildcard address"),
+            (
+                "redis://::1:6379",
+                "an IPv6 address must be written in brackets",
+            ),
+            ("redis://[::1:6379", "lacks its closing `]`"),
+            ("redis://my host:6379", "the host `my host` holds ` `"),
+            (
+                "redis://:s3cret@127.0.0.1:6379/x",
+                "the database `x` is not a number",
+            ),
+            (
+                "redis://127.0.0.1:6379/-1",
+                "the database number -1 is negative",
+            ),
+            ("redis://127.0.0.1:6379/?protocol=9", "unknown protocol `9`"),
+            (
+                "redis://127.0.0.1:6379/0#frag",
+                "a redis:// URL takes no fragment",
+            ),
+            (
+                "http://u:s3cret@127.0.0.1:1",
+                "unsupported scheme `http://`",
+            ),
+            (
+                "127.0.0.1:6379",
+                "expected a URL such as redis://127.0.0.1:6379",
+            ),
+            (":s3cret@127.0.0.1:6379", "expected a URL such as redis://"),
+            ("redis+unix://", "the socket path is missing"),
+            (
+                "redis+unix://tmp/r.sock",
+                "the socket path must be absolute",
+            ),
+            (
+                "redis+unix:///tmp/r.sock?db=x&pass=s3cret",
+                "the database `x` is not a number",
+            ),
+        ];
+        for (url, expected) in cases {
+            let e = match Target::parse(url, &o) {
+                Ok(_) => panic!("{url} was accepted"),
+                Err(e) => e,
+            };
+            let text = chain_text(&e);
+            assert_eq!(e.kind(), ErrorKind::InvalidUrl, "{url}: {text}");
+            assert!(text.contains(expected), "{url}: {text}");
+            assert!(text.starts_with("invalid Redis URL `"), "{url}: {text}");
+            for leak in ["s3cret", "Wr@ng", "Pa55", "InvalidClientConfig", " - "] {
+                assert!(!text.contains(leak), "{url}: {text} shows {leak}");
+                assert!(!format!("{e:?}").contains("s3cret"), "{url}: {e:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn schemes_are_case_insensitive() {
+        let o = RedisOptions::default();
+        for url in [
+            "REDIS://127.0.0.1:6379",
+            "Redis://127.0.0.1:6379/2",
+            "REDIS+UNIX:///tmp/r.sock",
+            "Unix:///tmp/r.sock",
+        ] {
+            let t = Target::parse(url, &o).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert!(!t.tls, "{url}");
+        }
+        if cfg!(feature = "tls") {
+            assert!(Target::parse("RediSS://127.0.0.1:6379", &o).unwrap().tls);
+        }
+    }
+
+    #[test]
+    fn good_urls_pass_the_checks() {
+        let o = RedisOptions::default();
+        for url in [
+            "redis://127.0.0.1",
+            "redis://localhost:6379/0?protocol=resp3",
+            "redis://:p%2Fss%40w%3Frd@127.0.0.1:6379",
+            "redis://:p@ss@127.0.0.1:6379",
+            "redis://user:pa:ss@127.0.0.1:6379/15",
+            "redis://[::1]:6379",
+            "redis+unix:///tmp/r.sock?db=3&pass=x",
+        ] {
+            Target::parse(url, &o).unwrap_or_else(|e| panic!("{url}: {}", chain_text(&e)));
+        }
+        let t = Target::parse("redis://:p%2Fss@127.0.0.1:6390/4", &o).unwrap();
+        assert_eq!((t.addr.as_str(), t.db), ("127.0.0.1:6390", 4));
+    }
+
     #[test]
     fn addr_and_db_are_read() {
         let t = Target::parse("redis://u:pw@127.0.0.1:6390/3", &RedisOptions::default()).unwrap();
