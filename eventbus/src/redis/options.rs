@@ -287,10 +287,9 @@ impl RedisOptions {
         {
             problems.push("the TLS root certificate is empty");
         }
-        if let Some((cert, key)) = &self.tls_client_certificate {
-            if cert.is_empty() || key.is_empty() {
-                problems.push("the TLS client certificate or its key is empty");
-            }
+        let client = self.tls_client_certificate.as_ref();
+        if client.is_some_and(|(cert, key)| cert.is_empty() || key.is_empty()) {
+            problems.push("the TLS client certificate or its key is empty");
         }
         if problems.is_empty() {
             Ok(())
