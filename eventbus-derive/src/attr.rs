@@ -400,6 +400,9 @@ mod tests {
 
     #[test]
     fn key_list() {
-        assert_eq!(keys(), "`name`, `version`, `channel` and `crate`");
+        assert_eq!(
+            keys(),
+            "`name`, `version`, `channel`, `crate` and `durable`"
+        );
     }
 }

@@ -22,9 +22,17 @@ pub enum Overflow {
 
 type RetryIf = Arc<dyn Fn(&FailureCause) -> bool + Send + Sync>;
 
+/// The longest duration any option holds: one year, which is "no limit" in practice. Longer
+/// values (up to `Duration::MAX`) are clamped to it, so that adding one to an `Instant` can
+/// never overflow.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// The most runs of one handler in flight at once: the most permits a tokio semaphore holds.
+pub(crate) const MAX_CONCURRENCY: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
 /// When and how often a failed handler run is tried again.
 ///
-/// Backoff grows exponentially from `initial_backoff` up to `max_backoff`, with full jitter
+/// Backoff grows exponentially from `initial_backoff` up to `max_backoff`, with equal jitter
 /// (each delay is drawn between half and all of the computed delay). A handler with
 /// concurrency 1 handles nothing else while it waits, so keep the total short.
 #[derive(Clone)]
@@ -64,7 +72,7 @@ impl RetryPolicy {
     }
 
     /// Up to `max_attempts` attempts in all (the first run included), exponential backoff from
-    /// 100 ms to 5 s.
+    /// 100 ms to 5 s. Zero counts as one attempt; `u32::MAX` is accepted.
     pub fn attempts(max_attempts: u32) -> Self {
         RetryPolicy {
             max_attempts: max_attempts.max(1),
@@ -73,9 +81,12 @@ impl RetryPolicy {
     }
 
     /// The delay before the second attempt and the ceiling of all delays.
+    ///
+    /// Zero retries at once. Each is clamped to one year (longer values, up to
+    /// `Duration::MAX`, count as one year); a `max` below `initial` counts as `initial`.
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.initial_backoff = initial;
-        self.max_backoff = max.max(initial);
+        self.initial_backoff = initial.min(MAX_DURATION);
+        self.max_backoff = max.min(MAX_DURATION).max(self.initial_backoff);
         self
     }
 
@@ -101,7 +112,7 @@ impl RetryPolicy {
             .initial_backoff
             .saturating_mul(1u32 << exp)
             .min(self.max_backoff);
-        let nanos = base.as_nanos() as u64;
+        let nanos = u64::try_from(base.as_nanos()).unwrap_or(u64::MAX);
         Duration::from_nanos(nanos / 2 + fastrand::u64(0..=nanos / 2))
     }
 }
@@ -165,7 +176,9 @@ impl HandlerOptions {
         self
     }
 
-    /// The handler's name in failures, logs and metrics (default: the function's path).
+    /// The handler's name in failures, logs and metrics (default: the function's path). An
+    /// empty or blank name is refused when the bus is built (a
+    /// [`Config`](crate::ConnectErrorKind::Config) error).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -180,9 +193,14 @@ impl HandlerOptions {
         self
     }
 
-    /// How long one run may take before it is cancelled and counted as timed out.
+    /// How long one run may take before it is cancelled and counted as timed out (default
+    /// 30 s).
+    ///
+    /// Longer than one year (up to `Duration::MAX`) counts as one year. Zero is refused when
+    /// the bus is built (a [`Config`](crate::ConnectErrorKind::Config) error), since every run would
+    /// time out: use [`no_timeout`](Self::no_timeout) for no limit.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.timeout = Some(timeout.min(MAX_DURATION));
         self
     }
 
@@ -192,7 +210,8 @@ impl HandlerOptions {
         self
     }
 
-    /// How many events may wait for this handler (at least 1).
+    /// How many events may wait for this handler (default 8192; zero counts as 1). There is no
+    /// upper bound: the queue's memory grows as it fills, not up front.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.max(1);
         self
@@ -205,8 +224,11 @@ impl HandlerOptions {
     }
 
     /// How many runs may be in flight at once; 1 (the default) handles events in order.
+    ///
+    /// Zero counts as 1. The most is `tokio::sync::Semaphore::MAX_PERMITS` (`usize::MAX >> 3`,
+    /// no limit in practice); larger values, `usize::MAX` included, count as that.
     pub fn concurrency(mut self, concurrency: usize) -> Self {
-        self.concurrency = concurrency.max(1);
+        self.concurrency = concurrency.clamp(1, MAX_CONCURRENCY);
         self
     }
 
@@ -225,5 +247,106 @@ impl HandlerOptions {
 
     pub(crate) fn dead_letters_on(&self) -> bool {
         self.dead_letter.unwrap_or(self.retry.max_attempts > 1)
+    }
+
+    /// The problems with these options that the setters cannot clamp away, all of them in one
+    /// message; the bus refuses to start the handler with a [`Config`](crate::ConnectErrorKind::Config)
+    /// error carrying it.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            problems.push("the handler name is empty".to_owned());
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            problems.push(
+                "a timeout of zero would time out every run (use `no_timeout()` for no limit)"
+                    .to_owned(),
+            );
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrency_is_clamped_to_what_a_semaphore_holds() {
+        assert_eq!(HandlerOptions::new().concurrency(0).concurrency, 1);
+        let most = HandlerOptions::new().concurrency(usize::MAX).concurrency;
+        assert_eq!(most, tokio::sync::Semaphore::MAX_PERMITS);
+        // What the worker does with it must not panic.
+        let permits = tokio::sync::Semaphore::new(most);
+        assert_eq!(permits.available_permits(), most);
+    }
+
+    #[test]
+    fn queue_capacity_has_a_floor_and_no_ceiling() {
+        assert_eq!(HandlerOptions::new().queue_capacity(0).capacity, 1);
+        assert_eq!(
+            HandlerOptions::new().queue_capacity(usize::MAX).capacity,
+            usize::MAX
+        );
+    }
+
+    #[test]
+    fn timeouts_are_clamped_to_a_year_and_zero_is_refused() {
+        let o = HandlerOptions::new().timeout(Duration::MAX);
+        assert_eq!(o.timeout, Some(MAX_DURATION));
+        assert!(o.validate().is_ok());
+        // The deadline the worker computes from it must not overflow.
+        let _ = std::time::Instant::now() + MAX_DURATION;
+        let e = HandlerOptions::new()
+            .timeout(Duration::ZERO)
+            .validate()
+            .unwrap_err();
+        assert!(
+            e.contains("timeout of zero") && e.contains("no_timeout()"),
+            "{e}"
+        );
+        assert!(HandlerOptions::new().no_timeout().validate().is_ok());
+    }
+
+    #[test]
+    fn blank_names_are_refused_with_every_other_problem() {
+        let e = HandlerOptions::new()
+            .name(" ")
+            .timeout(Duration::ZERO)
+            .validate()
+            .unwrap_err();
+        assert!(
+            e.contains("name is empty") && e.contains("timeout of zero"),
+            "{e}"
+        );
+        assert!(HandlerOptions::new().name("mail").validate().is_ok());
+    }
+
+    #[test]
+    fn retry_extremes_do_not_overflow() {
+        assert_eq!(RetryPolicy::attempts(0).max_attempts(), 1);
+        let most = RetryPolicy::attempts(u32::MAX);
+        assert!(most.should_retry(u32::MAX - 1, &FailureCause::Timeout(Duration::ZERO)));
+        assert!(!most.should_retry(u32::MAX, &FailureCause::Timeout(Duration::ZERO)));
+
+        let long = RetryPolicy::attempts(3).backoff(Duration::MAX, Duration::MAX);
+        assert_eq!(long.initial_backoff, MAX_DURATION);
+        assert_eq!(long.max_backoff, MAX_DURATION);
+        for attempt in [1, 2, 30, u32::MAX] {
+            let d = long.delay(attempt);
+            assert!(d >= MAX_DURATION / 2 && d <= MAX_DURATION, "{d:?}");
+            let _ = std::time::Instant::now() + d;
+        }
+
+        let none = RetryPolicy::attempts(3).backoff(Duration::ZERO, Duration::ZERO);
+        assert_eq!(none.delay(1), Duration::ZERO);
+        assert_eq!(none.delay(u32::MAX), Duration::ZERO);
+
+        let inverted = RetryPolicy::attempts(3).backoff(Duration::from_secs(2), Duration::ZERO);
+        assert_eq!(inverted.max_backoff, Duration::from_secs(2));
     }
 }

@@ -103,6 +103,9 @@ pub(super) fn slot_spec<T, H: Handler<T>>(
 ) -> Result<SlotSpec, String> {
     let spec = handler.spec();
     let name = handler_name::<H>(&options, &spec);
+    options
+        .validate()
+        .map_err(|why| format!("handler `{name}`: {why}"))?;
     let topics = resolve_topics(&spec, &options, &name)?;
     Ok(SlotSpec {
         name,

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
@@ -69,21 +70,24 @@ async fn drain_and_close(inner: Arc<BusInner>) -> Result<ShutdownReport, Shutdow
     let slots = inner.router.slots();
     let before: u64 = slots.iter().map(|s| s.finished()).sum();
     stop_intake(&inner, &slots).await;
-    let mut left_pending = 0;
+    let caller = current_run(&inner.runtime);
+    let (mut unprocessed, mut left_pending) = (0, 0);
     for slot in &slots {
-        slot.close();
         if slot.group.is_some() {
             // Not started: stays pending in the group, for the next consumer.
+            slot.close();
             left_pending += slot.queue.clear() as u64;
+        } else if Some(slot.id) == caller {
+            // Queued behind the calling run: cannot run before this call returns.
+            slot.close();
+            unprocessed += slot.queue.clear() as u64;
         }
     }
-    let caller = current_run(&inner.runtime);
-    let mut unprocessed = 0;
-    if let Some(own) = caller.and_then(|id| slots.iter().find(|s| s.id == id)) {
-        // Queued behind the calling run: cannot run before this call returns.
-        unprocessed += own.queue.clear() as u64;
+    let settled = settle(&inner, &slots, caller).await;
+    for slot in &slots {
+        slot.close();
     }
-    if !drained(&inner, &slots, caller).await {
+    if !settled || !workers_ended(&inner, caller).await {
         for slot in slots.iter().filter(|s| Some(s.id) != caller) {
             unprocessed += slot.abandon();
         }
@@ -132,29 +136,45 @@ async fn close_transport(inner: &BusInner) {
     step("closing the transport", inner.transport().close()).await;
 }
 
-/// Waits up to the shutdown timeout for every worker to finish; returns whether they did.
-/// From inside a handler, the calling run is not waited for (it cannot end before this does).
-async fn drained(inner: &BusInner, slots: &[Arc<Slot>], caller: Option<u64>) -> bool {
-    let limit = inner.shutdown_timeout;
-    let tracker = &inner.runtime.tracker;
-    tracker.close();
-    if caller.is_none() {
-        return tokio::time::timeout(limit, tracker.wait()).await.is_ok();
-    }
-    let others_idle = || {
+/// How long nothing may arrive, with every handler idle, before the drain counts as done:
+/// messages sent before the unsubscribe may still be on their way from the connection.
+const QUIET: Duration = Duration::from_millis(50);
+
+/// Waits, up to the shutdown timeout, until every handler is idle (the calling run aside)
+/// and nothing arrived for [`QUIET`]. Returns whether that happened.
+async fn settle(inner: &BusInner, slots: &[Arc<Slot>], caller: Option<u64>) -> bool {
+    let deadline = tokio::time::Instant::now() + inner.shutdown_timeout;
+    let idle = || {
         slots
             .iter()
-            .filter(|s| !s.pull && Some(s.id) != caller)
-            .all(|s| s.is_idle())
+            .filter(|s| !s.pull)
+            .all(|s| s.queue.len() == 0 && s.running() == u64::from(Some(s.id) == caller))
     };
-    let deadline = tokio::time::Instant::now() + limit;
-    while !others_idle() {
-        if tokio::time::Instant::now() >= deadline {
+    let received = || inner.stats.received.load(Ordering::Relaxed);
+    let (mut seen, mut since) = (received(), tokio::time::Instant::now());
+    loop {
+        let now = tokio::time::Instant::now();
+        if received() != seen {
+            (seen, since) = (received(), now);
+        } else if idle() && now.duration_since(since) >= QUIET {
+            return true;
+        }
+        if now >= deadline {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    true
+}
+
+/// With every queue closed and empty, the workers end at once; waits for that (not from
+/// inside a run, which is itself one of them).
+async fn workers_ended(inner: &BusInner, caller: Option<u64>) -> bool {
+    let tracker = &inner.runtime.tracker;
+    tracker.close();
+    caller.is_some()
+        || tokio::time::timeout(TRANSPORT_STEP, tracker.wait())
+            .await
+            .is_ok()
 }
 
 /// Completes on Ctrl-C, or on SIGTERM on Unix.

@@ -5,10 +5,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use redis::RedisResult;
+use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Shared;
+use super::target;
 use crate::transport::{ConnectionEvent, TransportError};
 
 /// Where a connection stands. Users read it through a `watch` channel; only the supervisor
@@ -193,6 +196,75 @@ where
                     return None;
                 }
             }
+        }
+    }
+}
+
+/// Why a `PING` failed.
+pub(crate) enum PingError {
+    /// The server or the connection answered with an error.
+    Failed(redis::RedisError),
+    /// No answer within the timeout.
+    NoAnswer(Duration),
+}
+
+impl PingError {
+    /// The cause a watchdog reports when its `PING` fails.
+    pub(crate) fn watchdog_cause(&self) -> String {
+        match self {
+            PingError::Failed(e) => format!("watchdog PING failed: {}", target::redis_text(e)),
+            PingError::NoAnswer(d) => format!("watchdog PING got no answer within {d:?}"),
+        }
+    }
+}
+
+/// Waits up to `timeout` for `ping` (a `PING` sent on some connection) to be answered.
+pub(crate) async fn ping_within<T>(
+    timeout: Duration,
+    ping: impl Future<Output = RedisResult<T>>,
+) -> Result<(), PingError> {
+    match tokio::time::timeout(timeout, ping).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(PingError::Failed(e)),
+        Err(_) => Err(PingError::NoAnswer(timeout)),
+    }
+}
+
+/// Runs `query` on the publisher connection: waits up to `deadline` for the connection to be
+/// up, bounds each try by the response timeout, and tries again on the next connection when
+/// the connection closed under it, until the deadline. `what` names the operation in errors;
+/// `waited` is the wait they report when the connection stayed down.
+///
+/// A try that gets no answer in time is not repeated: the server may still run it.
+pub(crate) async fn retry<T, F, Fut>(
+    shared: &Shared,
+    what: &str,
+    deadline: Instant,
+    waited: Duration,
+    mut query: F,
+) -> Result<T, TransportError>
+where
+    F: FnMut(MultiplexedConnection) -> Fut,
+    Fut: Future<Output = RedisResult<T>>,
+{
+    let link = &shared.publisher.link;
+    let mut rx = link.subscribe();
+    let rt = shared.options.response_timeout;
+    loop {
+        let (conn, epoch) = wait_up(&mut rx, deadline)
+            .await
+            .map_err(|why| shared.unavailable(what, why, waited))?;
+        match tokio::time::timeout(rt, query(conn)).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) if target::is_connection_error(&e) => {
+                let cause = format!("{what} failed: {}", target::redis_text(&e));
+                mark_down(link, epoch, cause);
+                if Instant::now() >= deadline {
+                    return Err(shared.target.command_error(what, e));
+                }
+            }
+            Ok(Err(e)) => return Err(shared.target.command_error(what, e)),
+            Err(_) => return Err(shared.target.timeout_error(what, rt)),
         }
     }
 }

@@ -74,10 +74,11 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     tasks: Mutex<Vec<AbortHandle>>,
     publisher: Publisher,
-    /// Where publishes queue for the batcher.
-    publish_tx: tokio::sync::mpsc::UnboundedSender<publisher::PublishJob>,
-    /// Bounds the commands awaiting an answer on the publisher connection.
-    in_flight: tokio::sync::Semaphore,
+    /// Where publishes queue for the batcher, each holding an `in_flight` permit.
+    publish_tx: tokio::sync::mpsc::Sender<publisher::Queued>,
+    /// Bounds the commands (publishes included) queued or awaiting an answer on the publisher
+    /// connection: `max_in_flight` permits.
+    in_flight: Arc<tokio::sync::Semaphore>,
     subscriber: Subscriber,
 }
 
@@ -137,9 +138,9 @@ impl Shared {
         }
     }
 
-    /// Runs a command on the publisher connection: waits up to `wait` for it to be up, bounds
-    /// the command by the response timeout, and sends it again on a new connection when the
-    /// connection closed under it.
+    /// Runs a command on the publisher connection: waits up to `wait` for its turn (an
+    /// in-flight permit) and for the connection to be up, bounds the command by the response
+    /// timeout, and sends it again on a new connection when the connection closed under it.
     async fn command<T: FromRedisValue>(
         &self,
         what: &str,
@@ -148,35 +149,14 @@ impl Shared {
     ) -> Result<T, TransportError> {
         self.check_open()?;
         let deadline = Instant::now() + wait;
-        let mut rx = self.publisher.link.subscribe();
-        let rt = self.options.response_timeout;
-        loop {
-            let (mut conn, epoch) = link::wait_up(&mut rx, deadline)
-                .await
-                .map_err(|why| self.unavailable(what, why, wait))?;
-            let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.in_flight.acquire()).await
-            else {
-                return Err(TransportError::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "{what} timed out: {} earlier commands to Redis at {} were still \
-                         unanswered after {wait:?}",
-                        self.options.max_in_flight, self.target.addr
-                    ),
-                ));
-            };
-            match tokio::time::timeout(rt, cmd.query_async::<T>(&mut conn)).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) if target::is_connection_error(&e) => {
-                    link::mark_down(&self.publisher.link, epoch, format!("{what} failed: {e}"));
-                    if Instant::now() >= deadline {
-                        return Err(self.target.command_error(what, e));
-                    }
-                }
-                Ok(Err(e)) => return Err(self.target.command_error(what, e)),
-                Err(_) => return Err(self.target.timeout_error(what, rt)),
-            }
-        }
+        let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.in_flight.acquire()).await
+        else {
+            return Err(publisher::no_turn(self, what, wait));
+        };
+        link::retry(self, what, deadline, wait, |mut conn| async move {
+            cmd.query_async::<T>(&mut conn).await
+        })
+        .await
     }
 }
 
@@ -217,10 +197,13 @@ pub async fn connect(
     inbound: Arc<dyn Inbound>,
     options: &RedisOptions,
 ) -> Result<Arc<dyn Transport>, TransportError> {
+    options.validate().map_err(|why| {
+        TransportError::new(ErrorKind::Config, format!("invalid Redis options: {why}"))
+    })?;
     let target = Target::parse(url, options)?;
     let conn = publisher::open(&target, options).await?;
     tracing::debug!(server = %target.addr, url = %target.redacted, "connected to redis");
-    let (publish_tx, publish_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (publish_tx, publish_rx) = publisher::queue(options);
     let shared = Arc::new(Shared {
         target,
         options: options.clone(),
@@ -230,7 +213,7 @@ pub async fn connect(
         tasks: Mutex::new(Vec::new()),
         publisher: Publisher::new(conn),
         publish_tx,
-        in_flight: tokio::sync::Semaphore::new(options.max_in_flight),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(options.max_in_flight)),
         subscriber: Subscriber::new(),
     });
     shared.inbound.connection(ConnectionEvent::Connected {
@@ -362,7 +345,7 @@ impl Transport for RedisTransport {
                 deadline: tokio::time::Instant::now() + s.options.publish_deadline,
                 reply,
             };
-            s.publish_tx.send(job).map_err(|_| closed())?;
+            publisher::enqueue(s, job).await?;
             answer.await.unwrap_or_else(|_| Err(closed()))
         })
     }

@@ -3,6 +3,18 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::options::MAX_DURATION;
+
+/// The most commands (publishes included) awaiting an answer at once: the most permits a
+/// tokio semaphore holds.
+pub(crate) const MAX_IN_FLIGHT: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
+/// The shortest first reconnect delay: a zero delay would retry in a busy loop.
+const MIN_BACKOFF: Duration = Duration::from_millis(1);
+
+/// The largest `MAXLEN` Redis accepts (a signed 64-bit count).
+const MAX_STREAM_LEN: usize = i64::MAX as usize;
+
 /// Options of the Redis transport: timeouts, reconnect backoff, the watchdog, dead letters and
 /// TLS material. Pass them with
 /// [`EventBusBuilder::redis_options`](crate::EventBusBuilder::redis_options).
@@ -30,6 +42,13 @@ use std::time::Duration;
 /// | [`watchdog_interval`](Self::watchdog_interval) | 1 s |
 /// | [`dead_letter_max_len`](Self::dead_letter_max_len) | about 10 000 entries per event type |
 /// | [`max_in_flight`](Self::max_in_flight) | 1000 |
+///
+/// Every duration is clamped to one year, which is "no limit" in practice (so `Duration::MAX`
+/// is accepted and means that). The few values that cannot mean anything useful (a zero
+/// connect or response timeout or publish deadline, `max_reconnect_attempts(Some(0))`, `dead_letter_max_len(Some(0))`,
+/// empty TLS material) make [`connect`](crate::EventBusBuilder::connect) fail with
+/// [`ErrorKind::Config`](crate::ErrorKind::Config), naming every one of them. Each option's
+/// documentation gives its bounds.
 ///
 /// The `Debug` output never shows TLS keys.
 #[derive(Clone)]
@@ -100,8 +119,11 @@ impl RedisOptions {
     /// How long establishing a connection may take, TCP and TLS handshake and authentication
     /// included (default 3 s). [`connect`](crate::EventBusBuilder::connect) fails after it with
     /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
+    ///
+    /// Longer than one year counts as one year; zero is refused by `connect` (a
+    /// [`Config`](crate::ErrorKind::Config) error), since no connection could ever be made.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.connect_timeout = timeout.min(MAX_DURATION);
         self
     }
 
@@ -109,27 +131,39 @@ impl RedisOptions {
     /// by it: a publish that gets no answer in time fails with
     /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout), and a watchdog `PING` that gets none
     /// marks the connection dead.
+    ///
+    /// Longer than one year counts as one year; zero is refused by `connect` (a
+    /// [`Config`](crate::ErrorKind::Config) error), since no command could ever be answered.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
+        self.response_timeout = timeout.min(MAX_DURATION);
         self
     }
 
-    /// How long a publish (or a query) waits for a lost connection to come back before it fails
-    /// with [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) (default 5 s).
+    /// How long a publish (or a query) may wait before it is sent (default 5 s): for a lost
+    /// connection to come back (then it fails with
+    /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected)), and for its turn when
+    /// [`max_in_flight`](Self::max_in_flight) commands already await their answer (then it
+    /// fails with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout)).
     ///
     /// A publish returns at the latest after this deadline plus the
-    /// [`response_timeout`](Self::response_timeout) of its last try.
+    /// [`response_timeout`](Self::response_timeout) of its last try; one that waited in the
+    /// queue past its deadline is not sent. Longer than one year counts as one year. Zero is
+    /// refused by `connect` (a [`Config`](crate::ErrorKind::Config) error), since every publish
+    /// waits a little in the queue: for "fail fast", use a few milliseconds.
     pub fn publish_deadline(mut self, deadline: Duration) -> Self {
-        self.publish_deadline = deadline;
+        self.publish_deadline = deadline.min(MAX_DURATION);
         self
     }
 
     /// The reconnect backoff: the first retry waits `initial`, each further one twice as long,
     /// up to `max` (default 100 ms to 5 s). The first reconnect attempt after a loss is made at
     /// once.
+    ///
+    /// `initial` is at least 1 ms (zero would reconnect in a busy loop) and both are at most
+    /// one year; a `max` below `initial` counts as `initial`.
     pub fn reconnect_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.backoff_initial = initial;
-        self.backoff_max = max.max(initial);
+        self.backoff_initial = initial.clamp(MIN_BACKOFF, MAX_DURATION);
+        self.backoff_max = max.min(MAX_DURATION).max(self.backoff_initial);
         self
     }
 
@@ -148,6 +182,9 @@ impl RedisOptions {
     /// How many reconnect attempts are made after a loss before giving up (`None`, the default:
     /// retry forever). A connection that gave up stays down: publishes fail at once with
     /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected).
+    ///
+    /// `Some(0)` is refused by `connect` (a [`Config`](crate::ErrorKind::Config) error): the
+    /// subscriber connects through the same loop, so at least one attempt is needed.
     pub fn max_reconnect_attempts(mut self, attempts: Option<u32>) -> Self {
         self.max_attempts = attempts;
         self
@@ -158,26 +195,44 @@ impl RedisOptions {
     /// [`response_timeout`](Self::response_timeout) marks the connection dead and starts a
     /// reconnect: this is how a half-open connection (a paused server, a dropped network path)
     /// is noticed, since no error ever arrives on it.
+    ///
+    /// `Some(Duration::ZERO)` also turns the watchdog off; longer than one year counts as one
+    /// year.
     pub fn watchdog_interval(mut self, interval: Option<Duration>) -> Self {
-        self.watchdog_interval = interval.filter(|d| !d.is_zero());
+        self.watchdog_interval = interval
+            .filter(|d| !d.is_zero())
+            .map(|d| d.min(MAX_DURATION));
         self
     }
 
     /// The approximate length at which each dead-letter stream is trimmed
     /// (`XADD ... MAXLEN ~ n`); `None` keeps every entry. Default: about 10 000.
+    ///
+    /// Values above what Redis accepts (`i64::MAX`) keep every entry, like `None`. `Some(0)`
+    /// is refused by `connect` (a [`Config`](crate::ErrorKind::Config) error), since it would
+    /// keep none: turn dead letters off per handler with
+    /// [`HandlerOptions::dead_letter`](crate::HandlerOptions::dead_letter) instead.
     pub fn dead_letter_max_len(mut self, max_len: Option<usize>) -> Self {
-        self.dead_letter_max_len = max_len;
+        self.dead_letter_max_len = max_len.filter(|&n| n <= MAX_STREAM_LEN);
         self
     }
 
     /// How many commands (publishes included) may await their answer on the publisher
-    /// connection at once (default 1000, at least 1). Further ones wait their turn, within the
+    /// connection at once (default 1000). Further ones wait their turn, within the
     /// [`publish_deadline`](Self::publish_deadline); only then does the
     /// [`response_timeout`](Self::response_timeout) start. This keeps a burst of publishes
     /// pipelined without letting the last of them time out merely for waiting behind the
     /// others.
+    ///
+    /// It also bounds memory: at most this many publishes wait in the publish queue besides
+    /// those on the wire. A publish that finds the queue full waits for room (the caller feels
+    /// the backpressure) up to the publish deadline, then fails with
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
+    ///
+    /// Zero counts as 1; the most is `tokio::sync::Semaphore::MAX_PERMITS` (`usize::MAX >> 3`),
+    /// and larger values count as that.
     pub fn max_in_flight(mut self, commands: usize) -> Self {
-        self.max_in_flight = commands.max(1);
+        self.max_in_flight = commands.clamp(1, MAX_IN_FLIGHT);
         self
     }
 
@@ -198,6 +253,49 @@ impl RedisOptions {
     ) -> Self {
         self.tls_client_certificate = Some((certificate_pem.into(), key_pem.into()));
         self
+    }
+
+    /// The problems these options hold that the setters cannot clamp away, all of them in one
+    /// message; `connect` refuses them with a [`Config`](crate::ErrorKind::Config) error.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.connect_timeout.is_zero() {
+            problems.push("a connect timeout of zero would never connect");
+        }
+        if self.response_timeout.is_zero() {
+            problems.push("a response timeout of zero would fail every command");
+        }
+        if self.publish_deadline.is_zero() {
+            problems.push("a publish deadline of zero would fail every publish that is queued");
+        }
+        if self.max_attempts == Some(0) {
+            problems.push(
+                "max_reconnect_attempts(Some(0)) would never connect the subscriber: use \
+                 Some(1) or more, or None to retry forever",
+            );
+        }
+        if self.dead_letter_max_len == Some(0) {
+            problems.push(
+                "dead_letter_max_len(Some(0)) would keep no dead letters: turn them off with \
+                 HandlerOptions::dead_letter(false) instead",
+            );
+        }
+        if self
+            .tls_root_certificate
+            .as_ref()
+            .is_some_and(|c| c.is_empty())
+        {
+            problems.push("the TLS root certificate is empty");
+        }
+        let client = self.tls_client_certificate.as_ref();
+        if client.is_some_and(|(cert, key)| cert.is_empty() || key.is_empty()) {
+            problems.push("the TLS client certificate or its key is empty");
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
     }
 
     /// The connect timeout.
@@ -292,6 +390,86 @@ mod tests {
                 .get_reconnect_jitter(),
             1.0
         );
+    }
+
+    #[test]
+    fn durations_are_clamped_to_a_year() {
+        let o = RedisOptions::new()
+            .connect_timeout(Duration::MAX)
+            .response_timeout(Duration::MAX)
+            .publish_deadline(Duration::MAX)
+            .reconnect_backoff(Duration::MAX, Duration::MAX)
+            .watchdog_interval(Some(Duration::MAX));
+        assert_eq!(o.get_connect_timeout(), MAX_DURATION);
+        assert_eq!(o.get_response_timeout(), MAX_DURATION);
+        assert_eq!(o.get_publish_deadline(), MAX_DURATION);
+        assert_eq!(o.get_reconnect_backoff(), (MAX_DURATION, MAX_DURATION));
+        assert_eq!(o.get_watchdog_interval(), Some(MAX_DURATION));
+        assert!(o.validate().is_ok());
+        // What the transport computes from them must not overflow.
+        let now = tokio::time::Instant::now();
+        let _ = now + o.get_publish_deadline() + o.get_response_timeout();
+        for retry in [1, 2, 40, u32::MAX] {
+            assert!(o.backoff_delay(retry) <= MAX_DURATION);
+        }
+    }
+
+    #[test]
+    fn zero_durations_are_clamped_or_refused() {
+        let o = RedisOptions::new()
+            .reconnect_backoff(Duration::ZERO, Duration::ZERO)
+            .watchdog_interval(Some(Duration::ZERO));
+        assert_eq!(o.get_reconnect_backoff(), (MIN_BACKOFF, MIN_BACKOFF));
+        assert_eq!(o.get_watchdog_interval(), None);
+        assert!(o.validate().is_ok());
+
+        let e = RedisOptions::new()
+            .connect_timeout(Duration::ZERO)
+            .response_timeout(Duration::ZERO)
+            .publish_deadline(Duration::ZERO)
+            .validate()
+            .unwrap_err();
+        assert!(e.contains("publish deadline of zero"), "{e}");
+        assert!(e.contains("connect timeout of zero"), "{e}");
+        assert!(e.contains("response timeout of zero"), "{e}");
+    }
+
+    #[test]
+    fn counts_are_clamped_or_refused() {
+        assert_eq!(RedisOptions::new().max_in_flight(0).get_max_in_flight(), 1);
+        let most = RedisOptions::new()
+            .max_in_flight(usize::MAX)
+            .get_max_in_flight();
+        assert_eq!(most, MAX_IN_FLIGHT);
+        // The transport's semaphore and bounded queue must accept it.
+        let _ = tokio::sync::Semaphore::new(most);
+        let _ = tokio::sync::mpsc::channel::<()>(most);
+
+        let o = RedisOptions::new().dead_letter_max_len(Some(usize::MAX));
+        assert_eq!(o.get_dead_letter_max_len(), None);
+        let o = RedisOptions::new().dead_letter_max_len(Some(MAX_STREAM_LEN));
+        assert_eq!(o.get_dead_letter_max_len(), Some(MAX_STREAM_LEN));
+        let o = RedisOptions::new().max_reconnect_attempts(Some(u32::MAX));
+        assert!(o.validate().is_ok());
+
+        let e = RedisOptions::new()
+            .dead_letter_max_len(Some(0))
+            .max_reconnect_attempts(Some(0))
+            .validate()
+            .unwrap_err();
+        assert!(e.contains("dead_letter_max_len(Some(0))"), "{e}");
+        assert!(e.contains("max_reconnect_attempts(Some(0))"), "{e}");
+    }
+
+    #[test]
+    fn empty_tls_material_is_refused() {
+        let e = RedisOptions::new()
+            .tls_root_certificate(Vec::new())
+            .tls_client_certificate("CERT", "")
+            .validate()
+            .unwrap_err();
+        assert!(e.contains("root certificate is empty"), "{e}");
+        assert!(e.contains("client certificate or its key is empty"), "{e}");
     }
 
     #[test]

@@ -5,14 +5,21 @@
 //! Publishes go through a batcher: one task takes every publish queued while earlier batches
 //! were on the wire and sends them as one pipeline (one write, one reply), with a few batches
 //! in flight at once. A lone publish goes out at once as a batch of one.
+//!
+//! The queue is bounded by [`max_in_flight`](RedisOptions::max_in_flight): a publish takes one
+//! of its permits before it is queued and gives it back when it is answered, so queued and
+//! unanswered publishes (and other commands) together never exceed it. A publish that finds
+//! no permit waits for one up to its deadline: the caller feels the backpressure.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use redis::aio::MultiplexedConnection;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::RedisOptions;
@@ -56,15 +63,10 @@ pub(crate) async fn open(
         }
     };
     let cmd = redis::cmd("PING");
-    let ping = cmd.query_async::<()>(&mut conn);
-    match tokio::time::timeout(options.response_timeout, ping).await {
-        Ok(Ok(())) => Ok(conn),
-        Ok(Err(e)) => Err(target.connect_error(e, options.connect_timeout)),
-        Err(_) => Err(target.connect_error(
-            std::io::Error::from(std::io::ErrorKind::TimedOut).into(),
-            options.response_timeout,
-        )),
-    }
+    link::ping_within(options.response_timeout, cmd.query_async::<()>(&mut conn))
+        .await
+        .map_err(|e| target.ping_error(e, options.connect_timeout))?;
+    Ok(conn)
 }
 
 /// Keeps the publisher connected: watches for a reported failure or an unanswered watchdog
@@ -114,8 +116,8 @@ async fn connected(shared: &Shared, epoch: u64) -> Option<Arc<str>> {
                     _ => None,
                 };
                 let Some(conn) = conn else { continue };
-                if let Err(cause) = watchdog_ping(conn, options).await {
-                    link::mark_down(link, epoch, cause);
+                if let Err(e) = watchdog_ping(conn, options.response_timeout).await {
+                    link::mark_down(link, epoch, e.watchdog_cause());
                 }
             }
         }
@@ -124,18 +126,10 @@ async fn connected(shared: &Shared, epoch: u64) -> Option<Arc<str>> {
 
 async fn watchdog_ping(
     mut conn: MultiplexedConnection,
-    options: &RedisOptions,
-) -> Result<(), String> {
+    timeout: Duration,
+) -> Result<(), link::PingError> {
     let cmd = redis::cmd("PING");
-    let ping = cmd.query_async::<()>(&mut conn);
-    match tokio::time::timeout(options.response_timeout, ping).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("watchdog PING failed: {e}")),
-        Err(_) => Err(format!(
-            "watchdog PING got no answer within {:?}",
-            options.response_timeout
-        )),
-    }
+    link::ping_within(timeout, cmd.query_async::<()>(&mut conn)).await
 }
 
 /// The most publishes sent as one pipeline.
@@ -151,18 +145,78 @@ pub(crate) struct PublishJob {
     pub(crate) reply: oneshot::Sender<Result<u64, TransportError>>,
 }
 
-/// Sends queued publishes as pipelines until the transport closes.
-pub(crate) async fn batch_publishes(
-    shared: Arc<Shared>,
-    mut jobs: mpsc::UnboundedReceiver<PublishJob>,
-) {
-    let mut in_flight = FuturesUnordered::new();
+/// A publish in the queue, holding its in-flight permit until it is answered.
+pub(crate) struct Queued {
+    job: PublishJob,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The publish queue: as many places as commands may be in flight.
+pub(crate) fn queue(options: &RedisOptions) -> (mpsc::Sender<Queued>, mpsc::Receiver<Queued>) {
+    mpsc::channel(options.max_in_flight)
+}
+
+/// Queues a publish for the batcher once an in-flight permit is free, waiting for one up to
+/// the publish's deadline.
+pub(crate) async fn enqueue(shared: &Shared, job: PublishJob) -> Result<(), TransportError> {
+    let permit = match shared.in_flight.clone().try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(_) => {
+            let acquire = shared.in_flight.clone().acquire_owned();
+            match tokio::time::timeout_at(job.deadline, acquire).await {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_)) => return Err(closed()),
+                Err(_) => return Err(no_turn(shared, WHAT, shared.options.publish_deadline)),
+            }
+        }
+    };
+    let queued = Queued {
+        job,
+        _permit: permit,
+    };
+    // Never full (every queued publish holds one of `max_in_flight` permits), but should that
+    // change, waiting beats dropping.
+    match shared.publish_tx.try_send(queued) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Closed(_)) => Err(closed()),
+        Err(TrySendError::Full(queued)) => {
+            shared.publish_tx.send(queued).await.map_err(|_| closed())
+        }
+    }
+}
+
+/// The error of a command that found every in-flight permit taken for `waited`.
+pub(crate) fn no_turn(shared: &Shared, what: &str, waited: Duration) -> TransportError {
+    TransportError::new(
+        ErrorKind::Timeout,
+        format!(
+            "{what} timed out: it waited {waited:?} for its turn behind {} commands to Redis at \
+             {} that were queued or awaiting an answer (Redis answers more slowly than commands \
+             arrive; see RedisOptions::max_in_flight)",
+            shared.options.max_in_flight, shared.target.addr
+        ),
+    )
+}
+
+fn closed() -> TransportError {
+    TransportError::new(
+        ErrorKind::Closed,
+        "publishing failed: the Redis transport is closed",
+    )
+}
+
+const WHAT: &str = "publishing";
+
+/// Sends queued publishes as pipelines until the transport closes. Publishes dropped with the
+/// task are answered "closed" by their callers.
+pub(crate) async fn batch_publishes(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Queued>) {
+    let mut sending = FuturesUnordered::new();
     loop {
         tokio::select! {
             biased;
             _ = shared.cancel.cancelled() => break,
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-            job = jobs.recv(), if in_flight.len() < MAX_BATCHES_IN_FLIGHT => {
+            Some(()) = sending.next(), if !sending.is_empty() => {}
+            job = jobs.recv(), if sending.len() < MAX_BATCHES_IN_FLIGHT => {
                 let Some(first) = job else { break };
                 let mut batch = Vec::with_capacity(16);
                 batch.push(first);
@@ -172,75 +226,70 @@ pub(crate) async fn batch_publishes(
                         Err(_) => break,
                     }
                 }
-                in_flight.push(send_batch(shared.clone(), batch));
+                sending.push(send_batch(shared.clone(), batch));
             }
         }
     }
     jobs.close();
-    while let Ok(job) = jobs.try_recv() {
-        let _ = job.reply.send(Err(TransportError::new(
-            ErrorKind::Closed,
-            "publishing failed: the Redis transport is closed",
-        )));
+    while let Ok(queued) = jobs.try_recv() {
+        let _ = queued.job.reply.send(Err(closed()));
     }
 }
 
-/// Sends one pipeline, on a new connection again when the connection closed under it.
-async fn send_batch(shared: Arc<Shared>, batch: Vec<PublishJob>) {
-    const WHAT: &str = "publishing";
-    let deadline = batch
-        .iter()
-        .map(|j| j.deadline)
-        .min()
-        .unwrap_or_else(Instant::now);
-    let mut pipe = redis::pipe();
-    for job in &batch {
-        pipe.cmd("PUBLISH")
-            .arg(&job.channel)
-            .arg(job.payload.as_ref());
+/// Answers the publishes whose deadline passed while they were queued with a timeout, and
+/// returns the others.
+fn drop_expired(shared: &Shared, batch: Vec<Queued>) -> Vec<Queued> {
+    let now = Instant::now();
+    let (live, expired): (Vec<_>, Vec<_>) = batch.into_iter().partition(|q| q.job.deadline > now);
+    for q in expired {
+        let waited = shared.options.publish_deadline;
+        let _ = q.job.reply.send(Err(no_turn(shared, WHAT, waited)));
     }
-    let mut rx = shared.publisher.link.subscribe();
-    let response_timeout = shared.options.response_timeout;
-    let failure = loop {
-        let (mut conn, epoch) = match link::wait_up(&mut rx, deadline).await {
-            Ok(up) => up,
-            Err(why) => break shared.unavailable(WHAT, why, shared.options.publish_deadline),
-        };
-        match tokio::time::timeout(response_timeout, pipe.query_async::<Vec<u64>>(&mut conn)).await
-        {
-            Ok(Ok(counts)) if counts.len() == batch.len() => {
-                for (job, n) in batch.into_iter().zip(counts) {
-                    let _ = job.reply.send(Ok(n));
-                }
-                return;
+    live
+}
+
+/// Sends one pipeline, on a new connection again when the connection closed under it.
+async fn send_batch(shared: Arc<Shared>, batch: Vec<Queued>) {
+    let batch = drop_expired(&shared, batch);
+    let Some(deadline) = batch.iter().map(|q| q.job.deadline).min() else {
+        return;
+    };
+    let mut pipe = redis::pipe();
+    for q in &batch {
+        pipe.cmd("PUBLISH")
+            .arg(&q.job.channel)
+            .arg(q.job.payload.as_ref());
+    }
+    let pipe = &pipe;
+    let waited = shared.options.publish_deadline;
+    let sent = link::retry(&shared, WHAT, deadline, waited, |mut conn| async move {
+        pipe.query_async::<Vec<u64>>(&mut conn).await
+    })
+    .await;
+    let failure = match sent {
+        Ok(counts) if counts.len() == batch.len() => {
+            for (q, n) in batch.into_iter().zip(counts) {
+                let _ = q.job.reply.send(Ok(n));
             }
-            Ok(Ok(counts)) => {
-                break TransportError::new(
-                    ErrorKind::Server,
-                    format!(
-                        "{WHAT} failed: Redis at {} answered {} replies to {} publishes",
-                        shared.target.addr,
-                        counts.len(),
-                        batch.len()
-                    ),
-                );
-            }
-            Ok(Err(e)) if super::target::is_connection_error(&e) => {
-                link::mark_down(&shared.publisher.link, epoch, format!("{WHAT} failed: {e}"));
-                if Instant::now() >= deadline {
-                    break shared.target.command_error(WHAT, e);
-                }
-            }
-            Ok(Err(e)) => break shared.target.command_error(WHAT, e),
-            Err(_) => break shared.target.timeout_error(WHAT, response_timeout),
+            return;
         }
+        Ok(counts) => TransportError::new(
+            ErrorKind::Server,
+            format!(
+                "{WHAT} failed: Redis at {} answered {} replies to {} publishes",
+                shared.target.addr,
+                counts.len(),
+                batch.len()
+            ),
+        ),
+        Err(e) => e,
     };
     let (kind, message) = (failure.kind(), failure.message().to_owned());
     let mut failure = Some(failure);
-    for job in batch {
+    for q in batch {
         let e = failure
             .take()
             .unwrap_or_else(|| TransportError::new(kind, message.clone()));
-        let _ = job.reply.send(Err(e));
+        let _ = q.job.reply.send(Err(e));
     }
 }

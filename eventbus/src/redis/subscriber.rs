@@ -333,11 +333,9 @@ async fn open(shared: &Shared) -> Result<Opened, TransportError> {
         };
     let (mut sink, stream) = pubsub.split();
     let rt = options.response_timeout;
-    match tokio::time::timeout(rt, sink.ping::<redis::Value>()).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(target.connect_error(e, rt)),
-        Err(_) => return Err(timed_out(rt)),
-    }
+    link::ping_within(rt, sink.ping::<redis::Value>())
+        .await
+        .map_err(|e| target.ping_error(e, options.connect_timeout))?;
     let guard = shared.subscriber.ops.clone().lock_owned().await;
     let (channels, patterns) = lock(&shared.subscriber.desired).lists();
     match tokio::time::timeout(rt, send(&mut sink, Op::Subscribe, &channels, &patterns)).await {
@@ -444,10 +442,8 @@ async fn connected(
         loop {
             link::tick(options.watchdog_interval).await;
             let rt = options.response_timeout;
-            match tokio::time::timeout(rt, sink.ping::<redis::Value>()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return format!("watchdog PING failed: {e}"),
-                Err(_) => return format!("watchdog PING got no answer within {rt:?}"),
+            if let Err(e) = link::ping_within(rt, sink.ping::<redis::Value>()).await {
+                return e.watchdog_cause();
             }
         }
     };

@@ -7,6 +7,7 @@ use std::time::Duration;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError};
 
 use super::RedisOptions;
+use super::link::PingError;
 use crate::transport::{ErrorKind, TransportError, redact_url};
 
 /// A parsed Redis URL and the client that connects to it.
@@ -33,7 +34,11 @@ impl fmt::Debug for Target {
 /// [`redact_url`], and also `pass`/`password` query parameters (`redis+unix:///s?pass=...`).
 pub(crate) fn redact(url: &str) -> String {
     // User information first: a password may itself hold `?`.
-    let masked = redact_url(url);
+    let masked = match url.rfind('@') {
+        // No scheme: everything before the last `@` may be a password.
+        Some(at) if !url.contains("://") => format!("***{}", &url[at..]),
+        _ => redact_url(url),
+    };
     let (head, query) = match masked.split_once('?') {
         Some((h, q)) => (h, Some(q)),
         None => (masked.as_str(), None),
@@ -66,21 +71,21 @@ impl Target {
                 format!("invalid Redis URL `{redacted}`: {why}"),
             )
         };
-        let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
-        let tls = scheme == "rediss";
+        let url = check_url(url).map_err(|why| invalid(&why))?;
+        let tls = url.starts_with("rediss://");
         if tls && !cfg!(feature = "tls") {
             return Err(invalid(
                 &"rediss:// needs the `tls` feature of eventbus (`features = [\"tls\"]`)",
             ));
         }
-        if !matches!(scheme, "redis" | "rediss" | "redis+unix" | "unix") {
-            return Err(invalid(&"expected redis://, rediss:// or redis+unix://"));
-        }
-        let parsed = redis::parse_redis_url(url).ok_or_else(|| invalid(&"not a valid URL"))?;
-        let info = parsed.into_connection_info().map_err(|e| invalid(&e))?;
+        let parsed = redis::parse_redis_url(&url)
+            .ok_or_else(|| invalid(&"not a valid URL (check the host name)"))?;
+        let info = parsed
+            .into_connection_info()
+            .map_err(|e| invalid(&redis_text(&e)))?;
         let addr = info.addr().to_string();
         let db = info.redis_settings().db();
-        let client = build_client(info, options).map_err(|e| invalid(&e))?;
+        let client = build_client(info, options).map_err(|e| invalid(&redis_text(&e)))?;
         Ok(Target {
             client,
             addr,
@@ -127,6 +132,20 @@ impl Target {
         TransportError::new(kind, message).with_source(RedisCause::of(&e))
     }
 
+    /// Maps the failure of the `PING` that checks a new connection.
+    pub(crate) fn ping_error(&self, e: PingError, connect_timeout: Duration) -> TransportError {
+        match e {
+            PingError::Failed(e) => self.connect_error(e, connect_timeout),
+            PingError::NoAnswer(d) => TransportError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "Redis at {} accepted the connection but did not answer PING within {d:?}",
+                    self.addr
+                ),
+            ),
+        }
+    }
+
     pub(crate) fn timeout_error(&self, what: &str, timeout: Duration) -> TransportError {
         TransportError::new(
             ErrorKind::Timeout,
@@ -147,7 +166,7 @@ pub(crate) struct RedisCause(String);
 
 impl RedisCause {
     pub(crate) fn of(e: &RedisError) -> Self {
-        RedisCause(e.to_string())
+        RedisCause(redis_text(e))
     }
 }
 
@@ -158,6 +177,12 @@ impl fmt::Display for RedisCause {
 }
 
 impl std::error::Error for RedisCause {}
+
+/// What a redis-rs error says, without the ` - Kind` it appends to its description.
+pub(crate) fn redis_text(e: &RedisError) -> String {
+    let text = e.to_string();
+    text.replacen(&format!(" - {:?}", e.kind()), "", 1)
+}
 
 /// The error and its causes on one line, for connection events and later messages.
 pub(crate) fn chain_text(e: &TransportError) -> String {
@@ -204,6 +229,211 @@ pub(crate) fn classify(e: &RedisError, io: ErrorKind) -> ErrorKind {
 /// Whether the connection that returned `e` is unusable and must be replaced.
 pub(crate) fn is_connection_error(e: &RedisError) -> bool {
     e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error()
+}
+
+/// Checks a Redis URL before redis-rs reads it, so that each mistake gets its own message
+/// (never showing the password), and returns it with its scheme in lower case.
+fn check_url(url: &str) -> Result<String, String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("expected a URL such as redis://127.0.0.1:6379".to_owned());
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    match scheme.as_str() {
+        "redis" | "rediss" => check_tcp(rest, scheme == "rediss")?,
+        "redis+unix" | "unix" => check_unix(rest)?,
+        _ => {
+            return Err(format!(
+                "unsupported scheme `{scheme}://`: expected redis://, rediss:// or redis+unix://"
+            ));
+        }
+    }
+    Ok(format!("{scheme}://{rest}"))
+}
+
+/// `[user][:password]@host[:port][/db][?protocol=resp3][#insecure]`
+fn check_tcp(rest: &str, tls: bool) -> Result<(), String> {
+    let server = match rest.rfind('@') {
+        Some(at) => {
+            check_userinfo(&rest[..at])?;
+            &rest[at + 1..]
+        }
+        None => rest,
+    };
+    let end = server.find(['/', '?', '#']).unwrap_or(server.len());
+    check_host_port(&server[..end])?;
+    let tail = &server[end..];
+    let (tail, fragment) = match tail.split_once('#') {
+        Some((t, f)) => (t, Some(f)),
+        None => (tail, None),
+    };
+    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
+    match path.trim_matches('/') {
+        "" => {}
+        db => check_db(
+            db,
+            "the path of a Redis URL is the database number: redis://host:6379/0",
+        )?,
+    }
+    check_query(query, false)?;
+    match fragment {
+        None | Some("") => Ok(()),
+        Some("insecure") if tls => Ok(()),
+        Some(_) if tls => Err("the only fragment a rediss:// URL takes is #insecure".to_owned()),
+        Some(_) => Err("a redis:// URL takes no fragment (`#...`)".to_owned()),
+    }
+}
+
+/// The user information: `/`, `?` and `#` would end it early, and what remains must decode to
+/// UTF-8. Its text is never shown.
+fn check_userinfo(userinfo: &str) -> Result<(), String> {
+    let (user, password) = match userinfo.split_once(':') {
+        Some((u, p)) => (u, Some(p)),
+        None => (userinfo, None),
+    };
+    for (part, text) in [("user name", Some(user)), ("password", password)] {
+        let Some(text) = text else { continue };
+        if let Some(c) = text.chars().find(|c| matches!(c, '/' | '?' | '#')) {
+            return Err(format!(
+                "the {part} holds an unencoded `{c}`, which ends the user information of a \
+                 URL; percent-encode it (`/` as %2F, `?` as %3F, `#` as %23, `@` as %40, `:` \
+                 as %3A, `%` as %25)"
+            ));
+        }
+        if String::from_utf8(percent_decode(text)).is_err() {
+            return Err(format!(
+                "the {part} is not valid UTF-8 once percent-decoded (percent-encode each byte \
+                 of its UTF-8 form)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_host_port(server: &str) -> Result<(), String> {
+    let (host, port) = if let Some(v6) = server.strip_prefix('[') {
+        let Some((addr, after)) = v6.split_once(']') else {
+            return Err("the IPv6 address lacks its closing `]`".to_owned());
+        };
+        match after {
+            "" => (addr, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (addr, Some(port)),
+                None => return Err("expected `:PORT` after the IPv6 address".to_owned()),
+            },
+        }
+    } else {
+        match server.split_once(':') {
+            Some((_, port)) if port.contains(':') => {
+                return Err(
+                    "an IPv6 address must be written in brackets: redis://[::1]:6379".to_owned(),
+                );
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (server, None),
+        }
+    };
+    check_host(host)?;
+    port.map_or(Ok(()), check_port)
+}
+
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("the host is missing: expected redis://HOST:PORT".to_owned());
+    }
+    if matches!(host, "0.0.0.0" | "::") {
+        return Err(format!(
+            "`{host}` is the wildcard address a server listens on, not one to connect to: \
+             name the server (for this machine, 127.0.0.1)"
+        ));
+    }
+    let bad = host.chars().find(|c| {
+        c.is_ascii() && !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+    });
+    match bad {
+        Some(c) => Err(format!(
+            "the host `{host}` holds `{c}`, which a host name cannot"
+        )),
+        None => Ok(()),
+    }
+}
+
+fn check_port(port: &str) -> Result<(), String> {
+    if port.is_empty() {
+        return Err("the port is empty after `:`".to_owned());
+    }
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("the port `{port}` is not a number (1-65535)"));
+    }
+    match port.parse::<u32>() {
+        Ok(0) => Err("port 0 is not a port a server listens on: use 1-65535".to_owned()),
+        Ok(n) if n <= u32::from(u16::MAX) => Ok(()),
+        _ => Err(format!("the port {port} is out of range: use 1-65535")),
+    }
+}
+
+fn check_db(db: &str, hint: &str) -> Result<(), String> {
+    match db.parse::<i64>() {
+        Ok(n) if n >= 0 => Ok(()),
+        Ok(_) => Err(format!("the database number {db} is negative")),
+        Err(_) => Err(format!("the database `{db}` is not a number ({hint})")),
+    }
+}
+
+/// `protocol` must name a protocol; for Unix sockets `db` must be a number. Other parameters
+/// are ignored.
+fn check_query(query: &str, unix: bool) -> Result<(), String> {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "protocol" if !matches!(value, "2" | "3" | "resp2" | "resp3") => {
+                return Err(format!(
+                    "unknown protocol `{value}`: use protocol=resp2 or protocol=resp3"
+                ));
+            }
+            "db" if unix => check_db(value, "redis+unix:///path/to/redis.sock?db=0")?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `/absolute/path/to/socket[?db=N&user=U&pass=P&protocol=resp3]`
+fn check_unix(rest: &str) -> Result<(), String> {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == "/" {
+        return Err("the socket path is missing: redis+unix:///path/to/redis.sock".to_owned());
+    }
+    if !path.starts_with('/') {
+        return Err("the socket path must be absolute, after three slashes: \
+             redis+unix:///path/to/redis.sock"
+            .to_owned());
+    }
+    check_query(query, true)
+}
+
+/// The bytes `text` stands for once `%XX` escapes are decoded (a `%` not followed by two hex
+/// digits stands for itself).
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(b) if bytes[i] == b'%' => {
+                out.push(b);
+                i += 3;
+            }
+            _ => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 #[cfg(feature = "tls")]
@@ -259,6 +489,140 @@ mod tests {
             assert!(!e.to_string().contains("s3cret"), "{e}");
             assert!(!format!("{e:?}").contains("s3cret"), "{e:?}");
         }
+    }
+
+    /// Each mistake and (part of) the one message it gets; none shows the password `s3cret`
+    /// or redis-rs's own wording.
+    #[test]
+    fn each_url_mistake_has_its_own_message() {
+        let o = RedisOptions::default();
+        let cases: &[(&str, &str)] = &[
+            (
+                "redis://:Wr@ng/Pa55?x#y@127.0.0.1:P",
+                "the password holds an unencoded `/`",
+            ),
+            (
+                "redis://:s3cret/x@127.0.0.1:6379",
+                "percent-encode it (`/` as %2F",
+            ),
+            (
+                "redis://us/er:s3cret@127.0.0.1:6379",
+                "the user name holds an unencoded `/`",
+            ),
+            ("redis://:s3c?ret@127.0.0.1:6379", "unencoded `?`"),
+            ("redis://:s3c#ret@127.0.0.1:6379", "unencoded `#`"),
+            (
+                "redis://:s3cret%FF@127.0.0.1:6379",
+                "password is not valid UTF-8",
+            ),
+            (
+                "redis://:s3cret@127.0.0.1:0",
+                "port 0 is not a port a server listens on",
+            ),
+            (
+                "redis://:s3cret@127.0.0.1:99999",
+                "the port 99999 is out of range: use 1-65535",
+            ),
+            (
+                "redis://:s3cret@127.0.0.1:99999999999",
+                "the port 99999999999 is out of range",
+            ),
+            (
+                "redis://:s3cret@127.0.0.1:P",
+                "the port `P` is not a number",
+            ),
+            ("redis://:s3cret@127.0.0.1:", "the port is empty"),
+            ("redis://:s3cret@", "the host is missing"),
+            ("redis://:s3cret@:6379", "the host is missing"),
+            ("redis://0.0.0.0:6379", "`0.0.0.0` is the wildcard address"),
+            ("redis://[::]:6379", "`::` is the wildcard address"),
+            (
+                "redis://::1:6379",
+                "an IPv6 address must be written in brackets",
+            ),
+            ("redis://[::1:6379", "lacks its closing `]`"),
+            ("redis://my host:6379", "the host `my host` holds ` `"),
+            (
+                "redis://:s3cret@127.0.0.1:6379/x",
+                "the database `x` is not a number",
+            ),
+            (
+                "redis://127.0.0.1:6379/-1",
+                "the database number -1 is negative",
+            ),
+            ("redis://127.0.0.1:6379/?protocol=9", "unknown protocol `9`"),
+            (
+                "redis://127.0.0.1:6379/0#frag",
+                "a redis:// URL takes no fragment",
+            ),
+            (
+                "http://u:s3cret@127.0.0.1:1",
+                "unsupported scheme `http://`",
+            ),
+            (
+                "127.0.0.1:6379",
+                "expected a URL such as redis://127.0.0.1:6379",
+            ),
+            (":s3cret@127.0.0.1:6379", "expected a URL such as redis://"),
+            ("redis+unix://", "the socket path is missing"),
+            (
+                "redis+unix://tmp/r.sock",
+                "the socket path must be absolute",
+            ),
+            (
+                "redis+unix:///tmp/r.sock?db=x&pass=s3cret",
+                "the database `x` is not a number",
+            ),
+        ];
+        for (url, expected) in cases {
+            let e = match Target::parse(url, &o) {
+                Ok(_) => panic!("{url} was accepted"),
+                Err(e) => e,
+            };
+            let text = chain_text(&e);
+            assert_eq!(e.kind(), ErrorKind::InvalidUrl, "{url}: {text}");
+            assert!(text.contains(expected), "{url}: {text}");
+            assert!(text.starts_with("invalid Redis URL `"), "{url}: {text}");
+            for leak in ["s3cret", "Wr@ng", "Pa55", "InvalidClientConfig", " - "] {
+                assert!(!text.contains(leak), "{url}: {text} shows {leak}");
+                assert!(!format!("{e:?}").contains("s3cret"), "{url}: {e:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn schemes_are_case_insensitive() {
+        let o = RedisOptions::default();
+        for url in [
+            "REDIS://127.0.0.1:6379",
+            "Redis://127.0.0.1:6379/2",
+            "REDIS+UNIX:///tmp/r.sock",
+            "Unix:///tmp/r.sock",
+        ] {
+            let t = Target::parse(url, &o).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert!(!t.tls, "{url}");
+        }
+        if cfg!(feature = "tls") {
+            assert!(Target::parse("RediSS://127.0.0.1:6379", &o).unwrap().tls);
+        }
+    }
+
+    #[test]
+    fn good_urls_pass_the_checks() {
+        let o = RedisOptions::default();
+        for url in [
+            "redis://127.0.0.1",
+            "redis://localhost:6379/0?protocol=resp3",
+            "redis://:p%2Fss%40w%3Frd@127.0.0.1:6379",
+            "redis://:p@ss@127.0.0.1:6379",
+            "redis://user:pa:ss@127.0.0.1:6379/15",
+            "redis://[::1]:6379",
+            "redis+unix:///tmp/r.sock?db=3&pass=x",
+        ] {
+            Target::parse(url, &o).unwrap_or_else(|e| panic!("{url}: {}", chain_text(&e)));
+        }
+        let t = Target::parse("redis://:p%2Fss@127.0.0.1:6390/4", &o).unwrap();
+        assert_eq!((t.addr.as_str(), t.db), ("127.0.0.1:6390", 4));
     }
 
     #[test]

@@ -104,9 +104,9 @@ impl Slot {
         self.stats.handled.load(Ordering::Relaxed) + self.stats.failed.load(Ordering::Relaxed)
     }
 
-    /// Whether the worker is idle: nothing queued and nothing running.
-    pub(crate) fn is_idle(&self) -> bool {
-        self.queue.len() == 0 && self.stats.in_flight.load(Ordering::Relaxed) == 0
+    /// How many runs are under way.
+    pub(crate) fn running(&self) -> u64 {
+        self.stats.in_flight.load(Ordering::Relaxed)
     }
 
     pub(crate) fn snapshot(&self) -> HandlerMetrics {
