@@ -33,7 +33,7 @@ const RECOVERY: Duration = Duration::from_secs(20);
 const SLACK: Duration = Duration::from_secs(2);
 
 /// The shared short timeouts, with the watchdog at [`WATCHDOG`].
-fn fast() -> RedisOptions {
+fn watched() -> RedisOptions {
     eventbus_suite::fast().watchdog_interval(Some(WATCHDOG))
 }
 
@@ -41,7 +41,7 @@ async fn ping_bus(url: &str) -> (EventBus, mpsc::UnboundedReceiver<Ping>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let bus = EventBus::builder()
         .service("test")
-        .redis_options(fast())
+        .redis_options(watched())
         .handler(move |e: Ping| {
             let tx = tx.clone();
             async move {
@@ -352,7 +352,7 @@ async fn giving_up_after_max_attempts_fails_publishes_at_once() {
     };
     bounded(async {
         let bus = EventBus::builder()
-            .redis_options(fast().max_reconnect_attempts(Some(2)))
+            .redis_options(watched().max_reconnect_attempts(Some(2)))
             .connect(&server.url())
             .await
             .unwrap();
@@ -386,7 +386,7 @@ async fn idle_connections_pass_the_watchdog() {
         // only a watchdog that mistakes a healthy idle connection for a dead one drops it.
         let bus = EventBus::builder()
             .redis_options(
-                fast()
+                watched()
                     .watchdog_interval(Some(Duration::from_millis(50)))
                     .response_timeout(Duration::from_secs(5)),
             )
