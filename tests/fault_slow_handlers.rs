@@ -16,13 +16,23 @@ struct Reading {
     note: String,
 }
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
+/// The process's resident memory in KiB (`VmRSS` in `/proc/self/status`), or `None` off
+/// Linux, where the memory check is skipped with a message. On Linux a value that cannot be
+/// read fails the test: a check that reads 0 would pass whatever the memory did.
+fn rss_kib() -> Option<u64> {
+    if !cfg!(target_os = "linux") {
+        eprintln!("skipping the memory check: resident memory is read from /proc (Linux only)");
+        return None;
+    }
+    let status = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_else(|e| panic!("could not read /proc/self/status: {e}"));
+    let kib = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in kB in /proc/self/status:\n{status}"));
+    assert!(kib > 0, "VmRSS reads 0 kB:\n{status}");
+    Some(kib)
 }
 
 fn info_field(info: &str, name: &str) -> Option<u64> {
@@ -108,13 +118,19 @@ async fn a_stalled_handler_costs_nothing_but_its_own_drops() {
     assert_eq!(m.handler("fast").unwrap().dropped, 0);
     assert_eq!(m.reconnects, 0);
 
-    let rss_growth_mib = rss_kib().saturating_sub(rss_before) / 1024;
-    assert!(rss_growth_mib < 256, "memory grew by {rss_growth_mib} MiB");
+    if let (Some(before), Some(after)) = (rss_before, rss_kib()) {
+        let growth_mib = after.saturating_sub(before) / 1024;
+        assert!(growth_mib < 256, "memory grew by {growth_mib} MiB");
+    }
 
     // The server never cut the subscriber off.
     let stats = server.cli(&["INFO", "stats"]);
-    if let Some(n) = info_field(&stats, "client_output_buffer_limit_disconnections") {
-        assert_eq!(n, 0, "{stats}");
+    match info_field(&stats, "client_output_buffer_limit_disconnections") {
+        Some(n) => assert_eq!(n, 0, "{stats}"),
+        None => eprintln!(
+            "this redis-server does not count output buffer disconnections (Redis 7 does); \
+             the client list and log checks below still apply"
+        ),
     }
     let clients = server.cli(&["CLIENT", "LIST", "TYPE", "pubsub"]);
     assert_eq!(

@@ -5,36 +5,17 @@
 //! round trips run; without it the test checks that `rediss://` is refused with a clear
 //! [`ErrorKind::InvalidUrl`] naming the feature.
 
-use std::future::Future;
 use std::time::Duration;
 
 use eventbus::redis::RedisOptions;
-use eventbus::{ConnectErrorKind, Event, EventBus};
+use eventbus::{ConnectErrorKind, EventBus};
 use eventbus_suite::redis_server::RedisServer;
-use serde::{Deserialize, Serialize};
+use eventbus_suite::{Ping, bounded};
 use tokio::sync::mpsc;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Ping {
-    n: u64,
-}
-
-impl Event for Ping {
-    const TYPE: &'static str = "ping";
-    const CHANNEL: &'static str = "events:ping";
-}
-
-async fn bounded<F: Future<Output = ()>>(body: F) {
-    tokio::time::timeout(Duration::from_secs(60), body)
-        .await
-        .expect("the test did not finish within 60s");
-}
-
-fn fast() -> RedisOptions {
-    RedisOptions::new()
-        .connect_timeout(Duration::from_secs(2))
-        .response_timeout(Duration::from_secs(1))
-        .publish_deadline(Duration::from_secs(2))
+/// The shared short timeouts, with time for a TLS handshake on a loaded machine.
+fn options() -> RedisOptions {
+    eventbus_suite::fast().connect_timeout(Duration::from_secs(5))
 }
 
 async fn round_trip(server: &RedisServer, options: RedisOptions, url: &str) {
@@ -76,7 +57,7 @@ async fn rediss_round_trip() {
     bounded(async {
         let url = server.url_with_password();
         assert!(url.starts_with("rediss://"), "{url}");
-        let trusted = fast().tls_root_certificate(server.ca_cert_pem());
+        let trusted = options().tls_root_certificate(server.ca_cert_pem());
         let first = EventBus::builder()
             .redis_options(trusted.clone())
             .connect(&url)
@@ -105,7 +86,7 @@ async fn rediss_round_trip() {
 
         // Without the test CA the server's certificate is not trusted.
         let err = EventBus::builder()
-            .redis_options(fast())
+            .redis_options(options())
             .connect(&url)
             .await
             .expect_err("an untrusted certificate");
@@ -124,7 +105,7 @@ async fn rediss_round_trip() {
             .arg("--tls-auth-clients", "yes")
             .start();
         let err = EventBus::builder()
-            .redis_options(fast().tls_root_certificate(strict.ca_cert_pem()))
+            .redis_options(options().tls_root_certificate(strict.ca_cert_pem()))
             .connect(&strict.url())
             .await
             .expect_err("no client certificate");
@@ -137,7 +118,7 @@ async fn rediss_round_trip() {
             err.kind()
         );
         eprintln!("without a client certificate: {err}");
-        let mtls = fast()
+        let mtls = options()
             .tls_root_certificate(strict.ca_cert_pem())
             .tls_client_certificate(strict.client_cert_pem(), strict.client_key_pem());
         round_trip(&strict, mtls, &strict.url()).await;
@@ -145,7 +126,7 @@ async fn rediss_round_trip() {
         // A plain-text client gets nowhere on a TLS port, and says so in time.
         let plain = url.replacen("rediss://", "redis://", 1);
         let err = EventBus::builder()
-            .redis_options(fast())
+            .redis_options(options())
             .connect(&plain)
             .await
             .expect_err("plain text on a TLS port");

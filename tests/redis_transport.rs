@@ -4,7 +4,6 @@
 //!
 //! Skipped (with a message) when redis-server is not installed, unless `CI=true`.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -14,55 +13,22 @@ use eventbus::{
     ConnectErrorKind, Envelope, Event, EventBus, HandlerOptions, Message, PublishErrorKind,
     RetryPolicy, Topic,
 };
-use eventbus_suite::redis_server::RedisServer;
+use eventbus_suite::redis_server::{RedisServer, client_field};
+use eventbus_suite::{Ping, bounded, fast, wait_for};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Ping {
-    n: u64,
-}
-
-impl Event for Ping {
-    const TYPE: &'static str = "ping";
-    const CHANNEL: &'static str = "events:ping";
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
 struct Pong {
     n: u64,
 }
 
-impl Event for Pong {
-    const TYPE: &'static str = "pong";
-    const CHANNEL: &'static str = "events:pong";
-}
+/// How long a condition on the server may take to come true.
+const WAIT: Duration = Duration::from_secs(5);
 
-/// Short timeouts, so failures show quickly.
-fn fast() -> RedisOptions {
-    RedisOptions::new()
-        .connect_timeout(Duration::from_millis(500))
-        .response_timeout(Duration::from_secs(1))
-        .publish_deadline(Duration::from_secs(2))
-}
-
-/// Every test body runs under this bound, so nothing hangs.
-async fn bounded<F: Future<Output = ()>>(body: F) {
-    tokio::time::timeout(Duration::from_secs(60), body)
-        .await
-        .expect("the test did not finish within 60s");
-}
-
-/// Polls `check` until it holds, for at most 5 s.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "not within 5s: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Waits until `check` holds, for at most [`WAIT`].
+async fn eventually(what: &str, check: impl FnMut() -> bool) {
+    assert!(wait_for(WAIT, check).await, "not within {WAIT:?}: {what}");
 }
 
 async fn recv<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
@@ -105,23 +71,6 @@ fn numsub(server: &RedisServer, channel: &str) -> u64 {
 
 fn numpat(server: &RedisServer) -> u64 {
     server.cli(&["PUBSUB", "NUMPAT"]).parse().unwrap()
-}
-
-/// The `CLIENT LIST TYPE pubsub` lines.
-fn pubsub_clients(server: &RedisServer) -> Vec<String> {
-    server
-        .cli(&["CLIENT", "LIST", "TYPE", "pubsub"])
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn field<'a>(client_line: &'a str, name: &str) -> &'a str {
-    client_line
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
-        .unwrap_or("")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -346,7 +295,7 @@ async fn subscriptions_follow_the_handlers() {
             .await
             .unwrap();
         assert!(
-            pubsub_clients(&server).is_empty(),
+            server.pubsub_clients().is_empty(),
             "a publish-only bus holds no subscriber"
         );
         assert_eq!(numsub(&server, "events:ping"), 0);
@@ -368,7 +317,6 @@ async fn subscriptions_follow_the_handlers() {
         assert_eq!(numpat(&server), 1);
 
         drop(first);
-        tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
             numsub(&server, "events:ping"),
             1,
@@ -379,6 +327,12 @@ async fn subscriptions_follow_the_handlers() {
             numsub(&server, "events:ping") == 0
         })
         .await;
+        // The second drop's UNSUBSCRIBE came after anything the first one sent.
+        assert_eq!(
+            server.command_calls("unsubscribe"),
+            1,
+            "only the last Ping handler's drop unsubscribed"
+        );
         assert_eq!(numpat(&server), 1);
         pattern.unsubscribe().await.unwrap();
         assert_eq!(numpat(&server), 0, "unsubscribe() waits for PUNSUBSCRIBE");
@@ -386,7 +340,7 @@ async fn subscriptions_follow_the_handlers() {
         // Subscribing again after everything was dropped works on the same connection.
         let again = bus.subscribe(|_: Ping| async {}).await.unwrap();
         assert_eq!(numsub(&server, "events:ping"), 1);
-        assert_eq!(pubsub_clients(&server).len(), 1);
+        assert_eq!(server.pubsub_clients().len(), 1);
         again.unsubscribe().await.unwrap();
         assert_eq!(numsub(&server, "events:ping"), 0);
         bus.shutdown().await.unwrap();
@@ -453,17 +407,29 @@ async fn one_subscriber_connection_per_bus() {
         let bus = builder.connect(&server.url()).await.unwrap();
         let extra = bus.subscribe(|_: Ping| async {}).await.unwrap();
 
-        let clients = pubsub_clients(&server);
+        let clients = server.pubsub_clients();
         assert_eq!(clients.len(), 1, "{clients:#?}");
-        assert_eq!(field(&clients[0], "sub"), "21", "{}", clients[0]);
-        assert_eq!(field(&clients[0], "psub"), "5", "{}", clients[0]);
-        let all = server.cli(&["CLIENT", "LIST"]);
-        // The publisher, the subscriber, and redis-cli itself.
-        assert_eq!(all.lines().count(), 3, "{all}");
+        assert_eq!(
+            client_field(&clients[0], "sub"),
+            Some("21"),
+            "{}",
+            clients[0]
+        );
+        assert_eq!(
+            client_field(&clients[0], "psub"),
+            Some("5"),
+            "{}",
+            clients[0]
+        );
+        // The publisher and the subscriber.
+        eventually("the bus holds two connections", || {
+            server.clients().len() == 2
+        })
+        .await;
         drop(extra);
         bus.shutdown().await.unwrap();
         eventually("shutdown closes both connections", || {
-            server.cli(&["CLIENT", "LIST"]).lines().count() == 1
+            server.clients().is_empty()
         })
         .await;
     })
@@ -507,14 +473,13 @@ async fn concurrent_publishes_pipeline_on_one_connection() {
         for r in &results {
             assert_eq!(r.as_ref().expect("publish").receivers, 1);
         }
-        let start = Instant::now();
-        while received.load(Ordering::Relaxed) < N {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "not every event was handled"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        assert!(
+            wait_for(Duration::from_secs(30), || received.load(Ordering::Relaxed)
+                == N)
+            .await,
+            "not every event was handled: {} of {N}",
+            received.load(Ordering::Relaxed)
+        );
         assert_eq!(sum.load(Ordering::Relaxed), N * (N - 1) / 2);
         let after: u64 = stat(&server, "total_connections_received");
         // Only the redis-cli calls of this test connected; the bus opened nothing new.
@@ -704,10 +669,13 @@ async fn dropping_the_bus_closes_its_connections() {
     };
     bounded(async {
         let (bus, _rx) = ping_bus(&server.url()).await;
-        assert_eq!(server.cli(&["CLIENT", "LIST"]).lines().count(), 3);
+        eventually("the publisher and the subscriber are connected", || {
+            server.clients().len() == 2
+        })
+        .await;
         drop(bus);
         eventually("both connections are closed", || {
-            server.cli(&["CLIENT", "LIST"]).lines().count() == 1
+            server.clients().is_empty()
         })
         .await;
     })

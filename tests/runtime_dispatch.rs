@@ -9,7 +9,7 @@ use eventbus::{
     ConnectErrorKind, Envelope, Event, EventBus, Failure, FailureCause, HandlerOptions, Message,
     Overflow, PublishErrorKind, PublishOptions, RetryPolicy, State, SubscribeErrorKind, Topic,
 };
-use eventbus_suite::{Seen, TestEnv, on_both_transports, wait_for};
+use eventbus_suite::{Seen, TestEnv, alive_tasks, on_both_transports, wait_for};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
@@ -356,17 +356,28 @@ async fn dropped_subscription_stops_deliveries(env: TestEnv) {
     assert!(wait_for(WAIT, || seen.len() == 1).await);
     drop(sub);
     assert!(wait_for(WAIT, || bus.topics().is_empty()).await);
-    // The unsubscribe reaches the server shortly after the drop.
-    let mut receivers = 1;
-    for _ in 0..200 {
-        receivers = bus.publish(user(2)).await.unwrap().receivers;
+    // The unsubscribe reaches the server shortly after the drop; until then the bus still
+    // gets what is published, and routes it nowhere.
+    let mut strays = 0;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let receivers = bus.publish(user(2)).await.unwrap().receivers;
         if receivers == 0 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        strays += receivers;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the channel was not unsubscribed within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(receivers, 0, "the channel was unsubscribed");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        wait_for(WAIT, || bus.metrics().received == 1 + strays).await,
+        "every message sent before the unsubscribe arrived: {:#?}",
+        bus.metrics()
+    );
+    assert_eq!(bus.metrics().unrouted, strays);
     assert_eq!(seen.snapshot(), vec![1]);
 
     // unsubscribe() ends a subscription the same way, awaiting the server.
@@ -773,8 +784,18 @@ async fn concurrency_runs_handlers_side_by_side(env: TestEnv) {
 
 async fn resubscribing_right_after_a_drop_keeps_receiving(env: TestEnv) {
     let bus = EventBus::builder().connect(&env.url).await.unwrap();
+    // Another topic held throughout keeps the transport's subscriber open, so that each round
+    // starts from the same tasks: these, once the last round's worker has ended.
+    let _keeper = bus.subscribe(|_: OrderPlaced| async {}).await.unwrap();
+    let steady = alive_tasks();
     for round in 0..20u64 {
+        assert!(
+            wait_for(WAIT, || alive_tasks() <= steady).await,
+            "round {round}: {} tasks alive, {steady} before the round",
+            alive_tasks()
+        );
         let old = bus.subscribe(|_: UserCreated| async {}).await.unwrap();
+        let with_one = alive_tasks();
         drop(old);
         let seen = Seen::new();
         let s = seen.clone();
@@ -785,8 +806,15 @@ async fn resubscribing_right_after_a_drop_keeps_receiving(env: TestEnv) {
             })
             .await
             .unwrap();
-        // Let the dropped subscription's unsubscribe run; it must not undo the new one.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The dropped subscription's unsubscribe runs on a task of its own and, done right,
+        // leaves no trace: wait until that task and the old handler's worker have ended (the
+        // runtime is back to the tasks of one subscription), then check it did not undo the
+        // new one.
+        assert!(
+            wait_for(WAIT, || alive_tasks() <= with_one).await,
+            "round {round}: {} tasks alive, {with_one} with one subscription",
+            alive_tasks()
+        );
         assert_eq!(
             bus.publish(user(round)).await.unwrap().receivers,
             1,
@@ -799,6 +827,7 @@ async fn resubscribing_right_after_a_drop_keeps_receiving(env: TestEnv) {
 }
 
 async fn shutdown_deadline_cancels_concurrent_runs(env: TestEnv) {
+    let tasks_before = alive_tasks();
     let finished = Arc::new(AtomicUsize::new(0));
     let f = finished.clone();
     let bus = EventBus::builder()
@@ -835,7 +864,13 @@ async fn shutdown_deadline_cancels_concurrent_runs(env: TestEnv) {
         err.report.unprocessed, 5,
         "two running, three queued: {err:?}"
     );
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // A run that was not cancelled would end 500 ms in, counting itself: wait until every
+    // task of the bus has ended.
+    assert!(
+        wait_for(WAIT, || alive_tasks() <= tasks_before).await,
+        "{} tasks alive, {tasks_before} before the bus",
+        alive_tasks()
+    );
     assert_eq!(
         finished.load(Ordering::SeqCst),
         0,

@@ -1,9 +1,18 @@
 //! Shared helpers for the end-to-end tests, examples and benchmarks: a throwaway
-//! `redis-server` ([`redis_server::RedisServer`]) and the two-transport test environment.
+//! `redis-server` ([`redis_server::RedisServer`]), the two-transport test environment, the
+//! shared [`Ping`] event and time limits ([`fast`], [`bounded`], [`wait_for`]).
 
 pub mod examples;
+mod ping;
 pub mod python;
 pub mod redis_server;
+mod timing;
+
+pub use ping::Ping;
+pub use timing::{
+    CONNECT_TIMEOUT, PUBLISH_DEADLINE, RESPONSE_TIMEOUT, TEST_BOUND, alive_tasks, bounded, fast,
+    wait_for,
+};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -74,18 +83,10 @@ macro_rules! on_both_transports {
     };
 }
 
-/// Polls `check` every 5 ms until it holds or `within` passes; returns whether it held.
-pub async fn wait_for(within: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if check() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+/// Whether the tests run in CI (`CI` is `true` or `1`), where a missing redis-server, openssl
+/// or Python is a failure, never a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
 /// Collects what handlers saw, for assertions.

@@ -47,8 +47,7 @@ pub fn python_with_redis() -> Option<PathBuf> {
     match PYTHON.get_or_init(|| ensure_venv(&venv_dir())) {
         Ok(python) => Some(python.clone()),
         Err(why) => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            if ci {
+            if crate::in_ci() {
                 panic!("CI=true: the Python interop tests need a venv with redis-py: {why}");
             }
             eprintln!("skipping: no Python with redis-py ({why})");

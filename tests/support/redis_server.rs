@@ -83,10 +83,7 @@ impl RedisServerBuilder {
     /// missing server is a failure, not a skip. Also when the server does not start.
     pub fn start_or_skip(self) -> Option<RedisServer> {
         if !installed() {
-            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-                panic!("{INSTALL_HINT} (CI is set, so this is a failure, not a skip)");
-            }
-            eprintln!("skipping: {INSTALL_HINT}");
+            skip_missing_server(crate::in_ci());
             return None;
         }
         Some(self.start())
@@ -143,6 +140,15 @@ impl fmt::Debug for RedisServer {
             .field("dir", &self.dir.path())
             .finish_non_exhaustive()
     }
+}
+
+/// Says that redis-server is missing: a failure in CI, a message on stderr otherwise.
+fn skip_missing_server(ci: bool) {
+    assert!(
+        !ci,
+        "{INSTALL_HINT} (CI is set, so this is a failure, not a skip)"
+    );
+    eprintln!("skipping: {INSTALL_HINT}");
 }
 
 fn installed() -> bool {
@@ -435,6 +441,42 @@ impl RedisServer {
         }
     }
 
+    /// The `CLIENT LIST` lines of the clients connected to the server, without the redis-cli
+    /// connection that asks (and earlier ones still closing, whose last command was also
+    /// `CLIENT LIST`).
+    ///
+    /// A redis-cli connection of another earlier call can linger for a moment after the call
+    /// returned: wait for the count you expect with a deadline rather than asserting it at once.
+    #[track_caller]
+    pub fn clients(&self) -> Vec<String> {
+        client_lines(&self.cli(&["CLIENT", "LIST"]))
+    }
+
+    /// The `CLIENT LIST TYPE pubsub` lines: the connections in subscribed state (redis-cli
+    /// calls are never among them).
+    #[track_caller]
+    pub fn pubsub_clients(&self) -> Vec<String> {
+        client_lines(&self.cli(&["CLIENT", "LIST", "TYPE", "pubsub"]))
+    }
+
+    /// How often the server ran a command since it started (`INFO commandstats`), such as
+    /// `"ping"` or `"client|list"`; 0 for a command it never ran.
+    #[track_caller]
+    pub fn command_calls(&self, command: &str) -> u64 {
+        let stats = self.cli(&["INFO", "commandstats"]);
+        let prefix = format!("cmdstat_{}:calls=", command.to_lowercase());
+        stats
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+            .map(|rest| {
+                let calls = rest.split(',').next().unwrap_or_default();
+                calls
+                    .parse()
+                    .unwrap_or_else(|e| panic!("bad call count {calls:?} in {stats}: {e}"))
+            })
+            .unwrap_or(0)
+    }
+
     /// Kills the server at once (SIGKILL): no clean shutdown, connections just die.
     pub fn kill(&mut self) {
         self.stop();
@@ -490,6 +532,21 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The lines of a `CLIENT LIST` reply, without those whose last command was `CLIENT LIST`.
+fn client_lines(list: &str) -> Vec<String> {
+    list.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && client_field(l, "cmd") != Some("client|list"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A field of one `CLIENT LIST` line, such as `client_field(line, "sub")`.
+pub fn client_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
 }
 
 fn tail(log: &str) -> String {
@@ -617,5 +674,33 @@ fn make_certificates(dir: &Path) {
             "-out",
             &format!("{who}.crt"),
         ]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "CI is set, so this is a failure, not a skip")]
+    fn a_missing_server_fails_in_ci() {
+        skip_missing_server(true);
+    }
+
+    #[test]
+    fn a_missing_server_is_skipped_outside_ci() {
+        skip_missing_server(false);
+    }
+
+    #[test]
+    fn client_lines_leave_out_the_asking_cli() {
+        let list = "id=6 addr=127.0.0.1:1 name= flags=N sub=0 cmd=ping user=default\n\
+                    id=8 addr=127.0.0.1:2 name= flags=P sub=21 cmd=subscribe user=default\n\
+                    id=9 addr=127.0.0.1:3 name= flags=N sub=0 cmd=client|list user=default\n";
+        let lines = client_lines(list);
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        assert_eq!(client_field(&lines[0], "id"), Some("6"));
+        assert_eq!(client_field(&lines[1], "sub"), Some("21"));
+        assert_eq!(client_field(&lines[1], "psub"), None);
     }
 }
