@@ -1,11 +1,12 @@
 //! The `time` attribute, written as RFC 3339 UTC with microseconds and read from the forms that
 //! publishers in the wild send; and the clock behind new ids and times.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, SubsecRound, TimeDelta, Timelike, Utc};
+use chrono::{DateTime, Datelike, SubsecRound, Timelike, Utc};
 use serde_json::Number;
+use uuid::{ContextV7, Timestamp, Uuid};
 
 /// The length of `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 pub(super) const TIME_LEN: usize = 27;
@@ -42,49 +43,18 @@ fn from_duration(since: Duration) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
-/// The last (milliseconds << 12 | sub-millisecond fraction) handed out, so that ids made in this
-/// process are strictly increasing (RFC 9562, section 6.2, method 3).
-static LAST: AtomicU64 = AtomicU64::new(0);
+/// The context behind new ids: the sub-millisecond fraction in the 12 bits after the
+/// milliseconds, then a counter seeded at random each millisecond, so that ids made in this
+/// process are strictly increasing (RFC 9562, section 6.2, method 3), even when the clock steps
+/// back. The rest is random (`fast-rng`: a thread-local generator, not a system call per id).
+static CONTEXT: LazyLock<Mutex<ContextV7>> =
+    LazyLock::new(|| Mutex::new(ContextV7::new().with_additional_precision()));
 
-std::thread_local! {
-    /// The state of this thread's generator for the 62 random bits, seeded from the OS through
-    /// std's `RandomState`.
-    static RANDOM: std::cell::Cell<u64> = std::cell::Cell::new({
-        use std::hash::BuildHasher;
-        std::collections::hash_map::RandomState::new()
-            .hash_one((std::thread::current().id(), std::time::Instant::now()))
-    });
-}
-
-/// A UUID v7: 48 bits of Unix milliseconds, 12 bits of sub-millisecond time that also serve as a
-/// counter (strictly increasing within the process, even when the clock steps back), and 62
-/// random bits. Not using `Uuid::now_v7`, which asks the OS for randomness on every call
-/// (about half a microsecond).
+/// A UUID v7 for the time `since` the Unix epoch.
 fn new_id_at(since: Duration) -> String {
-    let millis = u64::try_from(since.as_millis()).unwrap_or(u64::MAX) & ((1 << 48) - 1);
-    let fraction = u64::from(since.subsec_nanos() % 1_000_000) * 4096 / 1_000_000;
-    let candidate = (millis << 12) | fraction;
-    let mut last = LAST.load(Ordering::Relaxed);
-    let stamp = loop {
-        let next = candidate.max(last.wrapping_add(1));
-        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => break next,
-            Err(actual) => last = actual,
-        }
-    };
-    let random = RANDOM.with(|state| {
-        let mut rng = fastrand::Rng::with_seed(state.get());
-        let value = rng.u64(..);
-        state.set(rng.get_seed());
-        value
-    });
-    let bits = (u128::from(stamp >> 12) << 80)
-        | (0x7 << 76)
-        | (u128::from(stamp & 0xfff) << 64)
-        | (0b10 << 62)
-        | u128::from(random >> 2);
-    let mut buf = uuid::Uuid::encode_buffer();
-    uuid::Uuid::from_u128(bits)
+    let stamp = Timestamp::from_unix(&*CONTEXT, since.as_secs(), since.subsec_nanos());
+    let mut buf = Uuid::encode_buffer();
+    Uuid::new_v7(stamp)
         .hyphenated()
         .encode_lower(&mut buf)
         .to_owned()
@@ -131,81 +101,42 @@ fn put(out: &mut [u8], mut value: u32) {
 
 /// Reads a date-time string.
 ///
-/// `YYYY-MM-DD`, then `T`, `t` or a space, then `HH:MM:SS`, optional fractional seconds (any
-/// number of digits, nanoseconds kept), then `Z`, `z`, `+HH:MM`, `-HH:MM`, `+HHMM`, `-HHMM` or
-/// nothing, which is read as UTC. That covers RFC 3339 and what Python's `isoformat()`,
-/// `str(datetime)` and `strftime("%Y-%m-%dT%H:%M:%S%z")` write. The result is truncated to the
-/// microsecond.
+/// RFC 3339 (chrono's reading: `T`, `t` or a space between date and time, any number of
+/// fractional digits, nanoseconds kept, `Z`, `z` or `+HH:MM`), and what it lacks but Python
+/// writes: no zone (`isoformat()`, `str(datetime)`), read as UTC, and `+HHMM` offsets
+/// (`strftime("%Y-%m-%dT%H:%M:%S%z")`). The result is truncated to the microsecond.
 pub(super) fn parse_str(s: &str) -> Result<DateTime<Utc>, String> {
-    parse_date_time(s.as_bytes()).map(truncate).ok_or_else(|| {
-        format!(
-            "`{}` is not an RFC 3339 date-time nor an ISO 8601 date-time without zone",
-            shorten(s)
-        )
-    })
+    parse_date_time(s)
+        .map(truncate)
+        .filter(|t| YEARS.contains(&t.year()))
+        .ok_or_else(|| {
+            format!(
+                "`{}` is not an RFC 3339 date-time nor an ISO 8601 date-time without zone",
+                shorten(s)
+            )
+        })
 }
 
-fn parse_date_time(b: &[u8]) -> Option<DateTime<Utc>> {
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
+fn parse_date_time(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(s) {
+        return Some(time.to_utc());
     }
-    let year = digits(&b[0..4])?;
-    let month = digits(&b[5..7])?;
-    let day = digits(&b[8..10])?;
-    let hour = digits(&b[11..13])?;
-    let minute = digits(&b[14..16])?;
-    let mut second = digits(&b[17..19])?;
-    let mut rest = &b[19..];
-
-    let mut nanos = 0;
-    if let [b'.', tail @ ..] = rest {
-        let count = tail.iter().take_while(|c| c.is_ascii_digit()).count();
-        if count == 0 {
-            return None;
+    let b = s.as_bytes();
+    let rfc3339 = match b {
+        // `+HHMM`: the offset without its colon.
+        [.., b'+' | b'-', h1, h2, m1, m2]
+            if b.len() > 19 && [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()) =>
+        {
+            let (head, minutes) = s.split_at(s.len() - 2);
+            format!("{head}:{minutes}")
         }
-        for (i, c) in tail[..count].iter().enumerate().take(9) {
-            nanos += u32::from(c - b'0') * 10u32.pow(8 - i as u32);
-        }
-        rest = &tail[count..];
-    }
-
-    let offset_minutes: i64 = match rest {
-        [] | [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] | [sign @ (b'+' | b'-'), h1, h2, m1, m2] => {
-            let hours = digits(&[*h1, *h2])?;
-            let minutes = digits(&[*m1, *m2])?;
-            if hours > 23 || minutes > 59 {
-                return None;
-            }
-            let total = i64::from(hours * 60 + minutes);
-            if *sign == b'-' { -total } else { total }
-        }
+        // No zone: UTC.
+        [.., last] if last.is_ascii_digit() => format!("{s}Z"),
         _ => return None,
     };
-
-    if second == 60 {
-        // A leap second: chrono holds it as second 59 with an extra second of nanoseconds.
-        second = 59;
-        nanos += 1_000_000_000;
-    }
-    let date = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?;
-    let time = NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
-    let local = date.and_time(time);
-    let utc = local.checked_sub_signed(TimeDelta::minutes(offset_minutes))?;
-    Some(utc.and_utc()).filter(|t| YEARS.contains(&t.year()))
-}
-
-/// A run of ASCII digits as a number.
-fn digits(b: &[u8]) -> Option<u32> {
-    b.iter().try_fold(0u32, |n, c| {
-        c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-    })
+    DateTime::parse_from_rfc3339(&rfc3339)
+        .ok()
+        .map(|time| time.to_utc())
 }
 
 /// Reads a number of seconds since the Unix epoch (integer or fractional, as Python's
@@ -235,7 +166,7 @@ fn shorten(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use chrono::{NaiveDate, TimeZone};
     use serde_json::json;
 
     fn utc(s: &str) -> DateTime<Utc> {
