@@ -100,6 +100,7 @@ impl<'a> Header<'a> {
     }
 
     /// Writes the members in wire order.
+    #[inline]
     fn write<S: Sink, D: Serialize + ?Sized>(
         &self,
         sink: &mut S,
@@ -181,6 +182,16 @@ struct Bytes<'b> {
 }
 
 impl Bytes<'_> {
+    /// Starts a member whose name needs no escaping (the attributes' own).
+    #[inline]
+    fn member(&mut self, name: &'static str) {
+        self.buf.push(self.sep);
+        self.sep = b',';
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.extend_from_slice(b"\":");
+    }
+
     fn name(&mut self, name: &str) -> Result<(), serde_json::Error> {
         self.buf.push(self.sep);
         self.sep = b',';
@@ -193,21 +204,20 @@ impl Bytes<'_> {
 impl Sink for Bytes<'_> {
     type Error = EncodeError;
 
+    #[inline]
     fn text(&mut self, name: &'static str, value: &str) -> Result<(), EncodeError> {
-        self.name(name)
-            .and_then(|()| string(self.buf, value))
-            .map_err(|e| EncodeError::new(name, e.to_string()))
+        self.member(name);
+        string(self.buf, value).map_err(|e| EncodeError::new(name, e.to_string()))
     }
 
+    #[inline]
     fn data<D: Serialize + ?Sized>(&mut self, data: &D) -> Result<(), EncodeError> {
-        self.name("data")
-            .and_then(|()| {
-                data.serialize(Checked::new(
-                    &mut serde_json::Serializer::new(&mut *self.buf),
-                    None,
-                ))
-            })
-            .map_err(|e| data_error(data, e))
+        self.member("data");
+        data.serialize(Checked::new(
+            &mut serde_json::Serializer::new(&mut *self.buf),
+            None,
+        ))
+        .map_err(|e| data_error(data, e))
     }
 
     fn extension(&mut self, name: &str, value: &Value) -> Result<(), EncodeError> {
