@@ -1,5 +1,6 @@
-//! Envelope micro-benchmarks: encoding and decoding an envelope around a ~200-byte event, and
-//! the one-pass header read (`RawEnvelope::parse`) that the dispatcher does once per message.
+//! Envelope micro-benchmarks: encoding and decoding an envelope around a ~200-byte event
+//! (through `encode` and through serde), making a new envelope (its id and time), and the
+//! one-pass header read (`RawEnvelope::parse`) that the dispatcher does once per message.
 //!
 //! ```text
 //! cargo bench --bench envelope
@@ -21,6 +22,10 @@ struct UserCreated {
     tags: Vec<String>,
     bio: String,
 }
+
+/// No data: `Envelope::new` alone is the id and the time.
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+struct Ping;
 
 fn event() -> UserCreated {
     UserCreated {
@@ -59,6 +64,12 @@ fn benches(c: &mut Criterion) {
             black_box(&envelope).encode_into(&mut buf).expect("encodes");
             black_box(buf.len())
         });
+    });
+    g.bench_function("serde_json::to_vec (Serialize)", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&envelope)).expect("encodes"));
+    });
+    g.bench_function("Envelope::new (id and time)", |b| {
+        b.iter(|| Envelope::new(black_box(Ping)));
     });
     g.bench_function("new + encode", |b| {
         b.iter(|| {

@@ -1,5 +1,6 @@
-//! Properties of the envelope: every event value survives encode → decode, and no input makes
-//! parsing or decoding panic.
+//! Properties of the envelope: every event value survives encode → decode (and serde, which
+//! writes the same bytes and accepts the same messages), and no input makes parsing or decoding
+//! panic.
 
 use eventbus::{Envelope, Event, RawEnvelope};
 use proptest::prelude::*;
@@ -321,6 +322,8 @@ fn read_every_way(bytes: &[u8]) {
         let _ = raw.clone().into_parts();
     }
     let _ = Envelope::<Sample>::decode(bytes);
+    let _ = serde_json::from_slice::<Envelope<Sample>>(bytes);
+    let _ = serde_json::from_slice::<Envelope<Value>>(bytes);
 }
 
 proptest! {
@@ -343,9 +346,14 @@ proptest! {
         let bytes = envelope.encode().expect("encodes");
         let decoded = Envelope::<Sample>::decode(&bytes).expect("decodes");
         assert_same(&decoded, &envelope, same_sample)?;
+        // serde is the same contract: the same bytes out, the same envelope back.
+        prop_assert_eq!(&serde_json::to_vec(&envelope).expect("serializes"), &bytes);
+        let serde: Envelope<Sample> = serde_json::from_slice(&bytes).expect("deserializes");
+        assert_same(&serde, &envelope, same_sample)?;
         // Through the raw path and the untyped path too.
         let raw = RawEnvelope::parse(&bytes).expect("parses");
         assert_same(&raw.decode::<Sample>().expect("decodes"), &envelope, same_sample)?;
+        prop_assert_eq!(&serde_json::to_vec(&raw).expect("serializes"), &bytes);
         prop_assert_eq!(raw.encode().expect("re-encodes"), bytes);
         let untyped = raw.to_value().expect("a value").encode_untyped().expect("encodes");
         let decoded = Envelope::<Sample>::decode(&untyped).expect("decodes");
@@ -354,6 +362,13 @@ proptest! {
 
     #[test]
     fn whatever_parses_reads_back_the_same(bytes in message_bytes()) {
+        // serde accepts exactly what parsing accepts.
+        let parsed = RawEnvelope::parse(&bytes);
+        prop_assert_eq!(serde_json::from_slice::<RawEnvelope>(&bytes).is_ok(), parsed.is_ok());
+        prop_assert_eq!(
+            serde_json::from_slice::<Envelope<Value>>(&bytes).is_ok(),
+            parsed.as_ref().is_ok_and(|raw| raw.to_value().is_ok())
+        );
         // Decoding is idempotent through our own encoding: decode(encode(decode(x))) == decode(x).
         if let Ok(raw) = RawEnvelope::parse(&bytes)
             && let Ok(mut value) = raw.to_value()

@@ -194,7 +194,7 @@ fn encode_into_appends_and_leaves_the_buffer_alone_on_error() {
     assert_eq!(buf, b"prefix");
     assert_eq!(
         err.to_string(),
-        "event could not be encoded as JSON: key must be a string"
+        "event could not be encoded as JSON: `data`: key must be a string"
     );
 }
 

@@ -6,11 +6,15 @@
 //! attributes in wire order straight into the output buffer (no intermediate
 //! `serde_json::Value`), `decode` reads a message in one pass (known attributes matched on
 //! borrowed keys and values, `data` kept as a `RawValue`, everything else into the extensions),
-//! and `time` reads and writes times and makes ids.
+//! `finite` refuses floats JSON cannot carry while `data` is written, and `time` reads and
+//! writes times and makes ids. `Serialize` and `Deserialize` go through the same code as
+//! `encode` and `parse`.
+
+use std::any::TypeId;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -18,6 +22,7 @@ use crate::Event;
 
 mod decode;
 mod encode;
+mod finite;
 mod time;
 
 /// The CloudEvents version this crate reads and writes.
@@ -89,8 +94,10 @@ impl<E: Event> Envelope<E> {
     ///
     /// # Errors
     ///
-    /// When `E`'s `Serialize` fails (a map with non-string keys, a custom error), or when the
-    /// time lies outside the years 0000 to 9999 that RFC 3339 can write.
+    /// What no receiver could read, named in [`EncodeError::field`]: an empty `id`, a time
+    /// outside the years 0000 to 9999 that RFC 3339 can write, a float in the data that is
+    /// `NaN` or infinite (`data.total`; serde_json would write `null`), or `E`'s `Serialize`
+    /// failing (a map with non-string keys, a custom error).
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut buf = Vec::with_capacity(256);
         self.encode_into(&mut buf)?;
@@ -121,6 +128,7 @@ impl<E: Event> Envelope<E> {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let RawEnvelope { header, data } = RawEnvelope::parse(bytes)?;
         check_type::<E>(&header.event_type)?;
+        check_json(&header)?;
         let data = decode_data(&data, E::TYPE)?;
         Ok(header.with_data(data))
     }
@@ -134,9 +142,6 @@ impl<E: Serialize> Envelope<E> {
     ///
     /// As [`encode`](Envelope::encode), and when the envelope's type is empty.
     pub fn encode_untyped(&self) -> Result<Vec<u8>, EncodeError> {
-        if self.event_type.is_empty() {
-            return Err(EncodeError::custom("the envelope has an empty `type`"));
-        }
         let mut buf = Vec::with_capacity(256);
         encode::write(
             &mut buf,
@@ -289,7 +294,8 @@ impl<E> Envelope<E> {
     }
 
     /// Sets the id. The bus makes UUID v7 ids; set one yourself to republish an event under
-    /// its original id or to get reproducible output in tests. It should be non-empty.
+    /// its original id or to get reproducible output in tests. It must not be empty, which
+    /// receivers refuse: encoding an envelope with an empty id is an [`EncodeError`].
     #[must_use]
     pub fn with_id(mut self, id: impl Into<String>) -> Self {
         self.id = id.into();
@@ -447,6 +453,37 @@ fn check_type<E: Event>(found: &str) -> Result<(), DecodeError> {
     }
 }
 
+/// Checks that `data` is JSON, as a typed event needs: `datacontenttype` absent (or empty),
+/// `application/json`, `text/json` or `application/<anything>+json`, parameters such as
+/// `; charset=utf-8` aside, in any case.
+fn check_json(header: &Envelope<()>) -> Result<(), DecodeError> {
+    match header.datacontenttype.as_deref() {
+        Some(content_type) if !is_json(content_type) => Err(DecodeError::ContentType {
+            content_type: content_type.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if essence.is_empty() {
+        return true;
+    }
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    let json = subtype.eq_ignore_ascii_case("json");
+    if kind.eq_ignore_ascii_case("text") {
+        return json;
+    }
+    let suffix = subtype.len() > 5
+        && subtype
+            .get(subtype.len() - 5..)
+            .is_some_and(|end| end.eq_ignore_ascii_case("+json"));
+    kind.eq_ignore_ascii_case("application") && (json || suffix)
+}
+
 /// Deserializes `data`. The fast path is plain serde_json; on failure the data is read again
 /// with serde_path_to_error to say where it went wrong.
 fn decode_data<T: DeserializeOwned>(raw: &RawValue, event_type: &str) -> Result<T, DecodeError> {
@@ -513,8 +550,9 @@ impl RawEnvelope {
     ///
     /// # Errors
     ///
-    /// See [`DecodeError`]: everything but [`TypeMismatch`](DecodeError::TypeMismatch) and
-    /// [`InvalidData`](DecodeError::InvalidData), which come from [`decode`](RawEnvelope::decode).
+    /// See [`DecodeError`]: everything but [`TypeMismatch`](DecodeError::TypeMismatch),
+    /// [`ContentType`](DecodeError::ContentType) and [`InvalidData`](DecodeError::InvalidData),
+    /// which come from [`decode`](RawEnvelope::decode).
     pub fn parse(bytes: &[u8]) -> Result<Self, DecodeError> {
         decode::parse(bytes)
     }
@@ -544,28 +582,31 @@ impl RawEnvelope {
         (self.header, self.data)
     }
 
-    /// Decodes `data` into `E`, checking that the type is `E::TYPE`.
+    /// Decodes `data` into `E`, checking that the type is `E::TYPE` and that `data` is JSON.
     ///
     /// # Errors
     ///
-    /// [`TypeMismatch`](DecodeError::TypeMismatch) or [`InvalidData`](DecodeError::InvalidData).
+    /// [`TypeMismatch`](DecodeError::TypeMismatch), [`ContentType`](DecodeError::ContentType)
+    /// or [`InvalidData`](DecodeError::InvalidData).
     pub fn decode<E: Event>(&self) -> Result<Envelope<E>, DecodeError> {
         let data = self.decode_data::<E>()?;
         Ok(self.header.clone().with_data(data))
     }
 
-    /// Decodes only `data` into `E`, checking the type: for handlers that take the event, not
-    /// the envelope (no header strings are copied).
+    /// Decodes only `data` into `E`, checking the type and the content type: for handlers that
+    /// take the event, not the envelope (no header strings are copied).
     ///
     /// # Errors
     ///
-    /// [`TypeMismatch`](DecodeError::TypeMismatch) or [`InvalidData`](DecodeError::InvalidData).
+    /// As [`decode`](RawEnvelope::decode).
     pub fn decode_data<E: Event>(&self) -> Result<E, DecodeError> {
         check_type::<E>(&self.header.event_type)?;
+        check_json(&self.header)?;
         decode_data(&self.data, E::TYPE)
     }
 
-    /// `data` as a JSON value, whatever the type (for pattern handlers).
+    /// `data` as a JSON value, whatever the type and the content type (for pattern handlers:
+    /// data declared as `application/xml` or `text/plain` is usually a JSON string).
     ///
     /// # Errors
     ///
@@ -594,6 +635,70 @@ impl RawEnvelope {
                 .map(encode::Version::Text),
         )?;
         Ok(buf)
+    }
+}
+
+/// The wire contract, through any serde serializer. With serde_json the output is byte for byte
+/// what [`encode_untyped`](Envelope::encode_untyped) writes: the `type` and `dataversion` the
+/// envelope holds, which for every envelope made by [`Envelope::new`] (or decoded from a
+/// message of `E`'s version) are `E::TYPE` and `E::VERSION`, so the output is also what
+/// [`encode`](Envelope::encode) writes. It fails where `encode` fails, with the
+/// [`EncodeError`]'s message.
+impl<E: Serialize> Serialize for Envelope<E> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        encode::serialize(
+            serializer,
+            self,
+            &self.data,
+            &self.event_type,
+            self.dataversion.as_deref().map(encode::Version::Text),
+        )
+    }
+}
+
+/// Reads what [`Envelope::decode`] reads, with the same tolerance, from serde_json's
+/// deserializers (`serde_json::from_str`, `from_slice`, `from_reader`, `from_value`). The
+/// `type` is not checked, since `E` need not be an [`Event`]; the content type is, unless `E` is
+/// `serde_json::Value`. Errors carry the [`DecodeError`]'s message.
+impl<'de, E: DeserializeOwned + 'static> Deserialize<'de> for Envelope<E> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        RawEnvelope::deserialize(deserializer)?
+            .into_envelope()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// As [`RawEnvelope::encode`]: `data` is written as it came.
+impl Serialize for RawEnvelope {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        encode::serialize(
+            serializer,
+            &self.header,
+            &*self.data,
+            &self.header.event_type,
+            self.header
+                .dataversion
+                .as_deref()
+                .map(encode::Version::Text),
+        )
+    }
+}
+
+/// As [`RawEnvelope::parse`], from serde_json's deserializers.
+impl<'de> Deserialize<'de> for RawEnvelope {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        decode::read(deserializer)?.map_err(serde::de::Error::custom)
+    }
+}
+
+impl RawEnvelope {
+    /// Decodes `data` into any `E`, checking the content type unless `E` is a JSON value.
+    fn into_envelope<E: DeserializeOwned + 'static>(self) -> Result<Envelope<E>, DecodeError> {
+        if TypeId::of::<E>() != TypeId::of::<Value>() {
+            check_json(&self.header)?;
+        }
+        let data = decode_data(&self.data, &self.header.event_type)?;
+        Ok(self.header.with_data(data))
     }
 }
 
@@ -656,6 +761,15 @@ pub enum DecodeError {
         reason: String,
     },
 
+    /// `datacontenttype` says `data` is not JSON (`application/xml`, `text/plain`), so it cannot
+    /// be decoded into an event type. [`RawEnvelope::parse`], [`RawEnvelope::to_value`] and
+    /// `Envelope<serde_json::Value>` still read such messages.
+    #[error("data is `{content_type}`, not JSON")]
+    ContentType {
+        /// The message's `datacontenttype`.
+        content_type: String,
+    },
+
     /// `data` does not deserialize into the event type.
     #[error(
         "`data` does not fit `{event_type}`{}: {message}",
@@ -680,14 +794,43 @@ impl DecodeError {
     }
 }
 
-/// Why an envelope could not be encoded.
-#[derive(Debug, thiserror::Error)]
-#[error("event could not be encoded as JSON: {0}")]
-pub struct EncodeError(#[from] pub(crate) serde_json::Error);
+/// Why an envelope could not be encoded: the member at fault and what is wrong with it.
+///
+/// ```
+/// # use eventbus::{Envelope, Event};
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct OrderPlaced { total: f64 }
+/// # impl Event for OrderPlaced { const TYPE: &'static str = "order_placed"; const CHANNEL: &'static str = "events:order_placed"; }
+///
+/// let err = Envelope::new(OrderPlaced { total: f64::NAN }).encode().unwrap_err();
+/// assert_eq!(err.field(), "data.total");
+/// let err = Envelope::new(OrderPlaced { total: 1.0 }).with_id("").encode().unwrap_err();
+/// assert_eq!(err.to_string(), "event could not be encoded as JSON: `id`: must not be empty");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event could not be encoded as JSON: `{field}`: {reason}")]
+pub struct EncodeError {
+    field: String,
+    reason: String,
+}
 
 impl EncodeError {
-    fn custom(message: &str) -> Self {
-        EncodeError(<serde_json::Error as serde::ser::Error>::custom(message))
+    fn new(field: &str, reason: impl Into<String>) -> Self {
+        EncodeError {
+            field: field.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The member at fault: an attribute (`id`, `type`, `time`, an extension's name), `data`,
+    /// or a path into the data (`data.total`, `data.items[0].price`).
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// What is wrong with it, such as ``must not be empty``.
+    pub fn reason(&self) -> &str {
+        &self.reason
     }
 }
 
@@ -840,6 +983,10 @@ mod tests {
         let mut e = sample().map(|d| serde_json::to_value(d).unwrap());
         e.event_type.clear();
         let err = e.encode_untyped().unwrap_err();
-        assert!(err.to_string().contains("empty `type`"), "{err}");
+        assert_eq!(err.field(), "type");
+        assert!(
+            err.to_string().ends_with("`type`: must not be empty"),
+            "{err}"
+        );
     }
 }

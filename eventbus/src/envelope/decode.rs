@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
@@ -311,22 +311,30 @@ impl<'de> Visitor<'de> for MessageVisitor<'_, 'de> {
 /// Parses a message into its header and raw data.
 pub(super) fn parse(bytes: &[u8]) -> Result<RawEnvelope, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let mut members = Members::default();
-    let message = de
-        .deserialize_any(MessageVisitor {
-            members: &mut members,
-        })
+    read(&mut de)
         .and_then(|message| de.end().map(|()| message))
         .map_err(|e| match std::str::from_utf8(bytes) {
             Err(utf8) => DecodeError::NotUtf8 {
                 valid_up_to: utf8.valid_up_to(),
             },
             Ok(_) => DecodeError::NotJson(e.to_string()),
-        })?;
-    match message {
+        })?
+}
+
+/// Reads a message from a serde_json deserializer (`data` is kept as a `RawValue`, which only
+/// serde_json's deserializers, of text and of `Value`s, can give). The outer error is the
+/// deserializer's, the inner one the message's.
+pub(super) fn read<'de, D: de::Deserializer<'de>>(
+    de: D,
+) -> Result<Result<RawEnvelope, DecodeError>, D::Error> {
+    let mut members = Members::default();
+    let message = de.deserialize_any(MessageVisitor {
+        members: &mut members,
+    })?;
+    Ok(match message {
         Message::Object => header(members),
         Message::NotObject(found) => Err(DecodeError::NotAnObject { found }),
-    }
+    })
 }
 
 /// Checks and converts the members into a header.

@@ -1,10 +1,18 @@
-//! Writing the envelope: straight into the output buffer, attributes in wire order. The
-//! attribute names are constants written as they are; strings go through a fast path when they
-//! need no escaping and through serde_json otherwise, so the output is exactly serde_json's;
-//! `data` and the extensions are written by serde_json. No `serde_json::Value` is built.
+//! Writing the envelope. [`Header`] checks the attributes and walks them in wire order into a
+//! [`Sink`]: the byte writer behind `encode` ([`Bytes`]), which writes straight into the output
+//! buffer (strings go through a fast path when they need no escaping and through serde_json
+//! otherwise, so the output is exactly serde_json's; no `serde_json::Value` is built), or any
+//! serde map ([`Map`]), which is how `Envelope` implements `Serialize`. `data` goes through
+//! [`Finite`] in both, so a non-finite float fails in the same pass; only then is `data`
+//! serialized a second time, to name where.
 
-use serde::Serialize;
+use std::fmt::Display;
 
+use serde::ser::{Error as _, SerializeMap};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use super::finite::{self, Checked, Finite};
 use super::time::{self, TIME_LEN};
 use super::{DEFAULT_SOURCE, EncodeError, Envelope, JSON_CONTENT_TYPE, SPECVERSION};
 
@@ -17,93 +25,238 @@ pub(super) enum Version<'a> {
     Text(&'a str),
 }
 
-/// Appends the envelope to `buf`; on error `buf` is left as it was.
-pub(super) fn write<H, D: Serialize + ?Sized>(
-    buf: &mut Vec<u8>,
-    header: &Envelope<H>,
-    data: &D,
-    event_type: &str,
-    version: Option<Version<'_>>,
-) -> Result<(), EncodeError> {
-    let mut time_buf = [0; TIME_LEN];
-    let time = time::format(&header.time, &mut time_buf).ok_or_else(|| {
-        EncodeError::custom("`time` is outside the years 0000 to 9999 that RFC 3339 can write")
-    })?;
-    let start = buf.len();
-    write_parts(buf, header, data, event_type, version, time).map_err(|e| {
-        buf.truncate(start);
-        EncodeError(e)
-    })
+/// Where the members go, in order.
+trait Sink {
+    type Error;
+
+    /// A member whose value is a string.
+    fn text(&mut self, name: &'static str, value: &str) -> Result<(), Self::Error>;
+
+    /// The `data` member.
+    fn data<D: Serialize + ?Sized>(&mut self, data: &D) -> Result<(), Self::Error>;
+
+    /// An extension attribute.
+    fn extension(&mut self, name: &str, value: &Value) -> Result<(), Self::Error>;
 }
 
-fn write_parts<H, D: Serialize + ?Sized>(
+/// The attributes of an envelope, checked and ready to write.
+struct Header<'a> {
+    id: &'a str,
+    source: &'a str,
+    event_type: &'a str,
+    time: &'a str,
+    datacontenttype: &'a str,
+    version: Option<Version<'a>>,
+    optional: [(&'static str, Option<&'a str>); 3],
+    extensions: &'a serde_json::Map<String, Value>,
+}
+
+impl<'a> Header<'a> {
+    /// Checks what a receiver would refuse: an empty `id` or `type`, a time RFC 3339 cannot
+    /// write. `time_buf` holds the formatted time.
+    fn new<H>(
+        h: &'a Envelope<H>,
+        event_type: &'a str,
+        version: Option<Version<'a>>,
+        time_buf: &'a mut [u8; TIME_LEN],
+    ) -> Result<Self, EncodeError> {
+        if h.id.is_empty() {
+            return Err(EncodeError::new("id", "must not be empty"));
+        }
+        if event_type.is_empty() {
+            return Err(EncodeError::new("type", "must not be empty"));
+        }
+        let time = time::format(&h.time, time_buf).ok_or_else(|| {
+            EncodeError::new(
+                "time",
+                "outside the years 0000 to 9999 that RFC 3339 can write",
+            )
+        })?;
+        Ok(Header {
+            id: &h.id,
+            source: if h.source.is_empty() {
+                DEFAULT_SOURCE
+            } else {
+                &h.source
+            },
+            event_type,
+            time,
+            datacontenttype: h.datacontenttype.as_deref().unwrap_or(JSON_CONTENT_TYPE),
+            version,
+            optional: [
+                ("correlationid", h.correlationid.as_deref()),
+                ("causationid", h.causationid.as_deref()),
+                ("traceparent", h.traceparent.as_deref()),
+            ],
+            extensions: &h.extensions,
+        })
+    }
+
+    /// The number of members written.
+    fn len(&self) -> usize {
+        7 + usize::from(self.version.is_some())
+            + self.optional.iter().filter(|(_, v)| v.is_some()).count()
+            + self.extensions.len()
+    }
+
+    /// Writes the members in wire order.
+    #[inline]
+    fn write<S: Sink, D: Serialize + ?Sized>(
+        &self,
+        sink: &mut S,
+        data: &D,
+    ) -> Result<(), S::Error> {
+        sink.text("specversion", SPECVERSION)?;
+        sink.text("id", self.id)?;
+        sink.text("source", self.source)?;
+        sink.text("type", self.event_type)?;
+        sink.text("time", self.time)?;
+        sink.text("datacontenttype", self.datacontenttype)?;
+        sink.data(data)?;
+        match self.version {
+            Some(Version::Number(n)) => {
+                let mut digits = [0; 10];
+                sink.text("dataversion", decimal(&mut digits, n))?;
+            }
+            Some(Version::Text(text)) => sink.text("dataversion", text)?,
+            None => {}
+        }
+        for (name, value) in self.optional {
+            if let Some(value) = value {
+                sink.text(name, value)?;
+            }
+        }
+        for (name, value) in self.extensions {
+            sink.extension(name, value)?;
+        }
+        Ok(())
+    }
+}
+
+/// Appends the envelope to `buf`; on error `buf` is left as it was.
+pub(super) fn write<H, D: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     h: &Envelope<H>,
     data: &D,
     event_type: &str,
     version: Option<Version<'_>>,
-    time: &str,
-) -> Result<(), serde_json::Error> {
-    let source = if h.source.is_empty() {
-        DEFAULT_SOURCE
-    } else {
-        &h.source
-    };
-    buf.reserve(192 + h.id.len() + source.len() + event_type.len());
-    buf.extend_from_slice(b"{\"specversion\":");
-    string(buf, SPECVERSION)?;
-    buf.extend_from_slice(b",\"id\":");
-    string(buf, &h.id)?;
-    buf.extend_from_slice(b",\"source\":");
-    string(buf, source)?;
-    buf.extend_from_slice(b",\"type\":");
-    string(buf, event_type)?;
-    buf.extend_from_slice(b",\"time\":");
-    string(buf, time)?;
-    buf.extend_from_slice(b",\"datacontenttype\":");
-    string(
-        buf,
-        h.datacontenttype.as_deref().unwrap_or(JSON_CONTENT_TYPE),
-    )?;
-    buf.extend_from_slice(b",\"data\":");
-    serde_json::to_writer(&mut *buf, data)?;
-    match version {
-        Some(Version::Number(n)) => {
-            buf.extend_from_slice(b",\"dataversion\":\"");
-            decimal(buf, n);
-            buf.push(b'"');
+) -> Result<(), EncodeError> {
+    let mut time_buf = [0; TIME_LEN];
+    let header = Header::new(h, event_type, version, &mut time_buf)?;
+    let start = buf.len();
+    buf.reserve(192 + h.id.len() + header.source.len() + event_type.len());
+    let mut sink = Bytes { buf, sep: b'{' };
+    let result = header.write(&mut sink, data);
+    match result {
+        Ok(()) => {
+            sink.buf.push(b'}');
+            Ok(())
         }
-        Some(Version::Text(text)) => {
-            buf.extend_from_slice(b",\"dataversion\":");
-            string(buf, text)?;
-        }
-        None => {}
-    }
-    for (name, value) in [
-        ("correlationid", &h.correlationid),
-        ("causationid", &h.causationid),
-        ("traceparent", &h.traceparent),
-    ] {
-        if let Some(value) = value {
-            buf.extend_from_slice(b",\"");
-            buf.extend_from_slice(name.as_bytes());
-            buf.extend_from_slice(b"\":");
-            string(buf, value)?;
+        Err(e) => {
+            sink.buf.truncate(start);
+            Err(e)
         }
     }
-    for (name, value) in &h.extensions {
-        buf.push(b',');
-        string(buf, name)?;
-        buf.push(b':');
-        serde_json::to_writer(&mut *buf, value)?;
-    }
-    buf.push(b'}');
-    Ok(())
 }
 
-/// Writes `n` in decimal.
-fn decimal(buf: &mut Vec<u8>, mut n: u32) {
-    let mut digits = [0u8; 10];
+/// Serializes the envelope as a map of its members, in wire order.
+pub(super) fn serialize<H, D: Serialize + ?Sized, S: Serializer>(
+    serializer: S,
+    h: &Envelope<H>,
+    data: &D,
+    event_type: &str,
+    version: Option<Version<'_>>,
+) -> Result<S::Ok, S::Error> {
+    let mut time_buf = [0; TIME_LEN];
+    let header = Header::new(h, event_type, version, &mut time_buf).map_err(S::Error::custom)?;
+    let mut sink = Map(serializer.serialize_map(Some(header.len()))?);
+    header.write(&mut sink, data)?;
+    sink.0.end()
+}
+
+/// The byte writer behind `encode`.
+struct Bytes<'b> {
+    buf: &'b mut Vec<u8>,
+    /// What goes before the next member: `{`, then `,`.
+    sep: u8,
+}
+
+impl Bytes<'_> {
+    /// Starts a member whose name needs no escaping (the attributes' own).
+    #[inline]
+    fn member(&mut self, name: &'static str) {
+        self.buf.push(self.sep);
+        self.sep = b',';
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.extend_from_slice(b"\":");
+    }
+
+    fn name(&mut self, name: &str) -> Result<(), serde_json::Error> {
+        self.buf.push(self.sep);
+        self.sep = b',';
+        string(self.buf, name)?;
+        self.buf.push(b':');
+        Ok(())
+    }
+}
+
+impl Sink for Bytes<'_> {
+    type Error = EncodeError;
+
+    #[inline]
+    fn text(&mut self, name: &'static str, value: &str) -> Result<(), EncodeError> {
+        self.member(name);
+        string(self.buf, value).map_err(|e| EncodeError::new(name, e.to_string()))
+    }
+
+    #[inline]
+    fn data<D: Serialize + ?Sized>(&mut self, data: &D) -> Result<(), EncodeError> {
+        self.member("data");
+        data.serialize(Checked::new(
+            &mut serde_json::Serializer::new(&mut *self.buf),
+            None,
+        ))
+        .map_err(|e| data_error(data, e))
+    }
+
+    fn extension(&mut self, name: &str, value: &Value) -> Result<(), EncodeError> {
+        self.name(name)
+            .and_then(|()| serde_json::to_writer(&mut *self.buf, value))
+            .map_err(|e| EncodeError::new(name, e.to_string()))
+    }
+}
+
+/// Any serde map: how `Envelope` implements `Serialize`.
+struct Map<M>(M);
+
+impl<M: SerializeMap> Sink for Map<M> {
+    type Error = M::Error;
+
+    fn text(&mut self, name: &'static str, value: &str) -> Result<(), M::Error> {
+        self.0.serialize_entry(name, value)
+    }
+
+    fn data<D: Serialize + ?Sized>(&mut self, data: &D) -> Result<(), M::Error> {
+        self.0
+            .serialize_entry("data", &Finite::new(data))
+            .map_err(|e| M::Error::custom(data_error(data, e)))
+    }
+
+    fn extension(&mut self, name: &str, value: &Value) -> Result<(), M::Error> {
+        self.0.serialize_entry(name, value)
+    }
+}
+
+/// The error for `data` that failed to serialize, naming the value at fault (found by
+/// serializing again, into nothing).
+fn data_error<D: Serialize + ?Sized>(data: &D, error: impl Display) -> EncodeError {
+    let field = finite::path_of_error(data);
+    EncodeError::new(field.as_deref().unwrap_or("data"), error.to_string())
+}
+
+/// `n` in decimal, in `digits`.
+fn decimal(digits: &mut [u8; 10], mut n: u32) -> &str {
     let mut at = digits.len();
     loop {
         at -= 1;
@@ -113,7 +266,7 @@ fn decimal(buf: &mut Vec<u8>, mut n: u32) {
             break;
         }
     }
-    buf.extend_from_slice(&digits[at..]);
+    std::str::from_utf8(&digits[at..]).unwrap_or("0")
 }
 
 /// Writes `s` as a JSON string, exactly as serde_json does.
@@ -140,9 +293,7 @@ mod tests {
     #[test]
     fn decimals() {
         for n in [0, 1, 9, 10, 42, 1000, u32::MAX] {
-            let mut buf = Vec::new();
-            decimal(&mut buf, n);
-            assert_eq!(buf, n.to_string().as_bytes());
+            assert_eq!(decimal(&mut [0; 10], n), n.to_string());
         }
     }
 
