@@ -158,7 +158,8 @@ struct Counting {
 
 impl Transport for Counting {
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        // Pub/sub only: durable delivery (append, join) is not passed on.
+        Capabilities::pubsub()
     }
     fn publish<'a>(
         &'a self,

@@ -1,8 +1,13 @@
-//! The in-process transport (`memory://`): Redis pub/sub semantics inside one process.
+//! The in-process transport (`memory://`): Redis pub/sub and Redis Streams semantics inside
+//! one process.
 //!
 //! Buses that connect to the same `memory://NAME` share a hub and see each other; a bare
 //! `memory://` gets a hub of its own. Payloads travel as the same bytes a Redis transport would
 //! carry, so encoding mistakes show up in tests.
+//!
+//! Durable types go to the hub's streams: consumer groups shared by the buses of a hub (each
+//! bus one consumer), pending entries until acknowledged, redelivery, claiming of entries idle
+//! on a consumer that went away, and reading only as much as the handler has credit for.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -11,11 +16,13 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
 
 use super::glob::glob_match;
+use super::memory_streams::{Streams, spawn_reader};
 use super::{
-    BoxFuture, Capabilities, ConnectionEvent, DeadLetter, DeadLetterStore, ErrorKind, Inbound,
-    Message, PubSubAdmin, Transport, TransportError,
+    BoxFuture, Capabilities, ConnectionEvent, DeadLetter, DeadLetterStore, ErrorKind, GroupSpec,
+    Inbound, Message, PubSubAdmin, Transport, TransportError,
 };
 use crate::Topic;
 use crate::sync::{lock, read, write};
@@ -26,6 +33,7 @@ struct Hub {
     subscribers: RwLock<Vec<Arc<Member>>>,
     dead: Mutex<BTreeMap<String, Vec<DeadLetter>>>,
     next_dead: AtomicU64,
+    streams: Arc<Streams>,
 }
 
 struct Member {
@@ -52,6 +60,10 @@ pub(crate) struct MemoryTransport {
     hub: Arc<Hub>,
     member: Arc<Member>,
     closed: AtomicBool,
+    /// The reader of each joined consumer group, by group name.
+    readers: Mutex<HashMap<String, CancellationToken>>,
+    /// Stops every reader: on close and on drop.
+    stop: CancellationToken,
 }
 
 impl fmt::Debug for MemoryTransport {
@@ -112,6 +124,8 @@ impl MemoryTransport {
             hub,
             member,
             closed: AtomicBool::new(false),
+            readers: Mutex::default(),
+            stop: CancellationToken::new(),
         })
     }
 
@@ -150,8 +164,11 @@ impl MemoryTransport {
         receivers
     }
 
-    /// Leaves the hub: nothing is delivered to this transport any more.
-    fn leave(&self) {
+    /// Leaves the hub: nothing is delivered to this transport any more, and its group readers
+    /// stop (what they read and was not acknowledged stays pending, for the others to claim).
+    fn leave_hub(&self) {
+        self.stop.cancel();
+        lock(&self.readers).clear();
         write(&self.hub.subscribers).retain(|m| m.id != self.member.id);
     }
 
@@ -162,7 +179,11 @@ impl MemoryTransport {
 
 impl Transport for MemoryTransport {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::pubsub()
+        Capabilities {
+            acks: true,
+            replay: true,
+            ..Capabilities::pubsub()
+        }
     }
 
     fn publish<'a>(
@@ -225,7 +246,42 @@ impl Transport for MemoryTransport {
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
             if !self.closed.swap(true, Ordering::AcqRel) {
-                self.leave();
+                self.leave_hub();
+            }
+            Ok(())
+        })
+    }
+
+    fn append<'a>(
+        &'a self,
+        stream: &'a str,
+        payload: Bytes,
+    ) -> BoxFuture<'a, Result<String, TransportError>> {
+        Box::pin(async move {
+            self.check_open()?;
+            Ok(self.hub.streams.append(stream, payload))
+        })
+    }
+
+    fn join<'a>(&'a self, group: &'a GroupSpec) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(async move {
+            self.check_open()?;
+            self.hub.streams.create_group(group);
+            let cancel = self.stop.child_token();
+            let previous = lock(&self.readers).insert(group.group.clone(), cancel.clone());
+            if let Some(previous) = previous {
+                previous.cancel();
+            }
+            let inbound = self.member.inbound.clone();
+            spawn_reader(self.hub.streams.clone(), group, inbound, cancel);
+            Ok(())
+        })
+    }
+
+    fn leave<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(async move {
+            if let Some(reader) = lock(&self.readers).remove(group) {
+                reader.cancel();
             }
             Ok(())
         })
@@ -339,6 +395,6 @@ impl DeadLetterStore for MemoryTransport {
 
 impl Drop for MemoryTransport {
     fn drop(&mut self) {
-        self.leave();
+        self.leave_hub();
     }
 }

@@ -55,6 +55,7 @@ mod error;
 pub(crate) mod glob;
 mod group;
 pub mod memory;
+mod memory_streams;
 mod message;
 mod url;
 
