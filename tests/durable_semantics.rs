@@ -26,21 +26,8 @@ fn job(n: u64) -> JobQueued {
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Runs each listed `async fn(TestEnv)` on the in-process transport.
-macro_rules! durable_suite {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(eventbus_suite::TestEnv::memory()).await;
-                }
-            )*
-        }
-    };
-}
-
-durable_suite!(
+/// Every behaviour runs on the in-process transport and on a real redis-server.
+eventbus_suite::on_both_transports!(
     instances_of_one_service_share_the_entries,
     every_service_gets_every_entry,
     a_new_group_starts_where_asked,

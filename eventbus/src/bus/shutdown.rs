@@ -99,6 +99,8 @@ async fn drain_and_close(inner: Arc<BusInner>) -> Result<ShutdownReport, Shutdow
     };
     inner.set_phase(Phase::Closed);
     close_transport(&inner).await;
+    // Ends what is left of the bus's own tasks (the runtime watch).
+    inner.cancel.cancel();
     if report.unprocessed > 0 {
         tracing::warn!(
             unprocessed = report.unprocessed,

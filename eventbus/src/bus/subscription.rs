@@ -166,6 +166,15 @@ fn remove_slot(inner: &Arc<BusInner>, id: u64) -> Vec<Topic> {
     {
         let inner = inner.clone();
         rt.spawn(async move {
+            // A newer handler of the same group may have joined meanwhile: it keeps reading.
+            if inner
+                .router
+                .slots()
+                .iter()
+                .any(|s| s.group.as_ref() == Some(&group))
+            {
+                return;
+            }
             if let Err(e) = inner.transport().leave(&group).await {
                 tracing::warn!(error = %e, group = %group, "leaving a consumer group failed");
             }
