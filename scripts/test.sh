@@ -6,14 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_redis=0
-for tool in redis-server redis-cli redis-benchmark openssl; do
+for tool in redis-server redis-cli redis-benchmark redis-sentinel openssl; do
   command -v "$tool" >/dev/null 2>&1 || need_redis=1
 done
 if [ "$need_redis" = 1 ]; then
-  echo "==> installing redis-server, redis-tools and openssl"
+  echo "==> installing redis-server, redis-tools, redis-sentinel and openssl"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools openssl >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools redis-sentinel openssl >/dev/null
 fi
 # A packaged redis-server may have been started as a service; the tests never use it.
 
