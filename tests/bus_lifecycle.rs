@@ -274,3 +274,44 @@ impl std::io::Write for LogWriter {
         Ok(())
     }
 }
+
+/// A bus whose creating runtime is alive but idle (nothing drives it) does not hang a publish
+/// made from another runtime: it fails with `Timeout` after the publish deadline, saying why.
+#[test]
+fn a_publish_through_an_idle_runtime_times_out() {
+    let Some(server) = eventbus_suite::redis_server::RedisServer::start_or_skip() else {
+        return;
+    };
+    let creator = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = eventbus::redis::RedisOptions::default()
+        .publish_deadline(Duration::from_millis(500))
+        .response_timeout(Duration::from_millis(500));
+    let bus = creator.block_on(async {
+        EventBus::builder()
+            .redis_options(options)
+            .connect(&server.url())
+            .await
+            .unwrap()
+    });
+    // `creator` stays alive, but nothing runs it from here on.
+    let other = tokio::runtime::Runtime::new().unwrap();
+    other.block_on(async {
+        let started = Instant::now();
+        let err = bus.publish(JobStarted { n: 1 }).await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(err.kind(), PublishErrorKind::Timeout, "{err}");
+        assert!(
+            err.to_string().contains("runtime that created the bus"),
+            "{err}"
+        );
+    });
+    drop(bus);
+    drop(creator);
+}

@@ -346,7 +346,20 @@ impl Transport for RedisTransport {
                 reply,
             };
             publisher::enqueue(s, job).await?;
-            answer.await.unwrap_or_else(|_| Err(closed()))
+            // The batcher runs on the runtime that created the bus: if that runtime is not
+            // driven, nothing answers, and the caller still gets an answer in time.
+            let limit =
+                s.options.publish_deadline + s.options.response_timeout + Duration::from_secs(1);
+            match tokio::time::timeout(limit, answer).await {
+                Ok(reply) => reply.unwrap_or_else(|_| Err(closed())),
+                Err(_) => Err(TransportError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "publishing got no answer within {limit:?}: the bus's connection tasks \
+                         did not run; is the tokio runtime that created the bus still running?"
+                    ),
+                )),
+            }
         })
     }
 
