@@ -16,6 +16,7 @@ mod options;
 pub mod redis;
 mod runtime;
 mod sync;
+mod topic;
 pub mod transport;
 
 pub use bus::{
@@ -29,12 +30,13 @@ pub use error::{
     HandlerFailure, OverflowFailure, PublishError, PublishErrorKind, QueryError, QueryErrorKind,
     ShutdownError, ShutdownReport, SubscribeError, SubscribeErrorKind,
 };
-pub use event::{ChannelError, Event, Topic};
+pub use event::{ChannelError, Event};
 pub use handler::{
     EventArg, FromContext, Handler, HandlerContext, HandlerResult, State, StateMapView,
 };
 pub use metrics::{EventTypeMetrics, HandlerMetrics, LatencySnapshot, Metrics};
 pub use options::{HandlerOptions, Overflow, RetryPolicy};
+pub use topic::Topic;
 pub use transport::{ConnectionEvent, DeadLetter, Message};
 pub use {metrics::LatencyBuckets, observe::EventContext};
 

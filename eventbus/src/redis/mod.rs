@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::{Cmd, FromRedisValue, Value};
+use redis::{Cmd, FromRedisValue};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -43,27 +43,27 @@ use tokio_util::sync::CancellationToken;
 use crate::Topic;
 use crate::sync::lock;
 use crate::transport::{
-    BoxFuture, Capabilities, ConnectionEvent, DeadLetter, DeadLetterStore, ErrorKind, GroupSpec,
-    Inbound, PubSubAdmin, Transport, TransportError,
+    BoxFuture, Capabilities, ConnectionEvent, DeadLetterStore, ErrorKind, GroupSpec, Inbound,
+    PubSubAdmin, Transport, TransportError,
 };
 
+mod dead_letters;
 mod link;
 mod options;
 mod publisher;
+mod pubsub_admin;
 mod stream_reply;
 mod streams;
 mod subscriber;
 mod target;
 
+pub use dead_letters::DEAD_LETTER_PREFIX;
 pub use options::RedisOptions;
 
 use link::{Link, Unavailable};
 use publisher::Publisher;
 use subscriber::Subscriber;
 use target::Target;
-
-/// The prefix of the dead-letter streams: `eventbus:dead:<event type>`.
-pub const DEAD_LETTER_PREFIX: &str = "eventbus:dead:";
 
 /// What the transport's tasks share.
 pub(crate) struct Shared {
@@ -229,93 +229,6 @@ pub async fn connect(
     }))
 }
 
-fn dead_letter_key(event_type: &str) -> String {
-    format!("{DEAD_LETTER_PREFIX}{event_type}")
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-/// Reads one `XRANGE` entry: `[id, [field, value, ...]]`.
-fn parse_dead_letter(event_type: &str, entry: Value) -> Option<DeadLetter> {
-    let Value::Array(mut parts) = entry else {
-        return None;
-    };
-    if parts.len() != 2 {
-        return None;
-    }
-    let fields = parts.pop()?;
-    let entry_id = text(&parts[0])?;
-    let pairs: Vec<(Value, Value)> = match fields {
-        Value::Array(items) => {
-            let mut it = items.into_iter();
-            let mut pairs = Vec::new();
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                pairs.push((k, v));
-            }
-            pairs
-        }
-        Value::Map(pairs) => pairs,
-        _ => return None,
-    };
-    let mut letter = DeadLetter {
-        entry_id,
-        event_type: event_type.to_owned(),
-        channel: String::new(),
-        handler: String::new(),
-        error: String::new(),
-        attempts: 0,
-        payload: Bytes::new(),
-        durable: false,
-    };
-    for (k, v) in pairs {
-        match text(&k).as_deref() {
-            Some("channel") => letter.channel = text(&v).unwrap_or_default(),
-            Some("handler") => letter.handler = text(&v).unwrap_or_default(),
-            Some("error") => letter.error = text(&v).unwrap_or_default(),
-            Some("attempts") => {
-                letter.attempts = text(&v).and_then(|s| s.parse().ok()).unwrap_or(0)
-            }
-            Some("durable") => letter.durable = text(&v).as_deref() == Some("1"),
-            Some("payload") => {
-                if let Value::BulkString(b) = v {
-                    letter.payload = Bytes::from(b);
-                }
-            }
-            _ => {}
-        }
-    }
-    Some(letter)
-}
-
-/// Reads `PUBSUB NUMSUB`'s flat `[channel, count, ...]` reply.
-fn parse_numsub(reply: Vec<Value>) -> Result<Vec<(String, u64)>, TransportError> {
-    let bad = || {
-        TransportError::new(
-            ErrorKind::Server,
-            "unexpected reply to PUBSUB NUMSUB from Redis",
-        )
-    };
-    let mut out = Vec::with_capacity(reply.len() / 2);
-    let mut it = reply.into_iter();
-    while let Some(channel) = it.next() {
-        let count = it.next().ok_or_else(bad)?;
-        let channel = text(&channel).ok_or_else(bad)?;
-        let count = match count {
-            Value::Int(n) => u64::try_from(n).map_err(|_| bad())?,
-            other => text(&other).and_then(|s| s.parse().ok()).ok_or_else(bad)?,
-        };
-        out.push((channel, count));
-    }
-    Ok(out)
-}
-
 impl Transport for RedisTransport {
     fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::pubsub().with_reconnects();
@@ -446,173 +359,5 @@ impl Transport for RedisTransport {
 
     fn pubsub_admin(&self) -> Option<&dyn PubSubAdmin> {
         Some(self)
-    }
-}
-
-impl PubSubAdmin for RedisTransport {
-    fn channels<'a>(
-        &'a self,
-        pattern: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Vec<String>, TransportError>> {
-        Box::pin(async move {
-            let mut cmd = redis::cmd("PUBSUB");
-            cmd.arg("CHANNELS");
-            if let Some(p) = pattern {
-                cmd.arg(p);
-            }
-            let s = &self.shared;
-            let mut channels: Vec<String> = s
-                .command("PUBSUB CHANNELS", &cmd, s.options.publish_deadline)
-                .await?;
-            channels.sort();
-            Ok(channels)
-        })
-    }
-
-    fn numsub<'a>(
-        &'a self,
-        channels: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<(String, u64)>, TransportError>> {
-        Box::pin(async move {
-            if channels.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut cmd = redis::cmd("PUBSUB");
-            cmd.arg("NUMSUB").arg(channels);
-            let s = &self.shared;
-            let reply: Vec<Value> = s
-                .command("PUBSUB NUMSUB", &cmd, s.options.publish_deadline)
-                .await?;
-            parse_numsub(reply)
-        })
-    }
-
-    fn numpat(&self) -> BoxFuture<'_, Result<u64, TransportError>> {
-        Box::pin(async move {
-            let mut cmd = redis::cmd("PUBSUB");
-            cmd.arg("NUMPAT");
-            let s = &self.shared;
-            s.command("PUBSUB NUMPAT", &cmd, s.options.publish_deadline)
-                .await
-        })
-    }
-}
-
-impl DeadLetterStore for RedisTransport {
-    fn store<'a>(
-        &'a self,
-        letter: &'a DeadLetter,
-    ) -> BoxFuture<'a, Result<String, TransportError>> {
-        Box::pin(async move {
-            let s = &self.shared;
-            let mut cmd = redis::cmd("XADD");
-            cmd.arg(dead_letter_key(&letter.event_type));
-            if let Some(max) = s.options.dead_letter_max_len {
-                cmd.arg("MAXLEN").arg("~").arg(max);
-            }
-            cmd.arg("*")
-                .arg("handler")
-                .arg(&letter.handler)
-                .arg("error")
-                .arg(&letter.error)
-                .arg("attempts")
-                .arg(letter.attempts)
-                .arg("channel")
-                .arg(&letter.channel)
-                .arg("durable")
-                .arg(if letter.durable { "1" } else { "0" })
-                .arg("payload")
-                .arg(letter.payload.as_ref());
-            s.command("storing a dead letter", &cmd, s.options.publish_deadline)
-                .await
-        })
-    }
-
-    fn list<'a>(
-        &'a self,
-        event_type: &'a str,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, TransportError>> {
-        Box::pin(async move {
-            if limit == 0 {
-                return Ok(Vec::new());
-            }
-            let s = &self.shared;
-            let mut cmd = redis::cmd("XRANGE");
-            cmd.arg(dead_letter_key(event_type))
-                .arg("-")
-                .arg("+")
-                .arg("COUNT")
-                .arg(limit);
-            let entries: Vec<Value> = s
-                .command("reading dead letters", &cmd, s.options.publish_deadline)
-                .await?;
-            Ok(entries
-                .into_iter()
-                .filter_map(|e| parse_dead_letter(event_type, e))
-                .collect())
-        })
-    }
-
-    fn remove<'a>(
-        &'a self,
-        event_type: &'a str,
-        entry_id: &'a str,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move {
-            let s = &self.shared;
-            let mut cmd = redis::cmd("XDEL");
-            cmd.arg(dead_letter_key(event_type)).arg(entry_id);
-            s.command::<u64>("removing a dead letter", &cmd, s.options.publish_deadline)
-                .await
-                .map(|_| ())
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numsub_replies_are_paired() {
-        let reply = vec![
-            Value::BulkString(b"a".to_vec()),
-            Value::Int(2),
-            Value::BulkString(b"b".to_vec()),
-            Value::Int(0),
-        ];
-        assert_eq!(
-            parse_numsub(reply).unwrap(),
-            vec![("a".to_owned(), 2), ("b".to_owned(), 0)]
-        );
-        assert!(parse_numsub(vec![Value::BulkString(b"a".to_vec())]).is_err());
-    }
-
-    #[test]
-    fn dead_letter_entries_are_read() {
-        let field = |s: &str| Value::BulkString(s.as_bytes().to_vec());
-        let entry = Value::Array(vec![
-            field("1-0"),
-            Value::Array(vec![
-                field("handler"),
-                field("h"),
-                field("error"),
-                field("boom"),
-                field("attempts"),
-                field("3"),
-                field("channel"),
-                field("events:x"),
-                field("payload"),
-                Value::BulkString(vec![0, 159, 146, 150]),
-            ]),
-        ]);
-        let d = parse_dead_letter("x", entry).unwrap();
-        assert_eq!(d.entry_id, "1-0");
-        assert_eq!(d.handler, "h");
-        assert_eq!(d.error, "boom");
-        assert_eq!(d.attempts, 3);
-        assert_eq!(d.channel, "events:x");
-        assert_eq!(&d.payload[..], &[0, 159, 146, 150]);
     }
 }
