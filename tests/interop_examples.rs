@@ -4,91 +4,22 @@
 //! The example binaries are built once per run with `cargo build --example ...` into the
 //! target directory of this test binary (a no-op after `cargo test`, which builds them anyway).
 
-use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use eventbus::{Envelope, EventBus, HandlerOptions, Message, Topic};
+use eventbus_suite::examples::example_binary;
 use eventbus_suite::redis_server::RedisServer;
 use eventbus_suite::{Seen, wait_for};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The examples this file runs.
-const EXAMPLES: [&str; 7] = [
-    "notifications",
-    "multi_channel",
-    "patterns",
-    "event_driven",
-    "chat",
-    "monitor",
-    "robust_subscriber",
-];
-
 /// How long one example run may take.
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// The path of a built example, building [`EXAMPLES`] first (once per process).
-fn example(name: &str) -> PathBuf {
-    static PROFILE_DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = PROFILE_DIR.get_or_init(|| {
-        // This binary is <target>/<profile>/deps/<name>-<hash>.
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test binary lives in <target>/<profile>/deps")
-            .to_path_buf();
-        build_examples(&dir);
-        dir
-    });
-    let path = dir.join("examples").join(name);
-    assert!(
-        path.is_file(),
-        "example binary {} is missing",
-        path.display()
-    );
-    path
-}
-
-fn build_examples(profile_dir: &Path) {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let target_dir = profile_dir.parent().expect("<target>/<profile>");
-    let mut command = std::process::Command::new(cargo);
-    command
-        .args(["build", "--quiet", "--manifest-path"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target_dir);
-    match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => {}
-        Some("release") => {
-            command.arg("--release");
-        }
-        Some(profile) => {
-            command.args(["--profile", profile]);
-        }
-    }
-    for name in EXAMPLES {
-        command.args(["--example", name]);
-    }
-    // Quiet unless it fails: warnings of a build in progress are not this test's business.
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cargo to build the examples");
-    assert!(
-        output.status.success(),
-        "building the examples failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// Starts an example with `REDIS_URL=url`; stdout and stderr piped, killed on drop.
 fn spawn(name: &str, url: &str, args: &[&str], stdin: Stdio) -> Child {
-    Command::new(example(name))
+    Command::new(example_binary(name))
         .args(args)
         .env("REDIS_URL", url)
         .env_remove("MONITOR_ITERATIONS")
@@ -318,7 +249,7 @@ async fn monitor_shows_channels_subscribers_and_patterns() {
     assert!(once.stdout().starts_with("eventbus monitor #1  ping "));
     assert!(!once.stdout().contains("#2"), "--once stops after one");
 
-    let child = Command::new(example("monitor"))
+    let child = Command::new(example_binary("monitor"))
         .env("REDIS_URL", &url)
         .env("MONITOR_ITERATIONS", "2")
         .stdin(Stdio::null())

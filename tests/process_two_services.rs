@@ -4,11 +4,12 @@
 //! The example binary is built once per run with `cargo build --example ping_pong` into the
 //! target directory of this test binary (a no-op after `cargo test`, which builds it anyway).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use eventbus::{Envelope, Event, EventBus};
+use eventbus_suite::examples::example_binary;
 use eventbus_suite::redis_server::RedisServer;
 use eventbus_suite::{Seen, wait_for};
 use serde::{Deserialize, Serialize};
@@ -23,50 +24,6 @@ const LIMIT: Duration = Duration::from_secs(30);
 struct Pong {
     seq: u64,
     pid: u32,
-}
-
-/// The built `ping_pong` example (built on first use).
-fn ping_pong() -> PathBuf {
-    // This binary is <target>/<profile>/deps/<name>-<hash>.
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in <target>/<profile>/deps");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let mut command = std::process::Command::new(cargo);
-    command
-        .args([
-            "build",
-            "--quiet",
-            "--example",
-            "ping_pong",
-            "--manifest-path",
-        ])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(profile_dir.parent().expect("<target>/<profile>"));
-    match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => {}
-        Some("release") => {
-            command.arg("--release");
-        }
-        Some(profile) => {
-            command.args(["--profile", profile]);
-        }
-    }
-    // Quiet unless it fails: warnings of a build in progress are not this test's business.
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cargo to build ping_pong");
-    assert!(
-        output.status.success(),
-        "building ping_pong failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    profile_dir.join("examples/ping_pong")
 }
 
 fn spawn(exe: &Path, url: &str, args: &[&str]) -> tokio::process::Child {
@@ -86,7 +43,7 @@ async fn ping_and_pong_processes_exchange_typed_events() {
     let Some(server) = RedisServer::start_or_skip() else {
         return;
     };
-    let exe = ping_pong();
+    let exe = example_binary("ping_pong");
     let url = server.url();
     let started = std::time::Instant::now();
 

@@ -1,5 +1,6 @@
 //! Publishing: an event into its envelope, the envelope onto its channel.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -10,6 +11,7 @@ use super::{EventBus, Phase, PublishOptions};
 use crate::envelope::Envelope;
 use crate::error::{PublishError, PublishErrorKind};
 use crate::event::{Event, check_name};
+use crate::transport::TransportError;
 
 /// What publishing returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,19 +158,28 @@ impl EventBus {
         payload: Bytes,
     ) -> Result<String, PublishError> {
         self.refuse(&payload)?;
+        let transport = self.inner.transport();
+        self.counted(transport.append(stream, payload)).await
+    }
+
+    /// Awaits a transport's publish or append, counting its outcome and latency.
+    async fn counted<T>(
+        &self,
+        sent: impl Future<Output = Result<T, TransportError>>,
+    ) -> Result<T, PublishError> {
         let stats = &self.inner.stats;
         let started = Instant::now();
-        match self.inner.transport().append(stream, payload).await {
-            Ok(id) => {
+        let result = sent.await;
+        match &result {
+            Ok(_) => {
                 stats.published.fetch_add(1, Ordering::Relaxed);
                 stats.publish_latency.record(started.elapsed());
-                Ok(id)
             }
-            Err(e) => {
+            Err(_) => {
                 stats.publish_errors.fetch_add(1, Ordering::Relaxed);
-                Err(e.into())
             }
         }
+        result.map_err(PublishError::from)
     }
 
     /// Why a payload cannot be sent now, if it cannot; counted as a publish error.
@@ -208,18 +219,7 @@ impl EventBus {
     /// drained the handlers, so that they can publish follow-ups while draining.
     pub(super) async fn send(&self, channel: &str, payload: Bytes) -> Result<u64, PublishError> {
         self.refuse(&payload)?;
-        let stats = &self.inner.stats;
-        let started = Instant::now();
-        match self.inner.transport().publish(channel, payload).await {
-            Ok(n) => {
-                stats.published.fetch_add(1, Ordering::Relaxed);
-                stats.publish_latency.record(started.elapsed());
-                Ok(n)
-            }
-            Err(e) => {
-                stats.publish_errors.fetch_add(1, Ordering::Relaxed);
-                Err(e.into())
-            }
-        }
+        let transport = self.inner.transport();
+        self.counted(transport.publish(channel, payload)).await
     }
 }
