@@ -299,15 +299,15 @@ impl Transport for RedisTransport {
                 .await
                 .map_err(|why| s.unavailable("PING", why, rt))?;
             let started = Instant::now();
-            match tokio::time::timeout(rt, redis::cmd("PING").query_async::<()>(&mut conn)).await {
-                Ok(Ok(())) => Ok(started.elapsed()),
-                Ok(Err(e)) => {
+            match link::ping_within(rt, redis::cmd("PING").query_async::<()>(&mut conn)).await {
+                Ok(()) => Ok(started.elapsed()),
+                Err(link::PingError::Failed(e)) => {
                     if target::is_connection_error(&e) {
                         link::mark_down(&s.publisher.link, epoch, format!("PING failed: {e}"));
                     }
                     Err(s.target.command_error("PING", e))
                 }
-                Err(_) => Err(s.target.timeout_error("PING", rt)),
+                Err(link::PingError::NoAnswer(_)) => Err(s.target.timeout_error("PING", rt)),
             }
         })
     }
