@@ -67,6 +67,8 @@ use target::Target;
 
 /// What the transport's tasks share.
 pub(crate) struct Shared {
+    /// The runtime the transport's tasks run on.
+    runtime: tokio::runtime::Id,
     target: Target,
     options: RedisOptions,
     inbound: Arc<dyn Inbound>,
@@ -205,6 +207,7 @@ pub async fn connect(
     tracing::debug!(server = %target.addr, url = %target.redacted, "connected to redis");
     let (publish_tx, publish_rx) = publisher::queue(options);
     let shared = Arc::new(Shared {
+        runtime: tokio::runtime::Handle::current().id(),
         target,
         options: options.clone(),
         inbound,
@@ -259,8 +262,13 @@ impl Transport for RedisTransport {
                 reply,
             };
             publisher::enqueue(s, job).await?;
-            // The batcher runs on the runtime that created the bus: if that runtime is not
-            // driven, nothing answers, and the caller still gets an answer in time.
+            // The batcher runs on the runtime that created the bus. Called from that runtime,
+            // the answer comes; called from another one, that runtime may not be driven, so
+            // the caller bounds its wait (a timer costs too much to set on every publish).
+            let here = tokio::runtime::Handle::try_current().map(|h| h.id()).ok();
+            if here == Some(s.runtime) {
+                return answer.await.unwrap_or_else(|_| Err(closed()));
+            }
             let limit =
                 s.options.publish_deadline + s.options.response_timeout + Duration::from_secs(1);
             match tokio::time::timeout(limit, answer).await {
