@@ -73,14 +73,10 @@ impl EventBus {
         }
         crate::observe::inherit(&mut envelope);
         let channel = envelope.data().try_channel().map_err(|e| {
-            self.inner
-                .stats
-                .publish_errors
-                .fetch_add(1, Ordering::Relaxed);
-            PublishError::new(
+            self.failed(PublishError::new(
                 PublishErrorKind::Encode,
                 format!("could not publish `{}`: {e}", E::TYPE),
-            )
+            ))
         })?;
         let span = tracing::info_span!(
             "eventbus.publish",
@@ -111,15 +107,13 @@ impl EventBus {
         channel: &str,
     ) -> Result<PublishReceipt, PublishError> {
         let bytes = envelope.encode().map_err(|e| {
-            self.inner
-                .stats
-                .publish_errors
-                .fetch_add(1, Ordering::Relaxed);
-            PublishError::new(
-                PublishErrorKind::Encode,
-                format!("could not encode `{}`: {e}", E::TYPE),
+            self.failed(
+                PublishError::new(
+                    PublishErrorKind::Encode,
+                    format!("could not encode `{}`: {e}", E::TYPE),
+                )
+                .with_source(e),
             )
-            .with_source(e)
         })?;
         let (receivers, entry_id) = if E::DURABLE {
             let entry = self.append(channel, Bytes::from(bytes)).await?;
@@ -204,15 +198,18 @@ impl EventBus {
             None
         };
         match refused {
-            Some(e) => {
-                self.inner
-                    .stats
-                    .publish_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(e)
-            }
+            Some(e) => Err(self.failed(e)),
             None => Ok(()),
         }
+    }
+
+    /// Counts a publish that failed before reaching the transport.
+    fn failed(&self, e: PublishError) -> PublishError {
+        self.inner
+            .stats
+            .publish_errors
+            .fetch_add(1, Ordering::Relaxed);
+        e
     }
 
     /// Sends bytes through the transport, counting the outcome. Works until shutdown has
