@@ -36,6 +36,9 @@ eventbus_suite::on_both_transports!(
     a_claimed_entry_past_max_deliveries_is_poison,
     a_slow_handler_slows_its_reading_and_loses_nothing,
     shutdown_leaves_unstarted_entries_pending,
+    dedupe_skips_events_the_group_handled,
+    dedupe_records_only_handled_events,
+    group_state_shows_pending_and_lag,
 );
 
 /// Options of the handler `record`: the same name on every instance, so they share a group.
@@ -242,6 +245,13 @@ async fn entries_of_a_dropped_instance_are_claimed(env: TestEnv) {
     handled.sort_unstable();
     assert_eq!(handled, (0..6).collect::<Vec<_>>());
     assert!(b.dead_letters("job_queued", 10).await.unwrap().is_empty());
+    let m = b.metrics();
+    let record = m.handler("record").unwrap();
+    assert_eq!(
+        (record.claimed, record.redelivered),
+        (1, 1),
+        "entry 0 was claimed from A and delivered a second time: {record:?}"
+    );
     b.shutdown().await.unwrap();
 }
 
@@ -354,4 +364,134 @@ async fn shutdown_leaves_unstarted_entries_pending(env: TestEnv) {
     b.shutdown().await.unwrap();
     drop(a);
     assert!(wait_for(WAIT, || gone.load(Ordering::SeqCst)).await);
+}
+
+/// A bus of "worker" whose handler `record` de-duplicates over a minute, records each `n` it
+/// runs on, and fails the runs whose `poison` is set.
+async fn deduplicating(url: &str, seen: &Seen<u64>) -> EventBus {
+    let seen = seen.clone();
+    EventBus::builder()
+        .service("worker")
+        .handler_with(
+            move |e: JobQueued| {
+                let seen = seen.clone();
+                async move {
+                    seen.push(e.n);
+                    if e.poison {
+                        return Err(anyhow::anyhow!("refused {}", e.n));
+                    }
+                    Ok(())
+                }
+            },
+            options().dedupe(Duration::from_secs(60)),
+        )
+        .connect(url)
+        .await
+        .unwrap()
+}
+
+async fn dedupe_skips_events_the_group_handled(env: TestEnv) {
+    let seen = Seen::new();
+    let bus = deduplicating(&env.url, &seen).await;
+    // A publisher that retried: the same envelope (same id) appended twice, then another.
+    let twice = eventbus::Envelope::new(job(1));
+    bus.publish_envelope(twice.clone()).await.unwrap();
+    bus.publish_envelope(twice).await.unwrap();
+    bus.publish(job(2)).await.unwrap();
+    let metrics = || bus.metrics().handler("record").cloned().unwrap();
+    assert!(wait_for(WAIT, || seen.len() >= 2 && metrics().duplicates >= 1).await);
+    bus.shutdown().await.unwrap();
+    assert_eq!(seen.snapshot(), vec![1, 2], "the second copy was skipped");
+    let m = metrics();
+    assert_eq!((m.handled, m.duplicates, m.failed), (2, 1, 0), "{m:?}");
+}
+
+async fn dedupe_records_only_handled_events(env: TestEnv) {
+    let seen = Seen::new();
+    let bus = deduplicating(&env.url, &seen).await;
+    // The first copy fails (dead-lettered): not recorded, so the second copy runs.
+    let mut first = eventbus::Envelope::new(JobQueued { n: 7, poison: true });
+    bus.publish_envelope(first.clone()).await.unwrap();
+    *first.data_mut() = job(7);
+    bus.publish_envelope(first).await.unwrap();
+    let metrics = || bus.metrics().handler("record").cloned().unwrap();
+    assert!(wait_for(WAIT, || metrics().handled >= 1).await);
+    bus.shutdown().await.unwrap();
+    assert_eq!(seen.snapshot(), vec![7, 7]);
+    let m = metrics();
+    assert_eq!((m.handled, m.failed, m.duplicates), (1, 1, 0), "{m:?}");
+}
+
+async fn group_state_shows_pending_and_lag(env: TestEnv) {
+    const N: u64 = 200;
+    let gate = Arc::new(Semaphore::new(0));
+    let gate2 = gate.clone();
+    let bus = EventBus::builder()
+        .service("worker")
+        .handler_with(
+            move |_: JobQueued| {
+                let gate = gate2.clone();
+                async move { gate.acquire().await.unwrap().forget() }
+            },
+            options().queue_capacity(8),
+        )
+        .connect(&env.url)
+        .await
+        .unwrap();
+    publish_range(&bus, 0..N).await;
+    let groups = bus.groups().await.unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    let g = &groups[0];
+    assert_eq!(
+        (g.group.as_str(), g.stream.as_str()),
+        ("worker:record", "events:job_queued")
+    );
+    assert_eq!(g.consumers, 1);
+    assert!(
+        g.pending >= 1 && g.pending <= 9,
+        "read only what fits: {g:?}"
+    );
+    assert_eq!(
+        g.lag,
+        Some(N - g.pending),
+        "the rest waits in the stream: {g:?}"
+    );
+    // The metrics hold the same figures, read about once a second.
+    let polled = || {
+        bus.metrics()
+            .handler("record")
+            .and_then(|h| h.group.clone())
+    };
+    assert!(
+        wait_for(WAIT, || polled()
+            .is_some_and(|p| p.lag.is_some_and(|l| l > 0)))
+        .await
+    );
+    gate.add_permits(N as usize);
+    let drained = || polled().is_some_and(|p| p.lag == Some(0) && p.pending == 0);
+    assert!(wait_for(WAIT, drained).await, "{:?}", polled());
+    bus.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn dedupe_on_a_pubsub_handler_is_refused() {
+    #[derive(Debug, Serialize, Deserialize, Event)]
+    #[event(name = "tick")]
+    struct Tick {}
+    let err = EventBus::builder()
+        .handler_with(
+            |_: Tick| async {},
+            HandlerOptions::new()
+                .name("ticker")
+                .dedupe(Duration::from_secs(1)),
+        )
+        .connect("memory://")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), eventbus::ConnectErrorKind::Config);
+    let text = err.to_string();
+    assert!(
+        text.contains("handler `ticker`") && text.contains("durable event types"),
+        "{text}"
+    );
 }

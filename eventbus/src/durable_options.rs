@@ -28,7 +28,11 @@ pub struct DurableOptions {
     pub(crate) start: StartFrom,
     pub(crate) claim_idle: Duration,
     pub(crate) max_deliveries: u32,
+    pub(crate) dedupe: Option<Duration>,
 }
+
+/// The longest de-duplication window: a year.
+const MAX_DEDUPE_WINDOW: Duration = crate::options::MAX_DURATION;
 
 /// The longest `claim_idle` accepted: a day.
 const MAX_CLAIM_IDLE: Duration = Duration::from_secs(86_400);
@@ -40,13 +44,15 @@ impl Default for DurableOptions {
             start: StartFrom::New,
             claim_idle: Duration::from_secs(30),
             max_deliveries: 5,
+            dedupe: None,
         }
     }
 }
 
 impl DurableOptions {
     /// The defaults: the group `<service>:<handler name>`, new entries only for a new group,
-    /// claiming entries idle on another consumer for 30 s, poison after 5 deliveries.
+    /// claiming entries idle on another consumer for 30 s, poison after 5 deliveries, no
+    /// de-duplication.
     pub fn new() -> Self {
         Self::default()
     }
@@ -75,6 +81,27 @@ impl DurableOptions {
     /// count and acknowledged, without running the handler again. At least 1.
     pub fn max_deliveries(mut self, deliveries: u32) -> Self {
         self.max_deliveries = deliveries.max(1);
+        self
+    }
+
+    /// Skips events this group has already handled, by envelope id, for `window` after each
+    /// was handled (at most a year; zero turns it off). Off by default.
+    ///
+    /// What it promises: once a run of the handler returned `Ok` and the id was recorded
+    /// (`SET eventbus:dedupe:<group>:<id> 1 PX <window>` on Redis, before the entry is
+    /// acknowledged), a redelivery of that entry or another entry with the same envelope id
+    /// (a publisher that retried) is acknowledged without running the handler, and counted
+    /// in the handler's `duplicates` metric.
+    ///
+    /// What it does not: it is not exactly-once. A crash after the handler succeeded and
+    /// before the id was recorded runs the handler again; two runs of one event at the same
+    /// time (an entry claimed from a consumer that was only slow) both run; and the record
+    /// is not part of the handler's own writes. Handlers with side effects that must happen
+    /// once still need an idempotent write (a unique key, a conditional update). When the
+    /// store cannot be reached, the handler runs (at-least-once wins) and the error is
+    /// reported as [`Failure::Dedupe`](crate::Failure::Dedupe).
+    pub fn dedupe(mut self, window: Duration) -> Self {
+        self.dedupe = (!window.is_zero()).then(|| window.min(MAX_DEDUPE_WINDOW));
         self
     }
 }

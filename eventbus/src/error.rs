@@ -375,6 +375,22 @@ pub enum Failure {
         /// Why acknowledging failed.
         error: String,
     },
+    /// A durable entry was trimmed from its stream (by the stream's retention) while it was
+    /// pending: it can never be handled. It was acknowledged, so the group moves on.
+    Trimmed {
+        /// The handler whose group held it.
+        handler: Arc<str>,
+        /// The trimmed entry.
+        entry_id: String,
+    },
+    /// The de-duplication store could not be read or written: the event was handled anyway
+    /// (at-least-once wins), so a redelivery may run the handler again.
+    Dedupe {
+        /// The handler whose event it was.
+        handler: Arc<str>,
+        /// Why the store failed.
+        error: String,
+    },
 }
 
 impl fmt::Display for Failure {
@@ -397,6 +413,17 @@ impl fmt::Display for Failure {
                 f,
                 "handler `{handler}` finished entry {entry_id}, but acknowledging it failed \
                  (it will be delivered again): {error}"
+            ),
+            Failure::Trimmed { handler, entry_id } => write!(
+                f,
+                "entry {entry_id} pending on handler `{handler}` was trimmed from its stream \
+                 before it was handled: raise the stream retention above how far consumers fall \
+                 behind"
+            ),
+            Failure::Dedupe { handler, error } => write!(
+                f,
+                "de-duplication store for handler `{handler}` failed, the event was handled \
+                 without it: {error}"
             ),
         }
     }

@@ -34,7 +34,7 @@ pub use event::{ChannelError, Event};
 pub use handler::{
     EventArg, FromContext, Handler, HandlerContext, HandlerResult, State, StateMapView,
 };
-pub use metrics::{EventTypeMetrics, HandlerMetrics, LatencySnapshot, Metrics};
+pub use metrics::{EventTypeMetrics, GroupMetrics, HandlerMetrics, LatencySnapshot, Metrics};
 pub use options::{HandlerOptions, Overflow, RetryPolicy};
 pub use topic::Topic;
 pub use transport::{ConnectionEvent, DeadLetter, Message};

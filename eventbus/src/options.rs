@@ -176,6 +176,15 @@ impl HandlerOptions {
         self
     }
 
+    /// Skips events the handler's consumer group already handled within `window`, by
+    /// envelope id: a shortcut for [`DurableOptions::dedupe`], which says what it promises.
+    /// Durable event types only: on a pub/sub handler `connect` refuses it with a
+    /// [`Config`](crate::ConnectErrorKind::Config) error.
+    pub fn dedupe(mut self, window: Duration) -> Self {
+        self.durable = self.durable.dedupe(window);
+        self
+    }
+
     /// The handler's name in failures, logs and metrics (default: the function's path). An
     /// empty or blank name is refused when the bus is built (a
     /// [`Config`](crate::ConnectErrorKind::Config) error).

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::EventBus;
 use crate::error::{PublishError, QueryError, QueryErrorKind, SubscribeError};
 use crate::runtime::Health;
-use crate::transport::{DeadLetter, DeadLetterStore, PubSubAdmin};
+use crate::transport::{DeadLetter, DeadLetterStore, GroupStatus, PubSubAdmin};
 
 fn unsupported(what: &str) -> QueryError {
     QueryError::new(
@@ -69,6 +69,21 @@ impl EventBus {
     /// The number of pattern subscriptions on the server (`PUBSUB NUMPAT`).
     pub async fn numpat(&self) -> Result<u64, QueryError> {
         Ok(self.admin()?.numpat().await?)
+    }
+
+    /// The consumer groups of this bus's durable handlers as the server has them now
+    /// (`XINFO GROUPS` on Redis): pending entries, lag, consumers. A group not created yet is
+    /// left out. [`metrics`](EventBus::metrics) holds the same figures as read about a second
+    /// ago.
+    pub async fn groups(&self) -> Result<Vec<GroupStatus>, QueryError> {
+        let mut out = Vec::new();
+        for slot in self.inner.router.slots() {
+            let Some((stream, group)) = super::group_watch::group_of(&slot) else {
+                continue;
+            };
+            out.extend(self.inner.transport().group_status(stream, group).await?);
+        }
+        Ok(out)
     }
 
     /// Dead letters of an event type, oldest first.

@@ -107,6 +107,13 @@ pub(super) fn slot_spec<T, H: Handler<T>>(
         .validate()
         .map_err(|why| format!("handler `{name}`: {why}"))?;
     let topics = resolve_topics(&spec, &options, &name)?;
+    let durable = matches!(spec.kind, ArgKind::Envelope { durable: true, .. });
+    if options.durable.dedupe.is_some() && !durable {
+        return Err(format!(
+            "handler `{name}`: `dedupe` applies to durable event types (`#[event(durable)]`), \
+             whose redeliveries it skips; this handler takes pub/sub events"
+        ));
+    }
     Ok(SlotSpec {
         name,
         topics,
@@ -317,6 +324,11 @@ impl EventBusBuilder {
             sub_lock: tokio::sync::Mutex::new(()),
         });
         let bus = EventBus { inner };
+        super::group_watch::spawn(
+            bus.inner.router.clone(),
+            bus.inner.transport().clone(),
+            bus.inner.cancel.clone(),
+        );
         let mut topics = Vec::new();
         let mut durable = Vec::new();
         for spec in self.handlers {

@@ -7,6 +7,7 @@
 
 mod admin;
 mod builder;
+mod group_watch;
 mod publish;
 mod publish_options;
 mod shutdown;

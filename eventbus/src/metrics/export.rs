@@ -122,6 +122,48 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         "Messages that could not be decoded into a handler's argument type.",
     ),
     (
+        "eventbus_redelivered_total",
+        Kind::Counter,
+        Unit::Count,
+        "Durable entries delivered more than once.",
+    ),
+    (
+        "eventbus_claimed_total",
+        Kind::Counter,
+        Unit::Count,
+        "Durable entries claimed from another consumer.",
+    ),
+    (
+        "eventbus_duplicates_total",
+        Kind::Counter,
+        Unit::Count,
+        "Durable events skipped as already handled by the group (de-duplication).",
+    ),
+    (
+        "eventbus_trimmed_total",
+        Kind::Counter,
+        Unit::Count,
+        "Durable entries trimmed from their stream while pending.",
+    ),
+    (
+        "eventbus_group_pending",
+        Kind::Gauge,
+        Unit::Count,
+        "Entries delivered to a consumer group and not acknowledged.",
+    ),
+    (
+        "eventbus_group_lag",
+        Kind::Gauge,
+        Unit::Count,
+        "Entries in a stream not yet delivered to a consumer group.",
+    ),
+    (
+        "eventbus_group_consumers",
+        Kind::Gauge,
+        Unit::Count,
+        "Consumers known to a consumer group.",
+    ),
+    (
         "eventbus_queue_depth",
         Kind::Gauge,
         Unit::Count,
@@ -178,6 +220,13 @@ type Series = (&'static str, Vec<Label>);
 /// | `eventbus_dead_lettered_total` | counter | `handler`, `event_type` |
 /// | `eventbus_dropped_total` | counter | `handler`, `event_type` |
 /// | `eventbus_handler_decode_errors_total` | counter | `handler`, `event_type` |
+/// | `eventbus_redelivered_total` | counter | `handler`, `event_type` |
+/// | `eventbus_claimed_total` | counter | `handler`, `event_type` |
+/// | `eventbus_duplicates_total` | counter | `handler`, `event_type` |
+/// | `eventbus_trimmed_total` | counter | `handler`, `event_type` |
+/// | `eventbus_group_pending` | gauge | `group`, `stream` |
+/// | `eventbus_group_lag` | gauge | `group`, `stream` |
+/// | `eventbus_group_consumers` | gauge | `group`, `stream` |
 /// | `eventbus_queue_depth` | gauge | `handler`, `event_type` |
 /// | `eventbus_in_flight` | gauge | `handler`, `event_type` |
 /// | `eventbus_handler_duration_seconds` | histogram | `handler`, `event_type` |
@@ -438,6 +487,18 @@ impl Collected {
         *self.counters.entry((name, labels.to_vec())).or_default() += value;
     }
 
+    /// A consumer group's gauges, once per group however many handlers share it.
+    fn group(&mut self, base: &[Label], g: &crate::GroupMetrics) {
+        let l = labels(base, &[("group", &g.name), ("stream", &g.stream)]);
+        self.gauges
+            .insert(("eventbus_group_pending", l.clone()), g.pending);
+        self.gauges
+            .insert(("eventbus_group_consumers", l.clone()), g.consumers);
+        if let Some(lag) = g.lag {
+            self.gauges.insert(("eventbus_group_lag", l), lag);
+        }
+    }
+
     fn handler(&mut self, base: &[Label], h: &crate::HandlerMetrics) {
         let l = labels(base, &[("handler", &h.name), ("event_type", &h.event_type)]);
         self.count("eventbus_handler_received_total", &l, h.received);
@@ -449,6 +510,13 @@ impl Collected {
         self.count("eventbus_dead_lettered_total", &l, h.dead_lettered);
         self.count("eventbus_dropped_total", &l, h.dropped);
         self.count("eventbus_handler_decode_errors_total", &l, h.decode_errors);
+        self.count("eventbus_redelivered_total", &l, h.redelivered);
+        self.count("eventbus_claimed_total", &l, h.claimed);
+        self.count("eventbus_duplicates_total", &l, h.duplicates);
+        self.count("eventbus_trimmed_total", &l, h.trimmed);
+        if let Some(g) = &h.group {
+            self.group(base, g);
+        }
         *self
             .gauges
             .entry(("eventbus_queue_depth", l.clone()))

@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::sync::{read, write};
+use crate::transport::GroupStatus;
 
 /// A histogram of durations in power-of-two microsecond buckets (1 µs to about 70 minutes).
 #[derive(Debug)]
@@ -160,7 +161,31 @@ pub(crate) struct HandlerStats {
     pub(crate) decode_errors: AtomicU64,
     pub(crate) skipped: AtomicU64,
     pub(crate) in_flight: AtomicU64,
+    pub(crate) redelivered: AtomicU64,
+    pub(crate) claimed: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+    pub(crate) trimmed: AtomicU64,
     pub(crate) latency: Histogram,
+    /// The consumer group's last polled state, for durable handlers.
+    pub(crate) group: RwLock<Option<GroupMetrics>>,
+}
+
+/// A durable handler's consumer group as last read from the server (`XINFO GROUPS` on Redis),
+/// refreshed about once a second.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupMetrics {
+    /// The group's name.
+    pub name: String,
+    /// The stream it reads.
+    pub stream: String,
+    /// Entries delivered to the group's consumers and not acknowledged yet.
+    pub pending: u64,
+    /// Entries in the stream the group has not been handed yet; `None` when the server
+    /// cannot tell.
+    pub lag: Option<u64>,
+    /// Consumers known to the group.
+    pub consumers: u64,
 }
 
 /// Counters of one handler at one moment.
@@ -196,8 +221,32 @@ pub struct HandlerMetrics {
     pub queue_depth: u64,
     /// Runs in flight now.
     pub in_flight: u64,
+    /// Durable entries delivered more than once (after a failure, a crash, or a shutdown that
+    /// left them pending).
+    pub redelivered: u64,
+    /// Durable entries this consumer claimed from another one (presumed dead).
+    pub claimed: u64,
+    /// Durable events skipped because the group had handled them already (with
+    /// [`DurableOptions::dedupe`](crate::DurableOptions::dedupe)).
+    pub duplicates: u64,
+    /// Durable entries trimmed from the stream while pending: never handled, reported.
+    pub trimmed: u64,
     /// Duration of successful runs.
     pub latency: LatencySnapshot,
+    /// The consumer group of a durable handler, as last read from the server.
+    pub group: Option<GroupMetrics>,
+}
+
+impl From<GroupStatus> for GroupMetrics {
+    fn from(s: GroupStatus) -> Self {
+        GroupMetrics {
+            name: s.group,
+            stream: s.stream,
+            pending: s.pending,
+            lag: s.lag,
+            consumers: s.consumers,
+        }
+    }
 }
 
 impl HandlerStats {
@@ -218,7 +267,12 @@ impl HandlerStats {
             skipped: l(&self.skipped),
             queue_depth: depth as u64,
             in_flight: l(&self.in_flight),
+            redelivered: l(&self.redelivered),
+            claimed: l(&self.claimed),
+            duplicates: l(&self.duplicates),
+            trimmed: l(&self.trimmed),
             latency: self.latency.snapshot(),
+            group: read(&self.group).clone(),
         }
     }
 }

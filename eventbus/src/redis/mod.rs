@@ -43,22 +43,26 @@ use tokio_util::sync::CancellationToken;
 use crate::Topic;
 use crate::sync::lock;
 use crate::transport::{
-    BoxFuture, Capabilities, ConnectionEvent, DeadLetterStore, ErrorKind, GroupSpec, Inbound,
-    PubSubAdmin, Transport, TransportError,
+    BoxFuture, Capabilities, ConnectionEvent, DeadLetterStore, DedupeStore, ErrorKind, GroupSpec,
+    GroupStatus, Inbound, PubSubAdmin, Transport, TransportError,
 };
 
 mod dead_letters;
+mod dedupe;
 mod link;
 mod options;
 mod publisher;
 mod pubsub_admin;
+mod retention;
 mod stream_reply;
 mod streams;
 mod subscriber;
 mod target;
 
 pub use dead_letters::DEAD_LETTER_PREFIX;
+pub use dedupe::DEDUPE_PREFIX;
 pub use options::RedisOptions;
+pub use retention::{DEFAULT_STREAM_MAX_LEN, StreamRetention};
 
 use link::{Link, Unavailable};
 use publisher::Publisher;
@@ -367,5 +371,17 @@ impl Transport for RedisTransport {
 
     fn pubsub_admin(&self) -> Option<&dyn PubSubAdmin> {
         Some(self)
+    }
+
+    fn dedupe_store(&self) -> Option<&dyn DedupeStore> {
+        Some(self)
+    }
+
+    fn group_status<'a>(
+        &'a self,
+        stream: &'a str,
+        group: &'a str,
+    ) -> BoxFuture<'a, Result<Option<GroupStatus>, TransportError>> {
+        Box::pin(streams::group_status(&self.shared, stream, group))
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::StreamRetention;
 use crate::options::MAX_DURATION;
 
 /// The most commands (publishes included) awaiting an answer at once: the most permits a
@@ -42,6 +43,7 @@ const MAX_STREAM_LEN: usize = i64::MAX as usize;
 /// | [`watchdog_interval`](Self::watchdog_interval) | 1 s |
 /// | [`dead_letter_max_len`](Self::dead_letter_max_len) | about 10 000 entries per event type |
 /// | [`max_in_flight`](Self::max_in_flight) | 1000 |
+/// | [`stream_retention`](Self::stream_retention) | about 1 000 000 entries per durable type |
 ///
 /// Every duration is clamped to one year, which is "no limit" in practice (so `Duration::MAX`
 /// is accepted and means that). The few values that cannot mean anything useful (a zero
@@ -65,6 +67,7 @@ pub struct RedisOptions {
     pub(crate) watchdog_interval: Option<Duration>,
     pub(crate) dead_letter_max_len: Option<usize>,
     pub(crate) max_in_flight: usize,
+    pub(crate) stream_retention: StreamRetention,
     pub(crate) tls_root_certificate: Option<Vec<u8>>,
     pub(crate) tls_client_certificate: Option<(Vec<u8>, Vec<u8>)>,
 }
@@ -82,6 +85,7 @@ impl Default for RedisOptions {
             watchdog_interval: Some(Duration::from_secs(1)),
             dead_letter_max_len: Some(10_000),
             max_in_flight: 1000,
+            stream_retention: StreamRetention::default(),
             tls_root_certificate: None,
             tls_client_certificate: None,
         }
@@ -101,6 +105,7 @@ impl fmt::Debug for RedisOptions {
             .field("watchdog_interval", &self.watchdog_interval)
             .field("dead_letter_max_len", &self.dead_letter_max_len)
             .field("max_in_flight", &self.max_in_flight)
+            .field("stream_retention", &self.stream_retention)
             .field("tls_root_certificate", &self.tls_root_certificate.is_some())
             .field(
                 "tls_client_certificate",
@@ -236,6 +241,14 @@ impl RedisOptions {
         self
     }
 
+    /// How durable types' streams are trimmed on append (default: about 1 000 000 entries
+    /// each). A length or age of zero is refused by `connect` with a
+    /// [`Config`](crate::ErrorKind::Config) error.
+    pub fn stream_retention(mut self, retention: StreamRetention) -> Self {
+        self.stream_retention = retention;
+        self
+    }
+
     /// The root certificate(s), PEM-encoded, that a `rediss://` server's certificate must chain
     /// to, instead of the system's roots. Needs the `tls` feature; without it `rediss://` URLs
     /// are refused with [`ErrorKind::InvalidUrl`](crate::ErrorKind::InvalidUrl).
@@ -280,6 +293,7 @@ impl RedisOptions {
                  HandlerOptions::dead_letter(false) instead",
             );
         }
+        problems.extend(self.stream_retention.problem());
         if self
             .tls_root_certificate
             .as_ref()
@@ -341,6 +355,11 @@ impl RedisOptions {
     /// The most commands awaiting an answer at once.
     pub fn get_max_in_flight(&self) -> usize {
         self.max_in_flight
+    }
+
+    /// How durable streams are trimmed.
+    pub fn get_stream_retention(&self) -> StreamRetention {
+        self.stream_retention
     }
 
     /// The delay before reconnect attempt `retry` (1 for the first retry after the immediate

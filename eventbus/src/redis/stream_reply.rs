@@ -1,18 +1,23 @@
 //! Reading Redis stream replies (`XREADGROUP`, `XAUTOCLAIM`, `XPENDING`) into entries, in
 //! both RESP2 (arrays) and RESP3 (maps) shapes.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use redis::Value;
+
+use crate::transport::GroupStatus;
 
 /// The field of a stream entry that holds the envelope (wire contract v1.1).
 pub(crate) const ENVELOPE_FIELD: &str = "envelope";
 
 /// One stream entry: its id and the envelope it carries (empty when the field is missing,
-/// which the bus then reports as undecodable).
+/// which the bus then reports as undecodable; `None` when the entry was deleted from the
+/// stream while pending).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub(crate) id: String,
-    pub(crate) payload: Bytes,
+    pub(crate) payload: Option<Bytes>,
 }
 
 pub(crate) fn text(v: &Value) -> Option<String> {
@@ -49,6 +54,9 @@ pub(crate) fn entry(v: Value) -> Option<Entry> {
     }
     let fields = parts.pop()?;
     let id = text(&parts[0])?;
+    if fields == Value::Nil {
+        return Some(Entry { id, payload: None });
+    }
     let payload = pairs(fields)
         .into_iter()
         .find(|(k, _)| text(k).as_deref() == Some(ENVELOPE_FIELD))
@@ -58,7 +66,10 @@ pub(crate) fn entry(v: Value) -> Option<Entry> {
             _ => None,
         })
         .unwrap_or_default();
-    Some(Entry { id, payload })
+    Some(Entry {
+        id,
+        payload: Some(payload),
+    })
 }
 
 /// A list of entries.
@@ -118,6 +129,31 @@ pub(crate) fn pending_counts(v: Value) -> Vec<(String, u32)> {
         .collect()
 }
 
+/// `XINFO GROUPS`' row for `group`, if the stream has it.
+pub(crate) fn group_status(v: Value, stream: &str, group: &str) -> Option<GroupStatus> {
+    let Value::Array(rows) = v else {
+        return None;
+    };
+    rows.into_iter().find_map(|row| {
+        let fields: HashMap<String, Value> = pairs(row)
+            .into_iter()
+            .filter_map(|(k, v)| Some((text(&k)?, v)))
+            .collect();
+        let field = |name: &str| fields.get(name).and_then(text);
+        let count = |name: &str| field(name).and_then(|t| t.parse::<u64>().ok());
+        (field("name")? == group).then(|| {
+            GroupStatus::new(
+                stream,
+                group,
+                count("consumers").unwrap_or(0),
+                count("pending").unwrap_or(0),
+                count("lag"),
+                field("last-delivered-id").unwrap_or_default(),
+            )
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,22 +178,25 @@ mod tests {
                 raw_entry("1-0", &[("envelope", "{}")]),
                 raw_entry("2-0", &[("type", "x"), ("envelope", "{\"a\":1}")]),
                 raw_entry("3-0", &[("other", "v")]),
+                Value::Array(vec![bulk("4-0"), Value::Nil]),
             ]),
         ])]);
         let got = read_group(reply);
-        assert_eq!(got.len(), 3);
+        assert_eq!(got.len(), 4);
         assert_eq!(
             got[0],
             Entry {
                 id: "1-0".into(),
-                payload: Bytes::from_static(b"{}")
+                payload: Some(Bytes::from_static(b"{}"))
             }
         );
-        assert_eq!(&got[1].payload[..], b"{\"a\":1}");
-        assert!(
-            got[2].payload.is_empty(),
+        assert_eq!(got[1].payload.as_deref(), Some(&b"{\"a\":1}"[..]));
+        assert_eq!(
+            got[2].payload.as_deref(),
+            Some(&b""[..]),
             "a missing envelope field is an empty payload"
         );
+        assert_eq!(got[3].payload, None, "a deleted entry has no payload");
         assert!(read_group(Value::Nil).is_empty());
         let resp3 = Value::Map(vec![(
             bulk("events:x"),
@@ -184,5 +223,33 @@ mod tests {
             Value::Int(3),
         ])]);
         assert_eq!(pending_counts(pending), vec![("1-0".to_owned(), 3)]);
+    }
+
+    #[test]
+    fn group_status_reads_the_named_group() {
+        let row = |name: &str, lag: Value| {
+            Value::Array(vec![
+                bulk("name"),
+                bulk(name),
+                bulk("consumers"),
+                Value::Int(2),
+                bulk("pending"),
+                Value::Int(7),
+                bulk("last-delivered-id"),
+                bulk("9-0"),
+                bulk("entries-read"),
+                Value::Int(9),
+                bulk("lag"),
+                lag,
+            ])
+        };
+        let reply = Value::Array(vec![row("a", Value::Int(1)), row("b", Value::Nil)]);
+        let a = group_status(reply.clone(), "events:x", "a").unwrap();
+        assert_eq!(a, GroupStatus::new("events:x", "a", 2, 7, Some(1), "9-0"));
+        assert_eq!(
+            group_status(reply.clone(), "events:x", "b").unwrap().lag,
+            None
+        );
+        assert_eq!(group_status(reply, "events:x", "c"), None);
     }
 }

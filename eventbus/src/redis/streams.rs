@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
@@ -22,11 +22,10 @@ use super::Shared;
 use super::stream_reply::{self, ENVELOPE_FIELD, Entry};
 use crate::sync::lock;
 use crate::transport::{
-    Ack, Acknowledge, BoxFuture, ConnectionEvent, GroupSpec, Message, StartFrom, TransportError,
+    Ack, Acknowledge, BoxFuture, ConnectionEvent, GroupSpec, GroupStatus, Message, StartFrom,
+    TransportError,
 };
 
-/// The approximate length a stream is trimmed to on append (`MAXLEN ~`).
-pub(crate) const DEFAULT_MAX_LEN: usize = 1_000_000;
 /// The most entries read in one command.
 const MAX_COUNT: usize = 256;
 /// The longest a read blocks waiting for new entries.
@@ -49,20 +48,19 @@ impl Streams {
     }
 }
 
-/// `XADD stream MAXLEN ~ N * envelope <payload>`; returns the entry id.
+/// `XADD stream <retention> * envelope <payload>`; returns the entry id.
 pub(crate) async fn append(
     shared: &Shared,
     stream: &str,
     payload: Bytes,
 ) -> Result<String, TransportError> {
     let mut cmd = redis::cmd("XADD");
-    cmd.arg(stream)
-        .arg("MAXLEN")
-        .arg("~")
-        .arg(DEFAULT_MAX_LEN)
-        .arg("*")
-        .arg(ENVELOPE_FIELD)
-        .arg(payload.as_ref());
+    cmd.arg(stream);
+    shared
+        .options
+        .stream_retention
+        .add_to(&mut cmd, SystemTime::now());
+    cmd.arg("*").arg(ENVELOPE_FIELD).arg(payload.as_ref());
     shared
         .command(
             "appending to a stream",
@@ -130,6 +128,25 @@ async fn create_group(shared: &Shared, spec: &GroupSpec) -> Result<(), Transport
     {
         Err(e) if super::target::chain_text(&e).contains("BUSYGROUP") => Ok(()),
         other => other,
+    }
+}
+
+/// `XINFO GROUPS stream`, the row of `group`; `None` when the stream or group is missing.
+pub(crate) async fn group_status(
+    shared: &Shared,
+    stream: &str,
+    group: &str,
+) -> Result<Option<GroupStatus>, TransportError> {
+    let mut cmd = redis::cmd("XINFO");
+    cmd.arg("GROUPS").arg(stream);
+    let wait = shared.options.response_timeout;
+    match shared
+        .command::<Value>("reading a consumer group's state", &cmd, wait)
+        .await
+    {
+        Ok(reply) => Ok(stream_reply::group_status(reply, stream, group)),
+        Err(e) if super::target::chain_text(&e).contains("no such key") => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -303,7 +320,13 @@ impl Reader {
                 let Some(last) = entries.last().map(|e| e.id.clone()) else {
                     return Ok(Phase::Claim("0-0".to_owned()));
                 };
-                self.deliver_counted(conn, entries).await?;
+                let (live, gone): (Vec<Entry>, Vec<Entry>) =
+                    entries.into_iter().partition(|e| e.payload.is_some());
+                // One this process still runs keeps its payload, and is acknowledged by its run.
+                let held = lock(&self.acker.held).clone();
+                let gone = gone.into_iter().filter(|e| !held.contains(&e.id)).collect();
+                self.drop_trimmed(conn, gone).await?;
+                self.deliver_counted(conn, live, false).await?;
                 Ok(Phase::Own(last))
             }
             Phase::Claim(cursor) => {
@@ -317,18 +340,16 @@ impl Reader {
                     .arg(credit);
                 let reply = self.query(conn, &cmd, None).await?;
                 let (next, claimed, deleted) = stream_reply::auto_claim(reply);
+                // The server has already removed these from the group's pending entries.
                 for id in deleted {
-                    tracing::warn!(
-                        group = %self.group, entry = %id,
-                        "a pending entry was trimmed from its stream before it was handled"
-                    );
+                    self.shared.inbound.trimmed(&self.group, &id);
                 }
                 let held = lock(&self.acker.held).clone();
                 let claimed = claimed
                     .into_iter()
                     .filter(|e| !held.contains(&e.id))
                     .collect();
-                self.deliver_counted(conn, claimed).await?;
+                self.deliver_counted(conn, claimed, true).await?;
                 Ok(if next == "0-0" {
                     Phase::New
                 } else {
@@ -341,7 +362,7 @@ impl Reader {
                     .clamp(Duration::from_millis(1), BLOCK);
                 let cmd = self.read_cmd(credit, Some(block), ">");
                 let entries = stream_reply::read_group(self.query(conn, &cmd, Some(block)).await?);
-                self.deliver(entries.into_iter().map(|e| (e, 1)));
+                self.deliver(entries.into_iter().map(|e| (e, 1)), false);
                 Ok(Phase::New)
             }
         }
@@ -377,11 +398,35 @@ impl Reader {
         }
     }
 
-    /// Delivers entries that were delivered before, with their delivery counts.
+    /// Acknowledges this consumer's pending entries that were trimmed from the stream (they
+    /// can never be delivered) and reports them.
+    async fn drop_trimmed(
+        &self,
+        conn: &mut MultiplexedConnection,
+        gone: Vec<Entry>,
+    ) -> Result<(), redis::RedisError> {
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("XACK");
+        cmd.arg(&self.spec.stream).arg(&self.spec.group);
+        for entry in &gone {
+            cmd.arg(&entry.id);
+        }
+        self.query(conn, &cmd, None).await?;
+        for entry in gone {
+            self.shared.inbound.trimmed(&self.group, &entry.id);
+        }
+        Ok(())
+    }
+
+    /// Delivers entries that were delivered before, with their delivery counts; `claimed` when
+    /// they were taken over from another consumer.
     async fn deliver_counted(
         &self,
         conn: &mut MultiplexedConnection,
         entries: Vec<Entry>,
+        claimed: bool,
     ) -> Result<(), redis::RedisError> {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return Ok(());
@@ -397,27 +442,30 @@ impl Reader {
             stream_reply::pending_counts(self.query(conn, &cmd, None).await?)
                 .into_iter()
                 .collect();
-        self.deliver(entries.into_iter().map(|e| {
+        let entries = entries.into_iter().map(|e| {
             let n = counts.get(&e.id).copied().unwrap_or(1);
             (e, n)
-        }));
+        });
+        self.deliver(entries, claimed);
         Ok(())
     }
 
-    fn deliver(&self, entries: impl Iterator<Item = (Entry, u32)>) {
+    fn deliver(&self, entries: impl Iterator<Item = (Entry, u32)>, claimed: bool) {
         let channel: Arc<str> = Arc::from(self.spec.stream.as_str());
         for (entry, deliveries) in entries {
+            let Some(payload) = entry.payload else {
+                continue;
+            };
             if !lock(&self.acker.held).insert(entry.id.clone()) {
                 continue;
             }
             let handle: Arc<dyn Acknowledge> = self.acker.clone();
-            let mut message = Message::new(channel.clone(), None, entry.payload);
-            message.ack = Some(Ack::new(
-                self.group.clone(),
-                Arc::from(entry.id),
-                deliveries,
-                handle,
-            ));
+            let mut ack = Ack::new(self.group.clone(), Arc::from(entry.id), deliveries, handle);
+            if claimed {
+                ack = ack.mark_claimed();
+            }
+            let mut message = Message::new(channel.clone(), None, payload);
+            message.ack = Some(ack);
             self.shared.inbound.message(message);
         }
     }

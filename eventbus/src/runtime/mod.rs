@@ -9,6 +9,7 @@
 //! The router never waits on a handler; each handler's worker runs on its own task.
 
 mod dead_letter;
+mod dedupe;
 mod health;
 mod hooks;
 mod queue;

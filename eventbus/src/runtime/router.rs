@@ -401,6 +401,17 @@ impl Inbound for Router {
         })
     }
 
+    fn trimmed(&self, group: &str, entry_id: &str) {
+        let Some(slot) = self.group(group) else {
+            return;
+        };
+        slot.stats.trimmed.fetch_add(1, Ordering::Relaxed);
+        self.hooks.report(Failure::Trimmed {
+            handler: slot.name.clone(),
+            entry_id: entry_id.to_owned(),
+        });
+    }
+
     fn connection(&self, event: ConnectionEvent) {
         if matches!(event, ConnectionEvent::Reconnected { .. }) {
             self.stats.reconnects.fetch_add(1, Ordering::Relaxed);

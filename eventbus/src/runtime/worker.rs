@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::Runtime;
+use super::dedupe::Dedupe;
 use super::slot::Slot;
 use crate::envelope::RawEnvelope;
 use crate::error::{Failure, FailureCause, HandlerFailure};
@@ -100,19 +101,63 @@ fn handle_span(slot: &Slot, delivery: &Delivery) -> tracing::Span {
     )
 }
 
+/// How a delivery's runs ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// A run returned `Ok`.
+    Handled,
+    /// The last attempt failed: the event was counted as failed (and dead-lettered when so
+    /// configured, always for a durable handler).
+    GaveUp,
+    /// Shutdown's deadline cancelled the run: the event is neither handled nor given up.
+    Abandoned,
+}
+
 /// One event through one handler, with every attempt its retry policy allows.
 async fn run(rt: &Runtime, slot: &Slot, ctx: &HandlerContext, delivery: Delivery) {
     slot.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-    let poison = delivery
-        .message
-        .ack
-        .as_ref()
-        .filter(|ack| ack.deliveries > slot.options.durable.max_deliveries);
-    match poison {
-        Some(ack) => dead_letter_poison(rt, slot, &delivery, ack).await,
-        None => run_attempts(rt, slot, ctx, delivery).await,
+    match delivery.message.ack.clone() {
+        Some(ack) => run_durable(rt, slot, ctx, delivery, &ack).await,
+        None => {
+            run_attempts(rt, slot, ctx, delivery).await;
+        }
     }
     slot.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// A durable entry: dead-lettered as poison past `max_deliveries`, skipped when the group
+/// handled it already (with de-duplication), otherwise run; acknowledged unless abandoned.
+async fn run_durable(
+    rt: &Runtime,
+    slot: &Slot,
+    ctx: &HandlerContext,
+    delivery: Delivery,
+    ack: &Ack,
+) {
+    if ack.deliveries > 1 {
+        slot.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+    }
+    if ack.claimed {
+        slot.stats.claimed.fetch_add(1, Ordering::Relaxed);
+    }
+    if ack.deliveries > slot.options.durable.max_deliveries {
+        return dead_letter_poison(rt, slot, &delivery, ack).await;
+    }
+    let dedupe = Dedupe::of(rt, slot, &delivery);
+    if let Some(d) = &dedupe
+        && d.seen().await
+    {
+        return acknowledge(rt, slot, ack).await;
+    }
+    let outcome = run_attempts(rt, slot, ctx, delivery).await;
+    if outcome == Outcome::Handled
+        && let Some(d) = &dedupe
+    {
+        d.record().await;
+    }
+    if outcome != Outcome::Abandoned {
+        acknowledge(rt, slot, ack).await;
+    }
 }
 
 /// An entry delivered more often than the handler's `max_deliveries`: stored as a dead letter
@@ -127,11 +172,15 @@ async fn dead_letter_poison(rt: &Runtime, slot: &Slot, delivery: &Delivery, ack:
     acknowledge(rt, slot, ack).await;
 }
 
-/// Runs the handler with every attempt its retry policy allows; acknowledges an at-least-once
-/// message once it is handled or given up on (dead-lettered).
-async fn run_attempts(rt: &Runtime, slot: &Slot, ctx: &HandlerContext, mut delivery: Delivery) {
+/// Runs the handler with every attempt its retry policy allows.
+async fn run_attempts(
+    rt: &Runtime,
+    slot: &Slot,
+    ctx: &HandlerContext,
+    mut delivery: Delivery,
+) -> Outcome {
     let span = handle_span(slot, &delivery);
-    let finished = async {
+    async {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -143,28 +192,29 @@ async fn run_attempts(rt: &Runtime, slot: &Slot, ctx: &HandlerContext, mut deliv
             let outcome = tokio::select! {
                 biased;
                 // Shutdown's deadline passed: the run is abandoned, and counted there.
-                _ = slot.cancel.cancelled() => return false,
+                _ = slot.cancel.cancelled() => return Outcome::Abandoned,
                 outcome = run_once => outcome,
             };
             match outcome {
                 Ok(()) => {
                     slot.stats.latency.record(started.elapsed());
                     slot.stats.handled.fetch_add(1, Ordering::Relaxed);
-                    return true;
+                    return Outcome::Handled;
                 }
                 Err(cause) => {
                     if !failed(rt, slot, &delivery, attempt, cause).await {
-                        return !slot.cancel.is_cancelled();
+                        return if slot.cancel.is_cancelled() {
+                            Outcome::Abandoned
+                        } else {
+                            Outcome::GaveUp
+                        };
                     }
                 }
             }
         }
     }
     .instrument(span)
-    .await;
-    if finished && let Some(ack) = &delivery.message.ack {
-        acknowledge(rt, slot, ack).await;
-    }
+    .await
 }
 
 /// Acknowledges a finished at-least-once message; a failure leaves it pending, to be

@@ -27,6 +27,9 @@ pub struct Ack {
     pub entry_id: Arc<str>,
     /// How many times the entry has been delivered, this time included.
     pub deliveries: u32,
+    /// Whether this consumer claimed the entry from another one, on which it had stayed
+    /// unacknowledged too long (that consumer is presumed dead).
+    pub claimed: bool,
     handle: Arc<dyn Acknowledge>,
 }
 
@@ -42,8 +45,15 @@ impl Ack {
             group,
             entry_id,
             deliveries,
+            claimed: false,
             handle,
         }
+    }
+
+    /// Marks the entry as claimed from another consumer.
+    pub fn mark_claimed(mut self) -> Self {
+        self.claimed = true;
+        self
     }
 
     /// Acknowledges the entry.
@@ -66,6 +76,7 @@ impl fmt::Debug for Ack {
             .field("group", &self.group)
             .field("entry_id", &self.entry_id)
             .field("deliveries", &self.deliveries)
+            .field("claimed", &self.claimed)
             .finish_non_exhaustive()
     }
 }

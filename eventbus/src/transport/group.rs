@@ -60,3 +60,43 @@ impl GroupSpec {
         self
     }
 }
+
+/// A consumer group's state on the server (`XINFO GROUPS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupStatus {
+    /// The stream key.
+    pub stream: String,
+    /// The group's name.
+    pub group: String,
+    /// Consumers known to the group (live or not).
+    pub consumers: u64,
+    /// Entries delivered to a consumer and not acknowledged yet.
+    pub pending: u64,
+    /// Entries in the stream not yet delivered to the group; `None` when the server cannot
+    /// tell (after entries were deleted in the middle of the stream).
+    pub lag: Option<u64>,
+    /// The id of the last entry delivered to the group.
+    pub last_delivered: String,
+}
+
+impl GroupStatus {
+    /// A status with the given counts.
+    pub fn new(
+        stream: impl Into<String>,
+        group: impl Into<String>,
+        consumers: u64,
+        pending: u64,
+        lag: Option<u64>,
+        last_delivered: impl Into<String>,
+    ) -> Self {
+        GroupStatus {
+            stream: stream.into(),
+            group: group.into(),
+            consumers,
+            pending,
+            lag,
+            last_delivered: last_delivered.into(),
+        }
+    }
+}

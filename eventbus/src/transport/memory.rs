@@ -19,10 +19,11 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::glob::glob_match;
+use super::memory_dedupe::MemoryDedupe;
 use super::memory_streams::{Streams, spawn_reader};
 use super::{
-    BoxFuture, Capabilities, ConnectionEvent, DeadLetter, DeadLetterStore, ErrorKind, GroupSpec,
-    Inbound, Message, PubSubAdmin, Transport, TransportError,
+    BoxFuture, Capabilities, ConnectionEvent, DeadLetter, DeadLetterStore, DedupeStore, ErrorKind,
+    GroupSpec, GroupStatus, Inbound, Message, PubSubAdmin, Transport, TransportError,
 };
 use crate::Topic;
 use crate::sync::{lock, read, write};
@@ -34,6 +35,7 @@ struct Hub {
     dead: Mutex<BTreeMap<String, Vec<DeadLetter>>>,
     next_dead: AtomicU64,
     streams: Arc<Streams>,
+    dedupe: MemoryDedupe,
 }
 
 struct Member {
@@ -293,6 +295,21 @@ impl Transport for MemoryTransport {
 
     fn pubsub_admin(&self) -> Option<&dyn PubSubAdmin> {
         Some(self)
+    }
+
+    fn dedupe_store(&self) -> Option<&dyn DedupeStore> {
+        Some(&self.hub.dedupe)
+    }
+
+    fn group_status<'a>(
+        &'a self,
+        stream: &'a str,
+        group: &'a str,
+    ) -> BoxFuture<'a, Result<Option<GroupStatus>, TransportError>> {
+        Box::pin(async move {
+            self.check_open()?;
+            Ok(self.hub.streams.group_status(stream, group))
+        })
     }
 }
 

@@ -8,7 +8,7 @@
 //! then entries idle on other consumers for longer than `claim_idle` (claimed), then new
 //! ones, never more at a time than the handler's credit.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -20,7 +20,8 @@ use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Ack, Acknowledge, BoxFuture, ErrorKind, GroupSpec, Inbound, Message, StartFrom, TransportError,
+    Ack, Acknowledge, BoxFuture, ErrorKind, GroupSpec, GroupStatus, Inbound, Message, StartFrom,
+    TransportError,
 };
 use crate::sync::lock;
 
@@ -111,14 +112,19 @@ struct Group {
     /// The last entry handed out; later ones are new to the group.
     last_delivered: EntryId,
     pending: BTreeMap<EntryId, Pending>,
+    /// Every consumer that read for the group.
+    consumers: HashSet<Arc<str>>,
 }
 
 /// An entry as a reader hands it to the bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Delivered {
     id: EntryId,
-    payload: Bytes,
+    /// `None` for a pending entry trimmed from the stream: it is reported, not delivered.
+    payload: Option<Bytes>,
     deliveries: u32,
+    /// Taken over from another consumer.
+    claimed: bool,
 }
 
 /// One stream key: its entries and its groups.
@@ -164,7 +170,7 @@ impl Log {
             .entry(group.to_owned())
             .or_insert_with(|| Group {
                 last_delivered,
-                pending: BTreeMap::new(),
+                ..Group::default()
             });
     }
 
@@ -215,7 +221,8 @@ impl Log {
     }
 
     /// Hands the pending entries `ids` to `consumer` once more. An entry the log no longer
-    /// holds (trimmed) leaves the pending list, and is reported.
+    /// holds (trimmed) leaves the pending list, and is handed out without a payload, to be
+    /// reported.
     fn hand_out_pending(
         &mut self,
         group: &str,
@@ -229,25 +236,30 @@ impl Log {
         };
         let mut out = Vec::with_capacity(ids.len());
         for (id, payload) in ids.iter().zip(payloads) {
-            let Some(payload) = payload else {
-                g.pending.remove(id);
-                tracing::warn!(
-                    entry_id = %id,
-                    group,
-                    "a pending entry was trimmed from its stream before it was acknowledged"
-                );
+            if payload.is_none() {
+                if let Some(p) = g.pending.remove(id) {
+                    out.push(Delivered {
+                        id: *id,
+                        payload,
+                        deliveries: p.deliveries,
+                        claimed: false,
+                    });
+                }
                 continue;
-            };
+            }
             if let Some(p) = g.pending.get_mut(id) {
                 p.deliveries = p.deliveries.saturating_add(1);
                 p.delivered_at = now;
-                if &*p.consumer != consumer {
+                let claimed = &*p.consumer != consumer;
+                if claimed {
                     p.consumer = Arc::from(consumer);
+                    g.consumers.insert(p.consumer.clone());
                 }
                 out.push(Delivered {
                     id: *id,
                     payload,
                     deliveries: p.deliveries,
+                    claimed,
                 });
             }
         }
@@ -266,6 +278,9 @@ impl Log {
             return Vec::new();
         };
         let from = self.entries.partition_point(|e| e.id <= g.last_delivered);
+        if !g.consumers.contains(consumer) {
+            g.consumers.insert(consumer.clone());
+        }
         let mut out = Vec::new();
         for e in self.entries.range(from..).take(max) {
             g.last_delivered = e.id;
@@ -279,11 +294,26 @@ impl Log {
             );
             out.push(Delivered {
                 id: e.id,
-                payload: e.payload.clone(),
+                payload: Some(e.payload.clone()),
                 deliveries: 1,
+                claimed: false,
             });
         }
         out
+    }
+
+    /// The state of `group`: consumers, pending entries, entries not yet delivered to it.
+    fn status(&self, stream: &str, group: &str) -> Option<GroupStatus> {
+        let g = self.groups.get(group)?;
+        let delivered = self.entries.partition_point(|e| e.id <= g.last_delivered);
+        Some(GroupStatus::new(
+            stream,
+            group,
+            g.consumers.len() as u64,
+            g.pending.len() as u64,
+            Some((self.entries.len() - delivered) as u64),
+            g.last_delivered.to_string(),
+        ))
     }
 
     /// Removes an entry from a group's pending entries; an unknown entry is no error.
@@ -322,6 +352,11 @@ impl Streams {
             .entry(spec.stream.clone())
             .or_default()
             .create_group(&spec.group, spec.start);
+    }
+
+    /// The state of a group, `None` when the stream or the group does not exist.
+    pub(super) fn group_status(&self, stream: &str, group: &str) -> Option<GroupStatus> {
+        lock(&self.logs).get(stream)?.status(stream, group)
     }
 
     fn ack(&self, stream: &str, group: &str, id: &str) -> Result<(), TransportError> {
@@ -469,16 +504,23 @@ impl Reader {
     }
 
     fn deliver(&self, d: Delivered) {
-        let ack = Ack::new(
+        let Some(payload) = d.payload else {
+            self.inbound.trimmed(&self.group, &d.id.to_string());
+            return;
+        };
+        let mut ack = Ack::new(
             self.group.clone(),
             Arc::from(d.id.to_string()),
             d.deliveries,
             self.acker.clone(),
         );
+        if d.claimed {
+            ack = ack.mark_claimed();
+        }
         self.inbound.message(Message {
             channel: self.stream.clone(),
             pattern: None,
-            payload: d.payload,
+            payload,
             ack: Some(ack),
         });
     }
@@ -608,7 +650,8 @@ mod tests {
         log.read_new("g", &me, 10, now);
         log.push(Bytes::from("b"), 2, 1);
         let (again, _) = log.redeliver_own("g", "c1", EntryId::default(), 10, now);
-        assert!(again.is_empty());
+        assert_eq!(again.len(), 1, "handed out without a payload, to be reported");
+        assert_eq!(again[0].payload, None);
         assert!(log.groups["g"].pending.is_empty());
     }
 }

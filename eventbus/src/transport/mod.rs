@@ -34,7 +34,8 @@
 //!   after the handler succeeded (or the event was dead-lettered), and the transport reads
 //!   only while [`Inbound::credit`] is above zero, waiting on [`Inbound::credit_available`]
 //!   otherwise, so a slow handler slows its own reading instead of the bus dropping.
-//! - Optional parts: a [`DeadLetterStore`] and [`PubSubAdmin`] queries.
+//! - Optional parts: a [`DeadLetterStore`], a [`DedupeStore`], [`PubSubAdmin`] queries and
+//!   [`Transport::group_status`].
 //!
 //! The bus ships the in-process transport ([`memory`], `memory://`) and, with the `redis`
 //! feature, Redis pub/sub ([`crate::redis`], `redis://`, `rediss://`, `redis+unix://`).
@@ -51,10 +52,12 @@ mod admin;
 mod capabilities;
 mod connection;
 mod dead_letter;
+mod dedupe;
 mod error;
 pub(crate) mod glob;
 mod group;
 pub mod memory;
+mod memory_dedupe;
 mod memory_streams;
 mod message;
 mod url;
@@ -64,9 +67,10 @@ pub use admin::PubSubAdmin;
 pub use capabilities::Capabilities;
 pub use connection::ConnectionEvent;
 pub use dead_letter::{DeadLetter, DeadLetterStore};
+pub use dedupe::DedupeStore;
 pub use error::TransportError;
 pub use glob::glob_match;
-pub use group::{GroupSpec, StartFrom};
+pub use group::{GroupSpec, GroupStatus, StartFrom};
 pub use message::Message;
 pub use url::redact_url;
 
@@ -96,6 +100,10 @@ pub trait Inbound: Send + Sync + 'static {
     /// Completes when [`credit`](Self::credit) for `group` may have grown (a queued message
     /// was taken) or the group is gone. A transport waits on it instead of reading.
     fn credit_available(&self, group: &str) -> BoxFuture<'static, ()>;
+
+    /// An entry pending on `group` was trimmed from its stream before it was handled: it can
+    /// never be delivered. The transport has removed it from the group's pending entries.
+    fn trimmed(&self, group: &str, entry_id: &str);
 }
 
 /// The transport contract: see the [module documentation](self) for how the parts fit.
@@ -160,5 +168,22 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
     /// Pub/sub introspection, if this transport offers it.
     fn pubsub_admin(&self) -> Option<&dyn PubSubAdmin> {
         None
+    }
+
+    /// Where handled event ids are remembered for de-duplication, if this transport keeps
+    /// them.
+    fn dedupe_store(&self) -> Option<&dyn DedupeStore> {
+        None
+    }
+
+    /// A consumer group's state: consumers, pending entries, lag. `None` when the stream or
+    /// the group does not exist.
+    fn group_status<'a>(
+        &'a self,
+        stream: &'a str,
+        group: &'a str,
+    ) -> BoxFuture<'a, Result<Option<GroupStatus>, TransportError>> {
+        let _ = (stream, group);
+        Box::pin(async { Err(unsupported("consumer group queries")) })
     }
 }

@@ -1,0 +1,56 @@
+//! Keeps durable handlers' group metrics fresh: each consumer group's state is read from the
+//! server about once a second, for [`EventBus::metrics`](super::EventBus::metrics) and the
+//! metrics export.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::Topic;
+use crate::error::ErrorKind;
+use crate::metrics::GroupMetrics;
+use crate::runtime::{Router, Slot};
+use crate::sync::write;
+use crate::transport::{Transport, TransportError};
+
+/// How often the groups are read.
+const INTERVAL: Duration = Duration::from_secs(1);
+
+/// The stream a durable handler reads, with its group.
+pub(super) fn group_of(slot: &Slot) -> Option<(&str, &str)> {
+    match (slot.topics.first(), slot.group.as_deref()) {
+        (Some(Topic::Channel(stream)), Some(group)) => Some((stream, group)),
+        _ => None,
+    }
+}
+
+/// Reads every durable handler's group state until `cancel` fires, or for good once the
+/// transport says it cannot.
+pub(super) fn spawn(router: Arc<Router>, transport: Arc<dyn Transport>, cancel: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(INTERVAL) => {}
+            }
+            for slot in router.slots() {
+                if let Err(e) = refresh(&slot, &*transport).await
+                    && e.kind() == ErrorKind::Unsupported
+                {
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// Reads one handler's group; a failed read keeps the last figures.
+async fn refresh(slot: &Slot, transport: &dyn Transport) -> Result<(), TransportError> {
+    let Some((stream, group)) = group_of(slot) else {
+        return Ok(());
+    };
+    let status = transport.group_status(stream, group).await?;
+    *write(&slot.stats.group) = status.map(GroupMetrics::from);
+    Ok(())
+}
