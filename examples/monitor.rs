@@ -6,6 +6,10 @@
 //! and exits; `MONITOR_ITERATIONS=N` (or `--iterations N`) stops after N snapshots.
 //! `--pattern GLOB` shows only the channels matching GLOB (such as `events:*`).
 //!
+//! Durable streams: `--stream events:order_placed` (repeatable; that one by default) shows
+//! each consumer group of the stream with its consumers, pending entries and lag
+//! (`XINFO GROUPS`).
+//!
 //! ```text
 //! redis-server --port 6379 --save '' &
 //! cargo run --example monitor                  # in one terminal
@@ -28,8 +32,30 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-/// Prints one snapshot of the server's pub/sub state.
-async fn snapshot(bus: &EventBus, pattern: Option<&str>, tick: u64) -> anyhow::Result<()> {
+/// The consumer groups of the durable streams, one line each.
+async fn groups(bus: &EventBus, streams: &[String]) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for stream in streams {
+        let groups = bus.stream_groups(stream).await?;
+        out.push_str(&format!("stream {stream}: {} group(s)\n", groups.len()));
+        for g in groups {
+            let lag = g.lag.map_or_else(|| "?".to_owned(), |l| l.to_string());
+            out.push_str(&format!(
+                "  {}  consumers={} pending={} lag={lag}\n",
+                g.group, g.consumers, g.pending
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Prints one snapshot of the server's pub/sub and durable state.
+async fn snapshot(
+    bus: &EventBus,
+    pattern: Option<&str>,
+    streams: &[String],
+    tick: u64,
+) -> anyhow::Result<()> {
     let rtt = bus.ping().await?;
     let mut channels = bus.channels(pattern).await?;
     channels.sort();
@@ -55,6 +81,7 @@ async fn snapshot(bus: &EventBus, pattern: Option<&str>, tick: u64) -> anyhow::R
         out.push_str(&format!("  {channel:<width$}  subscribers={subscribers}\n"));
     }
     out.push_str(&format!("pattern subscriptions: {patterns}\n"));
+    out.push_str(&groups(bus, streams).await?);
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes())?;
     stdout.flush()?;
@@ -75,6 +102,14 @@ async fn run() -> anyhow::Result<()> {
         }
     };
     let pattern = arg(&args, "--pattern");
+    let mut streams: Vec<String> = args
+        .windows(2)
+        .filter(|w| w[0] == "--stream")
+        .map(|w| w[1].clone())
+        .collect();
+    if streams.is_empty() {
+        streams.push("events:order_placed".to_owned());
+    }
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
 
     let bus = connect(EventBus::builder().service("monitor"), &url).await?;
@@ -86,7 +121,7 @@ async fn run() -> anyhow::Result<()> {
         loop {
             ticker.tick().await;
             tick += 1;
-            let result = snapshot(&bus, pattern.as_deref(), tick).await;
+            let result = snapshot(&bus, pattern.as_deref(), &streams, tick).await;
             if iterations.is_some_and(|n| tick >= n) {
                 // The last snapshot decides the exit status.
                 return result;

@@ -240,11 +240,24 @@ async fn monitor_shows_channels_subscribers_and_patterns() {
         .await
         .unwrap();
 
-    let once = run("monitor", &url, &["--once"]).await;
+    // A durable stream with one group that has not read its one entry yet.
+    server.cli(&[
+        "XGROUP",
+        "CREATE",
+        "events:jobs",
+        "billing",
+        "$",
+        "MKSTREAM",
+    ]);
+    server.cli(&["XADD", "events:jobs", "*", "envelope", "{}"]);
+
+    let once = run("monitor", &url, &["--once", "--stream", "events:jobs"]).await;
     once.assert_ok_with(&[
         "active channels: 1",
         "  orders   subscribers=1",
         "pattern subscriptions: 1",
+        "stream events:jobs: 1 group(s)",
+        "  billing  consumers=0 pending=0 lag=1",
     ]);
     assert!(once.stdout().starts_with("eventbus monitor #1  ping "));
     assert!(!once.stdout().contains("#2"), "--once stops after one");

@@ -81,9 +81,17 @@ impl EventBus {
             let Some((stream, group)) = super::group_watch::group_of(&slot) else {
                 continue;
             };
-            out.extend(self.inner.transport().group_status(stream, group).await?);
+            let groups = self.stream_groups(stream).await?;
+            out.extend(groups.into_iter().filter(|g| g.group == group));
         }
         Ok(out)
+    }
+
+    /// Every consumer group of a stream (`events:<type>` for a durable type), whichever
+    /// service reads it: pending entries, lag, consumers. Empty when the stream does not
+    /// exist. For dashboards such as the `monitor` example.
+    pub async fn stream_groups(&self, stream: &str) -> Result<Vec<GroupStatus>, QueryError> {
+        Ok(self.inner.transport().stream_groups(stream).await?)
     }
 
     /// Dead letters of an event type, oldest first.

@@ -50,7 +50,8 @@ async fn refresh(slot: &Slot, transport: &dyn Transport) -> Result<(), Transport
     let Some((stream, group)) = group_of(slot) else {
         return Ok(());
     };
-    let status = transport.group_status(stream, group).await?;
-    *write(&slot.stats.group) = status.map(GroupMetrics::from);
+    let groups = transport.stream_groups(stream).await?;
+    let mine = groups.into_iter().find(|g| g.group == group);
+    *write(&slot.stats.group) = mine.map(GroupMetrics::from);
     Ok(())
 }

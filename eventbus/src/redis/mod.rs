@@ -377,11 +377,10 @@ impl Transport for RedisTransport {
         Some(self)
     }
 
-    fn group_status<'a>(
+    fn stream_groups<'a>(
         &'a self,
         stream: &'a str,
-        group: &'a str,
-    ) -> BoxFuture<'a, Result<Option<GroupStatus>, TransportError>> {
-        Box::pin(streams::group_status(&self.shared, stream, group))
+    ) -> BoxFuture<'a, Result<Vec<GroupStatus>, TransportError>> {
+        Box::pin(streams::stream_groups(&self.shared, stream))
     }
 }

@@ -129,29 +129,29 @@ pub(crate) fn pending_counts(v: Value) -> Vec<(String, u32)> {
         .collect()
 }
 
-/// `XINFO GROUPS`' row for `group`, if the stream has it.
-pub(crate) fn group_status(v: Value, stream: &str, group: &str) -> Option<GroupStatus> {
+/// `XINFO GROUPS`' rows, one per group.
+pub(crate) fn groups(v: Value, stream: &str) -> Vec<GroupStatus> {
     let Value::Array(rows) = v else {
-        return None;
+        return Vec::new();
     };
-    rows.into_iter().find_map(|row| {
-        let fields: HashMap<String, Value> = pairs(row)
-            .into_iter()
-            .filter_map(|(k, v)| Some((text(&k)?, v)))
-            .collect();
-        let field = |name: &str| fields.get(name).and_then(text);
-        let count = |name: &str| field(name).and_then(|t| t.parse::<u64>().ok());
-        (field("name")? == group).then(|| {
-            GroupStatus::new(
+    rows.into_iter()
+        .filter_map(|row| {
+            let fields: HashMap<String, Value> = pairs(row)
+                .into_iter()
+                .filter_map(|(k, v)| Some((text(&k)?, v)))
+                .collect();
+            let field = |name: &str| fields.get(name).and_then(text);
+            let count = |name: &str| field(name).and_then(|t| t.parse::<u64>().ok());
+            Some(GroupStatus::new(
                 stream,
-                group,
+                field("name")?,
                 count("consumers").unwrap_or(0),
                 count("pending").unwrap_or(0),
                 count("lag"),
                 field("last-delivered-id").unwrap_or_default(),
-            )
+            ))
         })
-    })
+        .collect()
 }
 
 #[cfg(test)]
@@ -244,12 +244,13 @@ mod tests {
             ])
         };
         let reply = Value::Array(vec![row("a", Value::Int(1)), row("b", Value::Nil)]);
-        let a = group_status(reply.clone(), "events:x", "a").unwrap();
-        assert_eq!(a, GroupStatus::new("events:x", "a", 2, 7, Some(1), "9-0"));
+        let got = groups(reply, "events:x");
+        assert_eq!(got.len(), 2);
         assert_eq!(
-            group_status(reply.clone(), "events:x", "b").unwrap().lag,
-            None
+            got[0],
+            GroupStatus::new("events:x", "a", 2, 7, Some(1), "9-0")
         );
-        assert_eq!(group_status(reply, "events:x", "c"), None);
+        assert_eq!((got[1].group.as_str(), got[1].lag), ("b", None));
+        assert!(groups(Value::Nil, "events:x").is_empty());
     }
 }

@@ -131,21 +131,20 @@ async fn create_group(shared: &Shared, spec: &GroupSpec) -> Result<(), Transport
     }
 }
 
-/// `XINFO GROUPS stream`, the row of `group`; `None` when the stream or group is missing.
-pub(crate) async fn group_status(
+/// `XINFO GROUPS stream`: every group of the stream; none when the stream is missing.
+pub(crate) async fn stream_groups(
     shared: &Shared,
     stream: &str,
-    group: &str,
-) -> Result<Option<GroupStatus>, TransportError> {
+) -> Result<Vec<GroupStatus>, TransportError> {
     let mut cmd = redis::cmd("XINFO");
     cmd.arg("GROUPS").arg(stream);
     let wait = shared.options.response_timeout;
     match shared
-        .command::<Value>("reading a consumer group's state", &cmd, wait)
+        .command::<Value>("reading consumer groups", &cmd, wait)
         .await
     {
-        Ok(reply) => Ok(stream_reply::group_status(reply, stream, group)),
-        Err(e) if super::target::chain_text(&e).contains("no such key") => Ok(None),
+        Ok(reply) => Ok(stream_reply::groups(reply, stream)),
+        Err(e) if super::target::chain_text(&e).contains("no such key") => Ok(Vec::new()),
         Err(e) => Err(e),
     }
 }

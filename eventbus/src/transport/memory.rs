@@ -301,14 +301,13 @@ impl Transport for MemoryTransport {
         Some(&self.hub.dedupe)
     }
 
-    fn group_status<'a>(
+    fn stream_groups<'a>(
         &'a self,
         stream: &'a str,
-        group: &'a str,
-    ) -> BoxFuture<'a, Result<Option<GroupStatus>, TransportError>> {
+    ) -> BoxFuture<'a, Result<Vec<GroupStatus>, TransportError>> {
         Box::pin(async move {
             self.check_open()?;
-            Ok(self.hub.streams.group_status(stream, group))
+            Ok(self.hub.streams.groups(stream))
         })
     }
 }

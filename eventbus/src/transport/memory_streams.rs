@@ -354,9 +354,18 @@ impl Streams {
             .create_group(&spec.group, spec.start);
     }
 
-    /// The state of a group, `None` when the stream or the group does not exist.
-    pub(super) fn group_status(&self, stream: &str, group: &str) -> Option<GroupStatus> {
-        lock(&self.logs).get(stream)?.status(stream, group)
+    /// The groups of a stream with their state, by name; none when the stream does not exist.
+    pub(super) fn groups(&self, stream: &str) -> Vec<GroupStatus> {
+        let logs = lock(&self.logs);
+        let Some(log) = logs.get(stream) else {
+            return Vec::new();
+        };
+        let mut names: Vec<&String> = log.groups.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|g| log.status(stream, g))
+            .collect()
     }
 
     fn ack(&self, stream: &str, group: &str, id: &str) -> Result<(), TransportError> {
@@ -650,7 +659,11 @@ mod tests {
         log.read_new("g", &me, 10, now);
         log.push(Bytes::from("b"), 2, 1);
         let (again, _) = log.redeliver_own("g", "c1", EntryId::default(), 10, now);
-        assert_eq!(again.len(), 1, "handed out without a payload, to be reported");
+        assert_eq!(
+            again.len(),
+            1,
+            "handed out without a payload, to be reported"
+        );
         assert_eq!(again[0].payload, None);
         assert!(log.groups["g"].pending.is_empty());
     }

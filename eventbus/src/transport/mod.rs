@@ -35,7 +35,7 @@
 //!   only while [`Inbound::credit`] is above zero, waiting on [`Inbound::credit_available`]
 //!   otherwise, so a slow handler slows its own reading instead of the bus dropping.
 //! - Optional parts: a [`DeadLetterStore`], a [`DedupeStore`], [`PubSubAdmin`] queries and
-//!   [`Transport::group_status`].
+//!   [`Transport::stream_groups`].
 //!
 //! The bus ships the in-process transport ([`memory`], `memory://`) and, with the `redis`
 //! feature, Redis pub/sub ([`crate::redis`], `redis://`, `rediss://`, `redis+unix://`).
@@ -176,14 +176,13 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
         None
     }
 
-    /// A consumer group's state: consumers, pending entries, lag. `None` when the stream or
-    /// the group does not exist.
-    fn group_status<'a>(
+    /// The consumer groups of a stream with their state: consumers, pending entries, lag.
+    /// Empty when the stream does not exist.
+    fn stream_groups<'a>(
         &'a self,
         stream: &'a str,
-        group: &'a str,
-    ) -> BoxFuture<'a, Result<Option<GroupStatus>, TransportError>> {
-        let _ = (stream, group);
+    ) -> BoxFuture<'a, Result<Vec<GroupStatus>, TransportError>> {
+        let _ = stream;
         Box::pin(async { Err(unsupported("consumer group queries")) })
     }
 }
