@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use eventbus::{DurableOptions, Event, EventBus, HandlerOptions, RetryPolicy};
 use eventbus_suite::examples::example_binary;
+use eventbus_suite::python::{finish_peer, peer, python_with_redis};
 use eventbus_suite::redis_server::RedisServer;
 use eventbus_suite::{Seen, wait_for};
 use serde::{Deserialize, Serialize};
@@ -397,5 +398,91 @@ async fn other_publishers_and_readers_speak_the_stream_contract() {
     let value: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
     assert_eq!(value["type"], "order_placed");
     assert_eq!(value["data"]["order_id"], 9);
+    bus.shutdown().await.unwrap();
+}
+
+/// A redis-py service appends with `XADD events:<type> * envelope <json.dumps(..)>`, in the
+/// plain shape and in CloudEvents, and reads ours with `XREADGROUP` + `XACK`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_service_appends_and_reads_the_stream() {
+    let Some(server) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let Some(python) = python_with_redis() else {
+        return;
+    };
+    let url = server.url();
+    let handled = Seen::new();
+    let h = handled.clone();
+    let bus = EventBus::builder()
+        .service("billing")
+        .handler(move |o: eventbus::Envelope<OrderPlaced>| {
+            let h = h.clone();
+            async move { h.push((o.id().to_owned(), o.source().to_owned(), o.data().order_id)) }
+        })
+        .connect(&url)
+        .await
+        .unwrap();
+    let events = serde_json::json!([
+        {"type": "order_placed", "id": 41, "timestamp": "2026-11-21T07:11:00",
+         "data": {"order_id": 41, "total": 2.5}},
+        {"specversion": "1.0", "type": "order_placed", "source": "py-shop",
+         "id": "py-42", "time": "2026-11-21T07:11:01.000121+00:00",
+         "datacontenttype": "application/json", "data": {"order_id": 42, "total": 1.0}},
+    ]);
+    let lines = finish_peer(peer(
+        &python,
+        &["xadd", &url, "events:order_placed", &events.to_string()],
+    ))
+    .await;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with(r#"{"appended": 41, "entry": ""#),
+        "{lines:?}"
+    );
+    assert!(
+        wait_for(LIMIT, || handled.len() == 2).await,
+        "{:?}",
+        handled.snapshot()
+    );
+    let got = handled.snapshot();
+    assert_eq!((got[0].0.as_str(), got[0].2), ("41", 41), "{got:?}");
+    assert_eq!(got[1], ("py-42".to_owned(), "py-shop".to_owned(), 42));
+
+    let mut receipts = Vec::new();
+    for order_id in [43, 44] {
+        let r = bus
+            .publish(OrderPlaced {
+                order_id,
+                total: 3.0,
+            })
+            .await
+            .unwrap();
+        receipts.push(r);
+    }
+    let lines = finish_peer(peer(
+        &python,
+        &["xreadgroup", &url, "events:order_placed", "analytics", "4"],
+    ))
+    .await;
+    assert_eq!(lines.last().map(String::as_str), Some("done"), "{lines:?}");
+    let read: Vec<serde_json::Value> = lines[..4]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // The group starts at the stream's beginning: Python's two entries, then ours.
+    assert_eq!(read[0]["data"]["order_id"], 41);
+    for (value, receipt) in read[2..].iter().zip(&receipts) {
+        assert_eq!(value["entry"], receipt.entry_id.clone().unwrap());
+        assert_eq!(value["id"], receipt.id);
+        assert_eq!(value["type"], "order_placed");
+        assert_eq!(value["source"], "billing");
+        assert_eq!(value["specversion"], "1.0");
+    }
+    let pending = server.cli(&["XPENDING", "events:order_placed", "analytics"]);
+    assert!(
+        pending.starts_with('0'),
+        "Python acknowledged all: {pending}"
+    );
     bus.shutdown().await.unwrap();
 }

@@ -2,11 +2,10 @@
 //! typed Rust handlers, what the bus publishes is readable by a Python service using redis-py,
 //! and messages that are not ours are reported and dropped. Each test runs its own server.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use eventbus::{DecodeError, Envelope, Event, EventBus, Failure};
-use eventbus_suite::python::{python_with_redis, scripts_dir};
+use eventbus_suite::python::{finish_peer, peer, python_with_redis};
 use eventbus_suite::redis_server::RedisServer;
 use eventbus_suite::{Seen, wait_for};
 use serde::{Deserialize, Serialize};
@@ -240,36 +239,6 @@ async fn foreign_messages_are_reported_with_channel_and_excerpt_then_dropped() {
     bus.shutdown().await.unwrap();
 }
 
-/// Runs `tests/python/peer.py` with the venv's interpreter; stdout piped, killed on drop.
-fn python_peer(python: &std::path::Path, args: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(python)
-        .arg(scripts_dir().join("peer.py"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the Python peer")
-}
-
-/// Waits for the child to finish (at most 30 s) and returns its stdout lines, asserting it
-/// exited successfully.
-async fn finish(child: tokio::process::Child) -> Vec<String> {
-    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .expect("the Python peer finished within 30 s")
-        .expect("wait for the Python peer");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "the Python peer failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout.lines().map(str::to_owned).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_publisher_plain_shape_reaches_rust_handlers_field_by_field() {
     let Some(server) = RedisServer::start_or_skip() else {
@@ -304,11 +273,11 @@ async fn python_publisher_plain_shape_reaches_rust_handlers_field_by_field() {
         .collect();
     let events_json = serde_json::to_string(&events).unwrap();
     let url = server.url();
-    let child = python_peer(
+    let child = peer(
         &python,
         &["publish", &url, "events:user_created", &events_json],
     );
-    let lines = finish(child).await;
+    let lines = finish_peer(child).await;
     assert_eq!(lines.len(), 3, "{lines:?}");
     for (i, line) in lines.iter().enumerate() {
         let reply: Value = serde_json::from_str(line).unwrap();
@@ -348,7 +317,7 @@ async fn python_listener_reads_what_the_rust_bus_publishes() {
         return;
     };
     let url = server.url();
-    let mut child = python_peer(&python, &["listen", &url, "events:order_placed", "2"]);
+    let mut child = peer(&python, &["listen", &url, "events:order_placed", "2"]);
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())

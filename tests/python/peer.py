@@ -17,6 +17,16 @@ Usage (run by tests/interop_redis.rs with the venv of tests/support/python.rs):
         specversion, dataversion, channel, and the time parsed by datetime.fromisoformat as
         time_utc_offset_seconds / time_epoch_micros), then "done".
 
+    peer.py xadd URL STREAM EVENTS_JSON
+        appends each object of the JSON list (the plain shape or a CloudEvents envelope) to the
+        durable stream with XADD STREAM * envelope <json.dumps(event)>; prints one line each:
+        {"appended": <id>, "entry": <entry id>}
+
+    peer.py xreadgroup URL STREAM GROUP COUNT
+        creates GROUP from the stream's start (if missing), reads COUNT entries with
+        XREADGROUP, acknowledges each with XACK after printing what it read (entry, type, data,
+        id, source, specversion), then prints "done".
+
 Every step is bounded: the socket times out after 10 s of silence and the whole run after 30 s.
 """
 
@@ -83,6 +93,41 @@ def listen(client, channel, count):
     out("done")
 
 
+def xadd(client, stream, events):
+    for event in events:
+        entry = client.xadd(stream, {"envelope": json.dumps(event)})
+        out({"appended": event["id"], "entry": entry.decode()})
+
+
+def xreadgroup(client, stream, group, count):
+    try:
+        client.xgroup_create(stream, group, id="0", mkstream=True)
+    except redis.ResponseError as e:
+        if "BUSYGROUP" not in str(e):
+            raise
+    seen = 0
+    while seen < count:
+        reply = client.xreadgroup(group, "python-1", {stream: ">"}, count=count, block=5000)
+        if not reply:
+            sys.exit(f"read {seen} of {count} entries, then nothing for 5 s")
+        for _stream, entries in reply:
+            for entry_id, fields in entries:
+                event = json.loads(fields[b"envelope"])
+                out(
+                    {
+                        "entry": entry_id.decode(),
+                        "type": event["type"],
+                        "data": event["data"],
+                        "id": event["id"],
+                        "source": event.get("source"),
+                        "specversion": event.get("specversion"),
+                    }
+                )
+                client.xack(stream, group, entry_id)
+                seen += 1
+    out("done")
+
+
 def main(argv):
     signal.alarm(OVERALL_TIMEOUT)
     mode, url, channel = argv[1], argv[2], argv[3]
@@ -93,8 +138,12 @@ def main(argv):
         publish(client, channel, json.loads(argv[4]))
     elif mode == "listen":
         listen(client, channel, int(argv[4]))
+    elif mode == "xadd":
+        xadd(client, channel, json.loads(argv[4]))
+    elif mode == "xreadgroup":
+        xreadgroup(client, channel, argv[4], int(argv[5]))
     else:
-        sys.exit(f"unknown mode {mode!r}: expected publish or listen")
+        sys.exit(f"unknown mode {mode!r}: expected publish, listen, xadd or xreadgroup")
     client.close()
 
 

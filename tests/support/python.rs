@@ -36,6 +36,36 @@ pub fn scripts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
 }
 
+/// Runs `tests/python/peer.py` with the venv's interpreter; stdout piped, killed on drop.
+pub fn peer(python: &Path, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(python)
+        .arg(scripts_dir().join("peer.py"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the Python peer")
+}
+
+/// Waits for the child to finish (at most 30 s) and returns its stdout lines, asserting it
+/// exited successfully.
+pub async fn finish_peer(child: tokio::process::Child) -> Vec<String> {
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the Python peer finished within 30 s")
+        .expect("wait for the Python peer");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "the Python peer failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout.lines().map(str::to_owned).collect()
+}
+
 /// The venv's interpreter, with redis-py installed; `None` (after a message on stderr) when it
 /// cannot be had and `CI` is not set.
 ///
