@@ -116,6 +116,17 @@ impl Queue {
         }
     }
 
+    /// Whether the queue refuses new items.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state().closed
+    }
+
+    /// The room an at-least-once reader waits for before reading again: half the queue, so
+    /// that it reads in batches rather than one entry per freed place.
+    pub(crate) fn refill_at(&self) -> usize {
+        (self.capacity / 2).max(1)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.state().items.len()
     }

@@ -386,17 +386,23 @@ impl Inbound for Router {
     }
 
     fn credit(&self, group: &str) -> usize {
-        self.group(group).map_or(0, |s| s.queue.room_left())
+        self.group(group).map_or(0, |s| {
+            let room = s.queue.room_left();
+            if room >= s.queue.refill_at() { room } else { 0 }
+        })
     }
 
     fn credit_available(&self, group: &str) -> BoxFuture<'static, ()> {
         let slot = self.group(group);
         Box::pin(async move {
-            if let Some(slot) = slot {
-                let room = slot.queue.room.notified();
-                if slot.queue.room_left() == 0 {
-                    room.await;
+            let Some(slot) = slot else { return };
+            let q = &slot.queue;
+            loop {
+                let room = q.room.notified();
+                if q.is_closed() || q.room_left() >= q.refill_at() {
+                    return;
                 }
+                room.await;
             }
         })
     }

@@ -147,7 +147,7 @@ async fn run_durable(
     if let Some(d) = &dedupe
         && d.seen().await
     {
-        return acknowledge(rt, slot, ack).await;
+        return acknowledge(rt, slot, ack);
     }
     let outcome = run_attempts(rt, slot, ctx, delivery).await;
     if outcome == Outcome::Handled
@@ -156,7 +156,7 @@ async fn run_durable(
         d.record().await;
     }
     if outcome != Outcome::Abandoned {
-        acknowledge(rt, slot, ack).await;
+        acknowledge(rt, slot, ack);
     }
 }
 
@@ -169,7 +169,7 @@ async fn dead_letter_poison(rt: &Runtime, slot: &Slot, delivery: &Delivery, ack:
         ack.deliveries, slot.options.durable.max_deliveries
     );
     super::dead_letter::store(rt, slot, delivery, ack.deliveries, error).await;
-    acknowledge(rt, slot, ack).await;
+    acknowledge(rt, slot, ack);
 }
 
 /// Runs the handler with every attempt its retry policy allows.
@@ -217,16 +217,21 @@ async fn run_attempts(
     .await
 }
 
-/// Acknowledges a finished at-least-once message; a failure leaves it pending, to be
-/// delivered again, and is reported.
-async fn acknowledge(rt: &Runtime, slot: &Slot, ack: &Ack) {
-    if let Err(e) = ack.ack().await {
-        rt.hooks.report(Failure::Ack {
-            handler: slot.name.clone(),
-            entry_id: ack.entry_id.to_string(),
-            error: e.to_string(),
-        });
-    }
+/// Acknowledges a finished at-least-once message in a task of its own, so the worker goes on
+/// to the next one while the acknowledgement travels (acknowledgements of a busy handler are
+/// pipelined, not one round trip each). Shutdown waits for these tasks before it closes the
+/// transport. A failure leaves the entry pending, to be delivered again, and is reported.
+fn acknowledge(rt: &Runtime, slot: &Slot, ack: &Ack) {
+    let (hooks, handler, ack) = (rt.hooks.clone(), slot.name.clone(), ack.clone());
+    rt.tracker.spawn(async move {
+        if let Err(e) = ack.ack().await {
+            hooks.report(Failure::Ack {
+                handler,
+                entry_id: ack.entry_id.to_string(),
+                error: e.to_string(),
+            });
+        }
+    });
 }
 
 /// Counts and reports a failed attempt, then waits out the retry delay. Returns whether to

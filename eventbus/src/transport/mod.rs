@@ -94,7 +94,8 @@ pub trait Inbound: Send + Sync + 'static {
     fn connection(&self, event: ConnectionEvent);
 
     /// How many more messages the handler reading for `group` can take now: an at-least-once
-    /// transport reads at most this many before asking again. `0` for an unknown group.
+    /// transport reads at most this many before asking again. `0` for an unknown group, and
+    /// while the handler's queue has less than half its room free (so reads come in batches).
     fn credit(&self, group: &str) -> usize;
 
     /// Completes when [`credit`](Self::credit) for `group` may have grown (a queued message

@@ -2,7 +2,7 @@
 //! client, on a throwaway redis-server on loopback. Prints one table.
 //!
 //! ```text
-//! cargo run --release --example bench              # full run, under ~2 minutes on 2 cores
+//! cargo run --release --example bench              # full run, under ~3 minutes on 2 cores
 //! cargo run --release --example bench -- --quick   # small N: a smoke test
 //! cargo run --release --example bench -- --queue-capacity 65536   # the no-op handler's queue
 //! cargo run --release --example bench -- --profile subscribe      # one side, for `perf record`
@@ -34,12 +34,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod durable;
+mod table;
+
 use anyhow::{Context, bail};
 use eventbus::{Event, EventBus, HandlerOptions, State};
 use eventbus_suite::redis_server::RedisServer;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
+
+use table::{Row, pct, print_table, quantile, rate_text, row, times, us};
 
 /// The channel the baselines publish on; also the event's channel.
 const CHANNEL: &str = "events:bench";
@@ -87,6 +92,8 @@ struct Sizes {
     load_secs: u64,
     stalled: u64,
     capacity: u64,
+    durable: u64,
+    durable_latency: u64,
 }
 
 impl Sizes {
@@ -101,6 +108,8 @@ impl Sizes {
                 load_secs: 1,
                 stalled: 10_000,
                 capacity: 10_000,
+                durable: 5_000,
+                durable_latency: 500,
             }
         } else {
             Sizes {
@@ -114,6 +123,8 @@ impl Sizes {
                 // At most ~25 MB of envelopes: under the 32 MB hard output-buffer limit even if
                 // the subscriber fell far behind.
                 capacity: 50_000,
+                durable: 100_000,
+                durable_latency: 5_000,
             }
         }
     }
@@ -512,18 +523,25 @@ impl Drain {
 // ---------------------------------------------------------------------------------------------
 // Baselines.
 
-/// Runs redis-benchmark with `--csv` (on a blocking thread: the runtime's workers stay free
-/// for the subscriber); returns (requests per second, p50 ms, p99 ms).
+/// `PUBLISH events:bench <payload>`, for redis-benchmark.
+fn publish_command(payload: &str) -> [&str; 3] {
+    ["PUBLISH", CHANNEL, payload]
+}
+
+/// Runs redis-benchmark with `--csv` on `command` (on a blocking thread: the runtime's workers
+/// stay free for the subscriber); returns (requests per second, p50 ms, p99 ms).
 async fn redis_benchmark(
     port: u16,
     extra: &[&str],
     n: u64,
-    payload: &str,
+    command: &[&str],
 ) -> anyhow::Result<[f64; 3]> {
     let mut cmd = Command::new("redis-benchmark");
     cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-c", "1"])
         .args(extra)
-        .args(["-n", &n.to_string(), "--csv", "PUBLISH", CHANNEL, payload]);
+        .args(["-n", &n.to_string(), "--csv"])
+        .args(command);
+    let name = format!("\"{}", command[0]);
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await?
         .context("running redis-benchmark")?;
@@ -532,7 +550,7 @@ async fn redis_benchmark(
     // "p99_latency_ms","max_latency_ms"
     let row = text
         .lines()
-        .find(|l| l.starts_with("\"PUBLISH"))
+        .find(|l| l.starts_with(&name))
         .with_context(|| format!("no result from redis-benchmark: {text}"))?;
     let cols: Vec<f64> = row
         .rsplit("\",\"")
@@ -600,7 +618,8 @@ async fn subscriber_capacity(
     let port = server.port();
     let (cpu0, _) = cpu_and_rss();
     let started = now_ns();
-    let [published_rps, _, _] = redis_benchmark(port, &["-P", "16"], n, &envelope).await?;
+    let [published_rps, _, _] =
+        redis_benchmark(port, &["-P", "16"], n, &publish_command(&envelope)).await?;
     let delivered = wait_count(&sink.0.count, n, Duration::from_secs(3)).await;
     let (cpu1, _) = cpu_and_rss();
     let secs = sink
@@ -659,15 +678,6 @@ async fn one_in_flight(server: &RedisServer, samples: u64) -> anyhow::Result<Vec
     Ok(sink.0.latencies())
 }
 
-/// The value at quantile `q` of sorted `v`.
-fn quantile(v: &[u64], q: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((v.len() as f64) * q).ceil().max(1.0) as usize;
-    v[rank.min(v.len()) - 1] as f64
-}
-
 // ---------------------------------------------------------------------------------------------
 // The run and the table.
 
@@ -693,106 +703,6 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown".to_owned());
     format!("{cores} cores ({cpu}), redis-server {redis}")
-}
-
-struct Row {
-    measure: String,
-    baseline: String,
-    ours: String,
-    ratio: String,
-    target: String,
-    verdict: String,
-}
-
-fn row(measure: impl Into<String>, baseline: impl Into<String>, ours: impl Into<String>) -> Row {
-    Row {
-        measure: measure.into(),
-        baseline: baseline.into(),
-        ours: ours.into(),
-        ratio: String::new(),
-        target: "-".to_owned(),
-        verdict: String::new(),
-    }
-}
-
-impl Row {
-    fn ratio(mut self, ratio: impl Into<String>) -> Self {
-        self.ratio = ratio.into();
-        self
-    }
-    fn target(mut self, target: impl Into<String>, met: bool) -> Self {
-        self.target = target.into();
-        self.verdict = if met { "met" } else { "MISSED" }.to_owned();
-        self
-    }
-}
-
-fn rate_text(r: f64) -> String {
-    let r = r.round() as u64;
-    let s = r.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    format!("{out}/s")
-}
-
-fn us(ns: f64) -> String {
-    format!("{:.0} µs", ns / 1000.0)
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.0}%", x * 100.0)
-}
-
-fn times(x: f64) -> String {
-    format!("{x:.2}×")
-}
-
-fn print_table(rows: &[Row]) {
-    let header = ["measure", "baseline", "ours", "ours/baseline", "target", ""];
-    let cells: Vec<[&str; 6]> = rows
-        .iter()
-        .map(|r| {
-            [
-                r.measure.as_str(),
-                r.baseline.as_str(),
-                r.ours.as_str(),
-                r.ratio.as_str(),
-                r.target.as_str(),
-                r.verdict.as_str(),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(|h| h.chars().count());
-    for c in &cells {
-        for (w, s) in widths.iter_mut().zip(c) {
-            *w = (*w).max(s.chars().count());
-        }
-    }
-    let line = |c: &[&str; 6]| {
-        let parts: Vec<String> = c
-            .iter()
-            .zip(widths)
-            .map(|(s, w)| format!("{s}{}", " ".repeat(w - s.chars().count())))
-            .collect();
-        println!("| {} |", parts.join(" | "));
-    };
-    line(&header);
-    println!(
-        "|{}|",
-        widths
-            .iter()
-            .map(|w| "-".repeat(w + 2))
-            .collect::<Vec<_>>()
-            .join("|")
-    );
-    for c in &cells {
-        line(c);
-    }
 }
 
 /// Output-buffer disconnects so far: the server's counter where it has one (Redis ≥ 7.2),
@@ -838,8 +748,13 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     );
     let drain = Drain::start(&url).await?;
     let (cpu0, _) = cpu_and_rss();
-    let [a_rps, _, _] =
-        redis_benchmark(server.port(), &["-P", "16"], sizes.publish, &payload).await?;
+    let [a_rps, _, _] = redis_benchmark(
+        server.port(),
+        &["-P", "16"],
+        sizes.publish,
+        &publish_command(&payload),
+    )
+    .await?;
     let drained = wait_count(&drain.count, sizes.publish, Duration::from_secs(3)).await;
     let (cpu1, _) = cpu_and_rss();
     let raw_cpu = (cpu1.saturating_sub(cpu0)).div_f64(drained.max(1) as f64);
@@ -867,8 +782,13 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
         "baseline C: redis-benchmark -c 1 -n {}",
         sizes.one_at_a_time
     );
-    let [_, c_p50_ms, c_p99_ms] =
-        redis_benchmark(server.port(), &[], sizes.one_at_a_time, &payload).await?;
+    let [_, c_p50_ms, c_p99_ms] = redis_benchmark(
+        server.port(),
+        &[],
+        sizes.one_at_a_time,
+        &publish_command(&payload),
+    )
+    .await?;
     let c_p50 = c_p50_ms * 1e6;
 
     eprintln!("ours: bus.publish, {IN_FLIGHT} in flight");
@@ -920,6 +840,8 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
         .map(|r| r.published - r.delivered.min(r.published))
         .sum::<u64>();
     let disconnects = buffer_disconnects(&server) - disconnects_before;
+
+    let durable_rows = durable::rows(&server, sizes.durable, sizes.durable_latency, c_p50).await?;
 
     // The table.
     let lost = alone.published.saturating_sub(alone.delivered);
@@ -1090,6 +1012,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
             .flatten()
             .map_or("default".to_owned(), |c| c.to_string())
     );
+    let rows: Vec<Row> = rows.into_iter().chain(durable_rows).collect();
     print_table(&rows);
     Ok(())
 }
