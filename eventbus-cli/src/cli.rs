@@ -25,9 +25,16 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(name = "eventbus", version, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES_HELP}"))]
 pub(crate) struct Cli {
-    /// The server: redis://[user:password@]host:port[/db], rediss://... (TLS builds) or
-    /// redis+unix:///path/to/socket.
-    #[arg(long, global = true, env = "EVENTBUS_URL", default_value = DEFAULT_URL, hide_env_values = true)]
+    /// The server's URL.
+    #[arg(
+        long,
+        global = true,
+        env = "EVENTBUS_URL",
+        default_value = DEFAULT_URL,
+        hide_env_values = true,
+        help = "The server: redis://[USER:PASSWORD@]HOST:PORT[/DB], rediss://... (TLS builds) \
+                or redis+unix:///path/to/socket"
+    )]
     pub(crate) url: String,
 
     /// What to do.
