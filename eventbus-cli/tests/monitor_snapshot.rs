@@ -72,3 +72,22 @@ fn monitor_lists_a_channel_and_a_group_with_pending_and_lag() {
     tail.kill().expect("stopping the tail");
     tail.wait().expect("reaping the tail");
 }
+
+#[test]
+fn redis_unix_urls_work() {
+    let Some(server) = eventbus_suite::redis_server::RedisServer::builder()
+        .unix_socket(true)
+        .start_or_skip()
+    else {
+        return;
+    };
+    let url = server.unix_url();
+    assert!(url.starts_with("redis+unix://"), "{url}");
+    assert_code(
+        &run(&url, &["publish", "order_placed", "{}", "--durable"]),
+        0,
+    );
+    let out = run(&url, &["monitor", "--once", "--json"]);
+    assert_code(&out, 0);
+    assert_eq!(json_lines(&out)[0]["streams"][0]["length"], 1);
+}
