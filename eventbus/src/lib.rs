@@ -16,6 +16,7 @@ mod options;
 pub mod redis;
 mod runtime;
 mod sync;
+pub mod testing;
 mod topic;
 pub mod transport;
 

@@ -201,6 +201,18 @@ impl EventBusBuilder {
         self
     }
 
+    /// Adds `hook` after the error hook already set (if any): both are called.
+    pub(crate) fn also_on_error(mut self, hook: impl Fn(&Failure) + Send + Sync + 'static) -> Self {
+        let first = self.on_error.take();
+        self.on_error = Some(Arc::new(move |f: &Failure| {
+            if let Some(first) = &first {
+                first(f);
+            }
+            hook(f);
+        }));
+        self
+    }
+
     /// Called with every change of connection state (see [`ConnectionEvent`]).
     pub fn on_connection(
         mut self,

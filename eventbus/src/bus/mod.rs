@@ -10,6 +10,7 @@ mod builder;
 mod group_watch;
 mod publish;
 mod publish_options;
+mod settle;
 mod shutdown;
 mod stream;
 mod subscription;
