@@ -11,7 +11,12 @@
 //! ```text
 //! redis-server --port 6379 --save '' &
 //! cargo run --example event_driven             # REDIS_URL=redis://host:port to use another server
+//! cargo run --example event_driven -- --asyncapi docs/   # also writes each service's AsyncAPI 3.0 document
 //! ```
+//!
+//! `--asyncapi DIR` writes `DIR/backoffice.json` and `DIR/web.json`: the channels each service
+//! publishes to and receives on, with the data's JSON Schema when built with eventbus's `schema`
+//! feature.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -99,11 +104,28 @@ async fn run() -> anyhow::Result<()> {
             .handler_with(sync_to_crm, named("sync_to_crm"))
             .handler_with(audit_order, named("audit_order"))
             .handler_with(page_oncall, named("page_oncall"))
+            .publishes::<SystemAlert>()
             .on_error(|failure| println!("on_error: {failure}")),
         &url,
     )
     .await?;
-    let web = connect(EventBus::builder().service("web"), &url).await?;
+    let web = EventBus::builder()
+        .service("web")
+        .publishes::<UserCreated>()
+        .publishes::<OrderPlaced>();
+    let web = connect(web, &url).await?;
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(dir) = args
+        .windows(2)
+        .find(|w| w[0] == "--asyncapi")
+        .map(|w| &w[1])
+    {
+        for bus in [&backoffice, &web] {
+            let path = std::path::Path::new(dir).join(format!("{}.json", bus.service()));
+            std::fs::write(&path, serde_json::to_string_pretty(&bus.asyncapi())?)?;
+            println!("wrote {}", path.display());
+        }
+    }
 
     for (user_id, name) in [(1001, "Ada"), (1002, "Grace")] {
         web.publish(UserCreated {

@@ -21,5 +21,7 @@ scripts/python-env.sh
 
 echo "==> cargo test --workspace"
 cargo test --workspace "$@"
+echo "==> cargo test -p eventbus --features schema --test schema (JSON Schemas, AsyncAPI with schemas)"
+cargo test -p eventbus --features schema --test schema "$@"
 echo "==> cargo test --features tls --test redis_tls (rediss:// against a TLS redis-server)"
 cargo test --features tls --test redis_tls "$@"

@@ -37,8 +37,23 @@ fn krate(input: &Input<'_>) -> syn::Path {
         .unwrap_or_else(|| parse_quote!(::eventbus))
 }
 
+/// With the `schema` feature, the event's JSON Schema through schemars: every event type must
+/// then derive `schemars::JsonSchema` too (the bound's message says so).
+fn schema_fn(krate: &syn::Path) -> TokenStream {
+    if cfg!(feature = "schema") {
+        quote! {
+            fn data_schema() -> #krate::__private::Option<#krate::__private::Value> {
+                #krate::__private::Option::Some(#krate::__private::json_schema::<Self>())
+            }
+        }
+    } else {
+        TokenStream::new()
+    }
+}
+
 fn impl_event(input: &Input<'_>, spec: &Spec) -> TokenStream {
     let krate = krate(input);
+    let schema = schema_fn(&krate);
     let ident = input.ident;
     let where_clause = &input.generics.where_clause;
     let name = &spec.name;
@@ -92,6 +107,7 @@ fn impl_event(input: &Input<'_>, spec: &Spec) -> TokenStream {
                 const VERSION: u32 = #version;
                 const DURABLE: bool = #durable;
                 #body
+                #schema
             }
         };
     }

@@ -93,6 +93,14 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// (`"user:*:notifications"`); `None` for events with one fixed channel.
     const PATTERN: Option<&'static str> = None;
 
+    /// The JSON Schema (draft 7) of the event's data, with the `schema` feature (the derive
+    /// fills it in from `schemars::JsonSchema`); `None` otherwise. Shared definitions are
+    /// referenced as `#/components/schemas/<name>` and listed in the schema's
+    /// `components.schemas`, ready for an AsyncAPI document.
+    fn data_schema() -> Option<serde_json::Value> {
+        None
+    }
+
     /// The channel this value is published on, unchecked.
     ///
     /// For events with a fixed channel this is [`CHANNEL`](Event::CHANNEL); keyed events fill the

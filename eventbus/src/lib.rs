@@ -1,6 +1,7 @@
 #![doc = include_str!("docs/crate.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod asyncapi;
 mod boxed;
 mod bus;
 mod debug_handler;
@@ -15,6 +16,8 @@ mod options;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod runtime;
+#[cfg(feature = "schema")]
+pub mod schema;
 mod sync;
 pub mod testing;
 mod topic;
@@ -86,6 +89,9 @@ pub use chrono;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::event::{fill_channel, key, unchecked_channel};
+    #[cfg(feature = "schema")]
+    pub use crate::schema::json_schema;
+    pub use serde_json::Value;
     pub mod debug_handler {
         pub use crate::debug_handler::*;
     }

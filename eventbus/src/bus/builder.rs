@@ -11,8 +11,9 @@ use tokio_util::task::TaskTracker;
 
 use super::{BusInner, DEFAULT_MAX_MESSAGE_SIZE, EventBus, Phase};
 use crate::Topic;
+use crate::asyncapi::Described;
 use crate::error::{ConnectError, ConnectErrorKind, Failure};
-use crate::event::check_name;
+use crate::event::{Event, check_name};
 use crate::handler::{ArgKind, ArgSpec, Handler, StateMap, StateMapView};
 use crate::metrics::BusStats;
 use crate::options::HandlerOptions;
@@ -24,6 +25,7 @@ use crate::transport::{ConnectionEvent, Inbound, Transport, TransportError};
 pub struct EventBusBuilder {
     service: Option<String>,
     handlers: Vec<SlotSpec>,
+    sends: Vec<Described>,
     /// Set-up mistakes, each with where it was made: `connect` returns them.
     mistakes: Vec<String>,
     on_error: Option<ErrorHook>,
@@ -136,6 +138,7 @@ impl EventBusBuilder {
         EventBusBuilder {
             service: None,
             handlers: Vec::new(),
+            sends: Vec::new(),
             mistakes: Vec::new(),
             on_error: None,
             on_connection: None,
@@ -201,6 +204,30 @@ impl EventBusBuilder {
         self
     }
 
+    /// Declares an event type this service publishes, for its AsyncAPI document
+    /// ([`asyncapi`](Self::asyncapi), [`EventBus::asyncapi`]). Publishing needs no declaration.
+    pub fn publishes<E: Event>(mut self) -> Self {
+        crate::asyncapi::add(&mut self.sends, Described::of::<E>());
+        self
+    }
+
+    /// The service's AsyncAPI 3.0 document, before connecting: the declared published types
+    /// and the typed handlers' types, without a server. See [`EventBus::asyncapi`].
+    pub fn asyncapi(&self) -> serde_json::Value {
+        let service = self.service.as_deref().unwrap_or("eventbus");
+        let mut receives = Vec::new();
+        for spec in &self.handlers {
+            let group = spec.is_durable().then(|| {
+                let named = spec.options.durable.group.clone();
+                named.unwrap_or_else(|| format!("{service}:{}", spec.name))
+            });
+            if let Some(d) = Described::handled(&spec.kind, &spec.name, group.as_deref()) {
+                crate::asyncapi::add(&mut receives, d);
+            }
+        }
+        crate::asyncapi::document(service, None, &self.sends, &receives)
+    }
+
     /// Adds `hook` after the error hook already set (if any): both are called.
     pub(crate) fn also_on_error(mut self, hook: impl Fn(&Failure) + Send + Sync + 'static) -> Self {
         let first = self.on_error.take();
@@ -249,6 +276,12 @@ impl EventBusBuilder {
     /// shared by every bus of the process that names it), `redis://[user:password@]host:port/db`,
     /// `rediss://...` (TLS) or `redis+unix:///path/to/socket`. Schemes are case-insensitive.
     pub async fn connect(self, url: &str) -> Result<EventBus, ConnectError> {
+        let bus = self.connect_url(url).await?;
+        let _ = bus.inner.url.set(crate::transport::redact_url(url));
+        Ok(bus)
+    }
+
+    async fn connect_url(self, url: &str) -> Result<EventBus, ConnectError> {
         let scheme = url
             .split_once("://")
             .map(|(s, _)| s.to_ascii_lowercase())
@@ -334,6 +367,8 @@ impl EventBusBuilder {
             next_id: AtomicU64::new(1),
             consumer: super::consumer_name(),
             sub_lock: tokio::sync::Mutex::new(()),
+            sends: self.sends,
+            url: std::sync::OnceLock::new(),
         });
         let bus = EventBus { inner };
         super::group_watch::spawn(

@@ -93,6 +93,10 @@ struct BusInner {
     /// Orders changes of the server's subscriptions, so that an unsubscribe sent for a dropped
     /// subscription never overtakes a subscribe for a newer handler of the same topic.
     sub_lock: tokio::sync::Mutex<()>,
+    /// The event types declared with `publishes`, for the AsyncAPI document.
+    sends: Vec<crate::asyncapi::Described>,
+    /// The URL connected to, without its password (unset for `connect_with`).
+    url: std::sync::OnceLock<String>,
 }
 
 impl BusInner {
@@ -270,6 +274,33 @@ impl EventBus {
     /// [`EventBusBuilder::on_connection`]).
     pub fn connection_events(&self) -> broadcast::Receiver<ConnectionEvent> {
         self.inner.runtime.hooks.connection_tx.subscribe()
+    }
+
+    /// The service's AsyncAPI 3.0 document: the channels it publishes to (the types declared
+    /// with [`EventBusBuilder::publishes`]) and receives on (its typed handlers' types, with
+    /// their consumer groups), each message a CloudEvents envelope around the event's data
+    /// (with its JSON Schema under the `schema` feature), each channel's delivery model
+    /// (`x-eventbus-delivery`: `pubsub` or `durable`), and the server without its password.
+    ///
+    /// ```
+    /// # async fn run() -> anyhow::Result<()> {
+    /// let bus = eventbus::EventBus::builder().service("billing").connect("memory://").await?;
+    /// let doc = bus.asyncapi();
+    /// assert_eq!(doc["asyncapi"], "3.0.0");
+    /// std::fs::write("asyncapi.json", serde_json::to_string_pretty(&doc)?)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn asyncapi(&self) -> serde_json::Value {
+        let mut receives = Vec::new();
+        for slot in self.inner.router.slots() {
+            let described =
+                crate::asyncapi::Described::handled(&slot.kind, &slot.name, slot.group.as_deref());
+            if let Some(d) = described {
+                crate::asyncapi::add(&mut receives, d);
+            }
+        }
+        let url = self.inner.url.get().map(String::as_str);
+        crate::asyncapi::document(&self.inner.service, url, &self.inner.sends, &receives)
     }
 
     /// The topics this bus holds subscriptions for.

@@ -26,6 +26,10 @@ pub enum ArgKind {
         version: Option<u32>,
         /// Whether the event travels durably, read through a consumer group.
         durable: bool,
+        /// The JSON Schema of the data ([`Event::data_schema`]).
+        schema: fn() -> Option<serde_json::Value>,
+        /// The channel, or its template for a keyed type (`""` for untyped envelopes).
+        channel: &'static str,
     },
     /// The raw message.
     Raw,
@@ -94,6 +98,8 @@ impl<E: Event> EventArg<marker::Data> for E {
                 event_type: E::TYPE,
                 version: Some(E::VERSION),
                 durable: E::DURABLE,
+                schema: E::data_schema,
+                channel: E::CHANNEL,
             },
         }
     }
@@ -112,6 +118,8 @@ impl<E: Event> EventArg<marker::Full> for Envelope<E> {
                 event_type: E::TYPE,
                 version: Some(E::VERSION),
                 durable: E::DURABLE,
+                schema: E::data_schema,
+                channel: E::CHANNEL,
             },
         }
     }
@@ -130,6 +138,8 @@ impl EventArg<marker::Value> for Envelope<serde_json::Value> {
                 event_type: "*",
                 version: None,
                 durable: false,
+                schema: || None,
+                channel: "",
             },
         }
     }
