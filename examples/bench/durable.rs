@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use crate::progress;
 use crate::table::{Row, pct, quantile, rate_text, row, times, us};
 use crate::{IN_FLIGHT, PAYLOAD, now_ns, redis_benchmark};
 
@@ -159,7 +160,9 @@ pub(crate) async fn rows(
             .with_source("bench-publisher")
             .encode()?,
     )?;
-    eprintln!("baseline D: redis-benchmark -c 1 -P 16 -n {n} XADD");
+    progress::stage(format!(
+        "baseline D: redis-benchmark -c 1 -P 16 -n {n} XADD"
+    ));
     let xadd = [
         "XADD",
         "events:bench_raw",
@@ -169,7 +172,7 @@ pub(crate) async fn rows(
     ];
     let [d_rps, _, _] = redis_benchmark(server.port(), &["-P", "16"], n, &xadd).await?;
 
-    eprintln!("ours: durable publish, {IN_FLIGHT} in flight");
+    progress::stage(format!("ours: durable publish, {IN_FLIGHT} in flight"));
     let bus = EventBus::builder()
         .service("bench-publisher")
         .connect(&url)
@@ -177,10 +180,12 @@ pub(crate) async fn rows(
     let ours_rps = publish(&bus, n).await?;
     let _ = bus.shutdown().await;
 
-    eprintln!("ours: one consumer reading {n} entries and acknowledging each");
+    progress::stage(format!(
+        "ours: one consumer reading {n} entries and acknowledging each"
+    ));
     let consume_rps = consume(&url, n).await?;
 
-    eprintln!("ours: durable latency, one event in flight");
+    progress::stage("ours: durable latency, one event in flight");
     let single = one_in_flight(&url, samples).await?;
     let (p50, p99) = (quantile(&single, 0.5), quantile(&single, 0.99));
     Ok(vec![

@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod durable;
+mod progress;
 mod table;
 
 use anyhow::{Context, bail};
@@ -742,10 +743,10 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     let data_len = serde_json::to_vec(&BenchEvent::new(0))?.len();
 
     // Baselines, with one raw subscriber draining the channel.
-    eprintln!(
+    progress::stage(format!(
         "baseline A: redis-benchmark -c 1 -P 16 -n {}",
         sizes.publish
-    );
+    ));
     let drain = Drain::start(&url).await?;
     let (cpu0, _) = cpu_and_rss();
     let [a_rps, _, _] = redis_benchmark(
@@ -765,7 +766,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
         );
     }
 
-    eprintln!("baseline B: redis-rs, {IN_FLIGHT} in flight");
+    progress::stage(format!("baseline B: redis-rs, {IN_FLIGHT} in flight"));
     let (cpu0, _) = cpu_and_rss();
     let b_rps = raw_publish(&url, sizes.publish, &payload).await?;
     let (cpu1, _) = cpu_and_rss();
@@ -778,10 +779,10 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     )?;
     let b2_rps = raw_publish(&url, sizes.publish, &envelope_text).await?;
 
-    eprintln!(
+    progress::stage(format!(
         "baseline C: redis-benchmark -c 1 -n {}",
         sizes.one_at_a_time
-    );
+    ));
     let [_, c_p50_ms, c_p99_ms] = redis_benchmark(
         server.port(),
         &[],
@@ -791,7 +792,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     .await?;
     let c_p50 = c_p50_ms * 1e6;
 
-    eprintln!("ours: bus.publish, {IN_FLIGHT} in flight");
+    progress::stage(format!("ours: bus.publish, {IN_FLIGHT} in flight"));
     let bus = EventBus::builder()
         .service("bench-publisher")
         .connect(&url)
@@ -806,26 +807,26 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     drain.task.abort();
     let disconnects_before = buffer_disconnects(&server);
 
-    eprintln!(
+    progress::stage(format!(
         "ours: end to end, {} events from another process",
         sizes.e2e
-    );
+    ));
     let alone = e2e(&server, sizes.e2e, None, false, false).await?;
 
-    eprintln!("ours: subscriber alone, redis-benchmark -P 16 publishing the envelope");
+    progress::stage("ours: subscriber alone, redis-benchmark -P 16 publishing the envelope");
     let capacity = subscriber_capacity(&server, sizes.capacity).await?;
 
-    eprintln!("ours: latency, one event in flight");
+    progress::stage("ours: latency, one event in flight");
     let single = one_in_flight(&server, sizes.latency_samples).await?;
 
     let load_n = sizes.load_rate * sizes.load_secs;
-    eprintln!(
+    progress::stage(format!(
         "ours: latency at {}/s for {} s",
         sizes.load_rate, sizes.load_secs
-    );
+    ));
     let loaded = e2e(&server, load_n, Some(sizes.load_rate), false, true).await?;
 
-    eprintln!("ours: a no-op handler beside a stalled one");
+    progress::stage("ours: a no-op handler beside a stalled one");
     let with_stalled_1 = e2e(&server, sizes.stalled, None, true, false).await?;
     let alone_2 = e2e(&server, sizes.stalled, None, false, false).await?;
     let with_stalled_2 = e2e(&server, sizes.stalled, None, true, false).await?;
@@ -1013,6 +1014,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
             .map_or("default".to_owned(), |c| c.to_string())
     );
     let rows: Vec<Row> = rows.into_iter().chain(durable_rows).collect();
+    progress::finish();
     print_table(&rows);
     Ok(())
 }
