@@ -37,6 +37,11 @@ pub(crate) struct Cli {
     )]
     pub(crate) url: String,
 
+    /// A PEM file of the root certificate(s) a `rediss://` server's certificate must chain to,
+    /// instead of the system's.
+    #[arg(long, global = true, env = "EVENTBUS_TLS_CA_CERT", value_name = "FILE")]
+    pub(crate) tls_ca_cert: Option<std::path::PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub(crate) command: Command,

@@ -20,6 +20,35 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The envelope `source` of what the tool publishes unless `--source` says otherwise.
 pub(crate) const SERVICE: &str = "eventbus-cli";
 
+/// The root certificate(s) given with `--tls-ca-cert`.
+static TLS_ROOT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+/// Trusts the PEM root certificate(s) in `path` for `rediss://` servers, instead of the
+/// system's roots.
+pub(crate) fn trust_root_certificate(path: &std::path::Path) -> Result<(), CliError> {
+    let pem = std::fs::read(path).map_err(|e| {
+        CliError::new(
+            Code::Usage,
+            format!("cannot read --tls-ca-cert {}: {e}", path.display()),
+        )
+    })?;
+    let _ = TLS_ROOT.set(pem);
+    Ok(())
+}
+
+/// The plain client for `url`, trusting the `--tls-ca-cert` roots when given.
+fn client(url: &str) -> Result<Client, RedisError> {
+    #[cfg(feature = "tls")]
+    if let Some(pem) = TLS_ROOT.get() {
+        let certs = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        };
+        return Client::build_with_tls(url, certs);
+    }
+    Client::open(url)
+}
+
 /// One connection to the server, through the bus.
 pub(crate) struct Session {
     /// The bus, publish-only unless handlers were given to [`connect`].
@@ -42,7 +71,10 @@ impl std::fmt::Debug for Session {
 /// Connects a bus built from `builder` to `url`, checking the URL as the bus does.
 pub(crate) async fn connect(url: &str, builder: EventBusBuilder) -> Result<Session, CliError> {
     let shown_url = redact(url);
-    let options = RedisOptions::new().connect_timeout(CONNECT_TIMEOUT);
+    let mut options = RedisOptions::new().connect_timeout(CONNECT_TIMEOUT);
+    if let Some(pem) = TLS_ROOT.get() {
+        options = options.tls_root_certificate(pem.clone());
+    }
     let held = Arc::new(Mutex::new(None));
     let keep = held.clone();
     let owned = url.to_owned();
@@ -58,7 +90,7 @@ pub(crate) async fn connect(url: &str, builder: EventBusBuilder) -> Result<Sessi
         .map_err(|e| connect_error(&shown_url, &e))?;
     let transport = held.lock().unwrap_or_else(|e| e.into_inner()).take();
     let transport = transport.ok_or_else(|| CliError::failed("the transport was not kept"))?;
-    let client = Client::open(url)
+    let client = client(url)
         .map_err(|e| CliError::new(Code::Connect, format!("invalid URL {shown_url}: {e}")))?;
     Ok(Session {
         bus,

@@ -11,6 +11,9 @@ use crate::exit::CliError;
 
 /// Runs the command the line asks for.
 pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
+    if let Some(path) = &cli.tls_ca_cert {
+        crate::session::trust_root_certificate(path)?;
+    }
     match cli.command {
         Command::Tail(args) => tail::run(&cli.url, args).await,
         Command::Publish(args) => publish::run(&cli.url, args).await,
