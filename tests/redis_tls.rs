@@ -141,3 +141,50 @@ async fn rediss_round_trip() {
     })
     .await;
 }
+
+/// `#insecure` skips certificate and host-name checks: explicit in the URL, and logged as a
+/// warning every time a bus connects with it.
+#[tokio::test]
+async fn insecure_tls_is_explicit_and_warned_about() {
+    let Some(server) = RedisServer::builder().tls(true).start_or_skip() else {
+        return;
+    };
+    if !cfg!(feature = "tls") && !eventbus_supports_tls().await {
+        return;
+    }
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || LogWriter(sink.clone()))
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let url = format!("{}/#insecure", server.url());
+    round_trip(&server, options(), &url).await;
+    let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("WARN") && text.contains("verification is OFF"),
+        "{text}"
+    );
+}
+
+/// Whether this build of eventbus takes `rediss://` at all.
+async fn eventbus_supports_tls() -> bool {
+    let err = EventBus::builder()
+        .connect("rediss://127.0.0.1:1")
+        .await
+        .unwrap_err();
+    !err.to_string().contains("`tls` feature")
+}
+
+struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

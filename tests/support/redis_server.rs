@@ -32,7 +32,7 @@ const INSTALL_HINT: &str = "redis-server is not installed: install it with \
 #[must_use]
 pub struct RedisServerBuilder {
     password: Option<String>,
-    acl_users: Vec<(String, String)>,
+    acl_users: Vec<(String, String, String)>,
     tls: bool,
     unix_socket: bool,
     args: Vec<String>,
@@ -47,7 +47,14 @@ impl RedisServerBuilder {
 
     /// Adds an ACL user with full rights (`user NAME on >PASS ~* &* +@all`).
     pub fn acl_user(mut self, name: &str, password: &str) -> Self {
-        self.acl_users.push((name.to_owned(), password.to_owned()));
+        self.acl_user_with(name, password, "~* &* +@all")
+    }
+
+    /// Adds an ACL user with the given rules (space-separated, as after `ACL SETUSER NAME on
+    /// >PASS`).
+    pub fn acl_user_with(mut self, name: &str, password: &str, rules: &str) -> Self {
+        self.acl_users
+            .push((name.to_owned(), password.to_owned(), rules.to_owned()));
         self
     }
 
@@ -257,16 +264,9 @@ impl RedisServer {
         if let Some(pw) = &o.password {
             cmd.args(["--requirepass", pw]);
         }
-        for (name, pass) in &o.acl_users {
-            cmd.args([
-                "--user",
-                name,
-                "on",
-                &format!(">{pass}"),
-                "~*",
-                "&*",
-                "+@all",
-            ]);
+        for (name, pass, rules) in &o.acl_users {
+            cmd.args(["--user", name, "on", &format!(">{pass}")])
+                .args(rules.split_whitespace());
         }
         cmd.args(&o.args);
         let stderr = std::fs::File::create(dir.join("stderr.log"))

@@ -47,6 +47,7 @@ use crate::transport::{
     GroupStatus, Inbound, PubSubAdmin, Transport, TransportError,
 };
 
+mod acl;
 mod dead_letters;
 mod dedupe;
 mod link;
@@ -59,6 +60,7 @@ mod streams;
 mod subscriber;
 mod target;
 
+pub use acl::LEAST_PRIVILEGE;
 pub use dead_letters::DEAD_LETTER_PREFIX;
 pub use dedupe::DEDUPE_PREFIX;
 pub use options::RedisOptions;

@@ -86,6 +86,14 @@ impl Target {
         let addr = info.addr().to_string();
         let db = info.redis_settings().db();
         let client = build_client(info, options).map_err(|e| invalid(&redis_text(&e)))?;
+        if tls && url.ends_with("#insecure") {
+            tracing::warn!(
+                server = %addr,
+                "TLS certificate and host name verification is OFF for {redacted} (#insecure): \
+                 anyone between the service and Redis can read and change its traffic; use it \
+                 only for tests, and RedisOptions::tls_root_certificate for a private CA"
+            );
+        }
         Ok(Target {
             client,
             addr,
@@ -122,6 +130,10 @@ impl Target {
     pub(crate) fn command_error(&self, what: &str, e: RedisError) -> TransportError {
         let addr = &self.addr;
         let kind = classify(&e, ErrorKind::Disconnected);
+        if let Some(missing) = super::acl::missing_permission(&e) {
+            let message = format!("{what} was refused by Redis at {addr}: {missing}");
+            return TransportError::new(kind, message).with_source(RedisCause::of(&e));
+        }
         let message = match kind {
             ErrorKind::Auth => auth_message(addr, &e),
             ErrorKind::Disconnected => {
@@ -212,7 +224,7 @@ fn auth_message(addr: &str, e: &RedisError) -> String {
 /// reset, closed), which depends on whether the connection was being made or in use.
 pub(crate) fn classify(e: &RedisError, io: ErrorKind) -> ErrorKind {
     if e.kind() == redis::ErrorKind::AuthenticationFailed
-        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
     {
         ErrorKind::Auth
     } else if e.is_timeout() {

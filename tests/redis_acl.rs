@@ -1,0 +1,142 @@
+//! Least privilege: the bus works with a Redis ACL user allowed only what the README's ACL
+//! line grants (`eventbus::redis::LEAST_PRIVILEGE`), and a missing permission is an error
+//! that names the command and the ACL category to grant, or the key or channel pattern.
+
+use std::time::Duration;
+
+use eventbus::redis::LEAST_PRIVILEGE;
+use eventbus::{Event, EventBus, HandlerOptions, RetryPolicy};
+use eventbus_suite::redis_server::RedisServer;
+use eventbus_suite::{Seen, wait_for};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(name = "stock_changed")]
+struct StockChanged {
+    sku: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(name = "order_paid", durable)]
+struct OrderPaid {
+    order_id: u64,
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn server_with(name: &str, rules: &str) -> Option<RedisServer> {
+    RedisServer::builder()
+        .acl_user_with(name, "pw", rules)
+        .start_or_skip()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_works_with_the_least_privilege_user() {
+    let Some(server) = server_with("shop", LEAST_PRIVILEGE) else {
+        return;
+    };
+    let url = server.url_for_user("shop", "pw");
+    let (stock, paid) = (Seen::new(), Seen::new());
+    let (stock2, paid2) = (stock.clone(), paid.clone());
+    let bus = EventBus::builder()
+        .service("shop")
+        .handler(move |e: StockChanged| {
+            let stock = stock2.clone();
+            async move { stock.push(e.sku) }
+        })
+        .handler_with(
+            move |e: OrderPaid| {
+                let paid = paid2.clone();
+                async move {
+                    paid.push(e.order_id);
+                    anyhow::ensure!(e.order_id != 13, "unlucky order");
+                    Ok(())
+                }
+            },
+            HandlerOptions::new()
+                .name("ship")
+                .dedupe(Duration::from_secs(60))
+                .retry(RetryPolicy::never()),
+        )
+        .connect(&url)
+        .await
+        .unwrap();
+    bus.ready(WAIT).await.unwrap();
+    bus.publish(StockChanged { sku: 1 }).await.unwrap();
+    for order_id in [12, 13] {
+        bus.publish(OrderPaid { order_id }).await.unwrap();
+    }
+    assert!(wait_for(WAIT, || stock.len() == 1 && paid.len() == 2).await);
+    bus.ping().await.unwrap();
+    assert!(bus.numsub(&["events:stock_changed"]).await.unwrap()[0].1 >= 1);
+    let letters = loop_until_letters(&bus).await;
+    assert_eq!(letters.len(), 1, "the failed order is a dead letter");
+    bus.replay_dead_letter(&letters[0]).await.unwrap();
+    assert!(wait_for(WAIT, || paid.len() == 3).await);
+    let groups = bus.groups().await.unwrap();
+    assert_eq!(groups[0].group, "shop:ship");
+    assert!(bus.metrics().handler("ship").unwrap().group.is_some() || !groups.is_empty());
+    bus.shutdown().await.unwrap();
+}
+
+async fn loop_until_letters(bus: &EventBus) -> Vec<eventbus::DeadLetter> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let letters = bus.dead_letters("order_paid", 10).await.unwrap();
+        if !letters.is_empty() || tokio::time::Instant::now() > deadline {
+            return letters;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_command_is_named_with_its_category() {
+    let without_xadd = LEAST_PRIVILEGE.replace(" +xadd", "");
+    let Some(server) = server_with("shop", &without_xadd) else {
+        return;
+    };
+    let bus = EventBus::builder()
+        .connect(&server.url_for_user("shop", "pw"))
+        .await
+        .unwrap();
+    let err = bus.publish(OrderPaid { order_id: 1 }).await.unwrap_err();
+    assert_eq!(err.kind(), eventbus::PublishErrorKind::Auth, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("may not run XADD (ACL category @stream)") && text.contains("+xadd"),
+        "{text}"
+    );
+    bus.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_channel_and_key_patterns_are_named() {
+    let no_channels = LEAST_PRIVILEGE.replace(" &events:*", "");
+    let Some(server) = server_with("shop", &no_channels) else {
+        return;
+    };
+    let err = EventBus::builder()
+        .handler(|_: StockChanged| async {})
+        .connect(&server.url_for_user("shop", "pw"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), eventbus::ConnectErrorKind::Auth, "{err}");
+    let chain = format!(
+        "{err}: {:?}",
+        std::error::Error::source(&err).map(|s| s.to_string())
+    );
+    assert!(err.to_string().contains("&events:*"), "{chain}");
+
+    let no_keys = LEAST_PRIVILEGE.replace(" ~events:*", "");
+    let Some(server) = server_with("shop", &no_keys) else {
+        return;
+    };
+    let err = EventBus::builder()
+        .handler(|_: OrderPaid| async {})
+        .connect(&server.url_for_user("shop", "pw"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), eventbus::ConnectErrorKind::Auth, "{err}");
+    assert!(err.to_string().contains("~events:* ~eventbus:*"), "{err}");
+}
