@@ -46,7 +46,7 @@ impl RedisServerBuilder {
     }
 
     /// Adds an ACL user with full rights (`user NAME on >PASS ~* &* +@all`).
-    pub fn acl_user(mut self, name: &str, password: &str) -> Self {
+    pub fn acl_user(self, name: &str, password: &str) -> Self {
         self.acl_user_with(name, password, "~* &* +@all")
     }
 
