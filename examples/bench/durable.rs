@@ -109,6 +109,16 @@ async fn consume(url: &str, n: u64) -> anyhow::Result<f64> {
     Ok(rate)
 }
 
+/// `--profile consume`: appends `n` entries, then reads and acknowledges them with one
+/// consumer; returns entries per second.
+pub(crate) async fn profile_consume(server: &RedisServer, n: u64) -> anyhow::Result<f64> {
+    let url = server.url();
+    let bus = EventBus::builder().connect(&url).await?;
+    publish(&bus, n).await?;
+    let _ = bus.shutdown().await;
+    consume(&url, n).await
+}
+
 /// Latencies from publish to handler, one durable event in flight.
 async fn one_in_flight(url: &str, samples: u64) -> anyhow::Result<Vec<u64>> {
     let sink = Arc::new(Sink::default());

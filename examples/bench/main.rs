@@ -136,7 +136,7 @@ fn main() -> anyhow::Result<()> {
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
             "usage: bench [--quick] [--queue-capacity N]\n       \
-             bench --profile publish|subscribe [--count N]"
+             bench --profile publish|subscribe|consume [--count N]"
         );
         return Ok(());
     }
@@ -163,9 +163,10 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// `--profile publish|subscribe [--count N]`: one side only, for a profiler attached to this
-/// process (`perf record -g -- bench --profile subscribe`). `publish` publishes N events, 16
-/// in flight; `subscribe` handles N events sent by a publisher process.
+/// `--profile publish|subscribe|consume [--count N]`: one side only, for a profiler attached
+/// to this process (`perf record -g -- bench --profile subscribe`). `publish` publishes N
+/// events, 16 in flight; `subscribe` handles N events sent by a publisher process; `consume`
+/// reads and acknowledges N durable entries appended beforehand.
 async fn profile(what: &str, n: u64) -> anyhow::Result<()> {
     let server = RedisServer::start();
     let started = Instant::now();
@@ -187,7 +188,11 @@ async fn profile(what: &str, n: u64) -> anyhow::Result<()> {
                 run.cpu_per_event.as_secs_f64() * 1e6
             );
         }
-        other => bail!("--profile takes `publish` or `subscribe`, not `{other}`"),
+        "consume" => {
+            let rate = durable::profile_consume(&server, n).await?;
+            println!("consumed and acknowledged {n} durable entries: {}", rate_text(rate));
+        }
+        other => bail!("--profile takes `publish`, `subscribe` or `consume`, not `{other}`"),
     }
     eprintln!("{:.1} s", started.elapsed().as_secs_f64());
     Ok(())

@@ -47,6 +47,7 @@ use crate::transport::{
     GroupStatus, Inbound, PubSubAdmin, Transport, TransportError,
 };
 
+mod acker;
 mod acl;
 mod dead_letters;
 mod dedupe;

@@ -8,7 +8,7 @@
 //! handler's queue has room for. Entries this process holds and has not acknowledged are not
 //! claimed back by its own reader.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,11 +19,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use super::acker::Acker;
 use super::stream_reply::{self, ENVELOPE_FIELD, Entry};
 use crate::sync::lock;
 use crate::transport::{
-    Ack, Acknowledge, BoxFuture, ConnectionEvent, GroupSpec, GroupStatus, Message, StartFrom,
-    TransportError,
+    Ack, Acknowledge, ConnectionEvent, GroupSpec, GroupStatus, Message, StartFrom, TransportError,
 };
 
 /// The most entries read in one command.
@@ -84,12 +84,7 @@ pub(crate) async fn join(
     }
     let reader = Reader {
         shared: shared.clone(),
-        acker: Arc::new(Acker {
-            shared: shared.clone(),
-            stream: spec.stream.clone(),
-            group: spec.group.clone(),
-            held: Mutex::default(),
-        }),
+        acker: Acker::start(shared, &spec.stream, &spec.group),
         group: Arc::from(spec.group.as_str()),
         spec: spec.clone(),
         token,
@@ -146,29 +141,6 @@ pub(crate) async fn stream_groups(
         Ok(reply) => Ok(stream_reply::groups(reply, stream)),
         Err(e) if super::target::chain_text(&e).contains("no such key") => Ok(Vec::new()),
         Err(e) => Err(e),
-    }
-}
-
-/// Acknowledges entries of one group, and remembers which ones this process holds.
-struct Acker {
-    shared: Arc<Shared>,
-    stream: String,
-    group: String,
-    held: Mutex<HashSet<String>>,
-}
-
-impl Acknowledge for Acker {
-    fn ack<'a>(&'a self, entry_id: &'a str) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move {
-            let mut cmd = redis::cmd("XACK");
-            cmd.arg(&self.stream).arg(&self.group).arg(entry_id);
-            let s = &self.shared;
-            let acked = s
-                .command::<u64>("acknowledging an entry", &cmd, s.options.publish_deadline)
-                .await;
-            lock(&self.held).remove(entry_id);
-            acked.map(|_| ())
-        })
     }
 }
 

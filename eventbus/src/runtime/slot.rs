@@ -13,7 +13,7 @@ use crate::options::HandlerOptions;
 
 /// How many entries a durable handler holds at most, queued and running (at least twice its
 /// concurrency).
-const DURABLE_PREFETCH: usize = 64;
+const DURABLE_PREFETCH: usize = 256;
 
 /// One registered handler: its queue, worker options and counters.
 pub(crate) struct Slot {
