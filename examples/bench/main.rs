@@ -190,7 +190,10 @@ async fn profile(what: &str, n: u64) -> anyhow::Result<()> {
         }
         "consume" => {
             let rate = durable::profile_consume(&server, n).await?;
-            println!("consumed and acknowledged {n} durable entries: {}", rate_text(rate));
+            println!(
+                "consumed and acknowledged {n} durable entries: {}",
+                rate_text(rate)
+            );
         }
         other => bail!("--profile takes `publish`, `subscribe` or `consume`, not `{other}`"),
     }
