@@ -91,6 +91,18 @@ async fn publish(bus: &EventBus, n: u64) -> anyhow::Result<f64> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Appends `n` durable events with `publish_all`, 1000 per call; returns appends per second.
+async fn publish_all(bus: &EventBus, n: u64) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut seq = 0;
+    while seq < n {
+        let end = (seq + 1000).min(n);
+        bus.publish_all((seq..end).map(DurableBench::new)).await?;
+        seq = end;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
 /// Reads the `n` entries already in the stream with a new group from its start; returns
 /// entries handled and acknowledged per second.
 async fn consume(url: &str, n: u64) -> anyhow::Result<f64> {
@@ -188,6 +200,8 @@ pub(crate) async fn rows(
         .connect(&url)
         .await?;
     let ours_rps = publish(&bus, n).await?;
+    progress::stage("ours: durable publish_all, 1000 a call");
+    let batch_rps = publish_all(&bus, n).await?;
     let _ = bus.shutdown().await;
 
     progress::stage(format!(
@@ -206,6 +220,12 @@ pub(crate) async fn rows(
         )
         .ratio(pct(ours_rps / d_rps))
         .target("≥ 60% of D", ours_rps >= 0.6 * d_rps),
+        row(
+            "durable publish_all, 1000 a call",
+            format!("D: {}", rate_text(d_rps)),
+            rate_text(batch_rps),
+        )
+        .ratio(pct(batch_rps / d_rps)),
         row(
             "durable consume + ack, one consumer",
             format!("D: {}", rate_text(d_rps)),

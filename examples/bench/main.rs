@@ -610,6 +610,22 @@ async fn bus_publish(bus: &EventBus, n: u64) -> anyhow::Result<f64> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
+/// The events of one `publish_all` call in the batch rows.
+const BATCH: u64 = 1000;
+
+/// Publishes `n` events through a bus with `publish_all`, [`BATCH`] per call; returns events
+/// per second.
+async fn bus_publish_all(bus: &EventBus, n: u64) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut seq = 0;
+    while seq < n {
+        let end = (seq + BATCH).min(n);
+        bus.publish_all((seq..end).map(BenchEvent::new)).await?;
+        seq = end;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
 /// The subscriber bus fed by redis-benchmark `-P 16` publishing one envelope over and over:
 /// what the subscriber side handles when the publisher is not the bottleneck. Returns
 /// (published per second, delivered per second, delivered, CPU per event).
@@ -811,6 +827,8 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     let ours_rps = bus_publish(&bus, sizes.publish).await?;
     let (cpu1, _) = cpu_and_rss();
     let ours_cpu = (cpu1.saturating_sub(cpu0)).div_f64(sizes.publish as f64);
+    progress::stage(format!("ours: publish_all, {BATCH} events a call"));
+    let batch_rps = bus_publish_all(&bus, sizes.publish).await?;
     let _ = bus.shutdown().await;
     drain.task.abort();
     let disconnects_before = buffer_disconnects(&server);
@@ -895,6 +913,13 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
             rate_text(ours_rps),
         )
         .ratio(pct(ours_rps / b2_rps)),
+        row(
+            format!("publish_all, {BATCH} a call"),
+            format!("A: {}", rate_text(a_rps)),
+            rate_text(batch_rps),
+        )
+        .ratio(pct(batch_rps / a_rps))
+        .target("≥ 100% of A", batch_rps >= a_rps),
         row(
             "  publishing process CPU per event",
             format!("B: {:.2} µs", b_cpu.as_secs_f64() * 1e6),

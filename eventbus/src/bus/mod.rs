@@ -9,6 +9,7 @@ mod admin;
 mod builder;
 mod group_watch;
 mod publish;
+mod publish_all;
 mod publish_options;
 mod settle;
 mod shutdown;

@@ -153,31 +153,33 @@ impl EventBus {
     ) -> Result<String, PublishError> {
         self.refuse(&payload)?;
         let transport = self.inner.transport();
-        self.counted(transport.append(stream, payload)).await
+        self.counted(transport.append(stream, payload), 1).await
     }
 
-    /// Awaits a transport's publish or append, counting its outcome and latency.
-    async fn counted<T>(
+    /// Awaits a transport's publish or append of `n` messages, counting its outcome and
+    /// latency.
+    pub(super) async fn counted<T>(
         &self,
         sent: impl Future<Output = Result<T, TransportError>>,
+        n: u64,
     ) -> Result<T, PublishError> {
         let stats = &self.inner.stats;
         let started = Instant::now();
         let result = sent.await;
         match &result {
             Ok(_) => {
-                stats.published.fetch_add(1, Ordering::Relaxed);
+                stats.published.fetch_add(n, Ordering::Relaxed);
                 stats.publish_latency.record(started.elapsed());
             }
             Err(_) => {
-                stats.publish_errors.fetch_add(1, Ordering::Relaxed);
+                stats.publish_errors.fetch_add(n, Ordering::Relaxed);
             }
         }
         result.map_err(PublishError::from)
     }
 
     /// Why a payload cannot be sent now, if it cannot; counted as a publish error.
-    fn refuse(&self, payload: &Bytes) -> Result<(), PublishError> {
+    pub(super) fn refuse(&self, payload: &Bytes) -> Result<(), PublishError> {
         let refused = if let Some(why) = self.inner.runtime_gone() {
             Some(PublishError::new(PublishErrorKind::Closed, why))
         } else if self.inner.phase() == Phase::Closed {
@@ -204,7 +206,7 @@ impl EventBus {
     }
 
     /// Counts a publish that failed before reaching the transport.
-    fn failed(&self, e: PublishError) -> PublishError {
+    pub(super) fn failed(&self, e: PublishError) -> PublishError {
         self.inner
             .stats
             .publish_errors
@@ -217,6 +219,6 @@ impl EventBus {
     pub(super) async fn send(&self, channel: &str, payload: Bytes) -> Result<u64, PublishError> {
         self.refuse(&payload)?;
         let transport = self.inner.transport();
-        self.counted(transport.publish(channel, payload)).await
+        self.counted(transport.publish(channel, payload), 1).await
     }
 }

@@ -49,6 +49,7 @@ use crate::transport::{
 
 mod acker;
 mod acl;
+mod batch;
 mod dead_letters;
 mod dedupe;
 mod link;
@@ -164,6 +165,26 @@ impl Shared {
         };
         link::retry(self, what, deadline, wait, |mut conn| async move {
             cmd.query_async::<T>(&mut conn).await
+        })
+        .await
+    }
+
+    /// Runs a pipeline on the publisher connection as [`command`](Self::command) runs one
+    /// command: one in-flight permit, one write, one read of every reply.
+    async fn pipeline<T: FromRedisValue>(
+        &self,
+        what: &str,
+        pipe: &redis::Pipeline,
+        wait: Duration,
+    ) -> Result<T, TransportError> {
+        self.check_open()?;
+        let deadline = Instant::now() + wait;
+        let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.in_flight.acquire()).await
+        else {
+            return Err(publisher::no_turn(self, what, wait));
+        };
+        link::retry(self, what, deadline, wait, |mut conn| async move {
+            pipe.query_async::<T>(&mut conn).await
         })
         .await
     }
@@ -378,6 +399,20 @@ impl Transport for RedisTransport {
 
     fn dedupe_store(&self) -> Option<&dyn DedupeStore> {
         Some(self)
+    }
+
+    fn publish_many<'a>(
+        &'a self,
+        messages: &'a [(String, Bytes)],
+    ) -> BoxFuture<'a, Result<Vec<u64>, TransportError>> {
+        Box::pin(batch::publish_many(&self.shared, messages))
+    }
+
+    fn append_many<'a>(
+        &'a self,
+        entries: &'a [(String, Bytes)],
+    ) -> BoxFuture<'a, Result<Vec<String>, TransportError>> {
+        Box::pin(batch::append_many(&self.shared, entries))
     }
 
     fn stream_groups<'a>(

@@ -56,11 +56,12 @@ impl StreamRetention {
         }
     }
 
-    /// Adds the trimming arguments to an `XADD` before its id.
-    pub(crate) fn add_to(&self, cmd: &mut Cmd, now: SystemTime) {
+    /// The trimming arguments of an `XADD`, which go before its id.
+    pub(crate) fn args(&self, now: SystemTime) -> Vec<String> {
         match *self {
             StreamRetention::MaxLen(n) => {
-                cmd.arg("MAXLEN").arg("~").arg(n.min(i64::MAX as usize));
+                let n = n.min(i64::MAX as usize).to_string();
+                vec!["MAXLEN".to_owned(), "~".to_owned(), n]
             }
             StreamRetention::MaxAge(age) => {
                 let now_ms = now
@@ -69,9 +70,16 @@ impl StreamRetention {
                     .as_millis();
                 let age_ms = age.min(MAX_DURATION).as_millis();
                 let min_ms = now_ms.saturating_sub(age_ms);
-                cmd.arg("MINID").arg("~").arg(format!("{min_ms}-0"));
+                vec!["MINID".to_owned(), "~".to_owned(), format!("{min_ms}-0")]
             }
-            StreamRetention::Unbounded => {}
+            StreamRetention::Unbounded => Vec::new(),
+        }
+    }
+
+    /// Adds the trimming arguments to an `XADD` before its id.
+    pub(crate) fn add_to(&self, cmd: &mut Cmd, now: SystemTime) {
+        for arg in self.args(now) {
+            cmd.arg(arg);
         }
     }
 }

@@ -155,6 +155,37 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
         Box::pin(async { Err(unsupported("durable delivery")) })
     }
 
+    /// Publishes many messages, each on its channel, in order; returns each one's receivers.
+    /// The default publishes them one by one; a transport that can send them together (a
+    /// Redis pipeline) overrides it. On an error some of them may have been sent.
+    fn publish_many<'a>(
+        &'a self,
+        messages: &'a [(String, Bytes)],
+    ) -> BoxFuture<'a, Result<Vec<u64>, TransportError>> {
+        Box::pin(async move {
+            let mut receivers = Vec::with_capacity(messages.len());
+            for (channel, payload) in messages {
+                receivers.push(self.publish(channel, payload.clone()).await?);
+            }
+            Ok(receivers)
+        })
+    }
+
+    /// Appends many entries, each to its stream, in order; returns their entry ids. The
+    /// default appends them one by one. On an error some of them may have been appended.
+    fn append_many<'a>(
+        &'a self,
+        entries: &'a [(String, Bytes)],
+    ) -> BoxFuture<'a, Result<Vec<String>, TransportError>> {
+        Box::pin(async move {
+            let mut ids = Vec::with_capacity(entries.len());
+            for (stream, payload) in entries {
+                ids.push(self.append(stream, payload.clone()).await?);
+            }
+            Ok(ids)
+        })
+    }
+
     /// Stops reading for a group; what it read and did not acknowledge stays pending.
     fn leave<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), TransportError>> {
         let _ = group;
