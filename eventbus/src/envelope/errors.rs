@@ -60,7 +60,7 @@ pub enum DecodeError {
     },
 
     /// `datacontenttype` says `data` is not JSON (`application/xml`, `text/plain`), so it cannot
-    /// be decoded into an event type. [`RawEnvelope::parse`], [`RawEnvelope::to_value`] and
+    /// be decoded into an event type. [`RawEnvelope::parse`](crate::RawEnvelope::parse), [`RawEnvelope::to_value`](crate::RawEnvelope::to_value) and
     /// `Envelope<serde_json::Value>` still read such messages.
     #[error("data is `{content_type}`, not JSON")]
     ContentType {
