@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod durable;
+mod memory;
 mod progress;
 mod table;
 
@@ -869,6 +870,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     let disconnects = buffer_disconnects(&server) - disconnects_before;
 
     let durable_rows = durable::rows(&server, sizes.durable, sizes.durable_latency, c_p50).await?;
+    let memory_rows = memory::rows(sizes.durable).await?;
 
     // The table.
     let lost = alone.published.saturating_sub(alone.delivered);
@@ -1046,7 +1048,11 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
             .flatten()
             .map_or("default".to_owned(), |c| c.to_string())
     );
-    let rows: Vec<Row> = rows.into_iter().chain(durable_rows).collect();
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .chain(durable_rows)
+        .chain(memory_rows)
+        .collect();
     progress::finish();
     print_table(&rows);
     Ok(())

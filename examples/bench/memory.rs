@@ -1,0 +1,111 @@
+//! The in-process row: `memory://` publish → N no-op handlers against a raw
+//! `tokio::sync::broadcast` channel with N receivers, in the same run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use eventbus::{EventBus, HandlerOptions};
+use tokio::sync::broadcast;
+
+use crate::BenchEvent;
+use crate::table::{Row, pct, rate_text, row};
+
+/// Handlers (and receivers) per event.
+const HANDLERS: usize = 4;
+
+/// Waits until `count` reaches `target`, up to a minute.
+async fn reach(count: &AtomicU64, target: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count.load(Ordering::Acquire) < target {
+        if Instant::now() > deadline {
+            bail!("{} of {target} handled", count.load(Ordering::Acquire));
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(())
+}
+
+/// Events per second through a broadcast channel to `HANDLERS` receiving tasks.
+async fn broadcast_baseline(n: u64) -> anyhow::Result<f64> {
+    let (tx, _) = broadcast::channel::<Arc<BenchEvent>>(8192);
+    let count = Arc::new(AtomicU64::new(0));
+    for _ in 0..HANDLERS {
+        let (mut rx, count) = (tx.subscribe(), count.clone());
+        tokio::spawn(async move {
+            while let Ok(event) = rx.recv().await {
+                std::hint::black_box(&event);
+                count.fetch_add(1, Ordering::Release);
+            }
+        });
+    }
+    let started = Instant::now();
+    for seq in 0..n {
+        // Wait for room as a bounded queue would, instead of letting receivers lag.
+        while tx.len() >= 4096 {
+            tokio::task::yield_now().await;
+        }
+        tx.send(Arc::new(BenchEvent::new(seq)))?;
+    }
+    reach(&count, n * HANDLERS as u64).await?;
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Events per second through a `memory://` bus with `HANDLERS` no-op handlers.
+async fn bus_rate(n: u64) -> anyhow::Result<f64> {
+    let count = Arc::new(AtomicU64::new(0));
+    let mut builder = EventBus::builder();
+    for i in 0..HANDLERS {
+        let count = count.clone();
+        builder = builder.handler_with(
+            move |e: BenchEvent| {
+                let count = count.clone();
+                async move {
+                    std::hint::black_box(&e);
+                    count.fetch_add(1, Ordering::Release);
+                }
+            },
+            HandlerOptions::new().name(format!("noop-{i}")),
+        );
+    }
+    let bus = builder.connect("memory://").await?;
+    let started = Instant::now();
+    for seq in 0..n {
+        // Keep within the default queues: the handlers' pace, not drops, is measured.
+        while seq.saturating_sub(count.load(Ordering::Acquire) / HANDLERS as u64) > 4096 {
+            tokio::task::yield_now().await;
+        }
+        bus.publish(BenchEvent::new(seq)).await?;
+    }
+    reach(&count, n * HANDLERS as u64).await?;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let dropped: u64 = bus.metrics().handlers.iter().map(|h| h.dropped).sum();
+    let _ = bus.shutdown().await;
+    if dropped > 0 {
+        bail!("{dropped} events dropped");
+    }
+    Ok(rate)
+}
+
+/// The in-process row.
+pub(crate) async fn rows(n: u64) -> anyhow::Result<Vec<Row>> {
+    crate::progress::stage(format!("baseline E: tokio broadcast, {HANDLERS} receivers"));
+    let baseline = broadcast_baseline(n).await?;
+    crate::progress::stage(format!(
+        "ours: memory:// publish, {HANDLERS} no-op handlers"
+    ));
+    let ours = bus_rate(n).await?;
+    Ok(vec![
+        row(
+            format!("memory:// publish → {HANDLERS} handlers"),
+            format!(
+                "E tokio broadcast, {HANDLERS} receivers: {}",
+                rate_text(baseline)
+            ),
+            rate_text(ours),
+        )
+        .ratio(pct(ours / baseline))
+        .target("≥ 50% of E", ours >= 0.5 * baseline),
+    ])
+}
