@@ -2,10 +2,12 @@
 //! `redis-server` ([`redis_server::RedisServer`]), the two-transport test environment, the
 //! shared [`Ping`] event and time limits ([`fast`], [`bounded`], [`wait_for`]).
 
+pub mod cluster;
 pub mod examples;
 mod ping;
 pub mod python;
 pub mod redis_server;
+pub mod sentinel;
 mod timing;
 
 pub use ping::Ping;
