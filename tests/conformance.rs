@@ -270,7 +270,8 @@ async fn shutdown_drains_then_refuses(env: TestEnv) {
     assert_eq!(err.kind(), PublishErrorKind::Closed);
 }
 
-/// A restarted server: the bus reconnects, reports the gap, and delivers again.
+/// A restarted server (behind Sentinel or in a cluster: a killed primary, replaced by its
+/// replica): the bus reconnects, reports the gap, and delivers again.
 async fn reconnects_after_a_server_restart(mut env: TestEnv) {
     if !capabilities(&env).await.reconnects {
         return;
@@ -278,7 +279,7 @@ async fn reconnects_after_a_server_restart(mut env: TestEnv) {
     let seen = Seen::new();
     let bus = recorder(&env, &seen).await;
     let mut events = bus.connection_events();
-    env.server.as_mut().expect("a server to restart").restart();
+    tokio::task::block_in_place(|| env.restart("conf:notes"));
     let resubscribed = tokio::time::timeout(WAIT, async {
         while let Ok(e) = events.recv().await {
             if matches!(e, ConnectionEvent::Resubscribed { .. }) {
@@ -371,4 +372,5 @@ macro_rules! on_every_transport {
 on_every_transport!(
     memory => Some(TestEnv::memory()),
     redis => TestEnv::redis(),
+    sentinel => TestEnv::sentinel(),
 );

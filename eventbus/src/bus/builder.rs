@@ -235,7 +235,10 @@ impl EventBusBuilder {
     ///
     /// `url` picks the transport: `memory://` (a private in-process hub), `memory://NAME` (a hub
     /// shared by every bus of the process that names it), `redis://[user:password@]host:port/db`,
-    /// `rediss://...` (TLS) or `redis+unix:///path/to/socket`. Schemes are case-insensitive.
+    /// `rediss://...` (TLS), `redis+unix:///path/to/socket`, or
+    /// `redis+sentinel://[user:password@]host:26379,host:26379/<master>[/db]` (the primary found
+    /// through Sentinel, again after every failover; `rediss+sentinel://` for TLS). Schemes are
+    /// case-insensitive.
     pub async fn connect(self, url: &str) -> Result<EventBus, ConnectError> {
         let scheme = url
             .split_once("://")
@@ -250,7 +253,7 @@ impl EventBusBuilder {
                 .await
             }
             #[cfg(feature = "redis")]
-            "redis" | "rediss" | "redis+unix" | "unix" => {
+            "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" | "rediss+sentinel" => {
                 let options = self.redis.clone();
                 let url = url.to_owned();
                 self.connect_with(move |inbound| async move {
@@ -259,14 +262,17 @@ impl EventBusBuilder {
                 .await
             }
             #[cfg(not(feature = "redis"))]
-            "redis" | "rediss" | "redis+unix" | "unix" => Err(ConnectError::new(
-                ConnectErrorKind::InvalidUrl,
-                "this build of eventbus has no Redis transport: enable the `redis` feature",
-            )),
+            "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" | "rediss+sentinel" => {
+                Err(ConnectError::new(
+                    ConnectErrorKind::InvalidUrl,
+                    "this build of eventbus has no Redis transport: enable the `redis` feature",
+                ))
+            }
             _ => Err(ConnectError::new(
                 ConnectErrorKind::InvalidUrl,
                 format!(
-                    "unsupported URL `{}`: expected memory://, redis://, rediss:// or redis+unix://",
+                    "unsupported URL `{}`: expected memory://, redis://, rediss://, redis+unix:// or \
+                     redis+sentinel://",
                     crate::transport::redact_url(url)
                 ),
             )),

@@ -256,7 +256,7 @@ where
             .map_err(|why| shared.unavailable(what, why, waited))?;
         match tokio::time::timeout(rt, query(conn)).await {
             Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) if target::is_connection_error(&e) => {
+            Ok(Err(e)) if shared.target.must_reconnect(&e) => {
                 let cause = format!("{what} failed: {}", target::redis_text(&e));
                 mark_down(link, epoch, cause);
                 if Instant::now() >= deadline {

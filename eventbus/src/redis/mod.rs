@@ -1,4 +1,10 @@
-//! The Redis pub/sub transport (`redis://`, `rediss://`, `redis+unix://`).
+//! The Redis pub/sub transport (`redis://`, `rediss://`, `redis+unix://`, and behind Sentinel
+//! `redis+sentinel://host:26379,host:26379/<master>`).
+//!
+//! Behind Sentinel every connection, when it is made and each time it is made again, asks the
+//! sentinels where the primary is (see `sentinel.rs`): after a failover the connections move to
+//! the promoted replica by themselves, the subscriber reports `Resubscribed`, and a command
+//! that gets `READONLY` from a demoted primary is sent again on a new connection.
 //!
 //! Each bus holds at most two connections:
 //!
@@ -54,6 +60,7 @@ mod options;
 mod publisher;
 mod pubsub_admin;
 mod retention;
+mod sentinel;
 mod stream_reply;
 mod streams;
 mod subscriber;
@@ -63,6 +70,7 @@ pub use dead_letters::DEAD_LETTER_PREFIX;
 pub use dedupe::DEDUPE_PREFIX;
 pub use options::RedisOptions;
 pub use retention::{DEFAULT_STREAM_MAX_LEN, StreamRetention};
+pub use sentinel::DEFAULT_SENTINEL_PORT;
 
 use link::{Link, Unavailable};
 use publisher::Publisher;
@@ -197,7 +205,8 @@ impl Drop for RedisTransport {
 /// Connects the publisher (failing fast when the server cannot be reached or refuses the
 /// credentials) and returns the transport, delivering to `inbound`. The subscriber connects on
 /// the first subscription. For [`EventBusBuilder::connect_with`](crate::EventBusBuilder::connect_with);
-/// `connect(url)` calls it for `redis://`, `rediss://` and `redis+unix://` URLs.
+/// `connect(url)` calls it for `redis://`, `rediss://`, `redis+unix://` and `redis+sentinel://`
+/// URLs.
 pub async fn connect(
     url: &str,
     inbound: Arc<dyn Inbound>,
@@ -314,7 +323,7 @@ impl Transport for RedisTransport {
             match link::ping_within(rt, redis::cmd("PING").query_async::<()>(&mut conn)).await {
                 Ok(()) => Ok(started.elapsed()),
                 Err(link::PingError::Failed(e)) => {
-                    if target::is_connection_error(&e) {
+                    if s.target.must_reconnect(&e) {
                         link::mark_down(&s.publisher.link, epoch, format!("PING failed: {e}"));
                     }
                     Err(s.target.command_error("PING", e))

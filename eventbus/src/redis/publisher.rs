@@ -49,12 +49,17 @@ pub(crate) async fn open(
     options: &RedisOptions,
 ) -> Result<MultiplexedConnection, TransportError> {
     let config = target.config(options);
-    let connect = target
-        .client
-        .get_multiplexed_async_connection_with_config(&config);
+    let connect = async {
+        let client = target.client().await.map_err(Found::Not)?;
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(Found::Failed)
+    };
     let mut conn = match tokio::time::timeout(options.connect_timeout, connect).await {
         Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => return Err(target.connect_error(e, options.connect_timeout)),
+        Ok(Err(Found::Not(e))) => return Err(e),
+        Ok(Err(Found::Failed(e))) => return Err(target.connect_error(e, options.connect_timeout)),
         Err(_) => {
             return Err(target.connect_error(
                 std::io::Error::from(std::io::ErrorKind::TimedOut).into(),
@@ -67,6 +72,13 @@ pub(crate) async fn open(
         .await
         .map_err(|e| target.ping_error(e, options.connect_timeout))?;
     Ok(conn)
+}
+
+/// Why a connection could not be made: the server was not found (behind Sentinel), or
+/// connecting to it failed.
+pub(crate) enum Found {
+    Not(TransportError),
+    Failed(redis::RedisError),
 }
 
 /// Keeps the publisher connected: watches for a reported failure or an unanswered watchdog

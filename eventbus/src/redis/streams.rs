@@ -285,7 +285,7 @@ impl Reader {
             }
             return false;
         }
-        let lost = super::target::is_connection_error(&e) || e.is_timeout();
+        let lost = self.shared.target.must_reconnect(&e) || e.is_timeout();
         if lost {
             *conn = None;
             self.shared
