@@ -237,8 +237,9 @@ impl EventBusBuilder {
     /// shared by every bus of the process that names it), `redis://[user:password@]host:port/db`,
     /// `rediss://...` (TLS), `redis+unix:///path/to/socket`, or
     /// `redis+sentinel://[user:password@]host:26379,host:26379/<master>[/db]` (the primary found
-    /// through Sentinel, again after every failover; `rediss+sentinel://` for TLS). Schemes are
-    /// case-insensitive.
+    /// through Sentinel, again after every failover; `rediss+sentinel://` for TLS), or
+    /// `redis+cluster://host:port,host:port/` (a Redis Cluster: sharded pub/sub, streams on
+    /// their key's node; `rediss+cluster://` for TLS). Schemes are case-insensitive.
     pub async fn connect(self, url: &str) -> Result<EventBus, ConnectError> {
         let scheme = url
             .split_once("://")
@@ -253,7 +254,8 @@ impl EventBusBuilder {
                 .await
             }
             #[cfg(feature = "redis")]
-            "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" | "rediss+sentinel" => {
+            "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" | "rediss+sentinel"
+            | "redis+cluster" | "rediss+cluster" => {
                 let options = self.redis.clone();
                 let url = url.to_owned();
                 self.connect_with(move |inbound| async move {
@@ -262,17 +264,16 @@ impl EventBusBuilder {
                 .await
             }
             #[cfg(not(feature = "redis"))]
-            "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" | "rediss+sentinel" => {
-                Err(ConnectError::new(
-                    ConnectErrorKind::InvalidUrl,
-                    "this build of eventbus has no Redis transport: enable the `redis` feature",
-                ))
-            }
+            "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" | "rediss+sentinel"
+            | "redis+cluster" | "rediss+cluster" => Err(ConnectError::new(
+                ConnectErrorKind::InvalidUrl,
+                "this build of eventbus has no Redis transport: enable the `redis` feature",
+            )),
             _ => Err(ConnectError::new(
                 ConnectErrorKind::InvalidUrl,
                 format!(
-                    "unsupported URL `{}`: expected memory://, redis://, rediss://, redis+unix:// or \
-                     redis+sentinel://",
+                    "unsupported URL `{}`: expected memory://, redis://, rediss://, redis+unix://, \
+                     redis+sentinel:// or redis+cluster://",
                     crate::transport::redact_url(url)
                 ),
             )),

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::conn::Conn;
 use redis::RedisResult;
-use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -244,7 +244,7 @@ pub(crate) async fn retry<T, F, Fut>(
     mut query: F,
 ) -> Result<T, TransportError>
 where
-    F: FnMut(MultiplexedConnection) -> Fut,
+    F: FnMut(Conn) -> Fut,
     Fut: Future<Output = RedisResult<T>>,
 {
     let link = &shared.publisher.link;

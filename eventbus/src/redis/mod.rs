@@ -1,5 +1,11 @@
-//! The Redis pub/sub transport (`redis://`, `rediss://`, `redis+unix://`, and behind Sentinel
-//! `redis+sentinel://host:26379,host:26379/<master>`).
+//! The Redis pub/sub transport (`redis://`, `rediss://`, `redis+unix://`, behind Sentinel
+//! `redis+sentinel://host:26379,host:26379/<master>`, and on a Redis Cluster
+//! `redis+cluster://host:port,host:port/`).
+//!
+//! On a cluster the publisher is a cluster connection (each command goes to the node serving
+//! its key: `SPUBLISH` by channel, `XADD`/`XREADGROUP`/`XACK`/`XAUTOCLAIM` by stream key), and
+//! the subscriber uses sharded pub/sub (`SSUBSCRIBE`, one command per channel); see
+//! `cluster.rs`, `cluster_subscriber.rs` and `cluster_admin.rs`.
 //!
 //! Behind Sentinel every connection, when it is made and each time it is made again, asks the
 //! sentinels where the primary is (see `sentinel.rs`): after a failover the connections move to
@@ -53,6 +59,10 @@ use crate::transport::{
     GroupStatus, Inbound, PubSubAdmin, Transport, TransportError,
 };
 
+mod cluster;
+mod cluster_admin;
+mod cluster_subscriber;
+mod conn;
 mod dead_letters;
 mod dedupe;
 mod link;
@@ -94,6 +104,8 @@ pub(crate) struct Shared {
     /// connection: `max_in_flight` permits.
     in_flight: Arc<tokio::sync::Semaphore>,
     subscriber: Subscriber,
+    /// The subscriber on a Redis Cluster (unused elsewhere).
+    cluster_subscriber: cluster_subscriber::ClusterSubscriber,
 }
 
 impl Shared {
@@ -189,7 +201,10 @@ impl fmt::Debug for RedisTransport {
             .field("tls", &s.target.tls)
             .field("publisher", &s.publisher.link.borrow().name())
             .field("subscriber", &s.subscriber.link.borrow().name())
-            .field("topics", &s.subscriber.held())
+            .field(
+                "topics",
+                &(s.subscriber.held() + s.cluster_subscriber.held()),
+            )
             .finish()
     }
 }
@@ -231,6 +246,7 @@ pub async fn connect(
         publish_tx,
         in_flight: Arc::new(tokio::sync::Semaphore::new(options.max_in_flight)),
         subscriber: Subscriber::new(),
+        cluster_subscriber: Default::default(),
     });
     shared.inbound.connection(ConnectionEvent::Connected {
         role: publisher::ROLE,
@@ -250,6 +266,7 @@ impl Transport for RedisTransport {
         let mut caps = Capabilities::pubsub().with_reconnects();
         caps.acks = true;
         caps.replay = true;
+        caps.sharded = self.shared.target.cluster().is_some();
         caps
     }
 
@@ -298,15 +315,22 @@ impl Transport for RedisTransport {
     }
 
     fn subscribe<'a>(&'a self, topics: &'a [Topic]) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move { self.shared.subscriber.subscribe(&self.shared, topics).await })
+        Box::pin(async move {
+            let s = &self.shared;
+            if s.target.cluster().is_some() {
+                return s.cluster_subscriber.subscribe(s, topics).await;
+            }
+            s.subscriber.subscribe(s, topics).await
+        })
     }
 
     fn unsubscribe<'a>(&'a self, topics: &'a [Topic]) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move {
-            self.shared
-                .subscriber
-                .unsubscribe(&self.shared, topics)
-                .await
+            let s = &self.shared;
+            if s.target.cluster().is_some() {
+                return s.cluster_subscriber.unsubscribe(s, topics).await;
+            }
+            s.subscriber.unsubscribe(s, topics).await
         })
     }
 
@@ -343,9 +367,9 @@ impl Transport for RedisTransport {
             if s.closed.swap(true, Ordering::AcqRel) {
                 return Ok(());
             }
-            s.subscriber
-                .unsubscribe_all(s.options.response_timeout.min(Duration::from_secs(1)))
-                .await;
+            let brief = s.options.response_timeout.min(Duration::from_secs(1));
+            s.subscriber.unsubscribe_all(brief).await;
+            s.cluster_subscriber.close(brief).await;
             s.cancel.cancel();
             s.abort_tasks();
             s.publisher.link.send_replace(Link::Closed);

@@ -12,8 +12,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::conn::Conn;
 use bytes::Bytes;
-use redis::aio::MultiplexedConnection;
 use redis::{Cmd, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -193,7 +193,7 @@ struct Reader {
 
 impl Reader {
     async fn run(self) {
-        let mut conn: Option<MultiplexedConnection> = None;
+        let mut conn: Option<Conn> = None;
         let mut phase = Phase::Own("0".to_owned());
         let mut next_claim = Instant::now();
         let mut failures = 0u32;
@@ -240,9 +240,9 @@ impl Reader {
     /// The reader's connection, opened again after a loss with backoff. `None` when closing.
     async fn connection<'c>(
         &self,
-        conn: &'c mut Option<MultiplexedConnection>,
+        conn: &'c mut Option<Conn>,
         failures: &mut u32,
-    ) -> Option<&'c mut MultiplexedConnection> {
+    ) -> Option<&'c mut Conn> {
         while conn.is_none() {
             if self.token.is_cancelled() {
                 return None;
@@ -277,7 +277,7 @@ impl Reader {
 
     /// Handles a failed step; returns whether the connection was lost (so pending entries are
     /// read again from the start).
-    async fn failed(&self, e: redis::RedisError, conn: &mut Option<MultiplexedConnection>) -> bool {
+    async fn failed(&self, e: redis::RedisError, conn: &mut Option<Conn>) -> bool {
         if e.code() == Some("NOGROUP") {
             // The stream or group was deleted: make it again, from its start position.
             if let Err(e) = create_group(&self.shared, &self.spec).await {
@@ -307,7 +307,7 @@ impl Reader {
     /// One read: returns the phase that follows.
     async fn step(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         phase: &Phase,
         credit: usize,
         next_claim: Instant,
@@ -383,7 +383,7 @@ impl Reader {
 
     async fn query(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         cmd: &Cmd,
         block: Option<Duration>,
     ) -> Result<Value, redis::RedisError> {
@@ -401,7 +401,7 @@ impl Reader {
     /// can never be delivered) and reports them.
     async fn drop_trimmed(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         gone: Vec<Entry>,
     ) -> Result<(), redis::RedisError> {
         if gone.is_empty() {
@@ -423,7 +423,7 @@ impl Reader {
     /// they were taken over from another consumer.
     async fn deliver_counted(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         entries: Vec<Entry>,
         claimed: bool,
     ) -> Result<(), redis::RedisError> {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError};
 
 use super::RedisOptions;
+use super::cluster::{self, ClusterNodes};
 use super::link::PingError;
 use super::sentinel::{self, Sentinels};
 use crate::transport::{ErrorKind, TransportError, redact_url};
@@ -17,6 +18,8 @@ pub(crate) enum Locator {
     Direct(Client),
     /// Through sentinels, again on every connect.
     Sentinel(Sentinels),
+    /// The nodes of a Redis Cluster, learnt from seed nodes.
+    Cluster(Box<ClusterNodes>),
 }
 
 /// A parsed Redis URL and how to connect to it.
@@ -82,6 +85,9 @@ impl Target {
             )
         };
         let url = check_url(url).map_err(|why| invalid(&why))?;
+        if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") {
+            return Self::in_cluster(&url, redacted.clone(), options).map_err(|why| invalid(&why));
+        }
         if url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://") {
             return Self::sentinel(&url, redacted.clone(), options).map_err(|why| invalid(&why));
         }
@@ -135,6 +141,33 @@ impl Target {
         })
     }
 
+    /// A target in a Redis Cluster.
+    fn in_cluster(url: &str, redacted: String, options: &RedisOptions) -> Result<Target, String> {
+        let (nodes, tls) = cluster::parse_url(url)?;
+        if tls && !cfg!(feature = "tls") {
+            return Err(
+                "rediss+cluster:// needs the `tls` feature of eventbus (`features = [\"tls\"]`)"
+                    .to_owned(),
+            );
+        }
+        let nodes = ClusterNodes::new(&nodes, options).map_err(|e| redis_text(&e))?;
+        Ok(Target {
+            addr: format!("cluster {}", nodes.hosts),
+            locator: Locator::Cluster(Box::new(nodes)),
+            redacted,
+            db: 0,
+            tls,
+        })
+    }
+
+    /// The cluster's nodes, for a Redis Cluster target.
+    pub(crate) fn cluster(&self) -> Option<&ClusterNodes> {
+        match &self.locator {
+            Locator::Cluster(nodes) => Some(nodes),
+            _ => None,
+        }
+    }
+
     /// A client for the server to connect to now: for Sentinel, the current primary, found
     /// by asking the sentinels.
     pub(crate) async fn client(&self) -> Result<Client, TransportError> {
@@ -142,6 +175,10 @@ impl Target {
             Locator::Direct(client) => Ok(client.clone()),
             // Boxed: the lookup's future is deep, and would deepen every future awaiting it.
             Locator::Sentinel(sentinels) => Box::pin(sentinels.master()).await,
+            Locator::Cluster(_) => Err(TransportError::new(
+                ErrorKind::Unsupported,
+                "a Redis Cluster has no single server to connect to",
+            )),
         }
     }
 
@@ -298,11 +335,11 @@ fn check_url(url: &str) -> Result<String, String> {
     match scheme.as_str() {
         "redis" | "rediss" => check_tcp(rest, scheme == "rediss")?,
         "redis+unix" | "unix" => check_unix(rest)?,
-        "redis+sentinel" | "rediss+sentinel" => {}
+        "redis+sentinel" | "rediss+sentinel" | "redis+cluster" | "rediss+cluster" => {}
         _ => {
             return Err(format!(
-                "unsupported scheme `{scheme}://`: expected redis://, rediss://, redis+unix:// \
-                 or redis+sentinel://"
+                "unsupported scheme `{scheme}://`: expected redis://, rediss://, redis+unix://, \
+                 redis+sentinel:// or redis+cluster://"
             ));
         }
     }
