@@ -159,3 +159,41 @@ async fn an_unknown_master_name_is_a_clear_error() {
     assert!(text.contains("nosuchmaster"), "{text}");
     assert!(text.contains("sentinels"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_can_sit_on_a_replica() {
+    let Some(set) = SentinelSet::start_or_skip() else {
+        return;
+    };
+    let url = set.url();
+    bounded(async move {
+        let pings = Seen::new();
+        let p = pings.clone();
+        let bus = EventBus::builder()
+            .redis_options(options().subscribe_on_replica(true))
+            .handler(move |e: Ping| {
+                let p = p.clone();
+                async move { p.push(e.n) }
+            })
+            .connect(&url)
+            .await
+            .unwrap();
+        bus.ready(Duration::from_secs(10)).await.unwrap();
+        until_delivered(&bus, &pings, 0, Duration::from_secs(10), |n| Ping { n }).await;
+        let primary = set.master_addr();
+        for node in set.nodes() {
+            let on_primary = primary.ends_with(&format!(":{}", node.port()));
+            // The sentinels hold pub/sub connections of their own: count ours by channel.
+            let numsub = node.cli(&["PUBSUB", "NUMSUB", "events:ping"]);
+            let expected = if on_primary { "0" } else { "1" };
+            assert_eq!(
+                numsub.lines().nth(1),
+                Some(expected),
+                "port {}",
+                node.port()
+            );
+        }
+        bus.shutdown().await.unwrap();
+    })
+    .await;
+}

@@ -147,6 +147,11 @@ impl SentinelSet {
         panic!("no sentinel named the primary: {last}");
     }
 
+    /// The data nodes: the primary and the replica (in start order; roles change on failover).
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
     /// The data node serving at `addr` (`host:port`), if it is one of ours.
     pub fn node(&self, addr: &str) -> Option<&RedisServer> {
         self.nodes

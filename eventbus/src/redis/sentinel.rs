@@ -125,6 +125,8 @@ fn check_master_name(master: &str) -> Result<(), String> {
 /// Asks the sentinels for the primary, and makes clients for it.
 pub(crate) struct Sentinels {
     client: tokio::sync::Mutex<SentinelClient>,
+    /// The same, asking for replicas.
+    replicas: tokio::sync::Mutex<SentinelClient>,
     /// `host:port,host:port`, for messages.
     pub(crate) hosts: String,
     pub(crate) master: String,
@@ -143,45 +145,14 @@ impl Sentinels {
     /// The sentinel client for a parsed URL: the credentials, database, protocol and TLS
     /// settings go to the data nodes.
     pub(crate) fn new(url: &SentinelUrl, options: &RedisOptions) -> Result<Sentinels, RedisError> {
-        let info = url.node_url.as_str().into_connection_info()?;
-        let node = info.redis_settings();
-        let addrs = url.sentinels.iter().map(|(host, port)| match url.tls {
-            true => ConnectionAddr::TcpTls {
-                host: host.clone(),
-                port: *port,
-                insecure: url.insecure,
-                tls_params: None,
-            },
-            false => ConnectionAddr::Tcp(host.clone(), *port),
-        });
-        let mut builder =
-            SentinelClientBuilder::new(addrs, &url.master, SentinelServerType::Master)?
-                .set_client_to_redis_db(node.db())
-                .set_client_to_redis_protocol(node.protocol());
-        if let Some(user) = node.username() {
-            builder = builder.set_client_to_redis_username(user);
-        }
-        if let Some(password) = node.password() {
-            builder = builder.set_client_to_redis_password(password);
-        }
-        if url.tls {
-            let mode = if url.insecure {
-                TlsMode::Insecure
-            } else {
-                TlsMode::Secure
-            };
-            builder = builder
-                .set_client_to_redis_tls_mode(mode)
-                .set_client_to_sentinel_tls_mode(mode);
-            builder = with_certificates(builder, options);
-        }
         let hosts: Vec<String> = url
             .sentinels
             .iter()
             .map(|(h, p)| format!("{h}:{p}"))
             .collect();
         Ok(Sentinels {
-            client: tokio::sync::Mutex::new(builder.build()?),
+            client: tokio::sync::Mutex::new(client(url, options, SentinelServerType::Master)?),
+            replicas: tokio::sync::Mutex::new(client(url, options, SentinelServerType::Replica)?),
             hosts: hosts.join(","),
             master: url.master.clone(),
         })
@@ -195,6 +166,18 @@ impl Sentinels {
             .async_get_client()
             .await
             .map_err(|e| self.lookup_error(&e))
+    }
+
+    /// A client for a random replica, or for the primary when no replica is available.
+    pub(crate) async fn replica_or_master(&self) -> Result<Client, TransportError> {
+        let found = self.replicas.lock().await.async_get_client().await;
+        match found {
+            Ok(client) => Ok(client),
+            Err(e) => {
+                tracing::debug!(error = %redis_text(&e), "no replica available; using the primary");
+                self.master().await
+            }
+        }
     }
 
     fn lookup_error(&self, e: &RedisError) -> TransportError {
@@ -216,6 +199,47 @@ impl Sentinels {
         };
         TransportError::new(kind, message).with_source(RedisCause::of(e))
     }
+}
+
+/// A sentinel client for `server_type` servers: the credentials, database, protocol and TLS
+/// settings go to the data nodes.
+fn client(
+    url: &SentinelUrl,
+    options: &RedisOptions,
+    server_type: SentinelServerType,
+) -> Result<SentinelClient, RedisError> {
+    let info = url.node_url.as_str().into_connection_info()?;
+    let node = info.redis_settings();
+    let addrs = url.sentinels.iter().map(|(host, port)| match url.tls {
+        true => ConnectionAddr::TcpTls {
+            host: host.clone(),
+            port: *port,
+            insecure: url.insecure,
+            tls_params: None,
+        },
+        false => ConnectionAddr::Tcp(host.clone(), *port),
+    });
+    let mut builder = SentinelClientBuilder::new(addrs, &url.master, server_type)?
+        .set_client_to_redis_db(node.db())
+        .set_client_to_redis_protocol(node.protocol());
+    if let Some(user) = node.username() {
+        builder = builder.set_client_to_redis_username(user);
+    }
+    if let Some(password) = node.password() {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    if url.tls {
+        let mode = if url.insecure {
+            TlsMode::Insecure
+        } else {
+            TlsMode::Secure
+        };
+        builder = builder
+            .set_client_to_redis_tls_mode(mode)
+            .set_client_to_sentinel_tls_mode(mode);
+        builder = with_certificates(builder, options);
+    }
+    builder.build()
 }
 
 #[cfg(feature = "tls")]

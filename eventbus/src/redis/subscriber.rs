@@ -326,7 +326,10 @@ async fn open(shared: &Shared) -> Result<Opened, TransportError> {
     let timed_out =
         |d| target.connect_error(std::io::Error::from(std::io::ErrorKind::TimedOut).into(), d);
     let connect = async {
-        let client = target.client().await.map_err(Found::Not)?;
+        let client = target
+            .subscriber_client(options)
+            .await
+            .map_err(Found::Not)?;
         client.get_async_pubsub().await.map_err(Found::Failed)
     };
     let pubsub = match tokio::time::timeout(options.connect_timeout, connect).await {

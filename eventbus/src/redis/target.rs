@@ -17,7 +17,7 @@ pub(crate) enum Locator {
     /// At the URL's address.
     Direct(Client),
     /// Through sentinels, again on every connect.
-    Sentinel(Sentinels),
+    Sentinel(Box<Sentinels>),
     /// The nodes of a Redis Cluster, learnt from seed nodes.
     Cluster(Box<ClusterNodes>),
 }
@@ -134,7 +134,7 @@ impl Target {
                 "primary `{}` (sentinels {})",
                 sentinels.master, sentinels.hosts
             ),
-            locator: Locator::Sentinel(sentinels),
+            locator: Locator::Sentinel(Box::new(sentinels)),
             redacted,
             db,
             tls: parsed.tls,
@@ -179,6 +179,21 @@ impl Target {
                 ErrorKind::Unsupported,
                 "a Redis Cluster has no single server to connect to",
             )),
+        }
+    }
+
+    /// A client for the subscriber connection: behind Sentinel with
+    /// [`RedisOptions::subscribe_on_replica`], a replica (the primary when none is available);
+    /// otherwise the same server as [`client`](Self::client).
+    pub(crate) async fn subscriber_client(
+        &self,
+        options: &RedisOptions,
+    ) -> Result<Client, TransportError> {
+        match &self.locator {
+            Locator::Sentinel(sentinels) if options.subscribe_on_replica => {
+                Box::pin(sentinels.replica_or_master()).await
+            }
+            _ => self.client().await,
         }
     }
 
