@@ -74,6 +74,25 @@ impl ClusterSubscriber {
         Ok(conn)
     }
 
+    /// Waits until no resubscription is under way (every held topic confirmed by the node now
+    /// serving it); see [`Transport::ready`](crate::transport::Transport::ready).
+    pub(crate) async fn ready(&self, within: Duration) -> Result<(), TransportError> {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.healing.load(Ordering::Acquire) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(TransportError::new(
+                    ErrorKind::Disconnected,
+                    format!(
+                        "not ready: the cluster subscriber was still subscribing again after \
+                         {within:?}"
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     /// Subscribes: `SSUBSCRIBE` per channel, `PSUBSCRIBE` per pattern.
     pub(crate) async fn subscribe(
         &self,

@@ -358,7 +358,14 @@ impl Transport for RedisTransport {
     }
 
     fn ready(&self, within: Duration) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move { self.shared.subscriber.ready(&self.shared, within).await })
+        Box::pin(async move {
+            let s = &self.shared;
+            if s.target.cluster().is_some() {
+                s.check_open()?;
+                return s.cluster_subscriber.ready(within).await;
+            }
+            s.subscriber.ready(s, within).await
+        })
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
