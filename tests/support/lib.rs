@@ -2,10 +2,12 @@
 //! `redis-server` ([`redis_server::RedisServer`]), the two-transport test environment, the
 //! shared [`Ping`] event and time limits ([`fast`], [`bounded`], [`wait_for`]).
 
+pub mod cluster;
 pub mod examples;
 mod ping;
 pub mod python;
 pub mod redis_server;
+pub mod sentinel;
 mod timing;
 
 pub use ping::Ping;
@@ -16,7 +18,9 @@ pub use timing::{
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use cluster::RedisCluster;
 use redis_server::RedisServer;
+use sentinel::SentinelSet;
 
 /// Where a runtime test runs: the same test body runs once per transport.
 #[derive(Debug)]
@@ -25,6 +29,10 @@ pub struct TestEnv {
     pub url: String,
     /// The server behind a Redis environment (stopped when the environment is dropped).
     pub server: Option<RedisServer>,
+    /// The primary, replica and sentinels behind a Sentinel environment.
+    pub sentinel: Option<SentinelSet>,
+    /// The nodes behind a Cluster environment.
+    pub cluster: Option<RedisCluster>,
 }
 
 impl TestEnv {
@@ -38,6 +46,8 @@ impl TestEnv {
                 N.fetch_add(1, Ordering::Relaxed)
             ),
             server: None,
+            sentinel: None,
+            cluster: None,
         }
     }
 
@@ -48,12 +58,64 @@ impl TestEnv {
         Some(TestEnv {
             url: server.url(),
             server: Some(server),
+            sentinel: None,
+            cluster: None,
         })
     }
 
-    /// Whether this is a Redis environment.
+    /// A primary, a replica and three sentinels of its own, reached through
+    /// `redis+sentinel://`; `None` (after a message) when redis-server is not installed and
+    /// `CI` is not set.
+    pub fn sentinel() -> Option<TestEnv> {
+        let set = SentinelSet::start_or_skip()?;
+        Some(TestEnv {
+            url: set.url(),
+            server: None,
+            sentinel: Some(set),
+            cluster: None,
+        })
+    }
+
+    /// A Redis Cluster of its own (three primaries, three replicas), reached through
+    /// `redis+cluster://`; `None` (after a message) when redis-server is not installed and
+    /// `CI` is not set.
+    pub fn cluster() -> Option<TestEnv> {
+        let cluster = RedisCluster::start_or_skip()?;
+        Some(TestEnv {
+            url: cluster.url(),
+            server: None,
+            sentinel: None,
+            cluster: Some(cluster),
+        })
+    }
+
+    /// Whether this is a Redis environment (of any shape).
     pub fn is_redis(&self) -> bool {
-        self.server.is_some()
+        self.server.is_some() || self.sentinel.is_some() || self.cluster.is_some()
+    }
+
+    /// Takes the server that serves `channel` away and brings service back: restarts a single
+    /// server, kills the primary behind Sentinel and waits for the failover, kills the primary
+    /// that owns `channel`'s slot in a cluster and waits for its replica to take over.
+    ///
+    /// # Panics
+    ///
+    /// For an in-process environment, or when service does not come back within 30 s.
+    #[track_caller]
+    pub fn restart(&mut self, channel: &str) {
+        let within = std::time::Duration::from_secs(30);
+        if let Some(server) = self.server.as_mut() {
+            server.restart();
+        } else if let Some(set) = self.sentinel.as_mut() {
+            let old = set.kill_master();
+            set.wait_failover(&old, within);
+        } else if let Some(cluster) = self.cluster.as_mut() {
+            let owner = cluster.owner_of(channel);
+            cluster.kill_node(owner);
+            cluster.wait_promoted(owner, within);
+        } else {
+            panic!("an in-process environment has no server to restart");
+        }
     }
 }
 

@@ -36,6 +36,7 @@ pub struct RedisServerBuilder {
     tls: bool,
     unix_socket: bool,
     args: Vec<String>,
+    bus_port: bool,
 }
 
 impl RedisServerBuilder {
@@ -81,6 +82,19 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Passes extra words as they are, such as `.args(&["--replicaof", "127.0.0.1", "6379"])`.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    /// Picks a port whose cluster bus port (port + 10000) is free too, and below 55000, for a
+    /// `--cluster-enabled yes` node.
+    pub fn cluster_bus_port(mut self, on: bool) -> Self {
+        self.bus_port = on;
+        self
+    }
+
     /// Starts the server; `None` (after printing how to install it) when redis-server is
     /// missing.
     ///
@@ -110,7 +124,11 @@ impl RedisServerBuilder {
         }
         let mut last = String::new();
         for _ in 0..20 {
-            let port = free_port();
+            let port = if self.bus_port {
+                free_port_with_bus()
+            } else {
+                free_port()
+            };
             let mut server = RedisServer {
                 port,
                 child: None,
@@ -150,7 +168,7 @@ impl fmt::Debug for RedisServer {
 }
 
 /// Says that redis-server is missing: a failure in CI, a message on stderr otherwise.
-fn skip_missing_server(ci: bool) {
+pub(crate) fn skip_missing_server(ci: bool) {
     assert!(
         !ci,
         "{INSTALL_HINT} (CI is set, so this is a failure, not a skip)"
@@ -158,7 +176,7 @@ fn skip_missing_server(ci: bool) {
     eprintln!("skipping: {INSTALL_HINT}");
 }
 
-fn installed() -> bool {
+pub(crate) fn installed() -> bool {
     Command::new("redis-server")
         .arg("--version")
         .stdout(Stdio::null())
@@ -170,7 +188,7 @@ fn installed() -> bool {
 /// A free loopback port, preferably below the kernel's ephemeral range: no outgoing
 /// connection and no `bind(0)` of another process can take it while a test restarts its server,
 /// and a client reconnecting to a stopped server cannot connect to itself through it.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -206,6 +224,17 @@ fn free_port() -> u16 {
         .local_addr()
         .expect("the local address of a bound listener")
         .port()
+}
+
+/// A free loopback port below 55000 whose port + 10000 (a cluster node's bus port) is free too.
+pub(crate) fn free_port_with_bus() -> u16 {
+    for _ in 0..200 {
+        let port = free_port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("found no free loopback port P below 55000 with P + 10000 free as well");
 }
 
 impl RedisServer {
@@ -522,6 +551,11 @@ impl RedisServer {
         self.signal("-CONT");
     }
 
+    /// Whether the process runs (it was not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
@@ -532,6 +566,43 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Polls `check` every 50 ms until it holds.
+///
+/// # Panics
+///
+/// When it does not hold within `within`; the message says what was awaited.
+#[track_caller]
+pub fn wait_until(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < within,
+            "gave up waiting for {what} after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `redis-cli -p PORT ARGS...` against a plain server on 127.0.0.1 (or a sentinel) and
+/// returns what it printed, trimmed; an error when redis-cli fails or the reply is an error.
+pub fn cli_on(port: u16, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("could not run redis-cli: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || text.starts_with("ERR") || text.starts_with("Could not connect") {
+        return Err(format!(
+            "redis-cli -p {port} {args:?} failed with {}: {text} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(text)
 }
 
 /// The lines of a `CLIENT LIST` reply, without those whose last command was `CLIENT LIST`.
@@ -560,10 +631,10 @@ fn tail(log: &str) -> String {
 }
 
 /// A temporary directory, removed on drop.
-struct TempDir(Option<PathBuf>);
+pub(crate) struct TempDir(Option<PathBuf>);
 
 impl TempDir {
-    fn new() -> TempDir {
+    pub(crate) fn new() -> TempDir {
         static N: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -582,7 +653,7 @@ impl TempDir {
         TempDir(None)
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.0.as_deref().unwrap_or(Path::new("/nonexistent"))
     }
 }

@@ -274,7 +274,11 @@ impl EventBusBuilder {
     ///
     /// `url` picks the transport: `memory://` (a private in-process hub), `memory://NAME` (a hub
     /// shared by every bus of the process that names it), `redis://[user:password@]host:port/db`,
-    /// `rediss://...` (TLS) or `redis+unix:///path/to/socket`. Schemes are case-insensitive.
+    /// `rediss://...` (TLS), `redis+unix:///path/to/socket`, or
+    /// `redis+sentinel://[user:password@]host:26379,host:26379/<master>[/db]` (the primary found
+    /// through Sentinel, again after every failover; `rediss+sentinel://` for TLS), or
+    /// `redis+cluster://host:port,host:port/` (a Redis Cluster: sharded pub/sub, streams on
+    /// their key's node; `rediss+cluster://` for TLS). Schemes are case-insensitive.
     pub async fn connect(self, url: &str) -> Result<EventBus, ConnectError> {
         let bus = self.connect_url(url).await?;
         let _ = bus.inner.url.set(crate::transport::redact_url(url));
@@ -295,7 +299,8 @@ impl EventBusBuilder {
                 .await
             }
             #[cfg(feature = "redis")]
-            "redis" | "rediss" | "redis+unix" | "unix" => {
+            "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" | "rediss+sentinel"
+            | "redis+cluster" | "rediss+cluster" => {
                 let options = self.redis.clone();
                 let url = url.to_owned();
                 self.connect_with(move |inbound| async move {
@@ -304,14 +309,16 @@ impl EventBusBuilder {
                 .await
             }
             #[cfg(not(feature = "redis"))]
-            "redis" | "rediss" | "redis+unix" | "unix" => Err(ConnectError::new(
+            "redis" | "rediss" | "redis+unix" | "unix" | "redis+sentinel" | "rediss+sentinel"
+            | "redis+cluster" | "rediss+cluster" => Err(ConnectError::new(
                 ConnectErrorKind::InvalidUrl,
                 "this build of eventbus has no Redis transport: enable the `redis` feature",
             )),
             _ => Err(ConnectError::new(
                 ConnectErrorKind::InvalidUrl,
                 format!(
-                    "unsupported URL `{}`: expected memory://, redis://, rediss:// or redis+unix://",
+                    "unsupported URL `{}`: expected memory://, redis://, rediss://, redis+unix://, \
+                     redis+sentinel:// or redis+cluster://",
                     crate::transport::redact_url(url)
                 ),
             )),

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::conn::Conn;
 use redis::RedisResult;
-use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -244,7 +244,7 @@ pub(crate) async fn retry<T, F, Fut>(
     mut query: F,
 ) -> Result<T, TransportError>
 where
-    F: FnMut(MultiplexedConnection) -> Fut,
+    F: FnMut(Conn) -> Fut,
     Fut: Future<Output = RedisResult<T>>,
 {
     let link = &shared.publisher.link;
@@ -256,7 +256,7 @@ where
             .map_err(|why| shared.unavailable(what, why, waited))?;
         match tokio::time::timeout(rt, query(conn)).await {
             Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) if target::is_connection_error(&e) => {
+            Ok(Err(e)) if shared.target.must_reconnect(&e) => {
                 let cause = format!("{what} failed: {}", target::redis_text(&e));
                 mark_down(link, epoch, cause);
                 if Instant::now() >= deadline {

@@ -1,4 +1,16 @@
-//! The Redis pub/sub transport (`redis://`, `rediss://`, `redis+unix://`).
+//! The Redis pub/sub transport (`redis://`, `rediss://`, `redis+unix://`, behind Sentinel
+//! `redis+sentinel://host:26379,host:26379/<master>`, and on a Redis Cluster
+//! `redis+cluster://host:port,host:port/`).
+//!
+//! On a cluster the publisher is a cluster connection (each command goes to the node serving
+//! its key: `SPUBLISH` by channel, `XADD`/`XREADGROUP`/`XACK`/`XAUTOCLAIM` by stream key), and
+//! the subscriber uses sharded pub/sub (`SSUBSCRIBE`, one command per channel); see
+//! `cluster.rs`, `cluster_subscriber.rs` and `cluster_admin.rs`.
+//!
+//! Behind Sentinel every connection, when it is made and each time it is made again, asks the
+//! sentinels where the primary is (see `sentinel.rs`): after a failover the connections move to
+//! the promoted replica by themselves, the subscriber reports `Resubscribed`, and a command
+//! that gets `READONLY` from a demoted primary is sent again on a new connection.
 //!
 //! Each bus holds at most two connections:
 //!
@@ -50,6 +62,10 @@ use crate::transport::{
 mod acker;
 mod acl;
 mod batch;
+mod cluster;
+mod cluster_admin;
+mod cluster_subscriber;
+mod conn;
 mod dead_letters;
 mod dedupe;
 mod link;
@@ -57,6 +73,7 @@ mod options;
 mod publisher;
 mod pubsub_admin;
 mod retention;
+mod sentinel;
 mod stream_reply;
 mod streams;
 mod subscriber;
@@ -67,6 +84,7 @@ pub use dead_letters::DEAD_LETTER_PREFIX;
 pub use dedupe::DEDUPE_PREFIX;
 pub use options::RedisOptions;
 pub use retention::{DEFAULT_STREAM_MAX_LEN, StreamRetention};
+pub use sentinel::DEFAULT_SENTINEL_PORT;
 
 use link::{Link, Unavailable};
 use publisher::Publisher;
@@ -90,6 +108,8 @@ pub(crate) struct Shared {
     /// connection: `max_in_flight` permits.
     in_flight: Arc<tokio::sync::Semaphore>,
     subscriber: Subscriber,
+    /// The subscriber on a Redis Cluster (unused elsewhere).
+    cluster_subscriber: cluster_subscriber::ClusterSubscriber,
 }
 
 impl Shared {
@@ -205,7 +225,10 @@ impl fmt::Debug for RedisTransport {
             .field("tls", &s.target.tls)
             .field("publisher", &s.publisher.link.borrow().name())
             .field("subscriber", &s.subscriber.link.borrow().name())
-            .field("topics", &s.subscriber.held())
+            .field(
+                "topics",
+                &(s.subscriber.held() + s.cluster_subscriber.held()),
+            )
             .finish()
     }
 }
@@ -221,7 +244,8 @@ impl Drop for RedisTransport {
 /// Connects the publisher (failing fast when the server cannot be reached or refuses the
 /// credentials) and returns the transport, delivering to `inbound`. The subscriber connects on
 /// the first subscription. For [`EventBusBuilder::connect_with`](crate::EventBusBuilder::connect_with);
-/// `connect(url)` calls it for `redis://`, `rediss://` and `redis+unix://` URLs.
+/// `connect(url)` calls it for `redis://`, `rediss://`, `redis+unix://` and `redis+sentinel://`
+/// URLs.
 pub async fn connect(
     url: &str,
     inbound: Arc<dyn Inbound>,
@@ -246,6 +270,7 @@ pub async fn connect(
         publish_tx,
         in_flight: Arc::new(tokio::sync::Semaphore::new(options.max_in_flight)),
         subscriber: Subscriber::new(),
+        cluster_subscriber: Default::default(),
     });
     shared.inbound.connection(ConnectionEvent::Connected {
         role: publisher::ROLE,
@@ -265,6 +290,7 @@ impl Transport for RedisTransport {
         let mut caps = Capabilities::pubsub().with_reconnects();
         caps.acks = true;
         caps.replay = true;
+        caps.sharded = self.shared.target.cluster().is_some();
         caps
     }
 
@@ -313,15 +339,22 @@ impl Transport for RedisTransport {
     }
 
     fn subscribe<'a>(&'a self, topics: &'a [Topic]) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move { self.shared.subscriber.subscribe(&self.shared, topics).await })
+        Box::pin(async move {
+            let s = &self.shared;
+            if s.target.cluster().is_some() {
+                return s.cluster_subscriber.subscribe(s, topics).await;
+            }
+            s.subscriber.subscribe(s, topics).await
+        })
     }
 
     fn unsubscribe<'a>(&'a self, topics: &'a [Topic]) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move {
-            self.shared
-                .subscriber
-                .unsubscribe(&self.shared, topics)
-                .await
+            let s = &self.shared;
+            if s.target.cluster().is_some() {
+                return s.cluster_subscriber.unsubscribe(s, topics).await;
+            }
+            s.subscriber.unsubscribe(s, topics).await
         })
     }
 
@@ -338,7 +371,7 @@ impl Transport for RedisTransport {
             match link::ping_within(rt, redis::cmd("PING").query_async::<()>(&mut conn)).await {
                 Ok(()) => Ok(started.elapsed()),
                 Err(link::PingError::Failed(e)) => {
-                    if target::is_connection_error(&e) {
+                    if s.target.must_reconnect(&e) {
                         link::mark_down(&s.publisher.link, epoch, format!("PING failed: {e}"));
                     }
                     Err(s.target.command_error("PING", e))
@@ -349,7 +382,14 @@ impl Transport for RedisTransport {
     }
 
     fn ready(&self, within: Duration) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move { self.shared.subscriber.ready(&self.shared, within).await })
+        Box::pin(async move {
+            let s = &self.shared;
+            if s.target.cluster().is_some() {
+                s.check_open()?;
+                return s.cluster_subscriber.ready(within).await;
+            }
+            s.subscriber.ready(s, within).await
+        })
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
@@ -358,9 +398,9 @@ impl Transport for RedisTransport {
             if s.closed.swap(true, Ordering::AcqRel) {
                 return Ok(());
             }
-            s.subscriber
-                .unsubscribe_all(s.options.response_timeout.min(Duration::from_secs(1)))
-                .await;
+            let brief = s.options.response_timeout.min(Duration::from_secs(1));
+            s.subscriber.unsubscribe_all(brief).await;
+            s.cluster_subscriber.close(brief).await;
             s.cancel.cancel();
             s.abort_tasks();
             s.publisher.link.send_replace(Link::Closed);

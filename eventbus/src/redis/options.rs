@@ -44,6 +44,7 @@ const MAX_STREAM_LEN: usize = i64::MAX as usize;
 /// | [`dead_letter_max_len`](Self::dead_letter_max_len) | about 10 000 entries per event type |
 /// | [`max_in_flight`](Self::max_in_flight) | 1000 |
 /// | [`stream_retention`](Self::stream_retention) | about 1 000 000 entries per durable type |
+/// | [`subscribe_on_replica`](Self::subscribe_on_replica) | `false`: subscribe on the primary |
 ///
 /// Every duration is clamped to one year, which is "no limit" in practice (so `Duration::MAX`
 /// is accepted and means that). The few values that cannot mean anything useful (a zero
@@ -70,6 +71,7 @@ pub struct RedisOptions {
     pub(crate) stream_retention: StreamRetention,
     pub(crate) tls_root_certificate: Option<Vec<u8>>,
     pub(crate) tls_client_certificate: Option<(Vec<u8>, Vec<u8>)>,
+    pub(crate) subscribe_on_replica: bool,
 }
 
 impl Default for RedisOptions {
@@ -88,6 +90,7 @@ impl Default for RedisOptions {
             stream_retention: StreamRetention::default(),
             tls_root_certificate: None,
             tls_client_certificate: None,
+            subscribe_on_replica: false,
         }
     }
 }
@@ -111,6 +114,7 @@ impl fmt::Debug for RedisOptions {
                 "tls_client_certificate",
                 &self.tls_client_certificate.is_some(),
             )
+            .field("subscribe_on_replica", &self.subscribe_on_replica)
             .finish()
     }
 }
@@ -119,6 +123,20 @@ impl RedisOptions {
     /// The defaults (see the table above).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Places the subscriber connection on a replica instead of the primary (default `false`),
+    /// to take the fan-out of messages off the primary: replicas receive every published
+    /// message through replication and deliver it to their own subscribers.
+    ///
+    /// Behind Sentinel (`redis+sentinel://`) the subscriber asks the sentinels for the
+    /// replicas and connects to a random one, again on every reconnect; with no replica
+    /// available it subscribes on the primary. On a cluster (`redis+cluster://`) and a single
+    /// server (`redis://`) the option changes nothing yet: sharded subscriptions stay on each
+    /// shard's primary. Publishing and durable streams always use the primary.
+    pub fn subscribe_on_replica(mut self, on: bool) -> Self {
+        self.subscribe_on_replica = on;
+        self
     }
 
     /// How long establishing a connection may take, TCP and TLS handshake and authentication

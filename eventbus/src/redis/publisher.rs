@@ -14,10 +14,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::conn::Conn;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -31,11 +31,11 @@ use crate::transport::{ConnectionEvent, ErrorKind, TransportError};
 pub(crate) const ROLE: &str = "publisher";
 
 pub(crate) struct Publisher {
-    pub(crate) link: watch::Sender<Link<MultiplexedConnection>>,
+    pub(crate) link: watch::Sender<Link<Conn>>,
 }
 
 impl Publisher {
-    pub(crate) fn new(conn: MultiplexedConnection) -> Self {
+    pub(crate) fn new(conn: Conn) -> Self {
         Publisher {
             link: watch::Sender::new(Link::Up { conn, epoch: 1 }),
         }
@@ -44,17 +44,13 @@ impl Publisher {
 
 /// Opens a connection and checks it with a `PING` (which also reveals a missing password:
 /// without one, connecting succeeds and only the first command gets `NOAUTH`).
-pub(crate) async fn open(
-    target: &Target,
-    options: &RedisOptions,
-) -> Result<MultiplexedConnection, TransportError> {
-    let config = target.config(options);
-    let connect = target
-        .client
-        .get_multiplexed_async_connection_with_config(&config);
-    let mut conn = match tokio::time::timeout(options.connect_timeout, connect).await {
+pub(crate) async fn open(target: &Target, options: &RedisOptions) -> Result<Conn, TransportError> {
+    let mut conn = match tokio::time::timeout(options.connect_timeout, connect(target, options))
+        .await
+    {
         Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => return Err(target.connect_error(e, options.connect_timeout)),
+        Ok(Err(Found::Not(e))) => return Err(e),
+        Ok(Err(Found::Failed(e))) => return Err(target.connect_error(e, options.connect_timeout)),
         Err(_) => {
             return Err(target.connect_error(
                 std::io::Error::from(std::io::ErrorKind::TimedOut).into(),
@@ -67,6 +63,27 @@ pub(crate) async fn open(
         .await
         .map_err(|e| target.ping_error(e, options.connect_timeout))?;
     Ok(conn)
+}
+
+/// Connects to the server the target names now (a cluster: to its nodes).
+async fn connect(target: &Target, options: &RedisOptions) -> Result<Conn, Found> {
+    if let Some(cluster) = target.cluster() {
+        let conn = cluster.commands().get_async_connection().await;
+        return conn.map(Conn::Cluster).map_err(Found::Failed);
+    }
+    let client = target.client().await.map_err(Found::Not)?;
+    client
+        .get_multiplexed_async_connection_with_config(&target.config(options))
+        .await
+        .map(Conn::Single)
+        .map_err(Found::Failed)
+}
+
+/// Why a connection could not be made: the server was not found (behind Sentinel), or
+/// connecting to it failed.
+pub(crate) enum Found {
+    Not(TransportError),
+    Failed(redis::RedisError),
 }
 
 /// Keeps the publisher connected: watches for a reported failure or an unanswered watchdog
@@ -124,10 +141,7 @@ async fn connected(shared: &Shared, epoch: u64) -> Option<Arc<str>> {
     }
 }
 
-async fn watchdog_ping(
-    mut conn: MultiplexedConnection,
-    timeout: Duration,
-) -> Result<(), link::PingError> {
+async fn watchdog_ping(mut conn: Conn, timeout: Duration) -> Result<(), link::PingError> {
     let cmd = redis::cmd("PING");
     link::ping_within(timeout, cmd.query_async::<()>(&mut conn)).await
 }
@@ -248,24 +262,64 @@ fn drop_expired(shared: &Shared, batch: Vec<Queued>) -> Vec<Queued> {
     live
 }
 
-/// Sends one pipeline, on a new connection again when the connection closed under it.
-async fn send_batch(shared: Arc<Shared>, batch: Vec<Queued>) {
-    let batch = drop_expired(&shared, batch);
-    let Some(deadline) = batch.iter().map(|q| q.job.deadline).min() else {
-        return;
-    };
+/// `PUBLISH` for each, as one pipeline.
+async fn send_pipeline(
+    shared: &Shared,
+    batch: &[Queued],
+    deadline: Instant,
+) -> Result<Vec<u64>, TransportError> {
     let mut pipe = redis::pipe();
-    for q in &batch {
+    for q in batch {
         pipe.cmd("PUBLISH")
             .arg(&q.job.channel)
             .arg(q.job.payload.as_ref());
     }
     let pipe = &pipe;
     let waited = shared.options.publish_deadline;
-    let sent = link::retry(&shared, WHAT, deadline, waited, |mut conn| async move {
+    link::retry(shared, WHAT, deadline, waited, |mut conn| async move {
         pipe.query_async::<Vec<u64>>(&mut conn).await
     })
-    .await;
+    .await
+}
+
+/// `SPUBLISH` for each, on a cluster: one command per channel (each goes to the node serving
+/// its channel's slot), sent together, answered in order.
+async fn send_sharded(
+    shared: &Shared,
+    batch: &[Queued],
+    deadline: Instant,
+) -> Result<Vec<u64>, TransportError> {
+    let cmds: Vec<redis::Cmd> = batch
+        .iter()
+        .map(|q| {
+            let mut cmd = redis::cmd("SPUBLISH");
+            cmd.arg(&q.job.channel).arg(q.job.payload.as_ref());
+            cmd
+        })
+        .collect();
+    let cmds = &cmds;
+    let waited = shared.options.publish_deadline;
+    link::retry(shared, WHAT, deadline, waited, |conn| async move {
+        let sends = cmds.iter().map(|cmd| {
+            let mut conn = conn.clone();
+            async move { cmd.query_async::<u64>(&mut conn).await }
+        });
+        futures_util::future::try_join_all(sends).await
+    })
+    .await
+}
+
+/// Sends one pipeline, on a new connection again when the connection closed under it.
+async fn send_batch(shared: Arc<Shared>, batch: Vec<Queued>) {
+    let batch = drop_expired(&shared, batch);
+    let Some(deadline) = batch.iter().map(|q| q.job.deadline).min() else {
+        return;
+    };
+    let sent = if shared.target.cluster().is_some() {
+        send_sharded(&shared, &batch, deadline).await
+    } else {
+        send_pipeline(&shared, &batch, deadline).await
+    };
     let failure = match sent {
         Ok(counts) if counts.len() == batch.len() => {
             for (q, n) in batch.into_iter().zip(counts) {

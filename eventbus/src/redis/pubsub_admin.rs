@@ -1,4 +1,5 @@
-//! Pub/sub queries across the server: `PUBSUB CHANNELS`, `NUMSUB`, `NUMPAT`.
+//! Pub/sub queries across the server: `PUBSUB CHANNELS`, `NUMSUB`, `NUMPAT` (on a cluster,
+//! the sharded ones asked of every node: see `cluster_admin.rs`).
 
 use redis::Value;
 
@@ -7,7 +8,7 @@ use super::stream_reply::text;
 use crate::transport::{BoxFuture, ErrorKind, PubSubAdmin, TransportError};
 
 /// Reads `PUBSUB NUMSUB`'s flat `[channel, count, ...]` reply.
-fn parse_numsub(reply: Vec<Value>) -> Result<Vec<(String, u64)>, TransportError> {
+pub(super) fn parse_numsub(reply: Vec<Value>) -> Result<Vec<(String, u64)>, TransportError> {
     let bad = || {
         TransportError::new(
             ErrorKind::Server,
@@ -34,6 +35,9 @@ impl PubSubAdmin for RedisTransport {
         pattern: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<String>, TransportError>> {
         Box::pin(async move {
+            if self.shared.target.cluster().is_some() {
+                return super::cluster_admin::channels(&self.shared, pattern).await;
+            }
             let mut cmd = redis::cmd("PUBSUB");
             cmd.arg("CHANNELS");
             if let Some(p) = pattern {
@@ -56,6 +60,9 @@ impl PubSubAdmin for RedisTransport {
             if channels.is_empty() {
                 return Ok(Vec::new());
             }
+            if self.shared.target.cluster().is_some() {
+                return super::cluster_admin::numsub(&self.shared, channels).await;
+            }
             let mut cmd = redis::cmd("PUBSUB");
             cmd.arg("NUMSUB").arg(channels);
             let s = &self.shared;
@@ -68,6 +75,9 @@ impl PubSubAdmin for RedisTransport {
 
     fn numpat(&self) -> BoxFuture<'_, Result<u64, TransportError>> {
         Box::pin(async move {
+            if self.shared.target.cluster().is_some() {
+                return super::cluster_admin::numpat(&self.shared).await;
+            }
             let mut cmd = redis::cmd("PUBSUB");
             cmd.arg("NUMPAT");
             let s = &self.shared;

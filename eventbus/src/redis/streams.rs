@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::conn::Conn;
 use bytes::Bytes;
-use redis::aio::MultiplexedConnection;
 use redis::{Cmd, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -165,7 +165,7 @@ struct Reader {
 
 impl Reader {
     async fn run(self) {
-        let mut conn: Option<MultiplexedConnection> = None;
+        let mut conn: Option<Conn> = None;
         let mut phase = Phase::Own("0".to_owned());
         let mut next_claim = Instant::now();
         let mut failures = 0u32;
@@ -212,9 +212,9 @@ impl Reader {
     /// The reader's connection, opened again after a loss with backoff. `None` when closing.
     async fn connection<'c>(
         &self,
-        conn: &'c mut Option<MultiplexedConnection>,
+        conn: &'c mut Option<Conn>,
         failures: &mut u32,
-    ) -> Option<&'c mut MultiplexedConnection> {
+    ) -> Option<&'c mut Conn> {
         while conn.is_none() {
             if self.token.is_cancelled() {
                 return None;
@@ -249,7 +249,7 @@ impl Reader {
 
     /// Handles a failed step; returns whether the connection was lost (so pending entries are
     /// read again from the start).
-    async fn failed(&self, e: redis::RedisError, conn: &mut Option<MultiplexedConnection>) -> bool {
+    async fn failed(&self, e: redis::RedisError, conn: &mut Option<Conn>) -> bool {
         if e.code() == Some("NOGROUP") {
             // The stream or group was deleted: make it again, from its start position.
             if let Err(e) = create_group(&self.shared, &self.spec).await {
@@ -257,7 +257,7 @@ impl Reader {
             }
             return false;
         }
-        let lost = super::target::is_connection_error(&e) || e.is_timeout();
+        let lost = self.shared.target.must_reconnect(&e) || e.is_timeout();
         if lost {
             *conn = None;
             self.shared
@@ -279,7 +279,7 @@ impl Reader {
     /// One read: returns the phase that follows.
     async fn step(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         phase: &Phase,
         credit: usize,
         next_claim: Instant,
@@ -355,7 +355,7 @@ impl Reader {
 
     async fn query(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         cmd: &Cmd,
         block: Option<Duration>,
     ) -> Result<Value, redis::RedisError> {
@@ -373,7 +373,7 @@ impl Reader {
     /// can never be delivered) and reports them.
     async fn drop_trimmed(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         gone: Vec<Entry>,
     ) -> Result<(), redis::RedisError> {
         if gone.is_empty() {
@@ -395,7 +395,7 @@ impl Reader {
     /// they were taken over from another consumer.
     async fn deliver_counted(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         entries: Vec<Entry>,
         claimed: bool,
     ) -> Result<(), redis::RedisError> {

@@ -14,6 +14,7 @@ use tokio::sync::{OwnedMutexGuard, watch};
 
 use super::Shared;
 use super::link::{self, Link};
+use super::publisher::Found;
 use crate::Topic;
 use crate::sync::lock;
 use crate::transport::{ConnectionEvent, ErrorKind, Message, TransportError};
@@ -324,13 +325,19 @@ async fn open(shared: &Shared) -> Result<Opened, TransportError> {
     let target = &shared.target;
     let timed_out =
         |d| target.connect_error(std::io::Error::from(std::io::ErrorKind::TimedOut).into(), d);
-    let pubsub =
-        match tokio::time::timeout(options.connect_timeout, target.client.get_async_pubsub()).await
-        {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => return Err(target.connect_error(e, options.connect_timeout)),
-            Err(_) => return Err(timed_out(options.connect_timeout)),
-        };
+    let connect = async {
+        let client = target
+            .subscriber_client(options)
+            .await
+            .map_err(Found::Not)?;
+        client.get_async_pubsub().await.map_err(Found::Failed)
+    };
+    let pubsub = match tokio::time::timeout(options.connect_timeout, connect).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(Found::Not(e))) => return Err(e),
+        Ok(Err(Found::Failed(e))) => return Err(target.connect_error(e, options.connect_timeout)),
+        Err(_) => return Err(timed_out(options.connect_timeout)),
+    };
     let (mut sink, stream) = pubsub.split();
     let rt = options.response_timeout;
     link::ping_within(rt, sink.ping::<redis::Value>())

@@ -7,13 +7,26 @@ use std::time::Duration;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError};
 
 use super::RedisOptions;
+use super::cluster::{self, ClusterNodes};
 use super::link::PingError;
+use super::sentinel::{self, Sentinels};
 use crate::transport::{ErrorKind, TransportError, redact_url};
 
-/// A parsed Redis URL and the client that connects to it.
+/// How the server to connect to is found.
+pub(crate) enum Locator {
+    /// At the URL's address.
+    Direct(Box<Client>),
+    /// Through sentinels, again on every connect.
+    Sentinel(Box<Sentinels>),
+    /// The nodes of a Redis Cluster, learnt from seed nodes.
+    Cluster(Box<ClusterNodes>),
+}
+
+/// A parsed Redis URL and how to connect to it.
 pub(crate) struct Target {
-    pub(crate) client: Client,
-    /// `host:port`, or the socket path: what every message names.
+    pub(crate) locator: Locator,
+    /// `host:port`, or the socket path (for Sentinel, the master name and the sentinels): what
+    /// every message names.
     pub(crate) addr: String,
     /// The URL with passwords replaced by `***`.
     pub(crate) redacted: String,
@@ -72,6 +85,12 @@ impl Target {
             )
         };
         let url = check_url(url).map_err(|why| invalid(&why))?;
+        if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") {
+            return Self::in_cluster(&url, redacted.clone(), options).map_err(|why| invalid(&why));
+        }
+        if url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://") {
+            return Self::sentinel(&url, redacted.clone(), options).map_err(|why| invalid(&why));
+        }
         let tls = url.starts_with("rediss://");
         if tls && !cfg!(feature = "tls") {
             return Err(invalid(
@@ -95,12 +114,102 @@ impl Target {
             );
         }
         Ok(Target {
-            client,
+            locator: Locator::Direct(Box::new(client)),
             addr,
             redacted,
             db,
             tls,
         })
+    }
+
+    /// A target found through sentinels.
+    fn sentinel(url: &str, redacted: String, options: &RedisOptions) -> Result<Target, String> {
+        let parsed = sentinel::parse_url(url)?;
+        if parsed.tls && !cfg!(feature = "tls") {
+            return Err(
+                "rediss+sentinel:// needs the `tls` feature of eventbus (`features = [\"tls\"]`)"
+                    .to_owned(),
+            );
+        }
+        let sentinels = Sentinels::new(&parsed, options).map_err(|e| redis_text(&e))?;
+        let db = parsed
+            .node_url
+            .as_str()
+            .into_connection_info()
+            .map_or(0, |i| i.redis_settings().db());
+        Ok(Target {
+            addr: format!(
+                "primary `{}` (sentinels {})",
+                sentinels.master, sentinels.hosts
+            ),
+            locator: Locator::Sentinel(Box::new(sentinels)),
+            redacted,
+            db,
+            tls: parsed.tls,
+        })
+    }
+
+    /// A target in a Redis Cluster.
+    fn in_cluster(url: &str, redacted: String, options: &RedisOptions) -> Result<Target, String> {
+        let (nodes, tls) = cluster::parse_url(url)?;
+        if tls && !cfg!(feature = "tls") {
+            return Err(
+                "rediss+cluster:// needs the `tls` feature of eventbus (`features = [\"tls\"]`)"
+                    .to_owned(),
+            );
+        }
+        let nodes = ClusterNodes::new(&nodes, options).map_err(|e| redis_text(&e))?;
+        Ok(Target {
+            addr: format!("cluster {}", nodes.hosts),
+            locator: Locator::Cluster(Box::new(nodes)),
+            redacted,
+            db: 0,
+            tls,
+        })
+    }
+
+    /// The cluster's nodes, for a Redis Cluster target.
+    pub(crate) fn cluster(&self) -> Option<&ClusterNodes> {
+        match &self.locator {
+            Locator::Cluster(nodes) => Some(nodes),
+            _ => None,
+        }
+    }
+
+    /// A client for the server to connect to now: for Sentinel, the current primary, found
+    /// by asking the sentinels.
+    pub(crate) async fn client(&self) -> Result<Client, TransportError> {
+        match &self.locator {
+            Locator::Direct(client) => Ok((**client).clone()),
+            // Boxed: the lookup's future is deep, and would deepen every future awaiting it.
+            Locator::Sentinel(sentinels) => Box::pin(sentinels.master()).await,
+            Locator::Cluster(_) => Err(TransportError::new(
+                ErrorKind::Unsupported,
+                "a Redis Cluster has no single server to connect to",
+            )),
+        }
+    }
+
+    /// A client for the subscriber connection: behind Sentinel with
+    /// [`RedisOptions::subscribe_on_replica`], a replica (the primary when none is available);
+    /// otherwise the same server as [`client`](Self::client).
+    pub(crate) async fn subscriber_client(
+        &self,
+        options: &RedisOptions,
+    ) -> Result<Client, TransportError> {
+        match &self.locator {
+            Locator::Sentinel(sentinels) if options.subscribe_on_replica => {
+                Box::pin(sentinels.replica_or_master()).await
+            }
+            _ => self.client().await,
+        }
+    }
+
+    /// Whether the connection that returned `e` must be replaced: it is unusable, or (behind
+    /// Sentinel) it reached a server that is no longer the primary (`READONLY`).
+    pub(crate) fn must_reconnect(&self, e: &RedisError) -> bool {
+        is_connection_error(e)
+            || (matches!(self.locator, Locator::Sentinel(_)) && e.code() == Some("READONLY"))
     }
 
     /// The configuration of the publisher's multiplexed connection: timeouts are applied by the
@@ -253,9 +362,11 @@ fn check_url(url: &str) -> Result<String, String> {
     match scheme.as_str() {
         "redis" | "rediss" => check_tcp(rest, scheme == "rediss")?,
         "redis+unix" | "unix" => check_unix(rest)?,
+        "redis+sentinel" | "rediss+sentinel" | "redis+cluster" | "rediss+cluster" => {}
         _ => {
             return Err(format!(
-                "unsupported scheme `{scheme}://`: expected redis://, rediss:// or redis+unix://"
+                "unsupported scheme `{scheme}://`: expected redis://, rediss://, redis+unix://, \
+                 redis+sentinel:// or redis+cluster://"
             ));
         }
     }
@@ -263,7 +374,7 @@ fn check_url(url: &str) -> Result<String, String> {
 }
 
 /// `[user][:password]@host[:port][/db][?protocol=resp3][#insecure]`
-fn check_tcp(rest: &str, tls: bool) -> Result<(), String> {
+pub(super) fn check_tcp(rest: &str, tls: bool) -> Result<(), String> {
     let server = match rest.rfind('@') {
         Some(at) => {
             check_userinfo(&rest[..at])?;
@@ -321,7 +432,7 @@ fn check_userinfo(userinfo: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_host_port(server: &str) -> Result<(), String> {
+pub(super) fn check_host_port(server: &str) -> Result<(), String> {
     let (host, port) = if let Some(v6) = server.strip_prefix('[') {
         let Some((addr, after)) = v6.split_once(']') else {
             return Err("the IPv6 address lacks its closing `]`".to_owned());

@@ -38,7 +38,8 @@
 //!   [`Transport::stream_groups`].
 //!
 //! The bus ships the in-process transport ([`memory`], `memory://`) and, with the `redis`
-//! feature, Redis pub/sub ([`crate::redis`], `redis://`, `rediss://`, `redis+unix://`).
+//! feature, Redis pub/sub ([`crate::redis`], `redis://`, `rediss://`, `redis+unix://`,
+//! `redis+sentinel://`, and `redis+cluster://` with sharded channels).
 
 use std::time::Duration;
 

@@ -1,0 +1,179 @@
+//! Redis Cluster: `redis+cluster://` URLs and the clients that reach the nodes.
+//!
+//! `redis+cluster://[user:password@]host:port[,host:port...]/` (`rediss+cluster://` for TLS):
+//! the seed nodes; the others are learnt from them. A cluster has database 0 only.
+//!
+//! Commands run on redis-rs's cluster connection, which sends each to the node serving its
+//! key's slot (the stream key of a durable type, the channel of a sharded publish) and follows
+//! redirections and failovers. Typed events are published with `SPUBLISH` and subscribed with
+//! `SSUBSCRIBE` (sharded pub/sub: a message travels only within its slot's shard); see
+//! `cluster_subscriber.rs`.
+
+use std::fmt;
+
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::{IntoConnectionInfo, ProtocolVersion, RedisError};
+
+use super::RedisOptions;
+use super::target::{check_host_port, check_tcp};
+
+/// The seed nodes and the clients made from them.
+pub(crate) struct ClusterNodes {
+    /// The seed nodes' URLs, credentials included.
+    nodes: Vec<String>,
+    options: RedisOptions,
+    /// Commands: publishes, streams, queries.
+    commands: ClusterClient,
+    /// `host:port,host:port`, for messages.
+    pub(crate) hosts: String,
+}
+
+impl fmt::Debug for ClusterNodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterNodes")
+            .field("hosts", &self.hosts)
+            .finish()
+    }
+}
+
+/// Reads a `redis+cluster://` or `rediss+cluster://` URL (scheme in lower case) into one
+/// plain `redis[s]://` URL per seed node, credentials included. The error says what is wrong,
+/// never showing the password.
+pub(crate) fn parse_url(url: &str) -> Result<(Vec<String>, bool), String> {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let tls = scheme == "rediss+cluster";
+    let (userinfo, server) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let end = server.find(['/', '?', '#']).unwrap_or(server.len());
+    let (hosts, tail) = server.split_at(end);
+    let path = tail.split(['?', '#']).next().unwrap_or_default();
+    if !path.trim_matches('/').is_empty() {
+        return Err(format!(
+            "a cluster has only database 0: the path `{path}` is not taken \
+             (redis+cluster://host:port,host:port/)"
+        ));
+    }
+    let mut nodes = Vec::new();
+    for host in hosts.split(',') {
+        if host.is_empty() {
+            return Err(
+                "a node address is empty (two commas in a row, or a trailing comma?)".into(),
+            );
+        }
+        check_host_port(host)?;
+        let auth = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+        let node = format!("{auth}{host}{}", tail.trim_start_matches('/'));
+        check_tcp(&node, tls)?;
+        let scheme = if tls { "rediss" } else { "redis" };
+        nodes.push(format!(
+            "{scheme}://{auth}{host}/{}",
+            tail.trim_start_matches('/')
+        ));
+    }
+    Ok((nodes, tls))
+}
+
+impl ClusterNodes {
+    /// The clients for the seed nodes of a parsed URL.
+    pub(crate) fn new(
+        nodes: &[String],
+        options: &RedisOptions,
+    ) -> Result<ClusterNodes, RedisError> {
+        let mut hosts = Vec::new();
+        for node in nodes {
+            let info = node.as_str().into_connection_info()?;
+            hosts.push(info.addr().to_string());
+        }
+        let commands = builder(nodes, options).build()?;
+        Ok(ClusterNodes {
+            nodes: nodes.to_vec(),
+            options: options.clone(),
+            commands,
+            hosts: hosts.join(","),
+        })
+    }
+
+    /// The client for commands.
+    pub(crate) fn commands(&self) -> &ClusterClient {
+        &self.commands
+    }
+
+    /// A client for a subscriber connection: RESP3, its pushes (messages, subscription
+    /// changes, disconnections) going to `pushes`.
+    pub(crate) fn subscriber(
+        &self,
+        pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+    ) -> Result<ClusterClient, RedisError> {
+        builder(&self.nodes, &self.options)
+            .use_protocol(ProtocolVersion::RESP3)
+            .push_sender(pushes)
+            .build()
+    }
+}
+
+fn builder(nodes: &[String], options: &RedisOptions) -> ClusterClientBuilder {
+    let builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+        .connection_timeout(options.connect_timeout);
+    with_certificates(builder, options)
+}
+
+#[cfg(feature = "tls")]
+fn with_certificates(
+    builder: ClusterClientBuilder,
+    options: &RedisOptions,
+) -> ClusterClientBuilder {
+    let (roots, client) = (
+        &options.tls_root_certificate,
+        &options.tls_client_certificate,
+    );
+    if roots.is_none() && client.is_none() {
+        return builder;
+    }
+    builder.certs(redis::TlsCertificates {
+        client_tls: client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
+            client_cert: cert.clone(),
+            client_key: key.clone(),
+        }),
+        root_cert: roots.clone(),
+    })
+}
+
+#[cfg(not(feature = "tls"))]
+fn with_certificates(builder: ClusterClientBuilder, _: &RedisOptions) -> ClusterClientBuilder {
+    builder
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls_are_read() {
+        let (nodes, tls) =
+            parse_url("redis+cluster://:s3cret@10.0.0.1:7000,10.0.0.2:7001/").unwrap();
+        assert_eq!(
+            nodes,
+            vec![
+                "redis://:s3cret@10.0.0.1:7000/".to_owned(),
+                "redis://:s3cret@10.0.0.2:7001/".to_owned()
+            ]
+        );
+        assert!(!tls);
+    }
+
+    #[test]
+    fn cluster_url_mistakes_are_named() {
+        for (url, expected) in [
+            ("redis+cluster://h:1/3", "only database 0"),
+            ("redis+cluster://h:1,,h:2/", "a node address is empty"),
+            ("redis+cluster://h:x/", "the port `x` is not a number"),
+            ("redis+cluster://:s3c/ret@h:1/", "unencoded `/`"),
+        ] {
+            let e = parse_url(url).unwrap_err();
+            assert!(e.contains(expected), "{url}: {e}");
+            assert!(!e.contains("s3c"), "{url}: {e}");
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Redis Sentinel: `redis+sentinel://` URLs, and finding the current primary through the
+//! sentinels.
+//!
+//! `redis+sentinel://[user:password@]host[:port][,host[:port]...]/<master-name>[/db][?protocol=resp3]`
+//! (`rediss+sentinel://` for TLS to the sentinels and the data nodes alike). The port of a
+//! sentinel defaults to 26379. The user name, password, database and protocol are those of
+//! the data nodes; the sentinels are asked without credentials.
+//!
+//! Every connection the transport makes (publisher, subscriber, stream readers, on the first
+//! connect and on every reconnect) first asks the sentinels, one after the other, for the
+//! primary's address (`SENTINEL get-master-addr-by-name`) and checks that the server there
+//! says it is a primary (`ROLE`). So after a failover the connections that lose the old primary
+//! (or get `READONLY` from it once it was demoted) move to the new one by themselves.
+
+use std::fmt;
+
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisError, TlsMode};
+
+use super::RedisOptions;
+use super::target::{RedisCause, check_host_port, check_tcp, classify, redis_text};
+use crate::transport::{ErrorKind, TransportError};
+
+/// The port a sentinel listens on when the URL names none.
+pub const DEFAULT_SENTINEL_PORT: u16 = 26379;
+
+/// What a `redis+sentinel://` URL says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SentinelUrl {
+    /// The sentinels, `(host, port)`.
+    pub(crate) sentinels: Vec<(String, u16)>,
+    /// The name the sentinels know the primary by.
+    pub(crate) master: String,
+    /// A plain `redis[s]://` URL with the data nodes' credentials, database and protocol (its
+    /// host is the first sentinel's, and only a placeholder).
+    pub(crate) node_url: String,
+    pub(crate) tls: bool,
+    pub(crate) insecure: bool,
+}
+
+/// Reads a `redis+sentinel://` or `rediss+sentinel://` URL (scheme in lower case). The error
+/// says what is wrong, never showing the password.
+pub(crate) fn parse_url(url: &str) -> Result<SentinelUrl, String> {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let tls = scheme == "rediss+sentinel";
+    let (userinfo, server) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let (server, fragment) = match server.split_once('#') {
+        Some((s, f)) => (s, Some(f)),
+        None => (server, None),
+    };
+    let (server, query) = server.split_once('?').unwrap_or((server, ""));
+    let Some((hosts, path)) = server.split_once('/') else {
+        return Err(
+            "the master name is missing: redis+sentinel://host:26379,host:26379/MASTER".to_owned(),
+        );
+    };
+    let sentinels = hosts
+        .split(',')
+        .map(sentinel_addr)
+        .collect::<Result<Vec<_>, _>>()?;
+    let (master, db) = match path.trim_end_matches('/').split_once('/') {
+        Some((m, db)) => (m, Some(db)),
+        None => (path.trim_end_matches('/'), None),
+    };
+    check_master_name(master)?;
+    let first = hosts.split(',').next().unwrap_or_default();
+    let mut node_url = format!("{}://", if tls { "rediss" } else { "redis" });
+    if let Some(userinfo) = userinfo {
+        node_url.push_str(userinfo);
+        node_url.push('@');
+    }
+    node_url.push_str(first);
+    node_url.push('/');
+    node_url.push_str(db.unwrap_or("0"));
+    if !query.is_empty() {
+        node_url.push('?');
+        node_url.push_str(query);
+    }
+    if let Some(f) = fragment {
+        node_url.push('#');
+        node_url.push_str(f);
+    }
+    let (_, node_rest) = node_url.split_once("://").unwrap_or_default();
+    check_tcp(node_rest, tls)?;
+    Ok(SentinelUrl {
+        sentinels,
+        master: master.to_owned(),
+        node_url,
+        tls,
+        insecure: fragment == Some("insecure"),
+    })
+}
+
+/// One `host[:port]` of the sentinel list.
+fn sentinel_addr(host_port: &str) -> Result<(String, u16), String> {
+    if host_port.is_empty() {
+        return Err(
+            "a sentinel address is empty (two commas in a row, or a trailing comma?)".into(),
+        );
+    }
+    check_host_port(host_port)?;
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && !p.ends_with(']') => (h, p.parse().ok()),
+        _ => (host_port, None),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((host.to_owned(), port.unwrap_or(DEFAULT_SENTINEL_PORT)))
+}
+
+fn check_master_name(master: &str) -> Result<(), String> {
+    if master.is_empty() {
+        return Err(
+            "the master name is missing: redis+sentinel://host:26379,host:26379/MASTER".to_owned(),
+        );
+    }
+    match master.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        Some(c) => Err(format!("the master name `{master}` holds {c:?}")),
+        None => Ok(()),
+    }
+}
+
+/// Asks the sentinels for the primary, and makes clients for it.
+pub(crate) struct Sentinels {
+    client: tokio::sync::Mutex<SentinelClient>,
+    /// The same, asking for replicas.
+    replicas: tokio::sync::Mutex<SentinelClient>,
+    /// `host:port,host:port`, for messages.
+    pub(crate) hosts: String,
+    pub(crate) master: String,
+}
+
+impl fmt::Debug for Sentinels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sentinels")
+            .field("hosts", &self.hosts)
+            .field("master", &self.master)
+            .finish()
+    }
+}
+
+impl Sentinels {
+    /// The sentinel client for a parsed URL: the credentials, database, protocol and TLS
+    /// settings go to the data nodes.
+    pub(crate) fn new(url: &SentinelUrl, options: &RedisOptions) -> Result<Sentinels, RedisError> {
+        let hosts: Vec<String> = url
+            .sentinels
+            .iter()
+            .map(|(h, p)| format!("{h}:{p}"))
+            .collect();
+        Ok(Sentinels {
+            client: tokio::sync::Mutex::new(client(url, options, SentinelServerType::Master)?),
+            replicas: tokio::sync::Mutex::new(client(url, options, SentinelServerType::Replica)?),
+            hosts: hosts.join(","),
+            master: url.master.clone(),
+        })
+    }
+
+    /// A client for the current primary: asks the sentinels in turn, and checks the server
+    /// they name is a primary.
+    pub(crate) async fn master(&self) -> Result<Client, TransportError> {
+        let mut client = self.client.lock().await;
+        client
+            .async_get_client()
+            .await
+            .map_err(|e| self.lookup_error(&e))
+    }
+
+    /// A client for a random replica, or for the primary when no replica is available.
+    pub(crate) async fn replica_or_master(&self) -> Result<Client, TransportError> {
+        let found = self.replicas.lock().await.async_get_client().await;
+        match found {
+            Ok(client) => Ok(client),
+            Err(e) => {
+                tracing::debug!(error = %redis_text(&e), "no replica available; using the primary");
+                self.master().await
+            }
+        }
+    }
+
+    fn lookup_error(&self, e: &RedisError) -> TransportError {
+        let kind = match classify(e, ErrorKind::Unreachable) {
+            ErrorKind::Server | ErrorKind::InvalidUrl => ErrorKind::Unreachable,
+            kind => kind,
+        };
+        let text = redis_text(e);
+        let message = if text.contains("MasterNameNotFound") || text.contains("not found") {
+            format!(
+                "none of the sentinels {} knows a primary named `{}`",
+                self.hosts, self.master
+            )
+        } else {
+            format!(
+                "finding the primary `{}` through the sentinels {} failed",
+                self.master, self.hosts
+            )
+        };
+        TransportError::new(kind, message).with_source(RedisCause::of(e))
+    }
+}
+
+/// A sentinel client for `server_type` servers: the credentials, database, protocol and TLS
+/// settings go to the data nodes.
+fn client(
+    url: &SentinelUrl,
+    options: &RedisOptions,
+    server_type: SentinelServerType,
+) -> Result<SentinelClient, RedisError> {
+    let info = url.node_url.as_str().into_connection_info()?;
+    let node = info.redis_settings();
+    let addrs = url.sentinels.iter().map(|(host, port)| match url.tls {
+        true => ConnectionAddr::TcpTls {
+            host: host.clone(),
+            port: *port,
+            insecure: url.insecure,
+            tls_params: None,
+        },
+        false => ConnectionAddr::Tcp(host.clone(), *port),
+    });
+    let mut builder = SentinelClientBuilder::new(addrs, &url.master, server_type)?
+        .set_client_to_redis_db(node.db())
+        .set_client_to_redis_protocol(node.protocol());
+    if let Some(user) = node.username() {
+        builder = builder.set_client_to_redis_username(user);
+    }
+    if let Some(password) = node.password() {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    if url.tls {
+        let mode = if url.insecure {
+            TlsMode::Insecure
+        } else {
+            TlsMode::Secure
+        };
+        builder = builder
+            .set_client_to_redis_tls_mode(mode)
+            .set_client_to_sentinel_tls_mode(mode);
+        builder = with_certificates(builder, options);
+    }
+    builder.build()
+}
+
+#[cfg(feature = "tls")]
+fn with_certificates(
+    builder: SentinelClientBuilder,
+    options: &RedisOptions,
+) -> SentinelClientBuilder {
+    if options.tls_root_certificate.is_none() && options.tls_client_certificate.is_none() {
+        return builder;
+    }
+    let certificates = || redis::TlsCertificates {
+        client_tls: options.tls_client_certificate.as_ref().map(|(cert, key)| {
+            redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }
+        }),
+        root_cert: options.tls_root_certificate.clone(),
+    };
+    builder
+        .set_client_to_redis_certificates(certificates())
+        .set_client_to_sentinel_certificates(certificates())
+}
+
+#[cfg(not(feature = "tls"))]
+fn with_certificates(builder: SentinelClientBuilder, _: &RedisOptions) -> SentinelClientBuilder {
+    builder
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentinel_urls_are_read() {
+        let u = parse_url("redis+sentinel://:s3cret@10.0.0.1,10.0.0.2:26380/mymaster/2").unwrap();
+        assert_eq!(
+            u.sentinels,
+            vec![
+                ("10.0.0.1".to_owned(), 26379),
+                ("10.0.0.2".to_owned(), 26380)
+            ]
+        );
+        assert_eq!(u.master, "mymaster");
+        assert_eq!(u.node_url, "redis://:s3cret@10.0.0.1/2");
+        assert!(!u.tls);
+        let u = parse_url("rediss+sentinel://[::1]:5000/m#insecure").unwrap();
+        assert_eq!(u.sentinels, vec![("::1".to_owned(), 5000)]);
+        assert!(u.tls && u.insecure);
+    }
+
+    #[test]
+    fn sentinel_url_mistakes_are_named() {
+        for (url, expected) in [
+            ("redis+sentinel://h:1", "the master name is missing"),
+            ("redis+sentinel://h:1/", "the master name is missing"),
+            ("redis+sentinel://h:1,,h:2/m", "a sentinel address is empty"),
+            ("redis+sentinel://h:x/m", "the port `x` is not a number"),
+            ("redis+sentinel://:s3c/ret@h:1/m", "unencoded `/`"),
+            (
+                "redis+sentinel://h:1/m/x",
+                "the database `x` is not a number",
+            ),
+        ] {
+            let e = parse_url(url).unwrap_err();
+            assert!(e.contains(expected), "{url}: {e}");
+            assert!(!e.contains("s3c"), "{url}: {e}");
+        }
+    }
+}

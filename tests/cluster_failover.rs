@@ -1,0 +1,163 @@
+//! Redis Cluster: typed events travel as sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE` on the node
+//! serving the channel's slot), durable types on their stream key's node, and the pub/sub
+//! queries sum over the nodes. When the primary that owns a subscribed channel is killed, the
+//! bus resubscribes on the promoted replica by itself (reporting `Resubscribed`) and delivery
+//! resumes.
+//!
+//! Skipped (with a message) when redis-server is not installed, unless `CI=true`.
+
+use std::time::{Duration, Instant};
+
+use eventbus::redis::RedisOptions;
+use eventbus::{ConnectionEvent, Event, EventBus};
+use eventbus_suite::cluster::RedisCluster;
+use eventbus_suite::{Ping, Seen, bounded, fast, wait_for};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[event(name = "cluster_job", durable)]
+struct Job {
+    n: u64,
+}
+
+/// How long the cluster may take to promote the replica.
+const FAILOVER: Duration = Duration::from_secs(30);
+/// How long after the promotion the bus may take to deliver again.
+const RESUME: Duration = Duration::from_secs(10);
+
+fn options() -> RedisOptions {
+    fast().watchdog_interval(Some(Duration::from_millis(200)))
+}
+
+/// Publishes `make(n)` with growing `n` (from `first`) until `seen` holds one of them; returns
+/// how long it took. Publish errors on the way are expected while the cluster heals.
+async fn until_delivered<E: Event + Clone>(
+    bus: &EventBus,
+    seen: &Seen<u64>,
+    first: u64,
+    within: Duration,
+    make: impl Fn(u64) -> E,
+) -> Duration {
+    let started = Instant::now();
+    let mut n = first;
+    loop {
+        assert!(
+            started.elapsed() < within,
+            "no delivery within {within:?} (last tried {n}, seen {:?})",
+            seen.snapshot()
+        );
+        let _ = bus.publish(make(n)).await;
+        if wait_for(Duration::from_millis(300), || {
+            seen.snapshot().iter().any(|x| *x >= first)
+        })
+        .await
+        {
+            return started.elapsed();
+        }
+        n += 1;
+    }
+}
+
+async fn recording_bus(url: &str, pings: &Seen<u64>, jobs: &Seen<u64>) -> EventBus {
+    let (p, j) = (pings.clone(), jobs.clone());
+    let bus = EventBus::builder()
+        .service("cluster")
+        .redis_options(options())
+        .handler(move |e: Ping| {
+            let p = p.clone();
+            async move { p.push(e.n) }
+        })
+        .handler(move |e: Job| {
+            let j = j.clone();
+            async move { j.push(e.n) }
+        })
+        .connect(url)
+        .await
+        .expect("connect to the cluster");
+    bus.ready(Duration::from_secs(10)).await.unwrap();
+    bus
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_use_sharded_pubsub_on_the_owning_node() {
+    let Some(cluster) = RedisCluster::start_or_skip() else {
+        return;
+    };
+    let url = cluster.url();
+    let owner = cluster.owner_of("events:ping");
+    bounded(async move {
+        let (pings, jobs) = (Seen::new(), Seen::new());
+        let bus = recording_bus(&url, &pings, &jobs).await;
+        let receipt = bus.publish(Ping { n: 1 }).await.unwrap();
+        assert_eq!(receipt.receivers, 1);
+        let receipt = bus.publish(Job { n: 1 }).await.unwrap();
+        assert!(receipt.entry_id.is_some());
+        assert!(
+            wait_for(Duration::from_secs(10), || pings.len() == 1
+                && jobs.len() == 1)
+            .await
+        );
+
+        let node = cluster.node(owner);
+        assert_eq!(node.command_calls("spublish"), 1);
+        assert!(node.command_calls("ssubscribe") >= 1);
+        assert_eq!(node.command_calls("publish"), 0);
+        assert_eq!(
+            cluster
+                .node(cluster.owner_of("events:cluster_job"))
+                .command_calls("xadd"),
+            1
+        );
+        let channels = bus.channels(None).await.unwrap();
+        assert_eq!(channels, vec!["events:ping".to_owned()]);
+        let counts = bus.numsub(&["events:ping".to_owned()]).await.unwrap();
+        assert_eq!(counts, vec![("events:ping".to_owned(), 1)]);
+        bus.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_owner_is_replaced_and_delivery_resumes() {
+    let Some(cluster) = RedisCluster::start_or_skip() else {
+        return;
+    };
+    let url = cluster.url();
+    bounded(async move {
+        let (pings, jobs) = (Seen::new(), Seen::new());
+        let bus = recording_bus(&url, &pings, &jobs).await;
+        let mut events = bus.connection_events();
+        until_delivered(&bus, &pings, 0, Duration::from_secs(10), |n| Ping { n }).await;
+        until_delivered(&bus, &jobs, 0, Duration::from_secs(10), |n| Job { n }).await;
+
+        let owner = cluster.owner_of("events:ping");
+        let started = Instant::now();
+        let cluster = tokio::task::spawn_blocking(move || {
+            let mut cluster = cluster;
+            cluster.kill_node(owner);
+            cluster.wait_promoted(owner, FAILOVER);
+            cluster
+        })
+        .await
+        .unwrap();
+        let promoted = started.elapsed();
+        let took = until_delivered(&bus, &pings, 1_000, RESUME, |n| Ping { n }).await;
+        let took_durable = until_delivered(&bus, &jobs, 1_000, RESUME, |n| Job { n }).await;
+        eprintln!(
+            "promoted after {promoted:?}; broadcast back {took:?} later, durable {took_durable:?}"
+        );
+        assert_ne!(cluster.owner_of("events:ping"), owner);
+
+        let mut seen = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            seen.push(e);
+        }
+        assert!(
+            seen.iter()
+                .any(|e| matches!(e, ConnectionEvent::Resubscribed { topics } if *topics >= 1)),
+            "{seen:#?}"
+        );
+        bus.shutdown().await.unwrap();
+    })
+    .await;
+}
