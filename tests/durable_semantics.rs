@@ -27,7 +27,7 @@ fn job(n: u64) -> JobQueued {
 const WAIT: Duration = Duration::from_secs(10);
 
 // Every behaviour runs on the in-process transport and on a real redis-server.
-eventbus_suite::on_both_transports!(
+eventbus_suite::on_every_transport!(
     instances_of_one_service_share_the_entries,
     every_service_gets_every_entry,
     a_new_group_starts_where_asked,

@@ -24,7 +24,7 @@ struct LedgerPosted {
 const N: u64 = 2000;
 const WAIT: Duration = Duration::from_secs(20);
 
-eventbus_suite::on_both_transports!(
+eventbus_suite::on_every_transport!(
     a_batch_is_delivered_in_order_with_a_receipt_each,
     a_durable_batch_is_appended_in_order,
     a_batch_with_a_bad_event_sends_nothing,

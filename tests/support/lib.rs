@@ -145,6 +145,36 @@ macro_rules! on_both_transports {
     };
 }
 
+/// Runs each listed `async fn(TestEnv)` on every transport: in-process, a redis-server,
+/// Redis behind Sentinel and a Redis Cluster, as `memory::NAME`, `redis::NAME`,
+/// `sentinel::NAME` and `cluster::NAME`.
+#[macro_export]
+macro_rules! on_every_transport {
+    ($($name:ident),* $(,)?) => {
+        $crate::on_both_transports!($($name),*);
+        mod sentinel {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(env) = $crate::TestEnv::sentinel() {
+                        super::$name(env).await;
+                    }
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(env) = $crate::TestEnv::cluster() {
+                        super::$name(env).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
 /// Whether the tests run in CI (`CI` is `true` or `1`), where a missing redis-server, openssl
 /// or Python is a failure, never a skip.
 pub fn in_ci() -> bool {

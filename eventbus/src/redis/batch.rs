@@ -1,12 +1,16 @@
 //! Many publishes or appends at once: pipelines of up to [`CHUNK`] commands, a few in flight,
-//! each one write and one read.
+//! each one write and one read. On a cluster a chunk's commands go as one pipeline per key
+//! (to the node serving it), one chunk at a time, so each channel's or stream's commands keep
+//! their order.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
+use redis::{Cmd, FromRedisValue};
 
 use super::Shared;
 use super::stream_reply::ENVELOPE_FIELD;
@@ -14,12 +18,26 @@ use crate::transport::{ErrorKind, TransportError};
 
 /// The most commands in one pipeline.
 const CHUNK: usize = 512;
-/// The most pipelines of one batch awaiting their replies at once.
+/// The most pipelines of one batch awaiting their replies at once (on a single server).
 const IN_FLIGHT: usize = 4;
 
-/// Runs `send` on every chunk of `items`, [`IN_FLIGHT`] at a time, and joins the replies in
+/// How many chunks may be on their way at once: one on a cluster, where order across chunks
+/// holds only if each is answered before the next leaves.
+fn in_flight(shared: &Shared) -> usize {
+    if shared.target.cluster().is_some() {
+        1
+    } else {
+        IN_FLIGHT
+    }
+}
+
+/// Runs `send` on every chunk of `items`, `in_flight` at a time, and joins the replies in
 /// order; stops at the first error.
-async fn chunked<'a, T, R, F, Fut>(items: &'a [T], send: F) -> Result<Vec<R>, TransportError>
+async fn chunked<'a, T, R, F, Fut>(
+    items: &'a [T],
+    in_flight: usize,
+    send: F,
+) -> Result<Vec<R>, TransportError>
 where
     F: Fn(&'a [T]) -> Fut,
     Fut: Future<Output = Result<Vec<R>, TransportError>>,
@@ -28,7 +46,7 @@ where
     let mut sending = FuturesOrdered::new();
     let mut out = Vec::with_capacity(items.len());
     loop {
-        while sending.len() < IN_FLIGHT {
+        while sending.len() < in_flight {
             match chunks.next() {
                 Some(chunk) => sending.push_back(send(chunk)),
                 None => break,
@@ -61,48 +79,92 @@ fn checked<T>(
     ))
 }
 
-/// `PUBLISH` of every message, pipelined; the receivers of each, in order.
+/// Sends the commands of a chunk, `keys[i]` being the key of `cmds[i]`: one pipeline on a
+/// single server; on a cluster one pipeline per key (a key's commands go to one node, in
+/// order), all at once. The replies in order.
+async fn send<R: FromRedisValue>(
+    shared: &Shared,
+    what: &str,
+    keys: Vec<&str>,
+    cmds: Vec<Cmd>,
+) -> Result<Vec<R>, TransportError> {
+    let wait = shared.options.publish_deadline;
+    if shared.target.cluster().is_none() {
+        return send_pipeline(shared, what, &cmds, wait).await;
+    }
+    let mut by_key: HashMap<&str, (Vec<usize>, Vec<Cmd>)> = HashMap::new();
+    for (i, (key, cmd)) in keys.into_iter().zip(cmds).enumerate() {
+        let group = by_key.entry(key).or_default();
+        group.0.push(i);
+        group.1.push(cmd);
+    }
+    let sends = by_key
+        .values()
+        .map(|(_, cmds)| send_pipeline::<R>(shared, what, cmds, wait));
+    let replies = futures_util::future::try_join_all(sends).await?;
+    let mut out: Vec<Option<R>> = std::iter::repeat_with(|| None)
+        .take(by_key.values().map(|g| g.0.len()).sum())
+        .collect();
+    for ((indices, _), replies) in by_key.into_values().zip(replies) {
+        for (i, reply) in indices.into_iter().zip(replies) {
+            out[i] = Some(reply);
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// One pipeline of `cmds`, its replies checked for their number.
+async fn send_pipeline<R: FromRedisValue>(
+    shared: &Shared,
+    what: &str,
+    cmds: &[Cmd],
+    wait: std::time::Duration,
+) -> Result<Vec<R>, TransportError> {
+    let mut pipe = redis::pipe();
+    for cmd in cmds {
+        pipe.add_command(cmd.clone());
+    }
+    let replies: Vec<R> = shared.pipeline(what, &pipe, wait).await?;
+    checked(shared, what, cmds.len(), replies)
+}
+
+/// `PUBLISH` of every message (`SPUBLISH` on a cluster); the receivers of each, in order.
 pub(crate) async fn publish_many(
     shared: &Shared,
     messages: &[(String, Bytes)],
 ) -> Result<Vec<u64>, TransportError> {
-    chunked(messages, |chunk| publish_chunk(shared, chunk)).await
+    let verb = if shared.target.cluster().is_some() {
+        "SPUBLISH"
+    } else {
+        "PUBLISH"
+    };
+    chunked(messages, in_flight(shared), |chunk| {
+        let keys = chunk.iter().map(|(channel, _)| channel.as_str()).collect();
+        let cmds = chunk.iter().map(|(channel, payload)| {
+            let mut cmd = redis::cmd(verb);
+            cmd.arg(channel).arg(payload.as_ref());
+            cmd
+        });
+        send(shared, "publishing a batch", keys, cmds.collect())
+    })
+    .await
 }
 
-async fn publish_chunk(
-    shared: &Shared,
-    chunk: &[(String, Bytes)],
-) -> Result<Vec<u64>, TransportError> {
-    let what = "publishing a batch";
-    let mut pipe = redis::pipe();
-    for (channel, payload) in chunk {
-        pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref());
-    }
-    let wait = shared.options.publish_deadline;
-    let replies: Vec<u64> = shared.pipeline(what, &pipe, wait).await?;
-    checked(shared, what, chunk.len(), replies)
-}
-
-/// `XADD` of every entry (trimmed as single appends are), pipelined; the entry ids, in order.
+/// `XADD` of every entry (trimmed as single appends are); the entry ids, in order.
 pub(crate) async fn append_many(
     shared: &Shared,
     entries: &[(String, Bytes)],
 ) -> Result<Vec<String>, TransportError> {
-    chunked(entries, |chunk| append_chunk(shared, chunk)).await
-}
-
-async fn append_chunk(
-    shared: &Shared,
-    chunk: &[(String, Bytes)],
-) -> Result<Vec<String>, TransportError> {
-    let what = "appending a batch";
-    let trim = shared.options.stream_retention.args(SystemTime::now());
-    let mut pipe = redis::pipe();
-    for (stream, payload) in chunk {
-        pipe.cmd("XADD").arg(stream).arg(&trim);
-        pipe.arg("*").arg(ENVELOPE_FIELD).arg(payload.as_ref());
-    }
-    let wait = shared.options.publish_deadline;
-    let replies: Vec<String> = shared.pipeline(what, &pipe, wait).await?;
-    checked(shared, what, chunk.len(), replies)
+    chunked(entries, in_flight(shared), |chunk| {
+        let trim = shared.options.stream_retention.args(SystemTime::now());
+        let cmds = chunk.iter().map(|(stream, payload)| {
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(stream).arg(&trim).arg("*");
+            cmd.arg(ENVELOPE_FIELD).arg(payload.as_ref());
+            cmd
+        });
+        let keys = chunk.iter().map(|(stream, _)| stream.as_str()).collect();
+        send(shared, "appending a batch", keys, cmds.collect())
+    })
+    .await
 }
