@@ -48,11 +48,17 @@ struct Sink {
     notify: Notify,
 }
 
-/// A consumer bus whose no-op handler reads the durable stream from `start`.
-async fn consumer(url: &str, sink: &Arc<Sink>, start: StartFrom) -> anyhow::Result<EventBus> {
+/// A consumer bus whose no-op handler, in a group of its own named after `name`, reads the
+/// durable stream from `start`.
+async fn consumer(
+    url: &str,
+    sink: &Arc<Sink>,
+    start: StartFrom,
+    name: &str,
+) -> anyhow::Result<EventBus> {
     let sink = sink.clone();
     let options = HandlerOptions::new()
-        .name("noop")
+        .name(name)
         .no_timeout()
         .durable(DurableOptions::new().start_from(start));
     let bus = EventBus::builder()
@@ -108,7 +114,7 @@ async fn publish_all(bus: &EventBus, n: u64) -> anyhow::Result<f64> {
 async fn consume(url: &str, n: u64) -> anyhow::Result<f64> {
     let sink = Arc::new(Sink::default());
     let started = Instant::now();
-    let bus = consumer(url, &sink, StartFrom::Beginning).await?;
+    let bus = consumer(url, &sink, StartFrom::Beginning, "consume").await?;
     let deadline = started + Duration::from_secs(120);
     while sink.count.load(Ordering::Acquire) < n {
         if Instant::now() > deadline {
@@ -134,7 +140,7 @@ pub(crate) async fn profile_consume(server: &RedisServer, n: u64) -> anyhow::Res
 /// Latencies from publish to handler, one durable event in flight.
 async fn one_in_flight(url: &str, samples: u64) -> anyhow::Result<Vec<u64>> {
     let sink = Arc::new(Sink::default());
-    let sub = consumer(url, &sink, StartFrom::New).await?;
+    let sub = consumer(url, &sink, StartFrom::New, "latency").await?;
     let publisher = EventBus::builder()
         .service("bench-publisher")
         .connect(url)

@@ -55,14 +55,22 @@ async fn broadcast_baseline(n: u64) -> anyhow::Result<f64> {
 /// Events per second through a `memory://` bus with `HANDLERS` no-op handlers.
 async fn bus_rate(n: u64) -> anyhow::Result<f64> {
     let count = Arc::new(AtomicU64::new(0));
+    let each: Vec<Arc<AtomicU64>> = (0..HANDLERS).map(|_| Arc::default()).collect();
+    let slowest = || {
+        each.iter()
+            .map(|c| c.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0)
+    };
     let mut builder = EventBus::builder();
-    for i in 0..HANDLERS {
-        let count = count.clone();
+    for (i, mine) in each.iter().enumerate() {
+        let (count, mine) = (count.clone(), mine.clone());
         builder = builder.handler_with(
             move |e: BenchEvent| {
-                let count = count.clone();
+                let (count, mine) = (count.clone(), mine.clone());
                 async move {
                     std::hint::black_box(&e);
+                    mine.fetch_add(1, Ordering::Release);
                     count.fetch_add(1, Ordering::Release);
                 }
             },
@@ -73,7 +81,7 @@ async fn bus_rate(n: u64) -> anyhow::Result<f64> {
     let started = Instant::now();
     for seq in 0..n {
         // Keep within the default queues: the handlers' pace, not drops, is measured.
-        while seq.saturating_sub(count.load(Ordering::Acquire) / HANDLERS as u64) > 4096 {
+        while seq.saturating_sub(slowest()) > 4096 {
             tokio::task::yield_now().await;
         }
         bus.publish(BenchEvent::new(seq)).await?;
