@@ -177,13 +177,7 @@ impl Shared {
         cmd: &Cmd,
         wait: Duration,
     ) -> Result<T, TransportError> {
-        self.check_open()?;
-        let deadline = Instant::now() + wait;
-        let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.in_flight.acquire()).await
-        else {
-            return Err(publisher::no_turn(self, what, wait));
-        };
-        link::retry(self, what, deadline, wait, |mut conn| async move {
+        self.in_turn(what, wait, |mut conn| async move {
             cmd.query_async::<T>(&mut conn).await
         })
         .await
@@ -197,16 +191,30 @@ impl Shared {
         pipe: &redis::Pipeline,
         wait: Duration,
     ) -> Result<T, TransportError> {
+        self.in_turn(what, wait, |mut conn| async move {
+            pipe.query_async::<T>(&mut conn).await
+        })
+        .await
+    }
+
+    /// Runs `query` once an in-flight permit is free, through [`link::retry`].
+    async fn in_turn<T, F, Fut>(
+        &self,
+        what: &str,
+        wait: Duration,
+        query: F,
+    ) -> Result<T, TransportError>
+    where
+        F: FnMut(conn::Conn) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         self.check_open()?;
         let deadline = Instant::now() + wait;
         let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.in_flight.acquire()).await
         else {
             return Err(publisher::no_turn(self, what, wait));
         };
-        link::retry(self, what, deadline, wait, |mut conn| async move {
-            pipe.query_async::<T>(&mut conn).await
-        })
-        .await
+        link::retry(self, what, deadline, wait, query).await
     }
 }
 
