@@ -39,11 +39,11 @@ use anyhow::{Context, bail};
 use eventbus_suite::redis_server::RedisServer;
 use tokio::time::Instant;
 
-use accounting::{GroupState, Ledger};
+use accounting::{GroupState, Ledger, ServerState};
 use faults::{Planned, Targets, on_server};
 use proxy::Proxy;
 use services::Services;
-use workload::{JOB_HANDLERS, JOB_STREAM, SERVICE};
+use workload::{JOB_DEAD_LETTERS, JOB_HANDLERS, JOB_STREAM, SERVICE};
 
 const PUBLISHERS: usize = 2;
 const CONSUMERS: usize = 2;
@@ -163,17 +163,17 @@ impl Run {
     /// Samples resources (the publishers' last sample, the server's clients at the end);
     /// stops the publishers; waits until every group handled every job and has nothing
     /// pending, and until the consumers got the last ticks; samples the consumers; stops them.
-    /// Returns the groups' state.
-    async fn drain(&mut self) -> anyhow::Result<Vec<GroupState>> {
+    /// Returns what the server holds.
+    async fn drain(&mut self) -> anyhow::Result<ServerState> {
         println!("{:>7.1}s  draining", self.started.elapsed().as_secs_f64());
         resources::sample_processes(&self.ledger);
         resources::sample_clients(&self.server, &self.ledger).await;
         self.services.stop_publishers().await?;
         let deadline = Instant::now() + DRAIN_LIMIT;
-        let mut groups = Vec::new();
+        let mut state = ServerState::default();
         while Instant::now() < deadline {
-            groups = group_states(&self.server).await?;
-            let settled = groups.iter().all(|g| g.pending == 0 && g.lag == 0);
+            state = server_state(&self.server).await?;
+            let settled = state.groups.iter().all(|g| g.pending == 0 && g.lag == 0);
             if settled
                 && self.ledger().jobs_missing() == 0
                 && self.ledger().ticks_drained(PUBLISHERS)
@@ -185,7 +185,7 @@ impl Run {
         resources::sample_processes(&self.ledger);
         self.services.stop_consumers().await?;
         println!("{:>7.1}s  stopped", self.started.elapsed().as_secs_f64());
-        Ok(groups)
+        Ok(state)
     }
 
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
@@ -193,34 +193,51 @@ impl Run {
     }
 }
 
-/// Each durable group's pending count and lag, read from the server (`XINFO GROUPS`).
-async fn group_states(server: &Arc<Mutex<RedisServer>>) -> anyhow::Result<Vec<GroupState>> {
-    let reply = on_server(server, |s| s.cli(&["XINFO", "GROUPS", JOB_STREAM])).await?;
-    let words: Vec<&str> = reply.lines().map(str::trim).collect();
-    let mut groups: Vec<GroupState> = Vec::new();
-    for pair in words.chunks(2) {
-        let [name, value] = pair else { continue };
-        let number = value.parse().unwrap_or(u64::MAX);
-        match *name {
-            "name" => groups.push(GroupState {
-                group: (*value).to_owned(),
-                ..GroupState::default()
-            }),
-            "pending" => groups
-                .last_mut()
-                .into_iter()
-                .for_each(|g| g.pending = number),
-            "lag" => groups.last_mut().into_iter().for_each(|g| g.lag = number),
-            _ => {}
-        }
+/// Each durable group's pending count (`XPENDING`) and lag (`XINFO GROUPS`), and the number
+/// of dead letters.
+async fn server_state(server: &Arc<Mutex<RedisServer>>) -> anyhow::Result<ServerState> {
+    let (info, pending, dead) = on_server(server, |s| {
+        let pending: Vec<String> = JOB_HANDLERS
+            .iter()
+            .map(|h| s.cli(&["XPENDING", JOB_STREAM, &format!("{SERVICE}:{h}")]))
+            .collect();
+        let dead = s.cli(&["XLEN", JOB_DEAD_LETTERS]);
+        (s.cli(&["XINFO", "GROUPS", JOB_STREAM]), pending, dead)
+    })
+    .await?;
+    let mut groups = Vec::new();
+    for (h, reply) in JOB_HANDLERS.iter().zip(&pending) {
+        let group = format!("{SERVICE}:{h}");
+        let lag =
+            info_field(&info, &group, "lag").with_context(|| format!("no lag for {group}"))?;
+        groups.push(GroupState {
+            pending: first_number(reply)?,
+            lag,
+            group,
+        });
     }
-    for h in JOB_HANDLERS {
-        let name = format!("{SERVICE}:{h}");
-        if !groups.iter().any(|g| g.group == name) {
-            bail!("group {name} is missing on {JOB_STREAM}");
-        }
-    }
-    Ok(groups)
+    Ok(ServerState {
+        groups,
+        dead_letters: first_number(&dead)?,
+    })
+}
+
+fn first_number(reply: &str) -> anyhow::Result<u64> {
+    let first = reply.lines().next().unwrap_or_default().trim();
+    first
+        .parse()
+        .with_context(|| format!("not a count: {reply:?}"))
+}
+
+/// A field of one group in `XINFO GROUPS`' reply, as redis-cli prints it (name and value
+/// on alternate lines, group after group).
+fn info_field(info: &str, group: &str, field: &str) -> Option<u64> {
+    let words: Vec<&str> = info.lines().map(str::trim).collect();
+    let start = words.windows(2).position(|w| w == ["name", group])?;
+    let rest = &words[start + 2..];
+    let end = rest.iter().position(|w| *w == "name").unwrap_or(rest.len());
+    let at = rest[..end].iter().position(|w| *w == field)?;
+    rest.get(at + 1)?.parse().ok()
 }
 
 fn print_plan(args: &Args, plan: &[Planned]) {
@@ -279,11 +296,11 @@ async fn orchestrate(args: Args) -> anyhow::Result<bool> {
     let faulted = run.run_faults(&plan).await;
     sampler.abort();
     faulted?;
-    let groups = run.drain().await?;
+    let state = run.drain().await?;
     let ledger = run.ledger();
     print_summary(&ledger, &plan);
     println!("proxy: {} connections accepted", run.proxy.connections());
-    let rows = accounting::check(&ledger, &groups, WARMUP.as_millis() as u64);
+    let rows = accounting::check(&ledger, &state, WARMUP.as_millis() as u64);
     Ok(accounting::print(&rows))
 }
 

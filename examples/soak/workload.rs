@@ -48,6 +48,8 @@ pub(crate) struct Job {
 pub(crate) const SERVICE: &str = "soak";
 /// The stream of [`Job`].
 pub(crate) const JOB_STREAM: &str = "events:soak_job";
+/// Where [`Job`]s that failed every attempt would go.
+pub(crate) const JOB_DEAD_LETTERS: &str = "eventbus:dead:soak_job";
 /// The pub/sub handlers of every consumer.
 pub(crate) const TICK_HANDLERS: [&str; 2] = ["tick_fast", "tick_slow"];
 /// The durable handlers (one consumer group each).
@@ -206,7 +208,7 @@ fn consumer_builder(tally: Tally) -> eventbus::EventBusBuilder {
         .handler_with(tick_fast, HandlerOptions::new().name("tick_fast"))
         .handler_with(
             tick_slow,
-            HandlerOptions::new().name("tick_slow").queue_capacity(32),
+            HandlerOptions::new().name("tick_slow").queue_capacity(16),
         )
         .handler_with(job_fast, durable("job_fast"))
         .handler_with(job_slow, durable("job_slow"))
