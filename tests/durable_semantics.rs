@@ -439,7 +439,16 @@ async fn group_state_shows_pending_and_lag(env: TestEnv) {
         .await
         .unwrap();
     publish_range(&bus, 0..N).await;
-    let groups = bus.groups().await.unwrap();
+    // The reader takes what fits in the handler's queue, then waits for room.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let groups = loop {
+        let groups = bus.groups().await.unwrap();
+        let read = groups.first().is_some_and(|g| g.pending >= 1);
+        if read || tokio::time::Instant::now() > deadline {
+            break groups;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     assert_eq!(groups.len(), 1, "{groups:?}");
     let g = &groups[0];
     assert_eq!(
