@@ -2,15 +2,19 @@
 //! serving the channel's slot), durable types on their stream key's node, and the pub/sub
 //! queries sum over the nodes. When the primary that owns a subscribed channel is killed, the
 //! bus resubscribes on the promoted replica by itself (reporting `Resubscribed`) and delivery
-//! resumes.
+//! resumes. Durable events whose append a replica confirmed (`WAIT 1`) are all handled after
+//! the replica of the stream's primary took over.
 //!
 //! Skipped (with a message) when redis-server is not installed, unless `CI=true`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use eventbus::redis::RedisOptions;
 use eventbus::{ConnectionEvent, Event, EventBus};
 use eventbus_suite::cluster::RedisCluster;
+use eventbus_suite::confirmed::{Ledger, publish_batch, publish_until};
 use eventbus_suite::{Ping, Seen, bounded, fast, wait_for};
 use serde::{Deserialize, Serialize};
 
@@ -156,6 +160,79 @@ async fn a_killed_owner_is_replaced_and_delivery_resumes() {
             seen.iter()
                 .any(|e| matches!(e, ConnectionEvent::Resubscribed { topics } if *topics >= 1)),
             "{seen:#?}"
+        );
+        bus.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+/// The stream of `Job`, and a key of the test's own in the same slot (for `WAIT`).
+const JOB_STREAM: &str = "events:cluster_job";
+const JOB_PROBE: &str = "{events:cluster_job}:probe";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmed_durable_events_survive_a_killed_owner() {
+    let Some(cluster) = RedisCluster::start_or_skip() else {
+        return;
+    };
+    let url = cluster.url();
+    bounded(async move {
+        let (pings, jobs) = (Seen::new(), Seen::new());
+        let bus = recording_bus(&url, &pings, &jobs).await;
+        let owner = cluster.owner_of(JOB_STREAM);
+        let (ledger, stop) = (Ledger::default(), Arc::new(AtomicBool::new(false)));
+        let target = (format!("127.0.0.1:{owner}"), JOB_PROBE.to_owned());
+        let job = |n| Job { n };
+        let publishing = tokio::spawn(publish_until(
+            bus.clone(),
+            job,
+            0,
+            target,
+            ledger.clone(),
+            stop.clone(),
+        ));
+        assert!(wait_for(RESUME, || ledger.confirmed.len() >= 100).await);
+
+        let cluster = tokio::task::spawn_blocking(move || {
+            let mut cluster = cluster;
+            cluster.kill_node(owner);
+            cluster.wait_promoted(owner, FAILOVER);
+            cluster
+        })
+        .await
+        .unwrap();
+        stop.store(true, Ordering::Release);
+        publishing.await.unwrap();
+        // The promoted replica has no replica of its own: what it takes now is counted on Ok.
+        let later = Ledger::default();
+        let promoted = format!("127.0.0.1:{}", cluster.owner_of(JOB_STREAM));
+        publish_batch(
+            &bus,
+            1_000_000..1_000_020,
+            &job,
+            (&promoted, JOB_PROBE),
+            &later,
+        )
+        .await;
+        assert!(
+            !later.ok.is_empty(),
+            "no publish succeeded after the promotion"
+        );
+        eprintln!(
+            "{} durable publishes returned Ok before and during the failover, {} of them \
+             confirmed on the replica; {} after it",
+            ledger.ok.len(),
+            ledger.confirmed.len(),
+            later.ok.len()
+        );
+        for n in later.ok.snapshot() {
+            ledger.confirmed.push(n);
+        }
+
+        let missing = ledger.unhandled(&jobs, RESUME).await;
+        assert!(
+            missing.is_empty(),
+            "confirmed but never handled: {missing:?}"
         );
         bus.shutdown().await.unwrap();
     })

@@ -26,6 +26,13 @@ struct Note {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[event(name = "conf_alert", channel = "conf:user:{user}:alerts")]
+struct Alert {
+    user: u64,
+    n: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
 #[event(name = "conf_task", durable)]
 struct Task {
     n: u64,
@@ -86,11 +93,9 @@ async fn fan_out_to_every_subscriber(env: TestEnv) {
 }
 
 /// A pattern handler gets the events of matching channels only (where patterns are offered;
-/// on sharded channels, as a Redis Cluster publishes them, patterns see nothing: Redis has
-/// no sharded patterns).
+/// raw payloads are classic publishes, which reach patterns on a Redis Cluster too).
 async fn patterns_match_only_their_channels(env: TestEnv) {
-    let caps = capabilities(&env).await;
-    if !caps.patterns || caps.sharded {
+    if !capabilities(&env).await.patterns {
         return;
     }
     let seen = Seen::new();
@@ -115,7 +120,67 @@ async fn patterns_match_only_their_channels(env: TestEnv) {
     bus.shutdown().await.unwrap();
 }
 
-/// Raw payloads reach a `Message` handler byte for byte.
+/// Keyed events reach the handler of their type (a pattern) and the handler of one key (a
+/// channel), and nothing else; events with a fixed channel on the same bus still arrive.
+async fn keyed_events_reach_their_handlers(env: TestEnv) {
+    if !capabilities(&env).await.patterns {
+        return;
+    }
+    let (all, one, notes) = (Seen::new(), Seen::new(), Seen::new());
+    let bus = keyed_recorder(&env, &all, &one, &notes).await;
+    for user in [1, 7, 9] {
+        let receipt = bus.publish(Alert { user, n: user * 10 }).await.unwrap();
+        assert_eq!(receipt.channel, format!("conf:user:{user}:alerts"));
+    }
+    bus.publish(note(5)).await.unwrap();
+    assert!(
+        wait_for(WAIT, || all.len() == 3
+            && one.len() == 1
+            && notes.len() == 1)
+        .await,
+        "all {:?}, one {:?}, notes {:?}",
+        all.snapshot(),
+        one.snapshot(),
+        notes.snapshot()
+    );
+    let mut got = all.snapshot();
+    got.sort_unstable();
+    assert_eq!(got, vec![10, 70, 90]);
+    assert_eq!(one.snapshot(), vec![70]);
+    assert_eq!(notes.snapshot(), vec![5]);
+    bus.shutdown().await.unwrap();
+}
+
+/// A bus with a handler for every `Alert`, one for user 7's, and one for `Note`s.
+async fn keyed_recorder(
+    env: &TestEnv,
+    all: &Seen<u64>,
+    one: &Seen<u64>,
+    notes: &Seen<u64>,
+) -> EventBus {
+    let (a, o, n) = (all.clone(), one.clone(), notes.clone());
+    let bus = EventBus::builder()
+        .handler(move |e: Alert| {
+            let a = a.clone();
+            async move { a.push(e.n) }
+        })
+        .handler_on(Topic::keyed::<Alert>(&[&7]), move |e: Alert| {
+            let o = o.clone();
+            async move { o.push(e.n) }
+        })
+        .handler(move |e: Note| {
+            let n = n.clone();
+            async move { n.push(e.n) }
+        })
+        .connect(&env.url)
+        .await
+        .unwrap();
+    bus.ready(WAIT).await.unwrap();
+    bus
+}
+
+/// Raw payloads reach a `Message` handler byte for byte, published classic or sharded, each
+/// once.
 async fn raw_channels_carry_bytes(env: TestEnv) {
     let seen = Seen::new();
     let s = seen.clone();
@@ -129,9 +194,14 @@ async fn raw_channels_carry_bytes(env: TestEnv) {
         .unwrap();
     bus.ready(WAIT).await.unwrap();
     let bytes = vec![0u8, 255, 10, 13, b'x'];
-    bus.publish_raw("conf:raw", bytes.clone()).await.unwrap();
-    assert!(wait_for(WAIT, || seen.len() == 1).await);
-    assert_eq!(seen.snapshot(), vec![bytes]);
+    assert_eq!(bus.publish_raw("conf:raw", bytes.clone()).await.unwrap(), 1);
+    let sharded = b"sharded".to_vec();
+    let receivers = bus.publish_raw_sharded("conf:raw", sharded.clone());
+    assert_eq!(receivers.await.unwrap(), 1);
+    assert!(wait_for(WAIT, || seen.len() == 2).await);
+    bus.publish_raw("conf:raw", "last").await.unwrap();
+    assert!(wait_for(WAIT, || seen.len() == 3).await);
+    assert_eq!(seen.snapshot(), vec![bytes, sharded, b"last".to_vec()]);
     bus.shutdown().await.unwrap();
 }
 
@@ -360,6 +430,7 @@ macro_rules! on_every_transport {
                 behaviour!(delivery_once_in_order);
                 behaviour!(fan_out_to_every_subscriber);
                 behaviour!(patterns_match_only_their_channels);
+                behaviour!(keyed_events_reach_their_handlers);
                 behaviour!(raw_channels_carry_bytes);
                 behaviour!(failures_are_isolated);
                 behaviour!(unsubscribe_stops_delivery);

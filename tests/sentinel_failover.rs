@@ -2,14 +2,18 @@
 //! and a durable handler reads. The bus must find the promoted replica through the sentinels
 //! by itself, resubscribe (reporting `Resubscribed`), and deliver again within the failover
 //! time plus a few seconds; a publish made during the switch fails with a typed error once its
-//! deadline passes.
+//! deadline passes. Durable events whose append the replica confirmed (`WAIT 1`) are all
+//! handled after the failover.
 //!
 //! Skipped (with a message) when redis-server is not installed, unless `CI=true`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use eventbus::redis::RedisOptions;
 use eventbus::{ConnectionEvent, Event, EventBus, PublishErrorKind};
+use eventbus_suite::confirmed::{Ledger, publish_batch, publish_until};
 use eventbus_suite::sentinel::SentinelSet;
 use eventbus_suite::{Ping, Seen, bounded, fast, wait_for};
 use serde::{Deserialize, Serialize};
@@ -194,6 +198,85 @@ async fn a_subscriber_can_sit_on_a_replica() {
             );
         }
         bus.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+/// A bus whose durable handler records the `n` of every `Job`.
+async fn job_recorder(url: &str, jobs: &Seen<u64>) -> EventBus {
+    let j = jobs.clone();
+    let bus = EventBus::builder()
+        .service("failover")
+        .redis_options(options())
+        .handler(move |e: Job| {
+            let j = j.clone();
+            async move { j.push(e.n) }
+        })
+        .connect(url)
+        .await
+        .expect("connect through the sentinels");
+    bus.ready(Duration::from_secs(10)).await.unwrap();
+    bus
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmed_durable_events_survive_a_killed_primary() {
+    const PROBE: &str = "failover:probe";
+    let Some(set) = SentinelSet::start_or_skip() else {
+        return;
+    };
+    let url = set.url();
+    bounded(async move {
+        let jobs = Seen::new();
+        let bus = job_recorder(&url, &jobs).await;
+        let (ledger, stop) = (Ledger::default(), Arc::new(AtomicBool::new(false)));
+        let job = |n| Job { n };
+        let target = (set.master_addr(), PROBE.to_owned());
+        let publishing = tokio::spawn(publish_until(
+            bus.clone(),
+            job,
+            0,
+            target,
+            ledger.clone(),
+            stop.clone(),
+        ));
+        assert!(wait_for(RESUME, || ledger.confirmed.len() >= 100).await);
+
+        let (set, new) = tokio::task::spawn_blocking(move || {
+            let mut set = set;
+            let old = set.kill_master();
+            let new = set.wait_failover(&old, FAILOVER);
+            (set, new)
+        })
+        .await
+        .unwrap();
+        stop.store(true, Ordering::Release);
+        publishing.await.unwrap();
+        // The promoted replica has no replica of its own: what it takes now is counted on Ok.
+        let later = Ledger::default();
+        publish_batch(&bus, 1_000_000..1_000_020, &job, (&new, PROBE), &later).await;
+        assert!(
+            !later.ok.is_empty(),
+            "no publish succeeded after the failover"
+        );
+        eprintln!(
+            "{} durable publishes returned Ok before and during the failover, {} of them \
+             confirmed on the replica; {} after it",
+            ledger.ok.len(),
+            ledger.confirmed.len(),
+            later.ok.len()
+        );
+        for n in later.ok.snapshot() {
+            ledger.confirmed.push(n);
+        }
+
+        let missing = ledger.unhandled(&jobs, RESUME).await;
+        assert!(
+            missing.is_empty(),
+            "confirmed but never handled: {missing:?}"
+        );
+        bus.shutdown().await.unwrap();
+        drop(set);
     })
     .await;
 }

@@ -207,6 +207,78 @@ impl RedisCluster {
             .unwrap_or_else(|| panic!("no cluster node on port {port}"))
     }
 
+    /// The hash slot of `key` (or of a channel name).
+    #[track_caller]
+    pub fn slot_of(&self, key: &str) -> u16 {
+        let node = self.nodes.iter().find(|n| n.is_running()).expect("a node");
+        node.cli(&["CLUSTER", "KEYSLOT", key])
+            .parse()
+            .expect("CLUSTER KEYSLOT answers a number")
+    }
+
+    /// The cluster node id of the node on `port`.
+    #[track_caller]
+    pub fn node_id(&self, port: u16) -> String {
+        self.node(port).cli(&["CLUSTER", "MYID"])
+    }
+
+    /// Moves the slot of `key` from its owner to the primary on `to`, as `redis-cli --cluster
+    /// reshard` does: `SETSLOT IMPORTING` on the target, `MIGRATING` on the source, the keys
+    /// moved with `MIGRATE`, then `SETSLOT NODE` on both and on every other primary. Returns
+    /// when every running node sees `to` as the owner.
+    ///
+    /// # Panics
+    ///
+    /// When a step fails or the nodes do not agree within `within`.
+    #[track_caller]
+    pub fn move_slot_of(&self, key: &str, to: u16, within: Duration) {
+        let slot = self.slot_of(key).to_string();
+        let from = self.owner_of(key);
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
+        let (source, target) = (self.node(from), self.node(to));
+        target.cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
+        source.cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
+        self.migrate_keys(&slot, from, to);
+        target.cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+        source.cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+        for port in self.primary_ports() {
+            if port != from && port != to {
+                self.node(port)
+                    .cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+            }
+        }
+        wait_until(within, "every node to see the slot's new owner", || {
+            self.nodes.iter().filter(|n| n.is_running()).all(|n| {
+                let nodes = n.cli(&["CLUSTER", "NODES"]);
+                let slot: u16 = slot.parse().expect("a slot number");
+                primaries(&nodes)
+                    .iter()
+                    .any(|p| p.port == to && p.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+            })
+        });
+    }
+
+    /// Moves every key of `slot` from the node on `from` to the node on `to`.
+    #[track_caller]
+    fn migrate_keys(&self, slot: &str, from: u16, to: u16) {
+        let source = self.node(from);
+        loop {
+            let keys = source.cli(&["CLUSTER", "GETKEYSINSLOT", slot, "100"]);
+            let keys: Vec<&str> = keys
+                .lines()
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .collect();
+            if keys.is_empty() {
+                return;
+            }
+            let port = to.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            args.extend(keys);
+            source.cli(&args);
+        }
+    }
+
     /// Kills the node on `port` at once (SIGKILL).
     #[track_caller]
     pub fn kill_node(&mut self, port: u16) {

@@ -3,6 +3,7 @@
 //! shared [`Ping`] event and time limits ([`fast`], [`bounded`], [`wait_for`]).
 
 pub mod cluster;
+pub mod confirmed;
 pub mod examples;
 mod ping;
 pub mod python;

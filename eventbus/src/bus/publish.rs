@@ -119,7 +119,11 @@ impl EventBus {
             let entry = self.append(channel, Bytes::from(bytes)).await?;
             (1, Some(entry))
         } else {
-            (self.send(channel, Bytes::from(bytes)).await?, None)
+            let sharded = E::PATTERN.is_none();
+            (
+                self.send_as(channel, Bytes::from(bytes), sharded).await?,
+                None,
+            )
         };
         self.inner
             .stats
@@ -135,6 +139,11 @@ impl EventBus {
     }
 
     /// Publishes a payload as it is, with no envelope, for subscribers that expect plain text.
+    ///
+    /// It goes out as a classic `PUBLISH`, as plain Redis clients publish and subscribe: on a
+    /// Redis Cluster it reaches every node, so channel and pattern subscribers anywhere hear it.
+    /// To keep it within its channel's shard, use
+    /// [`publish_raw_sharded`](Self::publish_raw_sharded).
     pub async fn publish_raw(
         &self,
         channel: &str,
@@ -143,6 +152,20 @@ impl EventBus {
         check_name("channel", channel)
             .map_err(|why| PublishError::new(PublishErrorKind::Config, why))?;
         self.send(channel, payload.into()).await
+    }
+
+    /// Publishes a payload as it is on a sharded channel: on a Redis Cluster a `SPUBLISH`,
+    /// which travels only within the shard serving the channel's slot and reaches the channel's
+    /// subscribers (the bus's channel handlers, and plain clients that `SSUBSCRIBE`), never a
+    /// pattern. Elsewhere the same as [`publish_raw`](Self::publish_raw).
+    pub async fn publish_raw_sharded(
+        &self,
+        channel: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<u64, PublishError> {
+        check_name("channel", channel)
+            .map_err(|why| PublishError::new(PublishErrorKind::Config, why))?;
+        self.send_as(channel, payload.into(), true).await
     }
 
     /// Appends a durable event to its stream, counting the outcome as a publish.
@@ -217,8 +240,24 @@ impl EventBus {
     /// Sends bytes through the transport, counting the outcome. Works until shutdown has
     /// drained the handlers, so that they can publish follow-ups while draining.
     pub(super) async fn send(&self, channel: &str, payload: Bytes) -> Result<u64, PublishError> {
+        self.send_as(channel, payload, false).await
+    }
+
+    /// [`send`](Self::send) on a sharded channel when `sharded` (see
+    /// [`Transport::publish_sharded`](crate::transport::Transport::publish_sharded)).
+    pub(super) async fn send_as(
+        &self,
+        channel: &str,
+        payload: Bytes,
+        sharded: bool,
+    ) -> Result<u64, PublishError> {
         self.refuse(&payload)?;
         let transport = self.inner.transport();
+        if sharded {
+            return self
+                .counted(transport.publish_sharded(channel, payload), 1)
+                .await;
+        }
         self.counted(transport.publish(channel, payload), 1).await
     }
 }

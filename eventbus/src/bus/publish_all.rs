@@ -1,5 +1,6 @@
 //! Publishing many events of one type at once: every envelope encoded first, then sent as
-//! pipelines (`PUBLISH`, or `XADD` for a durable type).
+//! pipelines (`PUBLISH`, or `XADD` for a durable type). On a Redis Cluster they follow the rule
+//! of single publishes: `SPUBLISH` for a type with a fixed channel, `PUBLISH` for a keyed one.
 
 use std::sync::atomic::Ordering;
 
@@ -50,7 +51,12 @@ impl EventBus {
             let entries = self.counted(transport.append_many(&batch), n).await?;
             entries.into_iter().map(|e| (1, Some(e))).collect()
         } else {
-            let receivers = self.counted(transport.publish_many(&batch), n).await?;
+            let sent = if E::PATTERN.is_none() {
+                transport.publish_many_sharded(&batch)
+            } else {
+                transport.publish_many(&batch)
+            };
+            let receivers = self.counted(sent, n).await?;
             receivers.into_iter().map(|r| (r, None)).collect()
         };
         let stats = self.inner.stats.of_type(E::TYPE);

@@ -128,12 +128,14 @@ async fn send_pipeline<R: FromRedisValue>(
     checked(shared, what, cmds.len(), replies)
 }
 
-/// `PUBLISH` of every message (`SPUBLISH` on a cluster); the receivers of each, in order.
+/// `PUBLISH` of every message (`SPUBLISH` when `sharded` on a cluster); the receivers of
+/// each, in order.
 pub(crate) async fn publish_many(
     shared: &Shared,
     messages: &[(String, Bytes)],
+    sharded: bool,
 ) -> Result<Vec<u64>, TransportError> {
-    let verb = if shared.target.cluster().is_some() {
+    let verb = if sharded && shared.target.cluster().is_some() {
         "SPUBLISH"
     } else {
         "PUBLISH"

@@ -5,9 +5,10 @@
 //!
 //! Commands run on redis-rs's cluster connection, which sends each to the node serving its
 //! key's slot (the stream key of a durable type, the channel of a sharded publish) and follows
-//! redirections and failovers. Typed events are published with `SPUBLISH` and subscribed with
-//! `SSUBSCRIBE` (sharded pub/sub: a message travels only within its slot's shard); see
-//! `cluster_subscriber.rs`.
+//! redirections and failovers. Typed events with a fixed channel are published with
+//! `SPUBLISH` (sharded pub/sub: a message travels only within its slot's shard); keyed events
+//! and raw payloads with classic `PUBLISH`, which reaches every node and so pattern
+//! subscribers. Channels are subscribed both ways; see `cluster_subscriber.rs`.
 
 use std::fmt;
 

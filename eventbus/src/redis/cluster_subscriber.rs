@@ -1,11 +1,13 @@
 //! The subscriber on a Redis Cluster: one RESP3 cluster connection whose pushes carry the
-//! messages. Channels are subscribed with `SSUBSCRIBE`, one command per channel (so never
-//! channels of different slots in one command), on the node that serves the channel's slot;
-//! patterns with classic `PSUBSCRIBE`.
+//! messages. Each channel is subscribed twice, one command per channel (so never channels of
+//! different slots in one command), on the node that serves the channel's slot: with
+//! `SSUBSCRIBE` for sharded publishes (`SPUBLISH`: typed events with a fixed channel) and
+//! with classic `SUBSCRIBE` for classic ones (`PUBLISH`: keyed events, raw payloads, peers
+//! that publish plainly). A message is published one way, so it arrives once. Patterns use
+//! classic `PSUBSCRIBE`.
 //!
-//! Patterns cost more on a cluster: a classic subscription sees only classic `PUBLISH`
-//! traffic, which every node forwards to every other. Sharded messages (`SPUBLISH`, what the
-//! bus publishes on a cluster) never reach a pattern.
+//! Classic traffic costs more on a cluster: every node forwards a classic `PUBLISH` to every
+//! other. Sharded messages never reach a pattern.
 //!
 //! When a node's connection is lost or the server drops a sharded subscription by itself (its
 //! slot moved to another node), a healing task subscribes again to everything held, with
@@ -93,7 +95,7 @@ impl ClusterSubscriber {
         Ok(())
     }
 
-    /// Subscribes: `SSUBSCRIBE` per channel, `PSUBSCRIBE` per pattern.
+    /// Subscribes: `SSUBSCRIBE` and `SUBSCRIBE` per channel, `PSUBSCRIBE` per pattern.
     pub(crate) async fn subscribe(
         &self,
         shared: &Arc<Shared>,
@@ -204,7 +206,8 @@ fn not_cluster() -> TransportError {
     TransportError::new(ErrorKind::Config, "not a Redis Cluster transport")
 }
 
-/// Sends one (un)subscribe command for one topic, bounded by `timeout`.
+/// Sends the (un)subscribe commands for one topic (both kinds for a channel), bounded by
+/// `timeout`.
 async fn send(
     conn: &mut ClusterConnection,
     topic: &Topic,
@@ -213,8 +216,14 @@ async fn send(
 ) -> redis::RedisResult<()> {
     let sent = async {
         match (topic, on) {
-            (Topic::Channel(c), true) => conn.ssubscribe(c).await,
-            (Topic::Channel(c), false) => conn.sunsubscribe(c).await,
+            (Topic::Channel(c), true) => {
+                conn.ssubscribe(c).await?;
+                conn.subscribe(c).await
+            }
+            (Topic::Channel(c), false) => {
+                conn.sunsubscribe(c).await?;
+                conn.unsubscribe(c).await
+            }
             (Topic::Pattern(p), true) => conn.psubscribe(p).await,
             (Topic::Pattern(p), false) => conn.punsubscribe(p).await,
         }

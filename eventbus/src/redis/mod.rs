@@ -3,9 +3,10 @@
 //! `redis+cluster://host:port,host:port/`).
 //!
 //! On a cluster the publisher is a cluster connection (each command goes to the node serving
-//! its key: `SPUBLISH` by channel, `XADD`/`XREADGROUP`/`XACK`/`XAUTOCLAIM` by stream key), and
-//! the subscriber uses sharded pub/sub (`SSUBSCRIBE`, one command per channel); see
-//! `cluster.rs`, `cluster_subscriber.rs` and `cluster_admin.rs`.
+//! its key: `SPUBLISH` or `PUBLISH` by channel, `XADD`/`XREADGROUP`/`XACK`/`XAUTOCLAIM` by
+//! stream key), and the subscriber subscribes each channel with both sharded and classic
+//! pub/sub (`SSUBSCRIBE` and `SUBSCRIBE`, one channel per command); see `cluster.rs`,
+//! `cluster_subscriber.rs` and `cluster_admin.rs`.
 //!
 //! Behind Sentinel every connection, when it is made and each time it is made again, asks the
 //! sentinels where the primary is (see `sentinel.rs`): after a failover the connections move to
@@ -293,6 +294,63 @@ pub async fn connect(
     }))
 }
 
+impl RedisTransport {
+    /// Queues a publish for the batcher and waits for its answer: `SPUBLISH` when `sharded`
+    /// on a cluster, `PUBLISH` otherwise.
+    async fn publish_as(
+        &self,
+        channel: &str,
+        payload: Bytes,
+        sharded: bool,
+    ) -> Result<u64, TransportError> {
+        let s = &self.shared;
+        s.check_open()?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = publisher::PublishJob {
+            channel: channel.to_owned(),
+            payload,
+            sharded,
+            deadline: tokio::time::Instant::now() + s.options.publish_deadline,
+            reply,
+        };
+        publisher::enqueue(s, job).await?;
+        self.answer(answer).await
+    }
+
+    /// Waits for the batcher's answer to a publish.
+    async fn answer(
+        &self,
+        answer: tokio::sync::oneshot::Receiver<Result<u64, TransportError>>,
+    ) -> Result<u64, TransportError> {
+        let s = &self.shared;
+        let closed = || {
+            TransportError::new(
+                ErrorKind::Closed,
+                "publishing failed: the Redis transport is closed",
+            )
+        };
+        // The batcher runs on the runtime that created the bus. Called from that runtime,
+        // the answer comes; called from another one, that runtime may not be driven, so
+        // the caller bounds its wait (a timer costs too much to set on every publish).
+        let here = tokio::runtime::Handle::try_current().map(|h| h.id()).ok();
+        if here == Some(s.runtime) {
+            return answer.await.unwrap_or_else(|_| Err(closed()));
+        }
+        let limit =
+            s.options.publish_deadline + s.options.response_timeout + Duration::from_secs(1);
+        match tokio::time::timeout(limit, answer).await {
+            Ok(reply) => reply.unwrap_or_else(|_| Err(closed())),
+            Err(_) => Err(TransportError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "publishing got no answer within {limit:?}: the bus's connection tasks \
+                     did not run; is the tokio runtime that created the bus still running?"
+                ),
+            )),
+        }
+    }
+}
+
 impl Transport for RedisTransport {
     fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::pubsub().with_reconnects();
@@ -307,43 +365,15 @@ impl Transport for RedisTransport {
         channel: &'a str,
         payload: Bytes,
     ) -> BoxFuture<'a, Result<u64, TransportError>> {
-        Box::pin(async move {
-            let s = &self.shared;
-            s.check_open()?;
-            let closed = || {
-                TransportError::new(
-                    ErrorKind::Closed,
-                    "publishing failed: the Redis transport is closed",
-                )
-            };
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            let job = publisher::PublishJob {
-                channel: channel.to_owned(),
-                payload,
-                deadline: tokio::time::Instant::now() + s.options.publish_deadline,
-                reply,
-            };
-            publisher::enqueue(s, job).await?;
-            // The batcher runs on the runtime that created the bus. Called from that runtime,
-            // the answer comes; called from another one, that runtime may not be driven, so
-            // the caller bounds its wait (a timer costs too much to set on every publish).
-            let here = tokio::runtime::Handle::try_current().map(|h| h.id()).ok();
-            if here == Some(s.runtime) {
-                return answer.await.unwrap_or_else(|_| Err(closed()));
-            }
-            let limit =
-                s.options.publish_deadline + s.options.response_timeout + Duration::from_secs(1);
-            match tokio::time::timeout(limit, answer).await {
-                Ok(reply) => reply.unwrap_or_else(|_| Err(closed())),
-                Err(_) => Err(TransportError::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "publishing got no answer within {limit:?}: the bus's connection tasks \
-                         did not run; is the tokio runtime that created the bus still running?"
-                    ),
-                )),
-            }
-        })
+        Box::pin(self.publish_as(channel, payload, false))
+    }
+
+    fn publish_sharded<'a>(
+        &'a self,
+        channel: &'a str,
+        payload: Bytes,
+    ) -> BoxFuture<'a, Result<u64, TransportError>> {
+        Box::pin(self.publish_as(channel, payload, true))
     }
 
     fn subscribe<'a>(&'a self, topics: &'a [Topic]) -> BoxFuture<'a, Result<(), TransportError>> {
@@ -453,7 +483,14 @@ impl Transport for RedisTransport {
         &'a self,
         messages: &'a [(String, Bytes)],
     ) -> BoxFuture<'a, Result<Vec<u64>, TransportError>> {
-        Box::pin(batch::publish_many(&self.shared, messages))
+        Box::pin(batch::publish_many(&self.shared, messages, false))
+    }
+
+    fn publish_many_sharded<'a>(
+        &'a self,
+        messages: &'a [(String, Bytes)],
+    ) -> BoxFuture<'a, Result<Vec<u64>, TransportError>> {
+        Box::pin(batch::publish_many(&self.shared, messages, true))
     }
 
     fn append_many<'a>(

@@ -1,5 +1,6 @@
 //! The publisher: one multiplexed connection for `PUBLISH` and every other command, so
-//! concurrent commands pipeline on one socket. A supervisor task pings it and replaces it when
+//! concurrent commands pipeline on one socket (on a cluster, one cluster connection, where a
+//! sharded publish is a `SPUBLISH`). A supervisor task pings it and replaces it when
 //! it is lost.
 //!
 //! Publishes go through a batcher: one task takes every publish queued while earlier batches
@@ -155,6 +156,8 @@ const MAX_BATCHES_IN_FLIGHT: usize = 2;
 pub(crate) struct PublishJob {
     pub(crate) channel: String,
     pub(crate) payload: Bytes,
+    /// `SPUBLISH` on a cluster (a typed event with a fixed channel), rather than `PUBLISH`.
+    pub(crate) sharded: bool,
     pub(crate) deadline: Instant,
     pub(crate) reply: oneshot::Sender<Result<u64, TransportError>>,
 }
@@ -282,9 +285,10 @@ async fn send_pipeline(
     .await
 }
 
-/// `SPUBLISH` for each, on a cluster: one command per channel (each goes to the node serving
-/// its channel's slot), sent together, answered in order.
-async fn send_sharded(
+/// On a cluster: `SPUBLISH` for each sharded publish, `PUBLISH` for the others, one command
+/// each (each goes to the node serving its channel's slot, which broadcasts a classic
+/// `PUBLISH` to every node), sent together, answered in order.
+async fn send_to_cluster(
     shared: &Shared,
     batch: &[Queued],
     deadline: Instant,
@@ -292,7 +296,8 @@ async fn send_sharded(
     let cmds: Vec<redis::Cmd> = batch
         .iter()
         .map(|q| {
-            let mut cmd = redis::cmd("SPUBLISH");
+            let verb = if q.job.sharded { "SPUBLISH" } else { "PUBLISH" };
+            let mut cmd = redis::cmd(verb);
             cmd.arg(&q.job.channel).arg(q.job.payload.as_ref());
             cmd
         })
@@ -316,7 +321,7 @@ async fn send_batch(shared: Arc<Shared>, batch: Vec<Queued>) {
         return;
     };
     let sent = if shared.target.cluster().is_some() {
-        send_sharded(&shared, &batch, deadline).await
+        send_to_cluster(&shared, &batch, deadline).await
     } else {
         send_pipeline(&shared, &batch, deadline).await
     };

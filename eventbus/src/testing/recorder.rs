@@ -61,6 +61,18 @@ impl Transport for Recorder {
         })
     }
 
+    fn publish_sharded<'a>(
+        &'a self,
+        channel: &'a str,
+        payload: Bytes,
+    ) -> BoxFuture<'a, Result<u64, TransportError>> {
+        Box::pin(async move {
+            let receivers = self.inner.publish_sharded(channel, payload.clone()).await?;
+            self.note(channel, payload, false);
+            Ok(receivers)
+        })
+    }
+
     fn subscribe<'a>(&'a self, topics: &'a [Topic]) -> BoxFuture<'a, Result<(), TransportError>> {
         self.inner.subscribe(topics)
     }

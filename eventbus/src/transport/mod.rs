@@ -25,6 +25,13 @@
 //! - [`Transport::publish`] carries bytes to a channel; [`Transport::subscribe`] and
 //!   [`Transport::unsubscribe`] follow the topics the bus's handlers hold (the bus asks once
 //!   per topic, when its first handler arrives and after its last one left).
+//! - Which kind of publish: the bus calls [`Transport::publish_sharded`] for typed events with
+//!   a fixed channel, and [`Transport::publish`] for keyed events (their handlers listen on a
+//!   pattern), raw payloads ([`EventBus::publish_raw`](crate::EventBus::publish_raw)) and
+//!   everything else. Only a transport with [`Capabilities::sharded`] tells them apart (a Redis
+//!   Cluster: `SPUBLISH`, heard by channel subscribers on the channel's shard only, against
+//!   `PUBLISH`, broadcast to every node and heard by patterns too); it subscribes each channel
+//!   both ways, so a channel handler hears either kind. The others publish both alike.
 //! - Incoming messages go to [`Inbound::message`], which never waits on a handler: a Redis
 //!   subscriber that stops reading is disconnected by the server once its buffer fills.
 //! - [`Capabilities`] say what applies: patterns, acknowledgements, sharded channels, replay,
@@ -121,6 +128,18 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
         payload: Bytes,
     ) -> BoxFuture<'a, Result<u64, TransportError>>;
 
+    /// Publishes `payload` on the sharded channel `channel`, where the transport has sharded
+    /// channels ([`Capabilities::sharded`]): the message reaches the channel's subscribers and
+    /// no pattern. The bus publishes typed events with a fixed channel this way. The default
+    /// is [`publish`](Self::publish).
+    fn publish_sharded<'a>(
+        &'a self,
+        channel: &'a str,
+        payload: Bytes,
+    ) -> BoxFuture<'a, Result<u64, TransportError>> {
+        self.publish(channel, payload)
+    }
+
     /// Subscribes to topics. Messages go to the [`Inbound`] the transport was created with.
     fn subscribe<'a>(&'a self, topics: &'a [Topic]) -> BoxFuture<'a, Result<(), TransportError>>;
 
@@ -167,6 +186,22 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
             let mut receivers = Vec::with_capacity(messages.len());
             for (channel, payload) in messages {
                 receivers.push(self.publish(channel, payload.clone()).await?);
+            }
+            Ok(receivers)
+        })
+    }
+
+    /// Publishes many messages on sharded channels, as
+    /// [`publish_sharded`](Self::publish_sharded) publishes one, in order; returns each one's
+    /// receivers. The default publishes them one by one.
+    fn publish_many_sharded<'a>(
+        &'a self,
+        messages: &'a [(String, Bytes)],
+    ) -> BoxFuture<'a, Result<Vec<u64>, TransportError>> {
+        Box::pin(async move {
+            let mut receivers = Vec::with_capacity(messages.len());
+            for (channel, payload) in messages {
+                receivers.push(self.publish_sharded(channel, payload.clone()).await?);
             }
             Ok(receivers)
         })

@@ -1,0 +1,172 @@
+//! Resharding while publishing: the slot of a subscribed channel moves to another primary
+//! (`CLUSTER SETSLOT ... IMPORTING/MIGRATING`, `MIGRATE`, `SETSLOT ... NODE`, as
+//! `redis-cli --cluster reshard` does it) while a publisher publishes without pause. The old
+//! owner drops the sharded subscription; the bus reports the gap (`Disconnected`, then
+//! `Resubscribed`), subscribes again on the new owner, and every event published from then on
+//! is delivered.
+//!
+//! Skipped (with a message) when redis-server is not installed, unless `CI=true`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use eventbus::{ConnectionEvent, EventBus};
+use eventbus_suite::cluster::RedisCluster;
+use eventbus_suite::{Ping, Seen, bounded, fast, wait_for};
+use tokio::sync::broadcast;
+
+/// How long moving the slot may take.
+const MOVE: Duration = Duration::from_secs(20);
+/// How long after the move the bus may take to report the gap and deliver again.
+const RESUME: Duration = Duration::from_secs(10);
+
+const CHANNEL: &str = "events:ping";
+
+/// A bus whose handler records the `n` of every `Ping`.
+async fn subscriber(url: &str, seen: &Seen<u64>) -> EventBus {
+    let seen = seen.clone();
+    let bus = EventBus::builder()
+        .redis_options(fast())
+        .handler(move |e: Ping| {
+            let seen = seen.clone();
+            async move { seen.push(e.n) }
+        })
+        .connect(url)
+        .await
+        .expect("connect to the cluster");
+    bus.ready(Duration::from_secs(10)).await.unwrap();
+    bus
+}
+
+/// What the publisher task shares: the next `n`, those whose publish returned `Ok`, and the
+/// stop flag.
+#[derive(Clone, Default)]
+struct Publishing {
+    next: Arc<AtomicU64>,
+    sent: Seen<u64>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Publishes `Ping`s with growing `n`, one every 5 ms, until told to stop. Failed publishes
+/// (while the slot moves) are left out of `sent`.
+async fn publish_continuously(bus: EventBus, p: Publishing) {
+    let mut pace = tokio::time::interval(Duration::from_millis(5));
+    while !p.stop.load(Ordering::Acquire) {
+        pace.tick().await;
+        let n = p.next.fetch_add(1, Ordering::AcqRel);
+        if bus.publish(Ping { n }).await.is_ok() {
+            p.sent.push(n);
+        }
+    }
+}
+
+/// Waits for `Resubscribed`; returns whether a `Disconnected` of the subscriber came first.
+async fn gap_reported(events: &mut broadcast::Receiver<ConnectionEvent>) -> bool {
+    let mut disconnected = false;
+    let waited = tokio::time::timeout(RESUME, async {
+        loop {
+            match events.recv().await {
+                Ok(ConnectionEvent::Resubscribed { topics }) if topics >= 1 => return,
+                Ok(ConnectionEvent::Disconnected {
+                    role: "subscriber", ..
+                }) => {
+                    disconnected = true;
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("the bus closed"),
+            }
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "no Resubscribed within {RESUME:?}");
+    disconnected
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_slot_is_followed_and_delivery_resumes() {
+    let Some(cluster) = RedisCluster::start_or_skip() else {
+        return;
+    };
+    let url = cluster.url();
+    bounded(async move {
+        let seen = Seen::new();
+        let sub = subscriber(&url, &seen).await;
+        let mut events = sub.connection_events();
+        let publisher = EventBus::builder()
+            .redis_options(fast())
+            .connect(&url)
+            .await
+            .unwrap();
+        let p = Publishing::default();
+        let task = tokio::spawn(publish_continuously(publisher.clone(), p.clone()));
+        assert!(
+            wait_for(RESUME, || seen.len() >= 20).await,
+            "no delivery before the move"
+        );
+
+        let from = cluster.owner_of(CHANNEL);
+        let to = *cluster
+            .primary_ports()
+            .iter()
+            .find(|port| **port != from)
+            .expect("another primary");
+        let started = p.next.load(Ordering::Acquire);
+        let cluster = tokio::task::spawn_blocking(move || {
+            cluster.move_slot_of(CHANNEL, to, MOVE);
+            cluster
+        })
+        .await
+        .unwrap();
+        assert!(
+            gap_reported(&mut events).await,
+            "Resubscribed without Disconnected"
+        );
+        let resumed = p.next.load(Ordering::Acquire);
+        let target = resumed + 100;
+        assert!(
+            wait_for(RESUME, || seen.snapshot().iter().any(|n| *n >= target)).await,
+            "no delivery on the new owner"
+        );
+        p.stop.store(true, Ordering::Release);
+        task.await.unwrap();
+
+        let sent_after: Vec<u64> = p
+            .sent
+            .snapshot()
+            .into_iter()
+            .filter(|n| *n >= resumed)
+            .collect();
+        let all_there = wait_for(RESUME, || {
+            let got = seen.snapshot();
+            sent_after.iter().all(|n| got.contains(n))
+        })
+        .await;
+        let got = seen.snapshot();
+        let missing: Vec<u64> = sent_after
+            .iter()
+            .filter(|n| !got.contains(n))
+            .copied()
+            .collect();
+        assert!(
+            all_there,
+            "published after the gap but not delivered: {missing:?}"
+        );
+        let lost = p
+            .sent
+            .snapshot()
+            .iter()
+            .filter(|n| !got.contains(n))
+            .count();
+        eprintln!(
+            "moved from {from} to {to} while publishing from {started}; {} delivered after the \
+             gap, {lost} lost in it",
+            sent_after.len()
+        );
+        assert_eq!(cluster.owner_of(CHANNEL), to);
+        assert!(cluster.node(to).command_calls("ssubscribe") >= 1);
+        sub.shutdown().await.unwrap();
+        publisher.shutdown().await.unwrap();
+    })
+    .await;
+}
