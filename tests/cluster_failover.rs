@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use eventbus::redis::RedisOptions;
-use eventbus::{ConnectionEvent, Event, EventBus};
+use eventbus::{ConnectionEvent, ConnectionState, Event, EventBus};
 use eventbus_suite::cluster::RedisCluster;
 use eventbus_suite::confirmed::{Ledger, publish_batch, publish_until};
 use eventbus_suite::{Ping, Seen, bounded, fast, wait_for};
@@ -133,6 +133,20 @@ async fn a_killed_owner_is_replaced_and_delivery_resumes() {
         let mut events = bus.connection_events();
         until_delivered(&bus, &pings, 0, Duration::from_secs(10), |n| Ping { n }).await;
         until_delivered(&bus, &jobs, 0, Duration::from_secs(10), |n| Job { n }).await;
+        let subscriber = |bus: &EventBus| {
+            let health = bus.health();
+            let sub = health
+                .connections
+                .into_iter()
+                .find(|c| c.role == "subscriber");
+            sub.map(|c| (c.state, c.last_error.is_some()))
+        };
+        assert_eq!(
+            subscriber(&bus),
+            Some((ConnectionState::Up, false)),
+            "{:?}",
+            bus.health()
+        );
 
         let owner = cluster.owner_of("events:ping");
         let started = Instant::now();
@@ -151,6 +165,14 @@ async fn a_killed_owner_is_replaced_and_delivery_resumes() {
             "promoted after {promoted:?}; broadcast back {took:?} later, durable {took_durable:?}"
         );
         assert_ne!(cluster.owner_of("events:ping"), owner);
+        // Health follows the cluster subscriber: up again, with the loss it went through.
+        assert!(
+            wait_for(RESUME, || subscriber(&bus)
+                == Some((ConnectionState::Up, true)))
+            .await,
+            "{:?}",
+            bus.health()
+        );
 
         let mut seen = Vec::new();
         while let Ok(e) = events.try_recv() {
