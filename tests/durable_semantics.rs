@@ -39,6 +39,7 @@ eventbus_suite::on_every_transport!(
     dedupe_skips_events_the_group_handled,
     dedupe_records_only_handled_events,
     group_state_shows_pending_and_lag,
+    a_handler_sees_its_delivery,
 );
 
 /// Options of the handler `record`: the same name on every instance, so they share a group.
@@ -503,4 +504,33 @@ async fn dedupe_on_a_pubsub_handler_is_refused() {
         text.contains("handler `ticker`") && text.contains("durable event types"),
         "{text}"
     );
+}
+
+async fn a_handler_sees_its_delivery(env: TestEnv) {
+    let seen: Seen<(u64, u32, u32, bool, bool)> = Seen::new();
+    let seen2 = seen.clone();
+    let bus = EventBus::builder()
+        .service("worker")
+        .handler_with(
+            move |e: JobQueued, d: eventbus::DeliveryInfo| {
+                let seen = seen2.clone();
+                async move {
+                    seen.push((e.n, d.attempt, d.deliveries, d.entry_id.is_some(), d.claimed));
+                    anyhow::ensure!(d.attempt > 1 || e.n != 1, "first attempt of 1 fails");
+                    Ok(())
+                }
+            },
+            options().retry(RetryPolicy::attempts(2).backoff(Duration::ZERO, Duration::ZERO)),
+        )
+        .connect(&env.url)
+        .await
+        .unwrap();
+    publish_range(&bus, 0..2).await;
+    assert!(wait_for(WAIT, || seen.len() == 3).await, "{:?}", seen.snapshot());
+    assert_eq!(
+        seen.snapshot(),
+        vec![(0, 1, 1, true, false), (1, 1, 1, true, false), (1, 2, 1, true, false)],
+        "(n, attempt, deliveries, has entry id, claimed)"
+    );
+    bus.shutdown().await.unwrap();
 }

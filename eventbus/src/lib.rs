@@ -36,7 +36,8 @@ pub use error::{
 };
 pub use event::{ChannelError, Event};
 pub use handler::{
-    EventArg, FromContext, Handler, HandlerContext, HandlerResult, State, StateMapView,
+    DeliveryInfo, EventArg, FromContext, Handler, HandlerContext, HandlerResult, State,
+    StateMapView,
 };
 pub use metrics::{EventTypeMetrics, GroupMetrics, HandlerMetrics, LatencySnapshot, Metrics};
 pub use options::{HandlerOptions, Overflow, RetryPolicy};

@@ -17,6 +17,7 @@
 mod arg;
 mod context;
 mod delivery;
+pub(crate) mod delivery_info;
 mod result;
 
 use std::future::Future;
@@ -34,6 +35,7 @@ pub(crate) use context::StateMap;
 pub use context::{FromContext, HandlerContext, State, StateMapView};
 #[allow(unreachable_pub)]
 pub use delivery::Delivery;
+pub use delivery_info::DeliveryInfo;
 pub use result::HandlerResult;
 
 /// A handler with its types erased.

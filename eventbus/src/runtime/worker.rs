@@ -16,7 +16,7 @@ use super::dedupe::Dedupe;
 use super::slot::Slot;
 use crate::envelope::RawEnvelope;
 use crate::error::{Failure, FailureCause, HandlerFailure};
-use crate::handler::{Delivery, HandlerContext};
+use crate::handler::{Delivery, DeliveryInfo, HandlerContext, delivery_info};
 use crate::transport::Ack;
 
 tokio::task_local! {
@@ -187,8 +187,10 @@ async fn run_attempts(
             tracing::Span::current().record("eventbus.attempt", attempt);
             let started = Instant::now();
             let raw = delivery.raw.clone();
-            let run_once =
-                crate::observe::in_context(raw.as_ref(), attempt_once(slot, ctx, &mut delivery));
+            let run_once = crate::observe::in_context(
+                raw.as_ref(),
+                attempt_once(slot, ctx, &mut delivery, attempt),
+            );
             let outcome = tokio::select! {
                 biased;
                 // Shutdown's deadline passed: the run is abandoned, and counted there.
@@ -283,9 +285,11 @@ async fn attempt_once(
     slot: &Slot,
     ctx: &HandlerContext,
     delivery: &mut Delivery,
+    attempt: u32,
 ) -> Result<(), FailureCause> {
-    let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| slot.handler.call(delivery, ctx)))
-    {
+    let info = DeliveryInfo::of(&delivery.message, attempt);
+    let call = || delivery_info::scope(info, || slot.handler.call(delivery, ctx));
+    let fut = match std::panic::catch_unwind(AssertUnwindSafe(call)) {
         Err(panic) => return Err(FailureCause::Panic(panic_message(&*panic))),
         Ok(Err(why)) => return Err(FailureCause::Extract(why)),
         Ok(Ok(fut)) => AssertUnwindSafe(fut).catch_unwind(),
