@@ -515,7 +515,13 @@ async fn a_handler_sees_its_delivery(env: TestEnv) {
             move |e: JobQueued, d: eventbus::DeliveryInfo| {
                 let seen = seen2.clone();
                 async move {
-                    seen.push((e.n, d.attempt, d.deliveries, d.entry_id.is_some(), d.claimed));
+                    seen.push((
+                        e.n,
+                        d.attempt,
+                        d.deliveries,
+                        d.entry_id.is_some(),
+                        d.claimed,
+                    ));
                     anyhow::ensure!(d.attempt > 1 || e.n != 1, "first attempt of 1 fails");
                     Ok(())
                 }
@@ -526,10 +532,18 @@ async fn a_handler_sees_its_delivery(env: TestEnv) {
         .await
         .unwrap();
     publish_range(&bus, 0..2).await;
-    assert!(wait_for(WAIT, || seen.len() == 3).await, "{:?}", seen.snapshot());
+    assert!(
+        wait_for(WAIT, || seen.len() == 3).await,
+        "{:?}",
+        seen.snapshot()
+    );
     assert_eq!(
         seen.snapshot(),
-        vec![(0, 1, 1, true, false), (1, 1, 1, true, false), (1, 2, 1, true, false)],
+        vec![
+            (0, 1, 1, true, false),
+            (1, 1, 1, true, false),
+            (1, 2, 1, true, false)
+        ],
         "(n, attempt, deliveries, has entry id, claimed)"
     );
     bus.shutdown().await.unwrap();
