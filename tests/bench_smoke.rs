@@ -28,6 +28,8 @@ fn the_quick_bench_prints_every_row() {
         "| publish, 16 in flight",
         "| end to end, publisher process → bus",
         "| latency p50, 1 in flight",
+        "| latency p50/p99/p99.9 at 1000/s",
+        "| latency p50/p99/p99.9 at 20000/s",
         "| no-op handler beside a stalled one",
         "| durable publish, 16 in flight",
         "| durable consume + ack, one consumer",

@@ -731,6 +731,28 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}), redis-server {redis}")
 }
 
+/// The p50 / p99 / p99.9 latency row of a steady load of `rate` events a second; the p99.9
+/// target is the 1 ms.
+fn steady_row(rate: u64, latencies: &[u64], c_p50: f64) -> Row {
+    let (l50, l99, l999) = (
+        quantile(latencies, 0.5),
+        quantile(latencies, 0.99),
+        quantile(latencies, 0.999),
+    );
+    row(
+        format!("latency p50/p99/p99.9 at {rate}/s"),
+        format!("C p50: {}", us(c_p50)),
+        format!("{} / {} / {}", us(l50), us(l99), us(l999)),
+    )
+    .ratio(format!(
+        "{} / {} / {}",
+        times(l50 / c_p50),
+        times(l99 / c_p50),
+        times(l999 / c_p50)
+    ))
+    .target("p99.9 ≤ 1 ms", l999 <= 1e6)
+}
+
 /// Output-buffer disconnects so far: the server's counter where it has one (Redis ≥ 7.2),
 /// otherwise the lines of its log that say a client was closed for its output buffer.
 fn buffer_disconnects(server: &RedisServer) -> u64 {
@@ -852,6 +874,12 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
         sizes.load_rate, sizes.load_secs
     ));
     let loaded = e2e(&server, load_n, Some(sizes.load_rate), false, true).await?;
+    let mut steady_rows = Vec::new();
+    for rate in [1_000, 20_000] {
+        progress::stage(format!("ours: latency at {rate}/s for 2 s"));
+        let run = e2e(&server, rate * 2, Some(rate), false, true).await?;
+        steady_rows.push(steady_row(rate, &run.latencies, c_p50));
+    }
 
     progress::stage("ours: a no-op handler beside a stalled one");
     let with_stalled_1 = e2e(&server, sizes.stalled, None, true, false).await?;
@@ -994,6 +1022,8 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
             times(l99 / c_p50),
             times(l999 / c_p50)
         )),
+        steady_rows.remove(0),
+        steady_rows.remove(0),
         row(
             "subscriber CPU per event",
             format!(
