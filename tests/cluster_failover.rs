@@ -15,6 +15,7 @@ use eventbus::redis::RedisOptions;
 use eventbus::{ConnectionEvent, ConnectionState, Event, EventBus};
 use eventbus_suite::cluster::RedisCluster;
 use eventbus_suite::confirmed::{Ledger, publish_batch, publish_until};
+use eventbus_suite::failover::until_delivered;
 use eventbus_suite::{Ping, Seen, bounded, fast, wait_for};
 use serde::{Deserialize, Serialize};
 
@@ -31,35 +32,6 @@ const RESUME: Duration = Duration::from_secs(10);
 
 fn options() -> RedisOptions {
     fast().watchdog_interval(Some(Duration::from_millis(200)))
-}
-
-/// Publishes `make(n)` with growing `n` (from `first`) until `seen` holds one of them; returns
-/// how long it took. Publish errors on the way are expected while the cluster heals.
-async fn until_delivered<E: Event + Clone>(
-    bus: &EventBus,
-    seen: &Seen<u64>,
-    first: u64,
-    within: Duration,
-    make: impl Fn(u64) -> E,
-) -> Duration {
-    let started = Instant::now();
-    let mut n = first;
-    loop {
-        assert!(
-            started.elapsed() < within,
-            "no delivery within {within:?} (last tried {n}, seen {:?})",
-            seen.snapshot()
-        );
-        let _ = bus.publish(make(n)).await;
-        if wait_for(Duration::from_millis(300), || {
-            seen.snapshot().iter().any(|x| *x >= first)
-        })
-        .await
-        {
-            return started.elapsed();
-        }
-        n += 1;
-    }
 }
 
 async fn recording_bus(url: &str, pings: &Seen<u64>, jobs: &Seen<u64>) -> EventBus {

@@ -58,8 +58,21 @@ async fn streams_are_trimmed_by_age() {
         bus.publish(ReadingTaken { n }).await.unwrap();
     }
     assert_eq!(xlen(&server), 200, "young entries stay");
-    // The age is the condition under test: let the first 200 grow older than 300 ms.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The age is the condition under test: wait until the newest of the first 200 entries
+    // (its id is its time in ms) is older than 300 ms, with a margin.
+    let newest = server.cli(&["XREVRANGE", STREAM, "+", "-", "COUNT", "1"]);
+    let newest_ms: u128 = newest
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|t| t.len() >= 13)
+        .and_then(|t| t.parse().ok())
+        .expect("an entry id");
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    };
+    assert!(wait_for(WAIT, || now_ms() > newest_ms + 350).await);
     for n in 200..300 {
         bus.publish(ReadingTaken { n }).await.unwrap();
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use eventbus::transport::StartFrom;
 use eventbus::{DurableOptions, Event, EventBus, HandlerOptions, RetryPolicy};
-use eventbus_suite::{Seen, TestEnv, wait_for};
+use eventbus_suite::{Seen, TestEnv, poll_until, wait_for};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
@@ -259,15 +259,12 @@ async fn entries_of_a_dropped_instance_are_claimed(env: TestEnv) {
 async fn a_claimed_entry_past_max_deliveries_is_poison(env: TestEnv) {
     let once = DurableOptions::new().max_deliveries(1);
     let (b, seen) = drop_a_stuck_instance(&env.url, once).await;
-    let letters = || b.dead_letters("job_queued", 10);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let letters = loop {
-        let letters = letters().await.unwrap();
-        if !letters.is_empty() || tokio::time::Instant::now() > deadline {
-            break letters;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let letters = poll_until(
+        WAIT,
+        || async { b.dead_letters("job_queued", 10).await.unwrap() },
+        |letters| !letters.is_empty(),
+    )
+    .await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0].attempts, 2, "delivered to A, then claimed by B");
     assert!(letters[0].error.starts_with("poison: delivered 2 times"));
@@ -441,15 +438,12 @@ async fn group_state_shows_pending_and_lag(env: TestEnv) {
         .unwrap();
     publish_range(&bus, 0..N).await;
     // The reader takes what fits in the handler's queue, then waits for room.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let groups = loop {
-        let groups = bus.groups().await.unwrap();
-        let read = groups.first().is_some_and(|g| g.pending >= 1);
-        if read || tokio::time::Instant::now() > deadline {
-            break groups;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let groups = poll_until(
+        WAIT,
+        || async { bus.groups().await.unwrap() },
+        |groups| groups.first().is_some_and(|g| g.pending >= 1),
+    )
+    .await;
     assert_eq!(groups.len(), 1, "{groups:?}");
     let g = &groups[0];
     assert_eq!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use eventbus::redis::LEAST_PRIVILEGE;
 use eventbus::{Event, EventBus, HandlerOptions, RetryPolicy};
 use eventbus_suite::redis_server::RedisServer;
-use eventbus_suite::{Seen, wait_for};
+use eventbus_suite::{Seen, poll_until, wait_for};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, Event)]
@@ -80,14 +80,12 @@ async fn everything_works_with_the_least_privilege_user() {
 }
 
 async fn loop_until_letters(bus: &EventBus) -> Vec<eventbus::DeadLetter> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let letters = bus.dead_letters("order_paid", 10).await.unwrap();
-        if !letters.is_empty() || tokio::time::Instant::now() > deadline {
-            return letters;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    poll_until(
+        WAIT,
+        || async { bus.dead_letters("order_paid", 10).await.unwrap() },
+        |letters| !letters.is_empty(),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use eventbus::redis::RedisOptions;
 use eventbus::{ConnectionEvent, Event, EventBus, PublishErrorKind};
 use eventbus_suite::confirmed::{Ledger, publish_batch, publish_until};
+use eventbus_suite::failover::until_delivered;
 use eventbus_suite::sentinel::SentinelSet;
 use eventbus_suite::{Ping, Seen, bounded, fast, wait_for};
 use serde::{Deserialize, Serialize};
@@ -31,35 +32,6 @@ const RESUME: Duration = Duration::from_secs(8);
 
 fn options() -> RedisOptions {
     fast().watchdog_interval(Some(Duration::from_millis(200)))
-}
-
-/// Publishes `make(n)` with growing `n` until `seen` holds one of them; returns how long it
-/// took. Publish errors on the way are expected while the bus moves.
-async fn until_delivered<E: Event + Clone>(
-    bus: &EventBus,
-    seen: &Seen<u64>,
-    first: u64,
-    within: Duration,
-    make: impl Fn(u64) -> E,
-) -> Duration {
-    let started = Instant::now();
-    let mut n = first;
-    loop {
-        assert!(
-            started.elapsed() < within,
-            "no delivery within {within:?} (last tried {n}, seen {:?})",
-            seen.snapshot()
-        );
-        let _ = bus.publish(make(n)).await;
-        if wait_for(Duration::from_millis(300), || {
-            seen.snapshot().iter().any(|x| *x >= first)
-        })
-        .await
-        {
-            return started.elapsed();
-        }
-        n += 1;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

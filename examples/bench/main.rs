@@ -905,11 +905,6 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     let e2e_ratio = alone.rate / a_rps;
     let p = |v: &[u64], q| quantile(v, q);
     let (s50, s99, s999) = (p(&single, 0.5), p(&single, 0.99), p(&single, 0.999));
-    let (l50, l99, l999) = (
-        p(&loaded.latencies, 0.5),
-        p(&loaded.latencies, 0.99),
-        p(&loaded.latencies, 0.999),
-    );
     let stalled_cost = 1.0 - stalled_best / alone_best;
     let rows = vec![
         row(
@@ -1011,17 +1006,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
             us(s999),
         )
         .ratio(times(s999 / (c_p99_ms * 1e6))),
-        row(
-            format!("latency p50/p99/p99.9 at {}/s", sizes.load_rate),
-            format!("C p50: {}", us(c_p50)),
-            format!("{} / {} / {}", us(l50), us(l99), us(l999)),
-        )
-        .ratio(format!(
-            "{} / {} / {}",
-            times(l50 / c_p50),
-            times(l99 / c_p50),
-            times(l999 / c_p50)
-        )),
+        steady_row(sizes.load_rate, &loaded.latencies, c_p50),
         steady_rows.remove(0),
         steady_rows.remove(0),
         row(

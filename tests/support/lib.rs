@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod confirmed;
 pub mod examples;
+pub mod failover;
 mod ping;
 pub mod python;
 pub mod redis_server;
@@ -14,7 +15,7 @@ mod timing;
 pub use ping::Ping;
 pub use timing::{
     CONNECT_TIMEOUT, PUBLISH_DEADLINE, RESPONSE_TIMEOUT, TEST_BOUND, alive_tasks, bounded, fast,
-    wait_for,
+    poll_until, wait_for,
 };
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -52,6 +52,23 @@ pub async fn wait_for(within: Duration, mut check: impl FnMut() -> bool) -> bool
     }
 }
 
+/// Runs the query `query` every 5 ms until its answer satisfies `done` or `within` passes;
+/// returns the last answer, for the caller's assertion.
+pub async fn poll_until<T, Fut: Future<Output = T>>(
+    within: Duration,
+    mut query: impl FnMut() -> Fut,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let answer = query().await;
+        if done(&answer) || tokio::time::Instant::now() >= deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// How many tasks are alive on the current tokio runtime.
 ///
 /// For work the bus hands to a task of its own that leaves no other trace when it does the

@@ -2,6 +2,7 @@
 //! events the delivery count, the entry and whether it was claimed from a dead consumer.
 
 use super::context::{FromContext, HandlerContext};
+use crate::transport::Ack;
 
 /// The delivery a handler runs for, as an extra handler argument.
 ///
@@ -33,31 +34,27 @@ pub struct DeliveryInfo {
 }
 
 tokio::task_local! {
-    static CURRENT: DeliveryInfo;
+    /// The attempt and the acknowledgement handle of the delivery whose arguments are being
+    /// made: cheap to set for every run, turned into a [`DeliveryInfo`] only when a handler
+    /// asks for one.
+    static CURRENT: (u32, Option<Ack>);
 }
 
-/// Runs `f`, in which a handler's arguments are made, with `info` as the current delivery.
-pub(crate) fn scope<R>(info: DeliveryInfo, f: impl FnOnce() -> R) -> R {
-    CURRENT.sync_scope(info, f)
-}
-
-impl DeliveryInfo {
-    /// The information of a message's delivery, on its `attempt`.
-    pub(crate) fn of(message: &crate::transport::Message, attempt: u32) -> Self {
-        let ack = message.ack.as_ref();
-        DeliveryInfo {
-            attempt,
-            deliveries: ack.map_or(1, |a| a.deliveries),
-            entry_id: ack.map(|a| a.entry_id.to_string()),
-            claimed: ack.is_some_and(|a| a.claimed),
-        }
-    }
+/// Runs `f`, in which a handler's arguments are made, with the delivery acknowledged by `ack`
+/// (none for pub/sub) on its `attempt` as the current one.
+pub(crate) fn scope<R>(attempt: u32, ack: Option<Ack>, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope((attempt, ack), f)
 }
 
 impl FromContext for DeliveryInfo {
     fn from_context(_: &HandlerContext) -> Result<Self, String> {
         CURRENT
-            .try_with(Clone::clone)
+            .try_with(|(attempt, ack)| DeliveryInfo {
+                attempt: *attempt,
+                deliveries: ack.as_ref().map_or(1, |a| a.deliveries),
+                entry_id: ack.as_ref().map(|a| a.entry_id.to_string()),
+                claimed: ack.as_ref().is_some_and(|a| a.claimed),
+            })
             .map_err(|_| "no delivery is being handled".to_owned())
     }
 }

@@ -16,7 +16,7 @@ use super::dedupe::Dedupe;
 use super::slot::Slot;
 use crate::envelope::RawEnvelope;
 use crate::error::{Failure, FailureCause, HandlerFailure};
-use crate::handler::{Delivery, DeliveryInfo, HandlerContext, delivery_info};
+use crate::handler::{Delivery, HandlerContext, delivery_info};
 use crate::transport::Ack;
 
 tokio::task_local! {
@@ -287,8 +287,8 @@ async fn attempt_once(
     delivery: &mut Delivery,
     attempt: u32,
 ) -> Result<(), FailureCause> {
-    let info = DeliveryInfo::of(&delivery.message, attempt);
-    let call = || delivery_info::scope(info, || slot.handler.call(delivery, ctx));
+    let ack = delivery.message.ack.clone();
+    let call = || delivery_info::scope(attempt, ack, || slot.handler.call(delivery, ctx));
     let fut = match std::panic::catch_unwind(AssertUnwindSafe(call)) {
         Err(panic) => return Err(FailureCause::Panic(panic_message(&*panic))),
         Ok(Err(why)) => return Err(FailureCause::Extract(why)),
