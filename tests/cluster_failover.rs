@@ -155,6 +155,18 @@ async fn a_killed_owner_is_replaced_and_delivery_resumes() {
                 .any(|e| matches!(e, ConnectionEvent::Resubscribed { topics } if *topics >= 1)),
             "{seen:#?}"
         );
+        // The gap names the nodes: the killed primary and the promoted replica.
+        let (from, to) = (
+            format!("127.0.0.1:{owner}"),
+            format!("127.0.0.1:{}", cluster.owner_of("events:ping")),
+        );
+        assert!(
+            seen.iter().any(
+                |e| matches!(e, ConnectionEvent::Moved { channel, from: f, to: t, .. }
+                if channel == "events:ping" && *f == from && *t == to)
+            ),
+            "no Moved from {from} to {to}: {seen:#?}"
+        );
         bus.shutdown().await.unwrap();
     })
     .await;

@@ -12,23 +12,26 @@
 //! When a node's connection is lost or the server drops a sharded subscription by itself (its
 //! slot moved to another node), a healing task subscribes again to everything held, with
 //! backoff, until every command is confirmed by the node now serving the slot (a failed
-//! command makes the connection re-read the slot map), then reports `Resubscribed`.
+//! command makes the connection re-read the slot map), then reports a `Moved` for each channel
+//! now served by another node and `Resubscribed`. A moved channel's classic subscription is
+//! first taken off the node that served it: classic messages reach every node, so leaving it
+//! there would deliver them twice.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use redis::cluster_async::ClusterConnection;
-use redis::{PushInfo, PushKind, Value};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
-use super::Shared;
+use super::cluster_slots::{SlotMap, slot_of};
+use super::{Shared, cluster_pushes};
 use crate::Topic;
 use crate::sync::lock;
-use crate::transport::{ConnectionEvent, ErrorKind, Message, TransportError};
+use crate::transport::{ConnectionEvent, ErrorKind, TransportError};
 
-const ROLE: &str = "subscriber";
+pub(super) const ROLE: &str = "subscriber";
 
 /// The subscriber of a cluster transport.
 #[derive(Default)]
@@ -37,6 +40,11 @@ pub(crate) struct ClusterSubscriber {
     held: Mutex<BTreeSet<Topic>>,
     /// A healing task runs.
     healing: AtomicBool,
+    /// The slot of each held channel and the node that served it when last confirmed.
+    served: Mutex<BTreeMap<String, (u16, String)>>,
+    /// Channels whose sharded subscription the server dropped: their classic one is still on
+    /// the node in `served`.
+    dropped: Mutex<BTreeSet<String>>,
 }
 
 impl ClusterSubscriber {
@@ -67,7 +75,7 @@ impl ClusterSubscriber {
                 return Err(shared.target.connect_error(e, timeout));
             }
         };
-        let task = tokio::spawn(pump(shared.clone(), rx));
+        let task = tokio::spawn(cluster_pushes::pump(shared.clone(), rx));
         shared.track(task.abort_handle());
         shared
             .inbound
@@ -113,7 +121,63 @@ impl ClusterSubscriber {
                 return Err(shared.target.command_error("subscribing", e));
             }
         }
+        self.note_servers(&mut conn, shared.options.response_timeout)
+            .await;
         Ok(())
+    }
+
+    /// Records the node now serving each held channel, as that node says; returns the
+    /// channels whose node changed. A channel whose node cannot be asked keeps its record.
+    async fn note_servers(
+        &self,
+        conn: &mut ClusterConnection,
+        timeout: Duration,
+    ) -> Vec<ConnectionEvent> {
+        let channels: Vec<String> = lock(&self.held)
+            .iter()
+            .filter_map(|t| match t {
+                Topic::Channel(c) => Some(c.clone()),
+                Topic::Pattern(_) => None,
+            })
+            .collect();
+        lock(&self.served).retain(|c, _| channels.contains(c));
+        let mut moves = Vec::new();
+        for channel in channels {
+            let slot = slot_of(&channel);
+            let read = tokio::time::timeout(timeout, SlotMap::read_at(conn, &channel)).await;
+            let Ok(Ok(map)) = read else { continue };
+            let Some(node) = map.owner(slot) else {
+                continue;
+            };
+            let before = lock(&self.served).insert(channel.clone(), (slot, node.to_owned()));
+            match before {
+                Some((_, from)) if from != node => moves.push(ConnectionEvent::Moved {
+                    channel,
+                    slot,
+                    from,
+                    to: node.to_owned(),
+                }),
+                _ => {}
+            }
+        }
+        moves
+    }
+
+    /// The node that served `channel` when last confirmed, `host:port`.
+    pub(super) fn server_of(&self, channel: &str) -> Option<String> {
+        lock(&self.served)
+            .get(channel)
+            .map(|(_, node)| node.clone())
+    }
+
+    /// Whether `channel` is held; if so, records that the server dropped its sharded
+    /// subscription, so the healing takes its classic one off the old node.
+    pub(super) fn dropped(&self, channel: &str) -> bool {
+        if !lock(&self.held).contains(&Topic::Channel(channel.to_owned())) {
+            return false;
+        }
+        lock(&self.dropped).insert(channel.to_owned());
+        true
     }
 
     /// Unsubscribes; forgets the topics even when a node does not answer.
@@ -155,7 +219,7 @@ impl ClusterSubscriber {
 
     /// Subscribes again to everything held until every node confirms, then reports
     /// `Resubscribed`. One healing task at a time.
-    fn heal(shared: &Arc<Shared>) {
+    pub(super) fn heal(shared: &Arc<Shared>) {
         let sub = &shared.cluster_subscriber;
         if sub.healing.swap(true, Ordering::AcqRel) {
             return;
@@ -173,13 +237,16 @@ impl ClusterSubscriber {
                     _ = tokio::time::sleep(delay) => {}
                 }
                 match sub.resubscribe(&shared).await {
-                    Ok(topics) => {
+                    Ok((topics, moves)) => {
                         sub.healing.store(false, Ordering::Release);
                         let inbound = &shared.inbound;
                         inbound.connection(ConnectionEvent::Reconnected {
                             role: ROLE,
                             attempts: attempt,
                         });
+                        for moved in moves {
+                            inbound.connection(moved);
+                        }
                         inbound.connection(ConnectionEvent::Resubscribed { topics });
                         return;
                     }
@@ -190,15 +257,56 @@ impl ClusterSubscriber {
         shared.track(task.abort_handle());
     }
 
-    async fn resubscribe(&self, shared: &Shared) -> Result<usize, redis::RedisError> {
+    /// Subscribes again to everything held, after taking the classic subscriptions of dropped
+    /// channels off their old node; returns how many topics it holds and the channels that
+    /// moved.
+    async fn resubscribe(
+        &self,
+        shared: &Shared,
+    ) -> Result<(usize, Vec<ConnectionEvent>), redis::RedisError> {
         let Some(mut conn) = self.conn.lock().await.clone() else {
-            return Ok(0);
+            return Ok((0, Vec::new()));
         };
+        let timeout = shared.options.response_timeout;
+        let dropped = std::mem::take(&mut *lock(&self.dropped));
+        for channel in &dropped {
+            if let Some(node) = self.server_of(channel) {
+                unsubscribe_classic_at(&mut conn, channel, &node, timeout).await;
+            }
+        }
         let topics: Vec<Topic> = lock(&self.held).iter().cloned().collect();
         for t in &topics {
-            send(&mut conn, t, true, shared.options.response_timeout).await?;
+            send(&mut conn, t, true, timeout).await?;
         }
-        Ok(topics.len())
+        let moves = self.note_servers(&mut conn, timeout).await;
+        Ok((topics.len(), moves))
+    }
+}
+
+/// `UNSUBSCRIBE channel` on the node at `node` (`host:port`), by its address. A node that is
+/// gone has no subscription left, so failures are only logged.
+async fn unsubscribe_classic_at(
+    conn: &mut ClusterConnection,
+    channel: &str,
+    node: &str,
+    timeout: Duration,
+) {
+    let Some((host, port)) = node.rsplit_once(':') else {
+        return;
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        return;
+    };
+    let at = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+        host: host.to_owned(),
+        port,
+    });
+    let mut cmd = redis::cmd("UNSUBSCRIBE");
+    cmd.arg(channel);
+    match tokio::time::timeout(timeout, conn.route_command(cmd, at)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, channel, node, "classic unsubscribe failed"),
+        Err(_) => tracing::debug!(channel, node, "classic unsubscribe timed out"),
     }
 }
 
@@ -231,64 +339,5 @@ async fn send(
     match tokio::time::timeout(timeout, sent).await {
         Ok(r) => r,
         Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
-    }
-}
-
-/// Hands the pushes of the subscriber connection to the bus until the transport closes.
-async fn pump(shared: Arc<Shared>, mut pushes: tokio::sync::mpsc::UnboundedReceiver<PushInfo>) {
-    loop {
-        let push = tokio::select! {
-            _ = shared.cancel.cancelled() => return,
-            p = pushes.recv() => match p {
-                Some(p) => p,
-                None => return,
-            },
-        };
-        handle(&shared, push);
-    }
-}
-
-fn handle(shared: &Arc<Shared>, push: PushInfo) {
-    let text = |v: Option<&Value>| match v {
-        Some(Value::BulkString(b)) => Some(Bytes::copy_from_slice(b)),
-        Some(Value::SimpleString(s)) => Some(Bytes::copy_from_slice(s.as_bytes())),
-        _ => None,
-    };
-    let name = |b: Bytes| -> Arc<str> { Arc::from(String::from_utf8_lossy(&b)) };
-    let d = &push.data;
-    match push.kind {
-        PushKind::Message | PushKind::SMessage => {
-            if let (Some(c), Some(p)) = (text(d.first()), text(d.get(1))) {
-                shared.inbound.message(Message::new(name(c), None, p));
-            }
-        }
-        PushKind::PMessage => {
-            if let (Some(pat), Some(c), Some(p)) = (text(d.first()), text(d.get(1)), text(d.get(2)))
-            {
-                shared
-                    .inbound
-                    .message(Message::new(name(c), Some(name(pat)), p));
-            }
-        }
-        PushKind::Disconnection => {
-            shared.inbound.connection(ConnectionEvent::Disconnected {
-                role: ROLE,
-                cause: "the connection to a cluster node was lost".to_owned(),
-            });
-            ClusterSubscriber::heal(shared);
-        }
-        PushKind::SUnsubscribe => {
-            // Unsolicited when the channel is still held: its slot moved to another node.
-            let Some(c) = text(d.first()) else { return };
-            let topic = Topic::Channel(String::from_utf8_lossy(&c).into_owned());
-            if lock(&shared.cluster_subscriber.held).contains(&topic) {
-                shared.inbound.connection(ConnectionEvent::Disconnected {
-                    role: ROLE,
-                    cause: format!("the server dropped the sharded subscription to {topic:?}"),
-                });
-                ClusterSubscriber::heal(shared);
-            }
-        }
-        _ => {}
     }
 }

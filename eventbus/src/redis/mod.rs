@@ -65,6 +65,8 @@ mod acl;
 mod batch;
 mod cluster;
 mod cluster_admin;
+mod cluster_pushes;
+mod cluster_slots;
 mod cluster_subscriber;
 mod conn;
 mod dead_letters;

@@ -53,7 +53,7 @@ impl Health {
             ConnectionEvent::Disconnected { role, cause } => {
                 (*role, ConnectionState::Down, Some(cause.clone()))
             }
-            ConnectionEvent::Resubscribed { .. } => return,
+            ConnectionEvent::Resubscribed { .. } | ConnectionEvent::Moved { .. } => return,
         };
         let now = SystemTime::now();
         match self.connections.iter_mut().find(|c| c.role == role) {

@@ -34,6 +34,18 @@ pub enum ConnectionEvent {
         /// How many channels and patterns were subscribed again.
         topics: usize,
     },
+    /// On a Redis Cluster, a channel is now served by another node (its slot migrated, or the
+    /// node failed over to its replica); reported before the `Resubscribed` that closes the gap.
+    Moved {
+        /// The channel.
+        channel: String,
+        /// Its hash slot.
+        slot: u16,
+        /// The node that served it before, `host:port`.
+        from: String,
+        /// The node that serves it now, `host:port`.
+        to: String,
+    },
 }
 
 impl fmt::Display for ConnectionEvent {
@@ -49,6 +61,15 @@ impl fmt::Display for ConnectionEvent {
             ConnectionEvent::Resubscribed { topics } => write!(
                 f,
                 "resubscribed to {topics} topic(s); messages published while disconnected were missed"
+            ),
+            ConnectionEvent::Moved {
+                channel,
+                slot,
+                from,
+                to,
+            } => write!(
+                f,
+                "channel {channel} (slot {slot}) moved from cluster node {from} to {to}"
             ),
         }
     }
