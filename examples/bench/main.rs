@@ -14,6 +14,8 @@
 //! - baseline B: a raw redis-rs multiplexed connection with 16 `PUBLISH`es of the same payload
 //!   in flight;
 //! - baseline C: `redis-benchmark -c 1 -n N PUBLISH ...`, one at a time: its p50 latency;
+//! - baseline R: at each steady rate, a raw redis-rs publisher process paced as ours and a raw
+//!   redis-rs subscriber here (`steady.rs`): the latency the machine gives without the bus;
 //! - ours: `bus.publish` with 16 in flight (an envelope around a ~200-byte event); end to end
 //!   from a publisher in another process (this binary run with `--publisher`) through Redis to
 //!   a subscriber bus with a no-op handler (nothing may be lost, and the server must not
@@ -37,6 +39,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod durable;
 mod memory;
 mod progress;
+mod steady;
 mod table;
 
 use anyhow::{Context, bail};
@@ -92,6 +95,8 @@ struct Sizes {
     latency_samples: u64,
     load_rate: u64,
     load_secs: u64,
+    /// The other steady loads: (events a second, seconds).
+    steady: [(u64, u64); 2],
     stalled: u64,
     capacity: u64,
     durable: u64,
@@ -108,6 +113,7 @@ impl Sizes {
                 latency_samples: 1_000,
                 load_rate: 2_000,
                 load_secs: 1,
+                steady: [(1_000, 1), (5_000, 1)],
                 stalled: 10_000,
                 capacity: 10_000,
                 durable: 5_000,
@@ -121,6 +127,8 @@ impl Sizes {
                 latency_samples: 30_000,
                 load_rate: 5_000,
                 load_secs: 8,
+                // Enough samples that p99.9 rests on ten or more of them.
+                steady: [(1_000, 10), (20_000, 2)],
                 stalled: 300_000,
                 // At most ~25 MB of envelopes: under the 32 MB hard output-buffer limit even if
                 // the subscriber fell far behind.
@@ -151,6 +159,9 @@ fn main() -> anyhow::Result<()> {
     let _ = QUEUE_CAPACITY.set(arg(&args, "--queue-capacity"));
     rt.block_on(async move {
         tokio::spawn(async move {
+            if args.iter().any(|a| a == "--raw-publisher") {
+                return steady::raw_publisher_main(&args).await;
+            }
             if args.iter().any(|a| a == "--publisher") {
                 return publisher_main(&args).await;
             }
@@ -731,28 +742,6 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}), redis-server {redis}")
 }
 
-/// The p50 / p99 / p99.9 latency row of a steady load of `rate` events a second; the p99.9
-/// target is the 1 ms.
-fn steady_row(rate: u64, latencies: &[u64], c_p50: f64) -> Row {
-    let (l50, l99, l999) = (
-        quantile(latencies, 0.5),
-        quantile(latencies, 0.99),
-        quantile(latencies, 0.999),
-    );
-    row(
-        format!("latency p50/p99/p99.9 at {rate}/s"),
-        format!("C p50: {}", us(c_p50)),
-        format!("{} / {} / {}", us(l50), us(l99), us(l999)),
-    )
-    .ratio(format!(
-        "{} / {} / {}",
-        times(l50 / c_p50),
-        times(l99 / c_p50),
-        times(l999 / c_p50)
-    ))
-    .target("p99.9 ≤ 1 ms", l999 <= 1e6)
-}
-
 /// Output-buffer disconnects so far: the server's counter where it has one (Redis ≥ 7.2),
 /// otherwise the lines of its log that say a client was closed for its output buffer.
 fn buffer_disconnects(server: &RedisServer) -> u64 {
@@ -874,11 +863,19 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
         sizes.load_rate, sizes.load_secs
     ));
     let loaded = e2e(&server, load_n, Some(sizes.load_rate), false, true).await?;
+    progress::stage(format!(
+        "baseline R: raw redis-rs at {}/s for {} s",
+        sizes.load_rate, sizes.load_secs
+    ));
+    let raw_loaded = steady::raw_steady(&server, sizes.load_rate, load_n).await?;
     let mut steady_rows = Vec::new();
-    for rate in [1_000, 20_000] {
-        progress::stage(format!("ours: latency at {rate}/s for 2 s"));
-        let run = e2e(&server, rate * 2, Some(rate), false, true).await?;
-        steady_rows.push(steady_row(rate, &run.latencies, c_p50));
+    for (rate, secs) in sizes.steady {
+        progress::stage(format!(
+            "ours and baseline R: latency at {rate}/s for {secs} s"
+        ));
+        let run = e2e(&server, rate * secs, Some(rate), false, true).await?;
+        let raw = steady::raw_steady(&server, rate, rate * secs).await?;
+        steady_rows.push(steady::steady_row(rate, &run.latencies, &raw));
     }
 
     progress::stage("ours: a no-op handler beside a stalled one");
@@ -1006,7 +1003,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
             us(s999),
         )
         .ratio(times(s999 / (c_p99_ms * 1e6))),
-        steady_row(sizes.load_rate, &loaded.latencies, c_p50),
+        steady::steady_row(sizes.load_rate, &loaded.latencies, &raw_loaded),
         steady_rows.remove(0),
         steady_rows.remove(0),
         row(
