@@ -10,6 +10,7 @@ use redis::{PushInfo, PushKind, Value};
 use super::Shared;
 use super::cluster_slots::slot_of;
 use super::cluster_subscriber::{ClusterSubscriber, ROLE};
+use super::names::Names;
 use crate::transport::{ConnectionEvent, Message};
 
 /// Hands the pushes of the subscriber connection to the bus until the transport closes.
@@ -17,6 +18,7 @@ pub(super) async fn pump(
     shared: Arc<Shared>,
     mut pushes: tokio::sync::mpsc::UnboundedReceiver<PushInfo>,
 ) {
+    let mut names = Names::default();
     loop {
         let push = tokio::select! {
             _ = shared.cancel.cancelled() => return,
@@ -25,30 +27,35 @@ pub(super) async fn pump(
                 None => return,
             },
         };
-        handle(&shared, push);
+        handle(&shared, push, &mut names);
     }
 }
 
-fn handle(shared: &Arc<Shared>, push: PushInfo) {
-    let text = |v: Option<&Value>| match v {
-        Some(Value::BulkString(b)) => Some(Bytes::copy_from_slice(b)),
-        Some(Value::SimpleString(s)) => Some(Bytes::copy_from_slice(s.as_bytes())),
+/// The bytes of a string value, taken without a copy where it is a bulk string.
+fn bytes(v: Value) -> Option<Bytes> {
+    match v {
+        Value::BulkString(b) => Some(Bytes::from(b)),
+        Value::SimpleString(s) => Some(Bytes::from(s)),
         _ => None,
-    };
-    let name = |b: Bytes| -> Arc<str> { Arc::from(String::from_utf8_lossy(&b)) };
-    let d = &push.data;
+    }
+}
+
+fn handle(shared: &Arc<Shared>, push: PushInfo, names: &mut Names) {
+    let mut d = push.data.into_iter().map(bytes);
     match push.kind {
         PushKind::Message | PushKind::SMessage => {
-            if let (Some(c), Some(p)) = (text(d.first()), text(d.get(1))) {
-                shared.inbound.message(Message::new(name(c), None, p));
+            if let (Some(Some(c)), Some(Some(p))) = (d.next(), d.next()) {
+                let channel = names.get_bytes(&c);
+                shared.inbound.message(Message::new(channel, None, p));
             }
         }
         PushKind::PMessage => {
-            if let (Some(pat), Some(c), Some(p)) = (text(d.first()), text(d.get(1)), text(d.get(2)))
+            if let (Some(Some(pat)), Some(Some(c)), Some(Some(p))) = (d.next(), d.next(), d.next())
             {
+                let (pattern, channel) = (names.get_bytes(&pat), names.get_bytes(&c));
                 shared
                     .inbound
-                    .message(Message::new(name(c), Some(name(pat)), p));
+                    .message(Message::new(channel, Some(pattern), p));
             }
         }
         PushKind::Disconnection => {
@@ -60,7 +67,7 @@ fn handle(shared: &Arc<Shared>, push: PushInfo) {
         }
         PushKind::SUnsubscribe => {
             // Unsolicited when the channel is still held: its slot moved to another node.
-            let Some(c) = text(d.first()) else { return };
+            let Some(Some(c)) = d.next() else { return };
             let channel = String::from_utf8_lossy(&c).into_owned();
             let sub = &shared.cluster_subscriber;
             if sub.dropped(&channel) {

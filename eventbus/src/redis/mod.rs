@@ -72,6 +72,7 @@ mod conn;
 mod dead_letters;
 mod dedupe;
 mod link;
+mod names;
 mod options;
 mod publisher;
 mod pubsub_admin;

@@ -14,6 +14,7 @@ use tokio::sync::{OwnedMutexGuard, watch};
 
 use super::Shared;
 use super::link::{self, Link};
+use super::names::Names;
 use super::publisher::Found;
 use crate::Topic;
 use crate::sync::lock;
@@ -413,16 +414,18 @@ async fn supervise(shared: Arc<Shared>) {
     }
 }
 
-fn to_message(msg: &redis::Msg) -> Message {
-    let channel: Arc<str> = match msg.get_channel::<Vec<u8>>() {
-        Ok(bytes) => Arc::from(String::from_utf8_lossy(&bytes)),
-        Err(_) => Arc::from(msg.get_channel_name()),
+fn to_message(msg: &redis::Msg, names: &mut Names) -> Message {
+    let channel = match msg.get_channel_name() {
+        // Not UTF-8: read what it is.
+        "?" => names.get_bytes(&msg.get_channel::<Vec<u8>>().unwrap_or_default()),
+        name => names.get(name),
     };
-    let pattern = msg
-        .get_pattern::<Option<Vec<u8>>>()
-        .ok()
-        .flatten()
-        .map(|p| Arc::from(String::from_utf8_lossy(&p)));
+    let pattern = if msg.from_pattern() {
+        let bytes = msg.get_pattern::<Vec<u8>>().unwrap_or_default();
+        Some(names.get_bytes(&bytes))
+    } else {
+        None
+    };
     Message::new(
         channel,
         pattern,
@@ -440,8 +443,9 @@ async fn connected(
 ) -> Option<String> {
     let options = &shared.options;
     let reader = async {
+        let mut names = Names::default();
         while let Some(msg) = stream.next().await {
-            shared.inbound.message(to_message(&msg));
+            shared.inbound.message(to_message(&msg, &mut names));
         }
         "the connection was closed".to_owned()
     };
