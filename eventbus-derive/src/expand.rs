@@ -108,6 +108,14 @@ fn impl_event(input: &Input<'_>, spec: &Spec) -> TokenStream {
                 const DURABLE: bool = #durable;
                 #body
                 #schema
+
+                fn __type_index() -> #krate::__private::Option<usize> {
+                    static INDEX: #krate::__private::OnceLock<usize> =
+                        #krate::__private::OnceLock::new();
+                    #krate::__private::Option::Some(
+                        *INDEX.get_or_init(#krate::__private::next_type_index),
+                    )
+                }
             }
         };
     }

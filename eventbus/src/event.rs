@@ -101,6 +101,13 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
         None
     }
 
+    /// The type's number in this process, given on first use (the derive fills it in): where
+    /// a bus keeps the type's counters. `None` makes the bus look them up by name.
+    #[doc(hidden)]
+    fn __type_index() -> Option<usize> {
+        None
+    }
+
     /// The channel this value is published on, unchecked.
     ///
     /// For events with a fixed channel this is [`CHANNEL`](Event::CHANNEL); keyed events fill the

@@ -90,6 +90,7 @@ pub use chrono;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::event::{fill_channel, key, unchecked_channel};
+    pub use crate::metrics::type_index::next_type_index;
     #[cfg(feature = "schema")]
     pub use crate::schema::json_schema;
     pub use serde_json::Value;
@@ -100,4 +101,5 @@ pub mod __private {
     pub use std::format;
     pub use std::option::Option;
     pub use std::result::Result;
+    pub use std::sync::OnceLock;
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tracing::Instrument;
 
 use super::{EventBus, Phase, PublishOptions};
-use crate::envelope::Envelope;
+use crate::envelope::{EncodeError, Envelope};
 use crate::error::{PublishError, PublishErrorKind};
 use crate::event::{Event, check_name};
 use crate::transport::TransportError;
@@ -28,6 +28,11 @@ pub struct PublishReceipt {
     /// For a durable event, its entry id in the stream (`1733390000000-0`).
     pub entry_id: Option<String>,
 }
+
+/// The smallest and the largest buffer an envelope is encoded into at first (a longer one
+/// grows it).
+const MIN_BUFFER: usize = 256;
+const MAX_BUFFER: usize = 16 * 1024;
 
 impl EventBus {
     /// Publishes an event on its channel.
@@ -106,7 +111,7 @@ impl EventBus {
         envelope: &Envelope<E>,
         channel: &str,
     ) -> Result<PublishReceipt, PublishError> {
-        let bytes = envelope.encode().map_err(|e| {
+        let bytes = self.encode(envelope).map_err(|e| {
             self.failed(
                 PublishError::new(
                     PublishErrorKind::Encode,
@@ -127,15 +132,26 @@ impl EventBus {
         };
         self.inner
             .stats
-            .of_type(E::TYPE)
-            .published
-            .fetch_add(1, Ordering::Relaxed);
+            .with_event::<E, _>(|t| t.published.fetch_add(1, Ordering::Relaxed));
         Ok(PublishReceipt {
             id: envelope.id().to_owned(),
             channel: channel.to_owned(),
             receivers,
             entry_id,
         })
+    }
+
+    /// Encodes an envelope into a buffer the size of the type's longest envelope so far, so
+    /// that it is not grown while written.
+    pub(super) fn encode<E: Event>(&self, envelope: &Envelope<E>) -> Result<Vec<u8>, EncodeError> {
+        let stats = &self.inner.stats;
+        let longest = stats.with_event::<E, _>(|t| t.encoded_len.load(Ordering::Relaxed));
+        let mut buf = Vec::with_capacity(longest.clamp(MIN_BUFFER, MAX_BUFFER));
+        envelope.encode_into(&mut buf)?;
+        if buf.len() > longest {
+            stats.with_event::<E, _>(|t| t.encoded_len.fetch_max(buf.len(), Ordering::Relaxed));
+        }
+        Ok(buf)
     }
 
     /// Publishes a payload as it is, with no envelope, for subscribers that expect plain text.

@@ -59,8 +59,8 @@ impl EventBus {
             let receivers = self.counted(sent, n).await?;
             receivers.into_iter().map(|r| (r, None)).collect()
         };
-        let stats = self.inner.stats.of_type(E::TYPE);
-        stats.published.fetch_add(n, Ordering::Relaxed);
+        let stats = &self.inner.stats;
+        stats.with_event::<E, _>(|t| t.published.fetch_add(n, Ordering::Relaxed));
         let receipts = ids.into_iter().zip(batch).zip(sent);
         Ok(receipts
             .map(
@@ -93,7 +93,7 @@ impl EventBus {
             .data()
             .try_channel()
             .map_err(|e| refused("publish", &e))?;
-        let bytes = envelope.encode().map_err(|e| refused("encode", &e))?;
+        let bytes = self.encode(&envelope).map_err(|e| refused("encode", &e))?;
         let payload = Bytes::from(bytes);
         self.refuse(&payload)?;
         Ok((envelope.id().to_owned(), channel.into_owned(), payload))

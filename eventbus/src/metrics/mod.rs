@@ -6,12 +6,15 @@
 pub(crate) mod export;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::event::Event;
 use crate::sync::{read, write};
 use crate::transport::GroupStatus;
+
+pub(crate) mod type_index;
 
 /// A histogram of durations in power-of-two microsecond buckets (1 µs to about 70 minutes).
 #[derive(Debug)]
@@ -289,6 +292,8 @@ pub(crate) struct BusStats {
     pub(crate) reconnects: AtomicU64,
     pub(crate) publish_latency: Histogram,
     per_type: RwLock<HashMap<Arc<str>, Arc<TypeStats>>>,
+    /// The same counters, by the number of each derived type.
+    indexed: type_index::Indexed,
 }
 
 #[derive(Debug, Default)]
@@ -296,9 +301,22 @@ pub(crate) struct TypeStats {
     pub(crate) published: AtomicU64,
     pub(crate) received: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
+    /// The longest envelope of the type encoded so far: the size of the next one's buffer.
+    pub(crate) encoded_len: AtomicUsize,
 }
 
 impl BusStats {
+    /// Runs `f` on the counters of `E`: found by the type's number when it has one (a
+    /// derived type), by its name otherwise.
+    pub(crate) fn with_event<E: Event, R>(&self, f: impl FnOnce(&TypeStats) -> R) -> R {
+        if let Some(index) = E::__type_index()
+            && let Some(stats) = self.indexed.get(index, || self.of_type(E::TYPE))
+        {
+            return f(stats);
+        }
+        f(&self.of_type(E::TYPE))
+    }
+
     pub(crate) fn of_type(&self, event_type: &str) -> Arc<TypeStats> {
         if let Some(s) = read(&self.per_type).get(event_type) {
             return s.clone();
