@@ -25,3 +25,5 @@ echo "==> cargo test -p eventbus --features schema --test schema (JSON Schemas, 
 cargo test -p eventbus --features schema --test schema "$@"
 echo "==> cargo test --features tls --test redis_tls (rediss:// against a TLS redis-server)"
 cargo test --features tls --test redis_tls "$@"
+echo "==> cargo test --features tls --test scale_tls (rediss+cluster:// and rediss+sentinel:// against TLS deployments)"
+cargo test --features tls --test scale_tls "$@"

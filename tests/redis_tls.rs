@@ -97,6 +97,7 @@ async fn rediss_round_trip() {
             "{err}"
         );
         assert!(!err.to_string().contains("tls-pw"), "{err}");
+        assert!(err.to_string().contains("tls_root_certificate"), "{err}");
         eprintln!("untrusted certificate: {err}");
 
         // A server that requires client certificates accepts ours and refuses a client without.

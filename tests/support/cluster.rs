@@ -15,12 +15,19 @@
 //!
 //! Nodes run with `--cluster-node-timeout 2000`, so a killed primary's replica takes over
 //! within a few seconds. Every wait has a deadline and polls; none sleeps blindly.
+//!
+//! [`RedisCluster::start_tls_or_skip`] starts the same cluster TLS-only: every node has
+//! `--port 0 --tls-port P --tls-cluster yes --tls-replication yes` and a certificate of one
+//! shared authority ([`RedisCluster::tls_material`]), and [`RedisCluster::url`] is
+//! `rediss+cluster://`.
 
 use std::fmt;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::redis_server::{RedisServer, installed, skip_missing_server, wait_until};
+use crate::tls_material::TlsMaterial;
 
 /// How long start-up may take before it is a failure.
 const START_LIMIT: Duration = Duration::from_secs(40);
@@ -28,6 +35,8 @@ const START_LIMIT: Duration = Duration::from_secs(40);
 /// Six cluster nodes: three primaries, three replicas.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    /// The authority every node's certificate comes from, for a TLS cluster.
+    tls: Option<Arc<TlsMaterial>>,
 }
 
 impl fmt::Debug for RedisCluster {
@@ -56,6 +65,16 @@ impl RedisCluster {
         Some(Self::start())
     }
 
+    /// Starts a TLS-only cluster; `None` (after a message) when redis-server is missing and
+    /// `CI` is not set. In CI a missing binary is a failure.
+    pub fn start_tls_or_skip() -> Option<RedisCluster> {
+        if !installed() {
+            skip_missing_server(crate::in_ci());
+            return None;
+        }
+        Some(Self::start_with(Some(Arc::new(TlsMaterial::generate()))))
+    }
+
     /// Starts six nodes, joins them with `redis-cli --cluster create ... --cluster-replicas 1`
     /// and waits until every node says `cluster_state:ok` and knows all three primaries.
     ///
@@ -64,22 +83,18 @@ impl RedisCluster {
     /// When a node does not start or the cluster is not ready within 40 s.
     #[track_caller]
     pub fn start() -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..6)
-            .map(|_| {
-                RedisServer::builder()
-                    .cluster_bus_port(true)
-                    .args(&[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-node-timeout",
-                        "2000",
-                    ])
-                    .start()
-            })
-            .collect();
-        let cluster = RedisCluster { nodes };
+        Self::start_with(None)
+    }
+
+    /// Starts the cluster, TLS-only with certificates of `tls` when given.
+    ///
+    /// # Panics
+    ///
+    /// When a node does not start or the cluster is not ready within 40 s.
+    #[track_caller]
+    pub fn start_with(tls: Option<Arc<TlsMaterial>>) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..6).map(|_| node(tls.as_ref()).start()).collect();
+        let cluster = RedisCluster { nodes, tls };
         cluster.create();
         cluster.wait_ok(START_LIMIT);
         cluster.wait_replicas_synced(START_LIMIT);
@@ -88,6 +103,9 @@ impl RedisCluster {
 
     fn create(&self) {
         let mut cmd = Command::new("redis-cli");
+        if let Some(tls) = &self.tls {
+            cmd.args(tls.cli_args());
+        }
         cmd.arg("--cluster").arg("create");
         for port in self.ports() {
             cmd.arg(format!("127.0.0.1:{port}"));
@@ -149,7 +167,8 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::port).collect()
     }
 
-    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2/`: two seed nodes, both primaries at start.
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2/` (`rediss+cluster://` for a TLS cluster):
+    /// two seed nodes, both primaries at start.
     pub fn url(&self) -> String {
         let seeds: Vec<String> = self
             .primary_ports()
@@ -157,7 +176,22 @@ impl RedisCluster {
             .take(2)
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        format!("redis+cluster://{}/", seeds.join(","))
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}+cluster://{}/", seeds.join(","))
+    }
+
+    /// The authority behind every node's certificate, for a TLS cluster.
+    ///
+    /// # Panics
+    ///
+    /// When the cluster does not serve TLS.
+    #[track_caller]
+    pub fn tls_material(&self) -> &TlsMaterial {
+        self.tls.as_deref().expect("the cluster does not serve TLS")
     }
 
     /// The ports of the current primaries, as a running node sees them.
@@ -302,6 +336,27 @@ impl RedisCluster {
             ps.len() == 3 && ps.iter().all(|p| p.port != port)
         });
         self.wait_ok(within);
+    }
+}
+
+/// The options of one cluster node; TLS-only, for the cluster bus and replication too, with
+/// `tls`.
+fn node(tls: Option<&Arc<TlsMaterial>>) -> crate::redis_server::RedisServerBuilder {
+    let builder = RedisServer::builder().cluster_bus_port(true).args(&[
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        "2000",
+    ]);
+    match tls {
+        Some(tls) => {
+            builder
+                .tls_shared(tls)
+                .args(&["--tls-cluster", "yes", "--tls-replication", "yes"])
+        }
+        None => builder,
     }
 }
 

@@ -10,7 +10,9 @@ mod ping;
 pub mod python;
 pub mod redis_server;
 pub mod sentinel;
+mod sentinel_process;
 mod timing;
+pub mod tls_material;
 
 pub use ping::Ping;
 pub use timing::{

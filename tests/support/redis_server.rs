@@ -10,16 +10,20 @@
 //! let url = server.url_with_password(); // redis://:s3cret@127.0.0.1:PORT
 //! ```
 //!
-//! Each server gets its own port and temporary directory (log, TLS material, socket), is
-//! started with `--save '' --appendonly no`, and is killed when the value is dropped, also when
-//! the test panics. Servers of parallel tests never share a port.
+//! Each server gets its own port and temporary directory (log, socket), and its own TLS
+//! material unless it shares one with other servers (`tls_shared`). It is started with
+//! `--save '' --appendonly no`, and is killed when the value is dropped, also when the test
+//! panics. Servers of parallel tests never share a port.
 
 use std::fmt;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::tls_material::TlsMaterial;
 
 /// How to install the server, said when it is missing.
 const INSTALL_HINT: &str = "redis-server is not installed: install it with \
@@ -34,6 +38,7 @@ pub struct RedisServerBuilder {
     password: Option<String>,
     acl_users: Vec<(String, String, String)>,
     tls: bool,
+    tls_material: Option<Arc<TlsMaterial>>,
     unix_socket: bool,
     args: Vec<String>,
     bus_port: bool,
@@ -65,6 +70,14 @@ impl RedisServerBuilder {
     /// optional`), and verified when presented.
     pub fn tls(mut self, tls: bool) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// Serves TLS only, with certificates of a [`TlsMaterial`] shared with other servers: the
+    /// nodes of one deployment trust each other, and clients need one authority for all.
+    pub fn tls_shared(mut self, material: &Arc<TlsMaterial>) -> Self {
+        self.tls = true;
+        self.tls_material = Some(material.clone());
         self
     }
 
@@ -116,11 +129,11 @@ impl RedisServerBuilder {
     ///
     /// When redis-server is missing or does not start.
     #[track_caller]
-    pub fn start(self) -> RedisServer {
+    pub fn start(mut self) -> RedisServer {
         assert!(installed(), "{INSTALL_HINT}");
         let mut dir = TempDir::new();
-        if self.tls {
-            make_certificates(dir.path());
+        if self.tls && self.tls_material.is_none() {
+            self.tls_material = Some(Arc::new(TlsMaterial::generate()));
         }
         let mut last = String::new();
         for _ in 0..20 {
@@ -273,15 +286,8 @@ impl RedisServer {
             .arg(dir)
             .arg("--logfile")
             .arg(dir.join("redis.log"));
-        if o.tls {
-            cmd.args(["--port", "0", "--tls-port", &port])
-                .arg("--tls-cert-file")
-                .arg(dir.join("server.crt"))
-                .arg("--tls-key-file")
-                .arg(dir.join("server.key"))
-                .arg("--tls-ca-cert-file")
-                .arg(dir.join("ca.crt"))
-                .args(["--tls-auth-clients", "optional"]);
+        if let Some(tls) = &o.tls_material {
+            cmd.args(tls.server_args(self.port));
         } else {
             cmd.args(["--port", &port]);
         }
@@ -411,39 +417,38 @@ impl RedisServer {
         format!("redis+unix://{}", self.unix_socket_path().display())
     }
 
+    /// The TLS material (TLS servers).
+    ///
+    /// # Panics
+    ///
+    /// When the server does not serve TLS.
+    #[track_caller]
+    pub fn tls_material(&self) -> &TlsMaterial {
+        self.options
+            .tls_material
+            .as_deref()
+            .expect("the server has no TLS material")
+    }
+
     /// The certificate authority's certificate, PEM (TLS servers).
     pub fn ca_cert_pem(&self) -> Vec<u8> {
-        std::fs::read(self.dir.path().join("ca.crt")).expect("the server has no TLS material")
+        self.tls_material().ca_cert_pem()
     }
 
     /// A client certificate signed by the server's authority, PEM (TLS servers).
     pub fn client_cert_pem(&self) -> Vec<u8> {
-        std::fs::read(self.dir.path().join("client.crt")).expect("the server has no TLS material")
+        self.tls_material().client_cert_pem()
     }
 
     /// The client certificate's private key, PEM (TLS servers).
     pub fn client_key_pem(&self) -> Vec<u8> {
-        std::fs::read(self.dir.path().join("client.key")).expect("the server has no TLS material")
+        self.tls_material().client_key_pem()
     }
 
     fn try_cli(&self, args: &[&str]) -> Result<String, String> {
-        let mut cmd = Command::new("redis-cli");
-        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
-        if let Some(pw) = &self.options.password {
-            cmd.args(["-a", pw, "--no-auth-warning"]);
-        }
-        if self.options.tls {
-            let dir = self.dir.path();
-            cmd.arg("--tls")
-                .arg("--cacert")
-                .arg(dir.join("ca.crt"))
-                .arg("--cert")
-                .arg(dir.join("client.crt"))
-                .arg("--key")
-                .arg(dir.join("client.key"));
-        }
-        cmd.args(args).stdin(Stdio::null());
-        let out = cmd
+        let o = &self.options;
+        let out = cli_command(self.port, o.password.as_deref(), o.tls_material.as_deref())
+            .args(args)
             .output()
             .map_err(|e| format!("could not run redis-cli: {e}"))?;
         if !out.status.success() {
@@ -585,13 +590,36 @@ pub fn wait_until(within: Duration, what: &str, mut check: impl FnMut() -> bool)
     }
 }
 
+/// `redis-cli -h 127.0.0.1 -p PORT`, with a password and TLS material when given; the
+/// command's arguments follow.
+pub(crate) fn cli_command(port: u16, password: Option<&str>, tls: Option<&TlsMaterial>) -> Command {
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+    if let Some(pw) = password {
+        cmd.args(["-a", pw, "--no-auth-warning"]);
+    }
+    if let Some(tls) = tls {
+        cmd.args(tls.cli_args());
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
 /// Runs `redis-cli -p PORT ARGS...` against a plain server on 127.0.0.1 (or a sentinel) and
 /// returns what it printed, trimmed; an error when redis-cli fails or the reply is an error.
 pub fn cli_on(port: u16, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+    cli_on_with(port, None, None, args)
+}
+
+/// [`cli_on`] with a password and TLS material when given.
+pub fn cli_on_with(
+    port: u16,
+    password: Option<&str>,
+    tls: Option<&TlsMaterial>,
+    args: &[&str],
+) -> Result<String, String> {
+    let out = cli_command(port, password, tls)
         .args(args)
-        .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("could not run redis-cli: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
@@ -663,88 +691,6 @@ impl Drop for TempDir {
         if let Some(p) = self.0.take() {
             let _ = std::fs::remove_dir_all(p);
         }
-    }
-}
-
-/// Makes a certificate authority, a server certificate (127.0.0.1, localhost) and a client
-/// certificate with `openssl`.
-fn make_certificates(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("TLS tests need `openssl` on the PATH: {e}"));
-        assert!(
-            out.status.success(),
-            "openssl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let write = |name: &str, text: &str| {
-        std::fs::write(dir.join(name), text).expect("writing a certificate extension file");
-    };
-    write(
-        "server.ext",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    );
-    write(
-        "client.ext",
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
-         extendedKeyUsage=clientAuth\n",
-    );
-    write(
-        "ca.ext",
-        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
-         subjectKeyIdentifier=hash\n",
-    );
-    run(&["genrsa", "-out", "ca.key", "2048"]);
-    run(&[
-        "req",
-        "-new",
-        "-key",
-        "ca.key",
-        "-subj",
-        "/CN=eventbus test CA",
-        "-out",
-        "ca.csr",
-    ]);
-    run(&[
-        "x509", "-req", "-in", "ca.csr", "-signkey", "ca.key", "-days", "2", "-sha256", "-extfile",
-        "ca.ext", "-out", "ca.crt",
-    ]);
-    for who in ["server", "client"] {
-        run(&["genrsa", "-out", &format!("{who}.key"), "2048"]);
-        run(&[
-            "req",
-            "-new",
-            "-key",
-            &format!("{who}.key"),
-            "-subj",
-            &format!("/CN=eventbus test {who}"),
-            "-out",
-            &format!("{who}.csr"),
-        ]);
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{who}.csr"),
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-sha256",
-            "-extfile",
-            &format!("{who}.ext"),
-            "-out",
-            &format!("{who}.crt"),
-        ]);
     }
 }
 

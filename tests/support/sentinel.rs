@@ -17,14 +17,36 @@
 //! The sentinels watch the primary with a quorum of 2, `down-after-milliseconds 1000` and
 //! `failover-timeout 3000`, so a killed primary is replaced by its replica within a few
 //! seconds. Every wait has a deadline and polls; none sleeps blindly.
+//!
+//! [`SentinelSet::builder`] also starts the set TLS-only (every process with `port 0`,
+//! `tls-port` and `tls-replication yes`, certificates of one authority), with a password on
+//! the data nodes, or with a password on the sentinels (`requirepass` in sentinel.conf);
+//! [`SentinelSet::url`] then carries what a client needs:
+//!
+//! ```no_run
+//! use eventbus_suite::sentinel::SentinelSet;
+//!
+//! let Some(set) = SentinelSet::builder()
+//!     .tls(true)
+//!     .password("data-pw")
+//!     .sentinel_password("sentinel-pw")
+//!     .start_or_skip()
+//! else {
+//!     return;
+//! };
+//! // rediss+sentinel://:data-pw@127.0.0.1:S1,.../eventbus?sentinel_password=sentinel-pw
+//! let url = set.url();
+//! ```
 
 use std::fmt;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::redis_server::{
-    RedisServer, TempDir, free_port, installed, skip_missing_server, wait_until,
+    RedisServer, RedisServerBuilder, installed, skip_missing_server, wait_until,
 };
+use crate::sentinel_process::{Sentinel, SentinelConfig};
+use crate::tls_material::TlsMaterial;
 
 /// The master name the sentinels monitor.
 pub const MASTER_NAME: &str = "eventbus";
@@ -37,6 +59,97 @@ pub struct SentinelSet {
     /// The data nodes: the primary first, then the replica (the roles change on failover).
     nodes: Vec<RedisServer>,
     sentinels: Vec<Sentinel>,
+    config: SentinelConfig,
+}
+
+/// Options for a [`SentinelSet`]: TLS, the data nodes' password, the sentinels' password.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct SentinelSetBuilder {
+    tls: bool,
+    password: Option<String>,
+    sentinel_password: Option<String>,
+}
+
+impl SentinelSetBuilder {
+    /// Every process TLS-only, with certificates of one shared authority
+    /// ([`SentinelSet::tls_material`]); the URL is `rediss+sentinel://`.
+    pub fn tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The data nodes require this password (`requirepass`, `masterauth`); the sentinels know
+    /// it (`sentinel auth-pass`), and the URL carries it before `@`.
+    pub fn password(mut self, password: &str) -> Self {
+        self.password = Some(password.to_owned());
+        self
+    }
+
+    /// The sentinels require this password (`requirepass` in sentinel.conf); the URL carries it
+    /// as `?sentinel_password=`.
+    pub fn sentinel_password(mut self, password: &str) -> Self {
+        self.sentinel_password = Some(password.to_owned());
+        self
+    }
+
+    /// Starts the set; `None` (after a message) when redis-server is missing and `CI` is not
+    /// set. In CI a missing binary is a failure.
+    pub fn start_or_skip(self) -> Option<SentinelSet> {
+        if !installed() {
+            skip_missing_server(crate::in_ci());
+            return None;
+        }
+        Some(self.start())
+    }
+
+    /// Starts the set and waits until every sentinel knows the primary, its replica and the
+    /// two other sentinels, so a failover can be agreed on.
+    ///
+    /// # Panics
+    ///
+    /// When a process does not start or the set is not ready within 30 s.
+    #[track_caller]
+    pub fn start(self) -> SentinelSet {
+        let config = SentinelConfig {
+            tls: self.tls.then(|| Arc::new(TlsMaterial::generate())),
+            data_password: self.password,
+            password: self.sentinel_password,
+        };
+        let primary = data_node(&config).start();
+        let port = primary.port().to_string();
+        let replica = data_node(&config)
+            .args(&["--replicaof", "127.0.0.1", &port])
+            .start();
+        wait_until(START_LIMIT, "the replica to sync with the primary", || {
+            replica
+                .cli(&["INFO", "replication"])
+                .contains("master_link_status:up")
+        });
+        let sentinels = (0..3)
+            .map(|_| Sentinel::start(primary.port(), &config))
+            .collect();
+        let set = SentinelSet {
+            nodes: vec![primary, replica],
+            sentinels,
+            config,
+        };
+        set.wait_ready();
+        set
+    }
+}
+
+/// The options of a data node: TLS-only with replication over TLS, and the password, as the
+/// set asks.
+fn data_node(config: &SentinelConfig) -> RedisServerBuilder {
+    let mut builder = RedisServer::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_shared(tls).args(&["--tls-replication", "yes"]);
+    }
+    if let Some(pw) = &config.data_password {
+        builder = builder.password(pw).args(&["--masterauth", pw]);
+    }
+    builder
 }
 
 impl fmt::Debug for SentinelSet {
@@ -58,11 +171,7 @@ impl SentinelSet {
     /// Starts the deployment; `None` (after a message) when redis-server is missing and `CI`
     /// is not set. In CI a missing binary is a failure.
     pub fn start_or_skip() -> Option<SentinelSet> {
-        if !installed() {
-            skip_missing_server(crate::in_ci());
-            return None;
-        }
-        Some(Self::start())
+        Self::builder().start_or_skip()
     }
 
     /// Starts the deployment and waits until every sentinel knows the primary, its replica
@@ -73,23 +182,12 @@ impl SentinelSet {
     /// When a process does not start or the set is not ready within 30 s.
     #[track_caller]
     pub fn start() -> SentinelSet {
-        let primary = RedisServer::start();
-        let port = primary.port().to_string();
-        let replica = RedisServer::builder()
-            .args(&["--replicaof", "127.0.0.1", &port])
-            .start();
-        wait_until(START_LIMIT, "the replica to sync with the primary", || {
-            replica
-                .cli(&["INFO", "replication"])
-                .contains("master_link_status:up")
-        });
-        let sentinels = (0..3).map(|_| Sentinel::start(primary.port())).collect();
-        let set = SentinelSet {
-            nodes: vec![primary, replica],
-            sentinels,
-        };
-        set.wait_ready();
-        set
+        Self::builder().start()
+    }
+
+    /// Options for a set: TLS, passwords.
+    pub fn builder() -> SentinelSetBuilder {
+        SentinelSetBuilder::default()
     }
 
     fn wait_ready(&self) {
@@ -108,14 +206,51 @@ impl SentinelSet {
         }
     }
 
-    /// `redis+sentinel://127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3/eventbus`.
+    /// `redis+sentinel://127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3/eventbus`; for a TLS set
+    /// `rediss+sentinel://`, with the data nodes' password `:PASSWORD@`, with the sentinels'
+    /// `?sentinel_password=PASSWORD`.
     pub fn url(&self) -> String {
+        self.url_with_sentinel_password(self.config.password.as_deref())
+    }
+
+    /// [`url`](Self::url) with `sentinel_password` given as `password` (or left out), to try
+    /// a wrong or a missing one.
+    pub fn url_with_sentinel_password(&self, password: Option<&str>) -> String {
         let hosts: Vec<String> = self
             .sentinels
             .iter()
             .map(|s| format!("127.0.0.1:{}", s.port))
             .collect();
-        format!("redis+sentinel://{}/{MASTER_NAME}", hosts.join(","))
+        let scheme = if self.config.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        let auth = match &self.config.data_password {
+            Some(pw) => format!(":{pw}@"),
+            None => String::new(),
+        };
+        let query = match password {
+            Some(pw) => format!("?sentinel_password={pw}"),
+            None => String::new(),
+        };
+        format!(
+            "{scheme}+sentinel://{auth}{}/{MASTER_NAME}{query}",
+            hosts.join(",")
+        )
+    }
+
+    /// The authority behind every certificate of a TLS set.
+    ///
+    /// # Panics
+    ///
+    /// When the set does not serve TLS.
+    #[track_caller]
+    pub fn tls_material(&self) -> &TlsMaterial {
+        self.config
+            .tls
+            .as_deref()
+            .expect("the sentinel set does not serve TLS")
     }
 
     /// The sentinels' ports.
@@ -193,99 +328,5 @@ impl SentinelSet {
                 })
         });
         new
-    }
-}
-
-/// One `redis-server --sentinel` process.
-struct Sentinel {
-    port: u16,
-    child: Option<Child>,
-    dir: TempDir,
-}
-
-impl Sentinel {
-    #[track_caller]
-    fn start(primary: u16) -> Sentinel {
-        let mut last = String::new();
-        for _ in 0..20 {
-            let mut s = Sentinel {
-                port: free_port(),
-                child: None,
-                dir: TempDir::new(),
-            };
-            match s.spawn(primary) {
-                Ok(()) => return s,
-                Err(why) => last = why,
-            }
-        }
-        panic!("redis sentinel did not start: {last}");
-    }
-
-    fn spawn(&mut self, primary: u16) -> Result<(), String> {
-        let dir = self.dir.path();
-        let conf = dir.join("sentinel.conf");
-        let text = format!(
-            "port {port}\nbind 127.0.0.1\ndaemonize no\nprotected-mode no\ndir {dir}\n\
-             logfile {log}\n\
-             sentinel monitor {MASTER_NAME} 127.0.0.1 {primary} 2\n\
-             sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
-             sentinel failover-timeout {MASTER_NAME} 3000\n\
-             sentinel parallel-syncs {MASTER_NAME} 1\n",
-            port = self.port,
-            dir = dir.display(),
-            log = dir.join("sentinel.log").display(),
-        );
-        std::fs::write(&conf, text).map_err(|e| format!("writing {}: {e}", conf.display()))?;
-        let child = Command::new("redis-server")
-            .arg(&conf)
-            .arg("--sentinel")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("could not run redis-server --sentinel: {e}"))?;
-        self.child = Some(child);
-        let started = Instant::now();
-        loop {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                self.child = None;
-                return Err(format!(
-                    "sentinel on port {} exited with {status}",
-                    self.port
-                ));
-            }
-            if self.try_cli(&["PING"]).is_ok_and(|o| o == "PONG") {
-                let pid = self.child.as_ref().map_or(0, Child::id);
-                let info = self.try_cli(&["INFO", "server"]).unwrap_or_default();
-                if info
-                    .lines()
-                    .any(|l| l.trim() == format!("process_id:{pid}"))
-                {
-                    return Ok(());
-                }
-            }
-            if started.elapsed() > Duration::from_secs(10) {
-                self.stop();
-                return Err(format!("sentinel on port {} did not answer", self.port));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn try_cli(&self, args: &[&str]) -> Result<String, String> {
-        crate::redis_server::cli_on(self.port, args)
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

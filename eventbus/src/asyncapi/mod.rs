@@ -87,6 +87,8 @@ fn server(url: &str) -> Option<Value> {
         return None;
     }
     let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    // The query holds options and credentials (`sentinel_password`), not the database.
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
     let (host, path) = match rest.split_once('/') {
         Some((h, p)) => (h, format!("/{p}")),
         None => (rest, String::new()),
@@ -250,6 +252,9 @@ mod tests {
         assert_eq!(s["pathname"], "/2");
         assert_eq!(s["protocol"], "redis");
         assert!(server("memory://hub").is_none());
+        let s = server("redis+sentinel://h:1,h:2/m?sentinel_password=***#x").unwrap();
+        assert_eq!(s["host"], "h:1,h:2");
+        assert_eq!(s["pathname"], "/m");
     }
 
     #[test]

@@ -276,7 +276,9 @@ impl EventBusBuilder {
     /// shared by every bus of the process that names it), `redis://[user:password@]host:port/db`,
     /// `rediss://...` (TLS), `redis+unix:///path/to/socket`, or
     /// `redis+sentinel://[user:password@]host:26379,host:26379/<master>[/db]` (the primary found
-    /// through Sentinel, again after every failover; `rediss+sentinel://` for TLS), or
+    /// through Sentinel, again after every failover; `rediss+sentinel://` for TLS; sentinels
+    /// with a password of their own take `?sentinel_password=...`, and
+    /// `&sentinel_username=...` for an ACL user), or
     /// `redis+cluster://host:port,host:port/` (a Redis Cluster: sharded pub/sub, streams on
     /// their key's node; `rediss+cluster://` for TLS). Schemes are case-insensitive.
     pub async fn connect(self, url: &str) -> Result<EventBus, ConnectError> {

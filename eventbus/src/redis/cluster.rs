@@ -3,6 +3,12 @@
 //! `redis+cluster://[user:password@]host:port[,host:port...]/` (`rediss+cluster://` for TLS):
 //! the seed nodes; the others are learnt from them. A cluster has database 0 only.
 //!
+//! Over TLS every connection, to a seed or to a node learnt from it, the subscriber's
+//! included, uses TLS with the certificates of [`RedisOptions`] (`tls_root_certificate` for a
+//! private authority, `tls_client_certificate` for mutual TLS); `#insecure` at the end of the
+//! URL skips verification for all of them. `tests/scale_tls.rs` runs against a TLS-only
+//! cluster (`port 0`, `tls-port`, `tls-cluster yes`, `tls-replication yes`).
+//!
 //! Commands run on redis-rs's cluster connection, which sends each to the node serving its
 //! key's slot (the stream key of a durable type, the channel of a sharded publish) and follows
 //! redirections and failovers. Typed events with a fixed channel are published with
@@ -120,25 +126,16 @@ fn builder(nodes: &[String], options: &RedisOptions) -> ClusterClientBuilder {
     with_certificates(builder, options)
 }
 
+/// The options' certificates for every node (the seeds and those learnt from them).
 #[cfg(feature = "tls")]
 fn with_certificates(
     builder: ClusterClientBuilder,
     options: &RedisOptions,
 ) -> ClusterClientBuilder {
-    let (roots, client) = (
-        &options.tls_root_certificate,
-        &options.tls_client_certificate,
-    );
-    if roots.is_none() && client.is_none() {
-        return builder;
+    match super::tls::certificates(options) {
+        Some(certificates) => builder.certs(certificates),
+        None => builder,
     }
-    builder.certs(redis::TlsCertificates {
-        client_tls: client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
-            client_cert: cert.clone(),
-            client_key: key.clone(),
-        }),
-        root_cert: roots.clone(),
-    })
 }
 
 #[cfg(not(feature = "tls"))]

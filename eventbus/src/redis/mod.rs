@@ -11,7 +11,10 @@
 //! Behind Sentinel every connection, when it is made and each time it is made again, asks the
 //! sentinels where the primary is (see `sentinel.rs`): after a failover the connections move to
 //! the promoted replica by themselves, the subscriber reports `Resubscribed`, and a command
-//! that gets `READONLY` from a demoted primary is sent again on a new connection.
+//! that gets `READONLY` from a demoted primary is sent again on a new connection. Sentinels
+//! with a password of their own take it from the URL's `sentinel_password` query parameter
+//! (see `sentinel_auth.rs`). `rediss+sentinel://` and `rediss+cluster://` use TLS to every
+//! server, with the certificates of [`RedisOptions`] (see `tls.rs`).
 //!
 //! Each bus holds at most two connections:
 //!
@@ -78,10 +81,12 @@ mod publisher;
 mod pubsub_admin;
 mod retention;
 mod sentinel;
+mod sentinel_auth;
 mod stream_reply;
 mod streams;
 mod subscriber;
 mod target;
+mod tls;
 
 pub use acl::LEAST_PRIVILEGE;
 pub use dead_letters::DEAD_LETTER_PREFIX;

@@ -268,15 +268,17 @@ impl RedisOptions {
     }
 
     /// The root certificate(s), PEM-encoded, that a `rediss://` server's certificate must chain
-    /// to, instead of the system's roots. Needs the `tls` feature; without it `rediss://` URLs
-    /// are refused with [`ErrorKind::InvalidUrl`](crate::ErrorKind::InvalidUrl).
+    /// to, instead of the system's roots: for `rediss+sentinel://` the sentinels' and the data
+    /// nodes', for `rediss+cluster://` every node's. Needs the `tls` feature; without it
+    /// `rediss` URLs are refused with [`ErrorKind::InvalidUrl`](crate::ErrorKind::InvalidUrl).
     pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls_root_certificate = Some(pem.into());
         self
     }
 
     /// A client certificate and its private key, both PEM-encoded, for servers that require
-    /// mutual TLS (`tls-auth-clients yes`). Needs the `tls` feature.
+    /// mutual TLS (`tls-auth-clients yes`); shown to every server of the deployment (sentinels,
+    /// data nodes, cluster nodes). Needs the `tls` feature.
     pub fn tls_client_certificate(
         mut self,
         certificate_pem: impl Into<Vec<u8>>,

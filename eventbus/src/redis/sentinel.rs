@@ -1,24 +1,36 @@
 //! Redis Sentinel: `redis+sentinel://` URLs, and finding the current primary through the
 //! sentinels.
 //!
-//! `redis+sentinel://[user:password@]host[:port][,host[:port]...]/<master-name>[/db][?protocol=resp3]`
-//! (`rediss+sentinel://` for TLS to the sentinels and the data nodes alike). The port of a
-//! sentinel defaults to 26379. The user name, password, database and protocol are those of
-//! the data nodes; the sentinels are asked without credentials.
+//! ```text
+//! redis+sentinel://[user:password@]host[:port][,host[:port]...]/<master-name>[/db]
+//!     [?protocol=resp3][&sentinel_username=USER][&sentinel_password=PASSWORD]
+//! ```
+//!
+//! `rediss+sentinel://` speaks TLS to the sentinels and the data nodes alike, with the
+//! certificates of [`RedisOptions`] for both (`#insecure` skips the checks on both). The port
+//! of a sentinel defaults to 26379. The user name, password, database and protocol are those
+//! of the data nodes; the sentinels are asked without credentials unless the query gives
+//! theirs, `sentinel_password` (and `sentinel_username` for an ACL user), which are never
+//! sent to the data nodes (see `sentinel_auth.rs`).
 //!
 //! Every connection the transport makes (publisher, subscriber, stream readers, on the first
 //! connect and on every reconnect) first asks the sentinels, one after the other, for the
 //! primary's address (`SENTINEL get-master-addr-by-name`) and checks that the server there
 //! says it is a primary (`ROLE`). So after a failover the connections that lose the old primary
-//! (or get `READONLY` from it once it was demoted) move to the new one by themselves.
+//! (or get `READONLY` from it once it was demoted) move to the new one by themselves. When the
+//! lookup fails on credentials, the sentinels are asked alone, so the error says whether they
+//! or the primary refused.
 
 use std::fmt;
 
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisError, TlsMode};
+use redis::{Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, TlsMode};
 
 use super::RedisOptions;
-use super::target::{RedisCause, check_host_port, check_tcp, classify, redis_text};
+use super::sentinel_auth::{self, SentinelAuth};
+use super::target::{
+    RedisCause, check_host_port, check_tcp, classify, is_certificate_error, redis_text,
+};
 use crate::transport::{ErrorKind, TransportError};
 
 /// The port a sentinel listens on when the URL names none.
@@ -36,6 +48,8 @@ pub(crate) struct SentinelUrl {
     pub(crate) node_url: String,
     pub(crate) tls: bool,
     pub(crate) insecure: bool,
+    /// The sentinels' own credentials (`sentinel_username`, `sentinel_password`).
+    pub(crate) auth: SentinelAuth,
 }
 
 /// Reads a `redis+sentinel://` or `rediss+sentinel://` URL (scheme in lower case). The error
@@ -52,6 +66,7 @@ pub(crate) fn parse_url(url: &str) -> Result<SentinelUrl, String> {
         None => (server, None),
     };
     let (server, query) = server.split_once('?').unwrap_or((server, ""));
+    let (auth, query) = SentinelAuth::take_from_query(query)?;
     let Some((hosts, path)) = server.split_once('/') else {
         return Err(
             "the master name is missing: redis+sentinel://host:26379,host:26379/MASTER".to_owned(),
@@ -77,7 +92,7 @@ pub(crate) fn parse_url(url: &str) -> Result<SentinelUrl, String> {
     node_url.push_str(db.unwrap_or("0"));
     if !query.is_empty() {
         node_url.push('?');
-        node_url.push_str(query);
+        node_url.push_str(&query);
     }
     if let Some(f) = fragment {
         node_url.push('#');
@@ -91,6 +106,7 @@ pub(crate) fn parse_url(url: &str) -> Result<SentinelUrl, String> {
         node_url,
         tls,
         insecure: fragment == Some("insecure"),
+        auth,
     })
 }
 
@@ -127,6 +143,10 @@ pub(crate) struct Sentinels {
     client: tokio::sync::Mutex<SentinelClient>,
     /// The same, asking for replicas.
     replicas: tokio::sync::Mutex<SentinelClient>,
+    /// Each sentinel with its credentials: asked alone when a lookup fails on credentials.
+    each: Vec<ConnectionInfo>,
+    auth: SentinelAuth,
+    options: RedisOptions,
     /// `host:port,host:port`, for messages.
     pub(crate) hosts: String,
     pub(crate) master: String,
@@ -143,16 +163,27 @@ impl fmt::Debug for Sentinels {
 
 impl Sentinels {
     /// The sentinel client for a parsed URL: the credentials, database, protocol and TLS
-    /// settings go to the data nodes.
+    /// settings go to the data nodes, the `sentinel_*` credentials and TLS settings to the
+    /// sentinels.
     pub(crate) fn new(url: &SentinelUrl, options: &RedisOptions) -> Result<Sentinels, RedisError> {
         let hosts: Vec<String> = url
             .sentinels
             .iter()
             .map(|(h, p)| format!("{h}:{p}"))
             .collect();
+        let each = sentinel_addrs(url)
+            .map(|addr| {
+                Ok(addr
+                    .into_connection_info()?
+                    .set_redis_settings(url.auth.settings()))
+            })
+            .collect::<Result<_, RedisError>>()?;
         Ok(Sentinels {
             client: tokio::sync::Mutex::new(client(url, options, SentinelServerType::Master)?),
             replicas: tokio::sync::Mutex::new(client(url, options, SentinelServerType::Replica)?),
+            each,
+            auth: url.auth.clone(),
+            options: options.clone(),
             hosts: hosts.join(","),
             master: url.master.clone(),
         })
@@ -161,11 +192,11 @@ impl Sentinels {
     /// A client for the current primary: asks the sentinels in turn, and checks the server
     /// they name is a primary.
     pub(crate) async fn master(&self) -> Result<Client, TransportError> {
-        let mut client = self.client.lock().await;
-        client
-            .async_get_client()
-            .await
-            .map_err(|e| self.lookup_error(&e))
+        let found = self.client.lock().await.async_get_client().await;
+        match found {
+            Ok(client) => Ok(client),
+            Err(e) => Err(self.lookup_error(&e).await),
+        }
     }
 
     /// A client for a random replica, or for the primary when no replica is available.
@@ -180,13 +211,23 @@ impl Sentinels {
         }
     }
 
-    fn lookup_error(&self, e: &RedisError) -> TransportError {
+    async fn lookup_error(&self, e: &RedisError) -> TransportError {
         let kind = match classify(e, ErrorKind::Unreachable) {
             ErrorKind::Server | ErrorKind::InvalidUrl => ErrorKind::Unreachable,
             kind => kind,
         };
+        if kind == ErrorKind::Auth {
+            return self.auth_error(e).await;
+        }
         let text = redis_text(e);
-        let message = if text.contains("MasterNameNotFound") || text.contains("not found") {
+        let message = if is_certificate_error(e) {
+            format!(
+                "finding the primary `{}` through the sentinels {} failed: the TLS handshake \
+                 failed on a certificate (trust the authority that signed the sentinels' and \
+                 the data nodes' with RedisOptions::tls_root_certificate)",
+                self.master, self.hosts
+            )
+        } else if text.contains("MasterNameNotFound") || text.contains("not found") {
             format!(
                 "none of the sentinels {} knows a primary named `{}`",
                 self.hosts, self.master
@@ -199,18 +240,28 @@ impl Sentinels {
         };
         TransportError::new(kind, message).with_source(RedisCause::of(e))
     }
+
+    /// A lookup failed on credentials: the sentinels' or the primary's, which asking the
+    /// sentinels alone tells apart.
+    async fn auth_error(&self, e: &RedisError) -> TransportError {
+        if let Some(refusal) = sentinel_auth::refused(&self.each, &self.options).await {
+            let message = sentinel_auth::refusal_message(&self.hosts, &refusal, &self.auth);
+            return TransportError::new(ErrorKind::Auth, message)
+                .with_source(RedisCause::of(&refusal));
+        }
+        let message = format!(
+            "the primary `{}` (found through the sentinels {}) refused the URL's credentials \
+             (the user name and password before `@`, which are the data nodes'): wrong or \
+             missing password, or the user is disabled",
+            self.master, self.hosts
+        );
+        TransportError::new(ErrorKind::Auth, message).with_source(RedisCause::of(e))
+    }
 }
 
-/// A sentinel client for `server_type` servers: the credentials, database, protocol and TLS
-/// settings go to the data nodes.
-fn client(
-    url: &SentinelUrl,
-    options: &RedisOptions,
-    server_type: SentinelServerType,
-) -> Result<SentinelClient, RedisError> {
-    let info = url.node_url.as_str().into_connection_info()?;
-    let node = info.redis_settings();
-    let addrs = url.sentinels.iter().map(|(host, port)| match url.tls {
+/// The sentinels' addresses, over TLS for `rediss+sentinel://`.
+fn sentinel_addrs(url: &SentinelUrl) -> impl Iterator<Item = ConnectionAddr> + '_ {
+    url.sentinels.iter().map(|(host, port)| match url.tls {
         true => ConnectionAddr::TcpTls {
             host: host.clone(),
             port: *port,
@@ -218,8 +269,19 @@ fn client(
             tls_params: None,
         },
         false => ConnectionAddr::Tcp(host.clone(), *port),
-    });
-    let mut builder = SentinelClientBuilder::new(addrs, &url.master, server_type)?
+    })
+}
+
+/// A sentinel client for `server_type` servers: the credentials, database, protocol and TLS
+/// settings go to the data nodes, the `sentinel_*` credentials to the sentinels.
+fn client(
+    url: &SentinelUrl,
+    options: &RedisOptions,
+    server_type: SentinelServerType,
+) -> Result<SentinelClient, RedisError> {
+    let info = url.node_url.as_str().into_connection_info()?;
+    let node = info.redis_settings();
+    let mut builder = SentinelClientBuilder::new(sentinel_addrs(url), &url.master, server_type)?
         .set_client_to_redis_db(node.db())
         .set_client_to_redis_protocol(node.protocol());
     if let Some(user) = node.username() {
@@ -228,6 +290,7 @@ fn client(
     if let Some(password) = node.password() {
         builder = builder.set_client_to_redis_password(password);
     }
+    builder = url.auth.apply(builder);
     if url.tls {
         let mode = if url.insecure {
             TlsMode::Insecure
@@ -242,26 +305,18 @@ fn client(
     builder.build()
 }
 
+/// The options' certificates, for the sentinels and the data nodes alike.
 #[cfg(feature = "tls")]
 fn with_certificates(
     builder: SentinelClientBuilder,
     options: &RedisOptions,
 ) -> SentinelClientBuilder {
-    if options.tls_root_certificate.is_none() && options.tls_client_certificate.is_none() {
-        return builder;
+    match super::tls::certificates(options) {
+        Some(certificates) => builder
+            .set_client_to_redis_certificates(certificates.clone())
+            .set_client_to_sentinel_certificates(certificates),
+        None => builder,
     }
-    let certificates = || redis::TlsCertificates {
-        client_tls: options.tls_client_certificate.as_ref().map(|(cert, key)| {
-            redis::ClientTlsConfig {
-                client_cert: cert.clone(),
-                client_key: key.clone(),
-            }
-        }),
-        root_cert: options.tls_root_certificate.clone(),
-    };
-    builder
-        .set_client_to_redis_certificates(certificates())
-        .set_client_to_sentinel_certificates(certificates())
 }
 
 #[cfg(not(feature = "tls"))]
@@ -292,6 +347,27 @@ mod tests {
     }
 
     #[test]
+    fn sentinel_credentials_come_from_the_query() {
+        let u =
+            parse_url("redis+sentinel://:d4ta@h:1,h:2/m/3?sentinel_password=s%23nt&protocol=resp3")
+                .unwrap();
+        assert_eq!(u.auth.password.as_deref(), Some("s#nt"));
+        assert_eq!(u.auth.username, None);
+        // The data nodes keep their own credentials and never see the sentinels'.
+        assert_eq!(u.node_url, "redis://:d4ta@h:1/3?protocol=resp3");
+        let u = parse_url(
+            "rediss+sentinel://h/m?sentinel_username=watcher&sentinel_password=pw#insecure",
+        )
+        .unwrap();
+        assert_eq!(u.auth.username.as_deref(), Some("watcher"));
+        assert_eq!(u.auth.password.as_deref(), Some("pw"));
+        assert_eq!(u.node_url, "rediss://h/0#insecure");
+        assert!(u.insecure);
+        let u = parse_url("redis+sentinel://h/m").unwrap();
+        assert_eq!(u.auth, SentinelAuth::default());
+    }
+
+    #[test]
     fn sentinel_url_mistakes_are_named() {
         for (url, expected) in [
             ("redis+sentinel://h:1", "the master name is missing"),
@@ -302,6 +378,18 @@ mod tests {
             (
                 "redis+sentinel://h:1/m/x",
                 "the database `x` is not a number",
+            ),
+            (
+                "redis+sentinel://h:1/m?sentinel_password=",
+                "`sentinel_password` is empty",
+            ),
+            (
+                "redis+sentinel://h:1/m?sentinel_username=u",
+                "needs `sentinel_password`",
+            ),
+            (
+                "redis+sentinel://h:1/m?sentinel_password=s3c&sentinel_password=s3c",
+                "given twice",
             ),
         ] {
             let e = parse_url(url).unwrap_err();

@@ -10,7 +10,7 @@ use super::RedisOptions;
 use super::cluster::{self, ClusterNodes};
 use super::link::PingError;
 use super::sentinel::{self, Sentinels};
-use crate::transport::{ErrorKind, TransportError, redact_url};
+use crate::transport::{ErrorKind, TransportError, redact_query, redact_url};
 
 /// How the server to connect to is found.
 pub(crate) enum Locator {
@@ -44,35 +44,13 @@ impl fmt::Debug for Target {
     }
 }
 
-/// [`redact_url`], and also `pass`/`password` query parameters (`redis+unix:///s?pass=...`).
+/// [`redact_url`]; a text without a scheme is masked up to its last `@`.
 pub(crate) fn redact(url: &str) -> String {
-    // User information first: a password may itself hold `?`.
-    let masked = match url.rfind('@') {
+    match url.rfind('@') {
         // No scheme: everything before the last `@` may be a password.
-        Some(at) if !url.contains("://") => format!("***{}", &url[at..]),
+        Some(at) if !url.contains("://") => redact_query(&format!("***{}", &url[at..])),
         _ => redact_url(url),
-    };
-    let (head, query) = match masked.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (masked.as_str(), None),
-    };
-    let mut out = head.to_owned();
-    if let Some(q) = query {
-        out.push('?');
-        let parts: Vec<String> = q
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _))
-                    if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") =>
-                {
-                    format!("{k}=***")
-                }
-                _ => kv.to_owned(),
-            })
-            .collect();
-        out.push_str(&parts.join("&"));
     }
-    out
 }
 
 impl Target {
@@ -104,7 +82,7 @@ impl Target {
             .map_err(|e| invalid(&redis_text(&e)))?;
         let addr = info.addr().to_string();
         let db = info.redis_settings().db();
-        let client = build_client(info, options).map_err(|e| invalid(&redis_text(&e)))?;
+        let client = super::tls::client(info, options).map_err(|e| invalid(&redis_text(&e)))?;
         if tls && url.ends_with("#insecure") {
             tracing::warn!(
                 server = %addr,
@@ -229,6 +207,12 @@ impl Target {
             ErrorKind::Timeout => {
                 format!("Redis at {addr} did not complete the connection within {timeout:?}")
             }
+            ErrorKind::Unreachable if is_certificate_error(&e) => format!(
+                "cannot connect to Redis at {addr}: the TLS handshake failed on a certificate \
+                 (trust the authority that signed the server's with \
+                 RedisOptions::tls_root_certificate; show a client certificate with \
+                 RedisOptions::tls_client_certificate where the server requires one)"
+            ),
             ErrorKind::Unreachable => format!("cannot connect to Redis at {addr}"),
             _ => format!("connecting to Redis at {addr} failed"),
         };
@@ -345,6 +329,13 @@ pub(crate) fn classify(e: &RedisError, io: ErrorKind) -> ErrorKind {
     } else {
         ErrorKind::Server
     }
+}
+
+/// Whether the TLS handshake failed on a certificate: the server's was not trusted (rustls's
+/// `invalid peer certificate`), or the server refused ours or its absence (a
+/// `...Certificate...` alert).
+pub(crate) fn is_certificate_error(e: &RedisError) -> bool {
+    redis_text(e).to_ascii_lowercase().contains("certificate")
 }
 
 /// Whether the connection that returned `e` is unusable and must be replaced.
@@ -502,8 +493,8 @@ fn check_db(db: &str, hint: &str) -> Result<(), String> {
     }
 }
 
-/// `protocol` must name a protocol; for Unix sockets `db` must be a number. Other parameters
-/// are ignored.
+/// `protocol` must name a protocol; for Unix sockets `db` must be a number; the sentinels'
+/// credentials belong to `redis+sentinel://` URLs alone. Other parameters are ignored.
 fn check_query(query: &str, unix: bool) -> Result<(), String> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -514,6 +505,11 @@ fn check_query(query: &str, unix: bool) -> Result<(), String> {
                 ));
             }
             "db" if unix => check_db(value, "redis+unix:///path/to/redis.sock?db=0")?,
+            "sentinel_username" | "sentinel_password" => {
+                return Err(format!(
+                    "`{key}` is for redis+sentinel:// URLs only (the sentinels' own credentials)"
+                ));
+            }
             _ => {}
         }
     }
@@ -536,7 +532,7 @@ fn check_unix(rest: &str) -> Result<(), String> {
 
 /// The bytes `text` stands for once `%XX` escapes are decoded (a `%` not followed by two hex
 /// digits stands for itself).
-fn percent_decode(text: &str) -> Vec<u8> {
+pub(super) fn percent_decode(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -557,33 +553,6 @@ fn percent_decode(text: &str) -> Vec<u8> {
         }
     }
     out
-}
-
-#[cfg(feature = "tls")]
-fn build_client(info: redis::ConnectionInfo, options: &RedisOptions) -> redis::RedisResult<Client> {
-    if options.tls_root_certificate.is_none() && options.tls_client_certificate.is_none() {
-        return Client::open(info);
-    }
-    Client::build_with_tls(
-        info,
-        redis::TlsCertificates {
-            client_tls: options.tls_client_certificate.as_ref().map(|(cert, key)| {
-                redis::ClientTlsConfig {
-                    client_cert: cert.clone(),
-                    client_key: key.clone(),
-                }
-            }),
-            root_cert: options.tls_root_certificate.clone(),
-        },
-    )
-}
-
-#[cfg(not(feature = "tls"))]
-fn build_client(
-    info: redis::ConnectionInfo,
-    _options: &RedisOptions,
-) -> redis::RedisResult<Client> {
-    Client::open(info)
 }
 
 #[cfg(test)]
@@ -691,6 +660,22 @@ mod tests {
             (
                 "redis+unix://tmp/r.sock",
                 "the socket path must be absolute",
+            ),
+            (
+                "redis://127.0.0.1:6379/0?sentinel_password=s3cret",
+                "`sentinel_password` is for redis+sentinel:// URLs only",
+            ),
+            (
+                "redis+cluster://h:1,h:2/?sentinel_password=s3cret",
+                "`sentinel_password` is for redis+sentinel:// URLs only",
+            ),
+            (
+                "redis+sentinel://:s3cret@h:1/m/x?sentinel_password=s3cret",
+                "the database `x` is not a number",
+            ),
+            (
+                "redis+sentinel://h:1/m?sentinel_username=u&sentinel_password=s3cret&sentinel_password=s3cret",
+                "`sentinel_password` is given twice",
             ),
             (
                 "redis+unix:///tmp/r.sock?db=x&pass=s3cret",

@@ -80,6 +80,7 @@ pub use error::TransportError;
 pub use glob::glob_match;
 pub use group::{GroupSpec, GroupStatus, StartFrom};
 pub use message::Message;
+pub(crate) use url::redact_query;
 pub use url::redact_url;
 
 pub use crate::boxed::{BoxError, BoxFuture};
