@@ -15,7 +15,7 @@ use eventbus::redis::RedisOptions;
 use eventbus::{ConnectionEvent, ConnectionState, Event, EventBus};
 use eventbus_suite::cluster::RedisCluster;
 use eventbus_suite::confirmed::{Ledger, publish_batch, publish_until};
-use eventbus_suite::failover::until_delivered;
+use eventbus_suite::failover::{recording_bus, until_delivered};
 use eventbus_suite::{Ping, Seen, bounded, fast, wait_for};
 use serde::{Deserialize, Serialize};
 
@@ -34,26 +34,6 @@ fn options() -> RedisOptions {
     fast().watchdog_interval(Some(Duration::from_millis(200)))
 }
 
-async fn recording_bus(url: &str, pings: &Seen<u64>, jobs: &Seen<u64>) -> EventBus {
-    let (p, j) = (pings.clone(), jobs.clone());
-    let bus = EventBus::builder()
-        .service("cluster")
-        .redis_options(options())
-        .handler(move |e: Ping| {
-            let p = p.clone();
-            async move { p.push(e.n) }
-        })
-        .handler(move |e: Job| {
-            let j = j.clone();
-            async move { j.push(e.n) }
-        })
-        .connect(url)
-        .await
-        .expect("connect to the cluster");
-    bus.ready(Duration::from_secs(10)).await.unwrap();
-    bus
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_use_sharded_pubsub_on_the_owning_node() {
     let Some(cluster) = RedisCluster::start_or_skip() else {
@@ -63,7 +43,7 @@ async fn events_use_sharded_pubsub_on_the_owning_node() {
     let owner = cluster.owner_of("events:ping");
     bounded(async move {
         let (pings, jobs) = (Seen::new(), Seen::new());
-        let bus = recording_bus(&url, &pings, &jobs).await;
+        let bus = recording_bus(&url, "cluster", options(), (&pings, &jobs), |j: &Job| j.n).await;
         let receipt = bus.publish(Ping { n: 1 }).await.unwrap();
         assert_eq!(receipt.receivers, 1);
         let receipt = bus.publish(Job { n: 1 }).await.unwrap();
@@ -101,7 +81,7 @@ async fn a_killed_owner_is_replaced_and_delivery_resumes() {
     let url = cluster.url();
     bounded(async move {
         let (pings, jobs) = (Seen::new(), Seen::new());
-        let bus = recording_bus(&url, &pings, &jobs).await;
+        let bus = recording_bus(&url, "cluster", options(), (&pings, &jobs), |j: &Job| j.n).await;
         let mut events = bus.connection_events();
         until_delivered(&bus, &pings, 0, Duration::from_secs(10), |n| Ping { n }).await;
         until_delivered(&bus, &jobs, 0, Duration::from_secs(10), |n| Job { n }).await;
@@ -184,7 +164,7 @@ async fn confirmed_durable_events_survive_a_killed_owner() {
     let url = cluster.url();
     bounded(async move {
         let (pings, jobs) = (Seen::new(), Seen::new());
-        let bus = recording_bus(&url, &pings, &jobs).await;
+        let bus = recording_bus(&url, "cluster", options(), (&pings, &jobs), |j: &Job| j.n).await;
         let owner = cluster.owner_of(JOB_STREAM);
         let (ledger, stop) = (Ledger::default(), Arc::new(AtomicBool::new(false)));
         let target = (format!("127.0.0.1:{owner}"), JOB_PROBE.to_owned());

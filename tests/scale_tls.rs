@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use eventbus::redis::RedisOptions;
 use eventbus::{ConnectErrorKind, Event, EventBus};
 use eventbus_suite::cluster::RedisCluster;
-use eventbus_suite::failover::until_delivered;
+use eventbus_suite::failover::{recording_bus, until_delivered};
 use eventbus_suite::sentinel::SentinelSet;
 use eventbus_suite::tls_material::TlsMaterial;
 use eventbus_suite::{Ping, Seen, bounded, fast, wait_for};
@@ -42,32 +42,6 @@ fn options(ca: Vec<u8>) -> RedisOptions {
         .tls_root_certificate(ca)
 }
 
-/// A bus that records the `n` of every `Ping` and every `Job` it handles.
-async fn recording_bus(
-    url: &str,
-    options: RedisOptions,
-    pings: &Seen<u64>,
-    jobs: &Seen<u64>,
-) -> EventBus {
-    let (p, j) = (pings.clone(), jobs.clone());
-    let bus = EventBus::builder()
-        .service("scale-tls")
-        .redis_options(options)
-        .handler(move |e: Ping| {
-            let p = p.clone();
-            async move { p.push(e.n) }
-        })
-        .handler(move |e: Job| {
-            let j = j.clone();
-            async move { j.push(e.n) }
-        })
-        .connect(url)
-        .await
-        .expect("connect over TLS");
-    bus.ready(Duration::from_secs(10)).await.unwrap();
-    bus
-}
-
 /// One TLS cluster for both checks: starting one takes seconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_cluster_round_trip() {
@@ -82,7 +56,14 @@ async fn rediss_cluster_round_trip() {
         another_authority_is_refused(&url).await;
 
         let (pings, jobs) = (Seen::new(), Seen::new());
-        let bus = recording_bus(&url, options(ca), &pings, &jobs).await;
+        let bus = recording_bus(
+            &url,
+            "scale-tls",
+            options(ca),
+            (&pings, &jobs),
+            |j: &Job| j.n,
+        )
+        .await;
         let receipt = bus.publish(Ping { n: 1 }).await.unwrap();
         assert_eq!(receipt.receivers, 1);
         let receipt = bus.publish(Job { n: 1 }).await.unwrap();
@@ -170,7 +151,14 @@ async fn tls_sentinels_deliver_and_fail_over() {
         );
 
         let (pings, jobs) = (Seen::new(), Seen::new());
-        let bus = recording_bus(&url, options(ca), &pings, &jobs).await;
+        let bus = recording_bus(
+            &url,
+            "scale-tls",
+            options(ca),
+            (&pings, &jobs),
+            |j: &Job| j.n,
+        )
+        .await;
         until_delivered(&bus, &pings, 0, Duration::from_secs(10), |n| Ping { n }).await;
 
         let started = Instant::now();
