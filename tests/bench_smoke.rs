@@ -38,4 +38,10 @@ fn the_quick_bench_prints_every_row() {
         assert!(stdout.contains(measure), "no row {measure:?}:\n{stdout}");
     }
     assert!(stdout.contains("| 0 (all runs of ours)"), "{stdout}");
+    // Each steady-load row has its raw redis-rs baseline at the same rate.
+    assert_eq!(
+        stdout.matches("R raw redis-rs pair:").count(),
+        3,
+        "{stdout}"
+    );
 }

@@ -113,7 +113,7 @@ impl Sizes {
                 latency_samples: 1_000,
                 load_rate: 2_000,
                 load_secs: 1,
-                steady: [(1_000, 1), (5_000, 1)],
+                steady: [(1_000, 1), (20_000, 1)],
                 stalled: 10_000,
                 capacity: 10_000,
                 durable: 5_000,
