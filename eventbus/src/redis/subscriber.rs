@@ -376,14 +376,8 @@ async fn supervise(shared: Arc<Shared>) {
             _guard,
             topics,
         } = opened;
-        link::set(
-            &sub.link,
-            Link::Up {
-                conn: sink.clone(),
-                epoch,
-            },
-        );
-        drop(_guard);
+        // Reported before the link is up, so that whoever waits for it (`ready`) finds the
+        // connection's health up too.
         if ever_connected {
             shared.inbound.connection(ConnectionEvent::Reconnected {
                 role: ROLE,
@@ -398,6 +392,14 @@ async fn supervise(shared: Arc<Shared>) {
                 .inbound
                 .connection(ConnectionEvent::Connected { role: ROLE });
         }
+        link::set(
+            &sub.link,
+            Link::Up {
+                conn: sink.clone(),
+                epoch,
+            },
+        );
+        drop(_guard);
         let Some(cause) = connected(&shared, epoch, sink, stream).await else {
             return;
         };
