@@ -120,12 +120,19 @@ async fn send_pipeline<R: FromRedisValue>(
     cmds: &[Cmd],
     wait: std::time::Duration,
 ) -> Result<Vec<R>, TransportError> {
-    let mut pipe = redis::pipe();
+    let mut pipe = redis::Pipeline::with_capacity(cmds.len());
     for cmd in cmds {
         pipe.add_command(cmd.clone());
     }
     let replies: Vec<R> = shared.pipeline(what, &pipe, wait).await?;
     checked(shared, what, cmds.len(), replies)
+}
+
+/// `verb channel payload` (`PUBLISH` or `SPUBLISH`), in a command sized for it at once.
+pub(crate) fn publish_cmd(verb: &str, channel: &str, payload: &[u8]) -> Cmd {
+    let mut cmd = Cmd::with_capacity(3, verb.len() + channel.len() + payload.len());
+    cmd.arg(verb).arg(channel).arg(payload);
+    cmd
 }
 
 /// `PUBLISH` of every message (`SPUBLISH` when `sharded` on a cluster); the receivers of
@@ -142,11 +149,9 @@ pub(crate) async fn publish_many(
     };
     chunked(messages, in_flight(shared), |chunk| {
         let keys = chunk.iter().map(|(channel, _)| channel.as_str()).collect();
-        let cmds = chunk.iter().map(|(channel, payload)| {
-            let mut cmd = redis::cmd(verb);
-            cmd.arg(channel).arg(payload.as_ref());
-            cmd
-        });
+        let cmds = chunk
+            .iter()
+            .map(|(channel, payload)| publish_cmd(verb, channel, payload));
         send(shared, "publishing a batch", keys, cmds.collect())
     })
     .await

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use super::RedisOptions;
 use super::Shared;
+use super::batch::publish_cmd;
 use super::link::{self, Link};
 use super::target::Target;
 use crate::transport::{ConnectionEvent, ErrorKind, TransportError};
@@ -257,6 +258,9 @@ pub(crate) async fn batch_publishes(shared: Arc<Shared>, mut jobs: mpsc::Receive
 /// returns the others.
 fn drop_expired(shared: &Shared, batch: Vec<Queued>) -> Vec<Queued> {
     let now = Instant::now();
+    if batch.iter().all(|q| q.job.deadline > now) {
+        return batch;
+    }
     let (live, expired): (Vec<_>, Vec<_>) = batch.into_iter().partition(|q| q.job.deadline > now);
     for q in expired {
         let waited = shared.options.publish_deadline;
@@ -271,11 +275,9 @@ async fn send_pipeline(
     batch: &[Queued],
     deadline: Instant,
 ) -> Result<Vec<u64>, TransportError> {
-    let mut pipe = redis::pipe();
+    let mut pipe = redis::Pipeline::with_capacity(batch.len());
     for q in batch {
-        pipe.cmd("PUBLISH")
-            .arg(&q.job.channel)
-            .arg(q.job.payload.as_ref());
+        pipe.add_command(publish_cmd("PUBLISH", &q.job.channel, &q.job.payload));
     }
     let pipe = &pipe;
     let waited = shared.options.publish_deadline;
@@ -297,9 +299,7 @@ async fn send_to_cluster(
         .iter()
         .map(|q| {
             let verb = if q.job.sharded { "SPUBLISH" } else { "PUBLISH" };
-            let mut cmd = redis::cmd(verb);
-            cmd.arg(&q.job.channel).arg(q.job.payload.as_ref());
-            cmd
+            publish_cmd(verb, &q.job.channel, &q.job.payload)
         })
         .collect();
     let cmds = &cmds;
