@@ -1,7 +1,7 @@
 //! The benchmark harness's short run (`bench --quick`) in the suite: it starts its own
-//! redis-server, measures every row, loses nothing, and prints the whole table. Its figures
-//! are not judged here (a debug build on a shared machine); `cargo run --release --example
-//! bench` is the measurement.
+//! redis-server and Redis Cluster, measures every row, loses nothing, and prints the whole
+//! table. Its figures are not judged here (a debug build on a shared machine); `cargo run
+//! --release --example bench` is the measurement.
 
 use std::process::Command;
 
@@ -34,6 +34,8 @@ fn the_quick_bench_prints_every_row() {
         "| durable publish, 16 in flight",
         "| durable consume + ack, one consumer",
         "| durable latency p50 / p99, 1 in flight",
+        "| cluster: publish, 16 in flight",
+        "| cluster: end to end",
     ] {
         assert!(stdout.contains(measure), "no row {measure:?}:\n{stdout}");
     }

@@ -1,5 +1,5 @@
 //! Benchmark harness: eventbus over Redis pub/sub against redis-benchmark and a raw redis-rs
-//! client, on a throwaway redis-server on loopback. Prints one table.
+//! client, on a throwaway redis-server (and a local Redis Cluster) on loopback. Prints one table.
 //!
 //! ```text
 //! cargo run --release --example bench              # full run, under ~3 minutes on 2 cores
@@ -14,6 +14,9 @@
 //! - baseline B: a raw redis-rs multiplexed connection with 16 `PUBLISH`es of the same payload
 //!   in flight;
 //! - baseline C: `redis-benchmark -c 1 -n N PUBLISH ...`, one at a time: its p50 latency;
+//! - baseline F: on a local Redis Cluster (three primaries, three replicas),
+//!   `redis-benchmark -c 1 -P 16 -n N SPUBLISH events:bench <200 bytes>` on the primary that
+//!   owns the channel's slot, with a raw sharded subscriber attached (`cluster.rs`);
 //! - baseline R: at each steady rate, a raw redis-rs publisher process paced as ours and a raw
 //!   redis-rs subscriber here (`steady.rs`): the latency the machine gives without the bus;
 //! - ours: `bus.publish` with 16 in flight (an envelope around a ~200-byte event); end to end
@@ -21,7 +24,9 @@
 //!   a subscriber bus with a no-op handler (nothing may be lost, and the server must not
 //!   disconnect the subscriber); latency from publish to handler (a timestamp in the event),
 //!   one event in flight and under a steady load; the subscriber's CPU time and RSS; and what
-//!   a stalled handler costs a no-op handler beside it;
+//!   a stalled handler costs a no-op handler beside it; on the cluster, `bus.publish` with 16
+//!   in flight and end to end, against F (no targets: every node, the publisher and the
+//!   subscriber share the same cores, so the ratio is overhead, not scaling);
 //! - to tell the two sides apart: B' (B with our envelope's bytes as the payload), the CPU time
 //!   per publish of B and of ours, and the subscriber bus fed by redis-benchmark `-P 16`
 //!   publishing the envelope (the subscriber's capacity when the publisher is not the limit).
@@ -36,6 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod cluster;
 mod durable;
 mod memory;
 mod progress;
@@ -101,6 +107,8 @@ struct Sizes {
     capacity: u64,
     durable: u64,
     durable_latency: u64,
+    /// Events in each cluster row.
+    cluster: u64,
 }
 
 impl Sizes {
@@ -118,6 +126,7 @@ impl Sizes {
                 capacity: 10_000,
                 durable: 5_000,
                 durable_latency: 500,
+                cluster: 5_000,
             }
         } else {
             Sizes {
@@ -135,6 +144,7 @@ impl Sizes {
                 capacity: 50_000,
                 durable: 100_000,
                 durable_latency: 5_000,
+                cluster: 200_000,
             }
         }
     }
@@ -191,7 +201,7 @@ async fn profile(what: &str, n: u64) -> anyhow::Result<()> {
             drain.task.abort();
         }
         "subscribe" => {
-            let run = e2e(&server, n, None, false, false).await?;
+            let run = e2e(&server.url(), n, None, false, false).await?;
             println!(
                 "delivered {} of {}: {}, {:.2} µs CPU per event",
                 run.delivered,
@@ -455,8 +465,10 @@ struct E2e {
     latencies: Vec<u64>,
 }
 
+/// Measures one end-to-end run against the server or cluster at `url`: `n` events, at `rate`
+/// when given, with a stalled handler beside the no-op one when `stalled`.
 async fn e2e(
-    server: &RedisServer,
+    url: &str,
     n: u64,
     rate: Option<u64>,
     stalled: bool,
@@ -471,13 +483,13 @@ async fn e2e(
             .unwrap_or_else(|e| e.into_inner())
             .reserve(n as usize);
     }
-    let bus = subscriber(&server.url(), &sink, stalled).await?;
+    let bus = subscriber(url, &sink, stalled).await?;
     let (cpu0, _) = cpu_and_rss();
     let mut args = vec!["--count".to_owned(), n.to_string()];
     if let Some(rate) = rate {
         args.extend(["--rate".to_owned(), rate.to_string()]);
     }
-    let (published, errors) = run_publisher(&server.url(), &args).await?;
+    let (published, errors) = run_publisher(url, &args).await?;
     if errors > 0 {
         eprintln!("  publisher: {errors} publishes failed");
     }
@@ -849,7 +861,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
         "ours: end to end, {} events from another process",
         sizes.e2e
     ));
-    let alone = e2e(&server, sizes.e2e, None, false, false).await?;
+    let alone = e2e(&url, sizes.e2e, None, false, false).await?;
 
     progress::stage("ours: subscriber alone, redis-benchmark -P 16 publishing the envelope");
     let capacity = subscriber_capacity(&server, sizes.capacity).await?;
@@ -862,7 +874,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
         "ours: latency at {}/s for {} s",
         sizes.load_rate, sizes.load_secs
     ));
-    let loaded = e2e(&server, load_n, Some(sizes.load_rate), false, true).await?;
+    let loaded = e2e(&url, load_n, Some(sizes.load_rate), false, true).await?;
     progress::stage(format!(
         "baseline R: raw redis-rs at {}/s for {} s",
         sizes.load_rate, sizes.load_secs
@@ -873,15 +885,15 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
         progress::stage(format!(
             "ours and baseline R: latency at {rate}/s for {secs} s"
         ));
-        let run = e2e(&server, rate * secs, Some(rate), false, true).await?;
+        let run = e2e(&url, rate * secs, Some(rate), false, true).await?;
         let raw = steady::raw_steady(&server, rate, rate * secs).await?;
         steady_rows.push(steady::steady_row(rate, &run.latencies, &raw));
     }
 
     progress::stage("ours: a no-op handler beside a stalled one");
-    let with_stalled_1 = e2e(&server, sizes.stalled, None, true, false).await?;
-    let alone_2 = e2e(&server, sizes.stalled, None, false, false).await?;
-    let with_stalled_2 = e2e(&server, sizes.stalled, None, true, false).await?;
+    let with_stalled_1 = e2e(&url, sizes.stalled, None, true, false).await?;
+    let alone_2 = e2e(&url, sizes.stalled, None, false, false).await?;
+    let with_stalled_2 = e2e(&url, sizes.stalled, None, true, false).await?;
     let alone_best = alone.rate.max(alone_2.rate);
     let stalled_best = with_stalled_1.rate.max(with_stalled_2.rate);
     let alone_lost = [&alone, &alone_2]
@@ -895,6 +907,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     let disconnects = buffer_disconnects(&server) - disconnects_before;
 
     let durable_rows = durable::rows(&server, sizes.durable, sizes.durable_latency, c_p50).await?;
+    let cluster_rows = cluster::rows(sizes.cluster).await?;
     let memory_rows = memory::rows(sizes.durable).await?;
 
     // The table.
@@ -1060,9 +1073,11 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
             .flatten()
             .map_or("default".to_owned(), |c| c.to_string())
     );
+    println!("{}", cluster::note());
     let rows: Vec<Row> = rows
         .into_iter()
         .chain(durable_rows)
+        .chain(cluster_rows)
         .chain(memory_rows)
         .collect();
     progress::finish();
