@@ -122,7 +122,8 @@ impl ClusterNodes {
 
 fn builder(nodes: &[String], options: &RedisOptions) -> ClusterClientBuilder {
     let builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
-        .connection_timeout(options.connect_timeout);
+        .connection_timeout(options.connect_timeout)
+        .tcp_settings(super::tcp::settings());
     with_certificates(builder, options)
 }
 

@@ -86,6 +86,7 @@ mod stream_reply;
 mod streams;
 mod subscriber;
 mod target;
+mod tcp;
 mod tls;
 
 pub use acl::LEAST_PRIVILEGE;

@@ -283,6 +283,7 @@ fn client(
     let node = info.redis_settings();
     let mut builder = SentinelClientBuilder::new(sentinel_addrs(url), &url.master, server_type)?
         .set_client_to_redis_db(node.db())
+        .set_client_to_redis_tcp_settings(super::tcp::settings())
         .set_client_to_redis_protocol(node.protocol());
     if let Some(user) = node.username() {
         builder = builder.set_client_to_redis_username(user);

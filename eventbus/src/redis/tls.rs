@@ -30,6 +30,7 @@ pub(crate) fn certificates(options: &RedisOptions) -> Option<redis::TlsCertifica
 /// A client for one server, with the options' certificates when it is reached over TLS.
 #[cfg(feature = "tls")]
 pub(crate) fn client(info: ConnectionInfo, options: &RedisOptions) -> RedisResult<Client> {
+    let info = info.set_tcp_settings(super::tcp::settings());
     match certificates(options) {
         Some(certificates) => Client::build_with_tls(info, certificates),
         None => Client::open(info),
@@ -39,5 +40,5 @@ pub(crate) fn client(info: ConnectionInfo, options: &RedisOptions) -> RedisResul
 /// A client for one server (no TLS without the `tls` feature).
 #[cfg(not(feature = "tls"))]
 pub(crate) fn client(info: ConnectionInfo, _options: &RedisOptions) -> RedisResult<Client> {
-    Client::open(info)
+    Client::open(info.set_tcp_settings(super::tcp::settings()))
 }
