@@ -156,7 +156,7 @@ fn main() -> anyhow::Result<()> {
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
             "usage: bench [--quick] [--queue-capacity N]\n       \
-             bench --profile publish|subscribe|consume [--count N]"
+             bench --profile publish|subscribe|consume|memory [--count N]"
         );
         return Ok(());
     }
@@ -186,10 +186,11 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// `--profile publish|subscribe|consume [--count N]`: one side only, for a profiler attached
-/// to this process (`perf record -g -- bench --profile subscribe`). `publish` publishes N
+/// `--profile publish|subscribe|consume|memory [--count N]`: one side only, for a profiler
+/// attached to this process (`perf record -g -- bench --profile subscribe`). `publish` publishes N
 /// events, 16 in flight; `subscribe` handles N events sent by a publisher process; `consume`
-/// reads and acknowledges N durable entries appended beforehand.
+/// reads and acknowledges N durable entries appended beforehand; `memory` publishes N events
+/// on `memory://` to four no-op handlers.
 async fn profile(what: &str, n: u64) -> anyhow::Result<()> {
     let server = RedisServer::start();
     let started = Instant::now();
@@ -218,7 +219,16 @@ async fn profile(what: &str, n: u64) -> anyhow::Result<()> {
                 rate_text(rate)
             );
         }
-        other => bail!("--profile takes `publish`, `subscribe` or `consume`, not `{other}`"),
+        "memory" => {
+            let rate = memory::bus_rate(n).await?;
+            println!(
+                "memory:// published {n} events to 4 handlers: {}",
+                rate_text(rate)
+            );
+        }
+        other => {
+            bail!("--profile takes `publish`, `subscribe`, `consume` or `memory`, not `{other}`")
+        }
     }
     eprintln!("{:.1} s", started.elapsed().as_secs_f64());
     Ok(())

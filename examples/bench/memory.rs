@@ -53,7 +53,7 @@ async fn broadcast_baseline(n: u64) -> anyhow::Result<f64> {
 }
 
 /// Events per second through a `memory://` bus with `HANDLERS` no-op handlers.
-async fn bus_rate(n: u64) -> anyhow::Result<f64> {
+pub(crate) async fn bus_rate(n: u64) -> anyhow::Result<f64> {
     let count = Arc::new(AtomicU64::new(0));
     let each: Vec<Arc<AtomicU64>> = (0..HANDLERS).map(|_| Arc::default()).collect();
     let slowest = || {
