@@ -141,21 +141,20 @@ impl ClusterSubscriber {
             })
             .collect();
         lock(&self.served).retain(|c, _| channels.contains(c));
+        let mut maps = Answers::default();
         let mut moves = Vec::new();
         for channel in channels {
             let slot = slot_of(&channel);
-            let read = tokio::time::timeout(timeout, SlotMap::read_at(conn, &channel)).await;
-            let Ok(Ok(map)) = read else { continue };
-            let Some(node) = map.owner(slot) else {
+            let Some(node) = maps.owner(conn, &channel, slot, timeout).await else {
                 continue;
             };
-            let before = lock(&self.served).insert(channel.clone(), (slot, node.to_owned()));
+            let before = lock(&self.served).insert(channel.clone(), (slot, node.clone()));
             match before {
                 Some((_, from)) if from != node => moves.push(ConnectionEvent::Moved {
                     channel,
                     slot,
                     from,
-                    to: node.to_owned(),
+                    to: node,
                 }),
                 _ => {}
             }
@@ -280,6 +279,39 @@ impl ClusterSubscriber {
         }
         let moves = self.note_servers(&mut conn, timeout).await;
         Ok((topics.len(), moves))
+    }
+}
+
+/// The slot maps read while noting servers, each with the node that answered it: a node's
+/// own word that it serves a slot is taken for every channel of that slot, so the nodes are
+/// asked once each rather than once per channel.
+#[derive(Default)]
+struct Answers {
+    maps: Vec<(String, SlotMap)>,
+}
+
+impl Answers {
+    /// The node serving `slot`, as that node says; asks the node serving `channel` when no
+    /// answer so far settles it.
+    async fn owner(
+        &mut self,
+        conn: &mut ClusterConnection,
+        channel: &str,
+        slot: u16,
+        timeout: Duration,
+    ) -> Option<String> {
+        let settled = self
+            .maps
+            .iter()
+            .find_map(|(from, map)| map.owner(slot).filter(|owner| owner == from));
+        if let Some(owner) = settled {
+            return Some(owner.to_owned());
+        }
+        let read = tokio::time::timeout(timeout, SlotMap::read_at(conn, channel)).await;
+        let Ok(Ok(map)) = read else { return None };
+        let owner = map.owner(slot)?.to_owned();
+        self.maps.push((owner.clone(), map));
+        Some(owner)
     }
 }
 
