@@ -4,7 +4,8 @@
 //! owner drops the sharded subscription; the bus reports the gap (`Disconnected`, then
 //! `Moved` naming both nodes and `Resubscribed`), subscribes again on the new owner, and every
 //! event published from then on is delivered. A raw channel on the same slot, published with
-//! classic `PUBLISH`, moves with it and is never delivered twice.
+//! classic `PUBLISH`, and a pattern on that slot matching it, move with it and are never
+//! delivered twice.
 //!
 //! Skipped (with a message) when redis-server is not installed, unless `CI=true`.
 
@@ -25,10 +26,18 @@ const RESUME: Duration = Duration::from_secs(10);
 const CHANNEL: &str = "events:ping";
 /// A raw channel whose hash tag puts it on `CHANNEL`'s slot.
 const CLASSIC: &str = "{events:ping}.classic";
+/// A pattern matching `CLASSIC`, whose hash tag puts it on the same slot.
+const PATTERN: &str = "{events:ping}.*";
 
-/// A bus whose handlers record the `n` of every `Ping`, and of every classic raw message.
-async fn subscriber(url: &str, seen: &Seen<u64>, classic: &Seen<u64>) -> EventBus {
-    let (seen, classic) = (seen.clone(), classic.clone());
+/// A bus whose handlers record the `n` of every `Ping`, and of every classic raw message (on
+/// its channel and through a pattern).
+async fn subscriber(
+    url: &str,
+    seen: &Seen<u64>,
+    classic: &Seen<u64>,
+    matched: &Seen<u64>,
+) -> EventBus {
+    let (seen, classic, matched) = (seen.clone(), classic.clone(), matched.clone());
     let bus = EventBus::builder()
         .redis_options(fast())
         .handler(move |e: Ping| {
@@ -40,6 +49,13 @@ async fn subscriber(url: &str, seen: &Seen<u64>, classic: &Seen<u64>) -> EventBu
             async move {
                 let text = String::from_utf8_lossy(&m.payload).into_owned();
                 classic.push(text.parse().expect("a number"));
+            }
+        })
+        .handler_on(Topic::pattern(PATTERN), move |m: Message| {
+            let matched = matched.clone();
+            async move {
+                let text = String::from_utf8_lossy(&m.payload).into_owned();
+                matched.push(text.parse().expect("a number"));
             }
         })
         .connect(url)
@@ -144,8 +160,8 @@ async fn a_moved_slot_is_followed_and_delivery_resumes() {
     };
     let url = cluster.url();
     bounded(async move {
-        let (seen, classic) = (Seen::new(), Seen::new());
-        let sub = subscriber(&url, &seen, &classic).await;
+        let (seen, classic, matched) = (Seen::new(), Seen::new(), Seen::new());
+        let sub = subscriber(&url, &seen, &classic, &matched).await;
         let mut events = sub.connection_events();
         let publisher = EventBus::builder()
             .redis_options(fast())
@@ -218,6 +234,9 @@ async fn a_moved_slot_is_followed_and_delivery_resumes() {
         let classic_done = wait_for(RESUME, || classic.snapshot().contains(&(last - 1))).await;
         assert!(classic_done, "the last classic messages never arrived");
         assert_classic_once(&classic.snapshot(), resumed, last);
+        let matched_done = wait_for(RESUME, || matched.snapshot().contains(&(last - 1))).await;
+        assert!(matched_done, "the last pattern messages never arrived");
+        assert_classic_once(&matched.snapshot(), resumed, last);
         assert_eq!(cluster.owner_of(CHANNEL), to);
         assert!(cluster.node(to).command_calls("ssubscribe") >= 1);
         sub.shutdown().await.unwrap();

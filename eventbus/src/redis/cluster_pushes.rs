@@ -70,7 +70,7 @@ fn handle(shared: &Arc<Shared>, push: PushInfo, names: &mut Names) {
             let Some(Some(c)) = d.next() else { return };
             let channel = String::from_utf8_lossy(&c).into_owned();
             let sub = &shared.cluster_subscriber;
-            if sub.dropped(&channel) {
+            if sub.holds_channel(&channel) {
                 let node = sub.server_of(&channel);
                 let node = node.as_deref().unwrap_or("the node serving it");
                 shared.inbound.connection(ConnectionEvent::Disconnected {

@@ -3,6 +3,7 @@
 //! serves it. Used to name the nodes a subscription moves between.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use redis::Value;
 use redis::cluster_async::ClusterConnection;
@@ -80,6 +81,39 @@ impl SlotMap {
     pub(crate) fn owner(&self, slot: u16) -> Option<&str> {
         let (_, (end, node)) = self.ranges.range(..=slot).next_back()?;
         (slot <= *end).then_some(node.as_str())
+    }
+}
+
+/// The slot maps read in one round of questions, each with the node that answered it: a
+/// node's own word that it serves a slot is taken for every key of that slot, so the nodes are
+/// asked once each rather than once per key.
+#[derive(Default)]
+pub(crate) struct Owners {
+    maps: Vec<(String, SlotMap)>,
+}
+
+impl Owners {
+    /// The node serving `slot`, as that node says; asks the node serving `key` (whose slot it
+    /// is) when no answer so far settles it.
+    pub(crate) async fn owner(
+        &mut self,
+        conn: &mut ClusterConnection,
+        key: &str,
+        slot: u16,
+        timeout: Duration,
+    ) -> Option<String> {
+        let settled = self
+            .maps
+            .iter()
+            .find_map(|(from, map)| map.owner(slot).filter(|owner| owner == from));
+        if let Some(owner) = settled {
+            return Some(owner.to_owned());
+        }
+        let read = tokio::time::timeout(timeout, SlotMap::read_at(conn, key)).await;
+        let Ok(Ok(map)) = read else { return None };
+        let owner = map.owner(slot)?.to_owned();
+        self.maps.push((owner.clone(), map));
+        Some(owner)
     }
 }
 

@@ -13,9 +13,9 @@
 //! slot moved to another node), a healing task subscribes again to everything held, with
 //! backoff, until every command is confirmed by the node now serving the slot (a failed
 //! command makes the connection re-read the slot map), then reports a `Moved` for each channel
-//! now served by another node and `Resubscribed`. A moved channel's classic subscription is
-//! first taken off the node that served it: classic messages reach every node, so leaving it
-//! there would deliver them twice.
+//! now served by another node and `Resubscribed`. The classic and pattern subscriptions of
+//! every topic whose slot moved are first taken off the node that served it: classic messages
+//! reach every node, so leaving them there would deliver them twice.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +25,7 @@ use std::time::Duration;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
-use super::cluster_slots::{SlotMap, slot_of};
+use super::cluster_slots::{Owners, slot_of};
 use super::{Shared, cluster_pushes};
 use crate::Topic;
 use crate::sync::lock;
@@ -40,11 +40,9 @@ pub(crate) struct ClusterSubscriber {
     held: Mutex<BTreeSet<Topic>>,
     /// A healing task runs.
     healing: AtomicBool,
-    /// The slot of each held channel and the node that served it when last confirmed.
-    served: Mutex<BTreeMap<String, (u16, String)>>,
-    /// Channels whose sharded subscription the server dropped: their classic one is still on
-    /// the node in `served`.
-    dropped: Mutex<BTreeSet<String>>,
+    /// The slot of each held channel and pattern and the node that served it when last
+    /// confirmed.
+    served: Mutex<BTreeMap<Topic, (u16, String)>>,
 }
 
 impl ClusterSubscriber {
@@ -126,57 +124,72 @@ impl ClusterSubscriber {
         Ok(())
     }
 
-    /// Records the node now serving each held channel, as that node says; returns the
-    /// channels whose node changed. A channel whose node cannot be asked keeps its record.
+    /// Records the node now serving each held channel and pattern, as that node says;
+    /// returns the channels whose node changed. A topic whose node cannot be asked keeps its
+    /// record.
     async fn note_servers(
         &self,
         conn: &mut ClusterConnection,
         timeout: Duration,
     ) -> Vec<ConnectionEvent> {
-        let channels: Vec<String> = lock(&self.held)
-            .iter()
-            .filter_map(|t| match t {
-                Topic::Channel(c) => Some(c.clone()),
-                Topic::Pattern(_) => None,
-            })
-            .collect();
-        lock(&self.served).retain(|c, _| channels.contains(c));
-        let mut maps = Answers::default();
+        let topics: Vec<Topic> = lock(&self.held).iter().cloned().collect();
+        lock(&self.served).retain(|t, _| topics.contains(t));
+        let mut answers = Owners::default();
         let mut moves = Vec::new();
-        for channel in channels {
-            let slot = slot_of(&channel);
-            let Some(node) = maps.owner(conn, &channel, slot, timeout).await else {
+        for topic in topics {
+            let name = topic_name(&topic).to_owned();
+            let slot = slot_of(&name);
+            let Some(node) = answers.owner(conn, &name, slot, timeout).await else {
                 continue;
             };
-            let before = lock(&self.served).insert(channel.clone(), (slot, node.clone()));
-            match before {
-                Some((_, from)) if from != node => moves.push(ConnectionEvent::Moved {
-                    channel,
-                    slot,
-                    from,
-                    to: node,
-                }),
+            let before = lock(&self.served).insert(topic.clone(), (slot, node.clone()));
+            match (topic, before) {
+                (Topic::Channel(channel), Some((_, from))) if from != node => {
+                    moves.push(ConnectionEvent::Moved {
+                        channel,
+                        slot,
+                        from,
+                        to: node,
+                    });
+                }
                 _ => {}
             }
         }
         moves
     }
 
+    /// The held topics whose node changed since they were last confirmed, with the node that
+    /// served them: their classic and pattern subscriptions are still there.
+    async fn left_behind(
+        &self,
+        conn: &mut ClusterConnection,
+        timeout: Duration,
+    ) -> Vec<(Topic, String)> {
+        let served: Vec<(Topic, (u16, String))> = lock(&self.served)
+            .iter()
+            .map(|(t, s)| (t.clone(), s.clone()))
+            .collect();
+        let mut answers = Owners::default();
+        let mut behind = Vec::new();
+        for (topic, (slot, node)) in served {
+            let now = answers.owner(conn, topic_name(&topic), slot, timeout).await;
+            if now.is_some_and(|now| now != node) {
+                behind.push((topic, node));
+            }
+        }
+        behind
+    }
+
     /// The node that served `channel` when last confirmed, `host:port`.
     pub(super) fn server_of(&self, channel: &str) -> Option<String> {
         lock(&self.served)
-            .get(channel)
+            .get(&Topic::Channel(channel.to_owned()))
             .map(|(_, node)| node.clone())
     }
 
-    /// Whether `channel` is held; if so, records that the server dropped its sharded
-    /// subscription, so the healing takes its classic one off the old node.
-    pub(super) fn dropped(&self, channel: &str) -> bool {
-        if !lock(&self.held).contains(&Topic::Channel(channel.to_owned())) {
-            return false;
-        }
-        lock(&self.dropped).insert(channel.to_owned());
-        true
+    /// Whether `channel` is held.
+    pub(super) fn holds_channel(&self, channel: &str) -> bool {
+        lock(&self.held).contains(&Topic::Channel(channel.to_owned()))
     }
 
     /// Unsubscribes; forgets the topics even when a node does not answer.
@@ -256,9 +269,9 @@ impl ClusterSubscriber {
         shared.track(task.abort_handle());
     }
 
-    /// Subscribes again to everything held, after taking the classic subscriptions of dropped
-    /// channels off their old node; returns how many topics it holds and the channels that
-    /// moved.
+    /// Subscribes again to everything held, after taking the classic and pattern
+    /// subscriptions of topics whose slot moved off their old node; returns how many topics it
+    /// holds and the channels that moved.
     async fn resubscribe(
         &self,
         shared: &Shared,
@@ -267,10 +280,12 @@ impl ClusterSubscriber {
             return Ok((0, Vec::new()));
         };
         let timeout = shared.options.response_timeout;
-        let dropped = std::mem::take(&mut *lock(&self.dropped));
-        for channel in &dropped {
-            if let Some(node) = self.server_of(channel) {
-                unsubscribe_classic_at(&mut conn, channel, &node, timeout).await;
+        let mut unreachable = BTreeSet::new();
+        for (topic, node) in self.left_behind(&mut conn, timeout).await {
+            if !unreachable.contains(&node)
+                && !unsubscribe_at(&mut conn, &topic, &node, timeout).await
+            {
+                unreachable.insert(node);
             }
         }
         let topics: Vec<Topic> = lock(&self.held).iter().cloned().collect();
@@ -282,63 +297,48 @@ impl ClusterSubscriber {
     }
 }
 
-/// The slot maps read while noting servers, each with the node that answered it: a node's
-/// own word that it serves a slot is taken for every channel of that slot, so the nodes are
-/// asked once each rather than once per channel.
-#[derive(Default)]
-struct Answers {
-    maps: Vec<(String, SlotMap)>,
-}
-
-impl Answers {
-    /// The node serving `slot`, as that node says; asks the node serving `channel` when no
-    /// answer so far settles it.
-    async fn owner(
-        &mut self,
-        conn: &mut ClusterConnection,
-        channel: &str,
-        slot: u16,
-        timeout: Duration,
-    ) -> Option<String> {
-        let settled = self
-            .maps
-            .iter()
-            .find_map(|(from, map)| map.owner(slot).filter(|owner| owner == from));
-        if let Some(owner) = settled {
-            return Some(owner.to_owned());
-        }
-        let read = tokio::time::timeout(timeout, SlotMap::read_at(conn, channel)).await;
-        let Ok(Ok(map)) = read else { return None };
-        let owner = map.owner(slot)?.to_owned();
-        self.maps.push((owner.clone(), map));
-        Some(owner)
-    }
-}
-
-/// `UNSUBSCRIBE channel` on the node at `node` (`host:port`), by its address. A node that is
-/// gone has no subscription left, so failures are only logged.
-async fn unsubscribe_classic_at(
+/// `UNSUBSCRIBE channel` or `PUNSUBSCRIBE pattern` on the node at `node` (`host:port`), by
+/// its address; returns whether the node answered. A node that is gone has no subscription
+/// left, so failures are only logged.
+async fn unsubscribe_at(
     conn: &mut ClusterConnection,
-    channel: &str,
+    topic: &Topic,
     node: &str,
     timeout: Duration,
-) {
+) -> bool {
     let Some((host, port)) = node.rsplit_once(':') else {
-        return;
+        return false;
     };
     let Ok(port) = port.parse::<u16>() else {
-        return;
+        return false;
     };
     let at = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
         host: host.to_owned(),
         port,
     });
-    let mut cmd = redis::cmd("UNSUBSCRIBE");
-    cmd.arg(channel);
+    let mut cmd = match topic {
+        Topic::Channel(_) => redis::cmd("UNSUBSCRIBE"),
+        Topic::Pattern(_) => redis::cmd("PUNSUBSCRIBE"),
+    };
+    cmd.arg(topic_name(topic));
     match tokio::time::timeout(timeout, conn.route_command(cmd, at)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::debug!(error = %e, channel, node, "classic unsubscribe failed"),
-        Err(_) => tracing::debug!(channel, node, "classic unsubscribe timed out"),
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, ?topic, node, "unsubscribing the old node failed");
+            false
+        }
+        Err(_) => {
+            tracing::debug!(?topic, node, "unsubscribing the old node timed out");
+            false
+        }
+    }
+}
+
+/// The channel or pattern itself.
+fn topic_name(topic: &Topic) -> &str {
+    match topic {
+        Topic::Channel(c) => c,
+        Topic::Pattern(p) => p,
     }
 }
 
