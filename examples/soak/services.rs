@@ -87,7 +87,7 @@ impl Services {
         let stdin = child.stdin.take();
         let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
         let incarnation = self.ledger_lock().begin(name, role, pid);
-        let ready = wait_ready(&mut lines, name).await?;
+        let ready = wait_ready(&mut lines, name, incarnation, &self.ledger).await?;
         self.ledger_lock().ready(incarnation, ready);
         let reader = tokio::spawn(read_lines(lines, incarnation, self.ledger.clone()));
         Ok(Process {
@@ -157,13 +157,29 @@ impl Services {
     }
 }
 
-async fn wait_ready(lines: &mut Lines<BufReader<ChildStdout>>, name: &str) -> anyhow::Result<u64> {
-    let first = tokio::time::timeout(START_LIMIT, lines.next_line())
-        .await
-        .with_context(|| format!("{name} did not get ready in {START_LIMIT:?}"))??;
-    match first.as_deref().and_then(|l| l.strip_prefix("ready ")) {
-        Some(t) => Ok(t.parse()?),
-        None => bail!("{name} did not start: {first:?}"),
+/// Reads the new process's lines until its `ready <ms>`, recording those before it (a
+/// consumer may handle events before it says it is ready); returns the time it gave.
+async fn wait_ready(
+    lines: &mut Lines<BufReader<ChildStdout>>,
+    name: &str,
+    incarnation: usize,
+    ledger: &Mutex<Ledger>,
+) -> anyhow::Result<u64> {
+    let deadline = tokio::time::Instant::now() + START_LIMIT;
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .with_context(|| format!("{name} did not get ready in {START_LIMIT:?}"))??;
+        let Some(line) = line else {
+            bail!("{name} exited before it was ready");
+        };
+        if let Some(t) = line.strip_prefix("ready ") {
+            return Ok(t.parse()?);
+        }
+        ledger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(incarnation, &line);
     }
 }
 
