@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use eventbus::redis::RedisOptions;
 use eventbus::{ConnectionEvent, Event, EventBus, PublishErrorKind};
-use eventbus_suite::confirmed::{Ledger, publish_batch, publish_until};
+use eventbus_suite::confirmed::{Ledger, publish_until, unhandled_after_failover};
 use eventbus_suite::failover::until_delivered;
 use eventbus_suite::sentinel::SentinelSet;
 use eventbus_suite::{Ping, Seen, bounded, fast, wait_for};
@@ -224,25 +224,8 @@ async fn confirmed_durable_events_survive_a_killed_primary() {
         .unwrap();
         stop.store(true, Ordering::Release);
         publishing.await.unwrap();
-        // The promoted replica has no replica of its own: what it takes now is counted on Ok.
-        let later = Ledger::default();
-        publish_batch(&bus, 1_000_000..1_000_020, &job, (&new, PROBE), &later).await;
-        assert!(
-            !later.ok.is_empty(),
-            "no publish succeeded after the failover"
-        );
-        eprintln!(
-            "{} durable publishes returned Ok before and during the failover, {} of them \
-             confirmed on the replica; {} after it",
-            ledger.ok.len(),
-            ledger.confirmed.len(),
-            later.ok.len()
-        );
-        for n in later.ok.snapshot() {
-            ledger.confirmed.push(n);
-        }
-
-        let missing = ledger.unhandled(&jobs, RESUME).await;
+        let target = (new.as_str(), PROBE);
+        let missing = unhandled_after_failover(&bus, &job, target, &ledger, (&jobs, RESUME)).await;
         assert!(
             missing.is_empty(),
             "confirmed but never handled: {missing:?}"

@@ -105,3 +105,36 @@ pub async fn publish_until<E: Event>(
         n += 20;
     }
 }
+
+/// After a failover: publishes 20 more `make(n)` to the promoted primary at `addr` (which has
+/// no replica of its own, so what it takes is counted on `Ok`), then returns the confirmed
+/// publishes that `handled` still lacks after `within`.
+///
+/// # Panics
+///
+/// When none of the 20 publishes succeeds.
+pub async fn unhandled_after_failover<E: Event>(
+    bus: &EventBus,
+    make: &impl Fn(u64) -> E,
+    target: (&str, &str),
+    ledger: &Ledger,
+    (handled, within): (&Seen<u64>, Duration),
+) -> Vec<u64> {
+    let later = Ledger::default();
+    publish_batch(bus, 1_000_000..1_000_020, make, target, &later).await;
+    assert!(
+        !later.ok.is_empty(),
+        "no publish succeeded after the failover"
+    );
+    eprintln!(
+        "{} durable publishes returned Ok before and during the failover, {} of them \
+         confirmed on the replica; {} after it",
+        ledger.ok.len(),
+        ledger.confirmed.len(),
+        later.ok.len()
+    );
+    for n in later.ok.snapshot() {
+        ledger.confirmed.push(n);
+    }
+    ledger.unhandled(handled, within).await
+}

@@ -165,9 +165,7 @@ impl EventBus {
         channel: &str,
         payload: impl Into<Bytes>,
     ) -> Result<u64, PublishError> {
-        check_name("channel", channel)
-            .map_err(|why| PublishError::new(PublishErrorKind::Config, why))?;
-        self.send(channel, payload.into()).await
+        self.publish_raw_as(channel, payload.into(), false).await
     }
 
     /// Publishes a payload as it is on a sharded channel: on a Redis Cluster a `SPUBLISH`,
@@ -179,9 +177,19 @@ impl EventBus {
         channel: &str,
         payload: impl Into<Bytes>,
     ) -> Result<u64, PublishError> {
+        self.publish_raw_as(channel, payload.into(), true).await
+    }
+
+    /// A raw publish on a checked channel name, sharded or classic.
+    async fn publish_raw_as(
+        &self,
+        channel: &str,
+        payload: Bytes,
+        sharded: bool,
+    ) -> Result<u64, PublishError> {
         check_name("channel", channel)
             .map_err(|why| PublishError::new(PublishErrorKind::Config, why))?;
-        self.send_as(channel, payload.into(), true).await
+        self.send_as(channel, payload, sharded).await
     }
 
     /// Appends a durable event to its stream, counting the outcome as a publish.
