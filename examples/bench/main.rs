@@ -30,7 +30,10 @@
 //! - to tell the two sides apart: B' (B with our envelope's bytes as the payload), B'' (B
 //!   building and encoding a fresh envelope for each publish: the wire format's cost), the CPU time
 //!   per publish of B and of ours, and the subscriber bus fed by redis-benchmark `-P 16`
-//!   publishing the envelope (the subscriber's capacity when the publisher is not the limit).
+//!   publishing the envelope (the subscriber's capacity when the publisher is not the limit);
+//! - as an experiment, G: B'' on a publisher connection written by hand (`resp.rs`), to measure
+//!   what redis-rs's multiplexed connection costs; and on `memory://`, the wire work alone
+//!   (encode, parse, a decode per handler) against broadcast.
 //!
 //! The targets next to the ratios are the issue's: publish ≥ 75% of A and ≥ 95% of B;
 //! delivered ≥ 60% of A with nothing lost; latency p50 ≤ 2.5× and p99 ≤ 4× C's p50; a stalled
@@ -46,6 +49,7 @@ mod cluster;
 mod durable;
 mod memory;
 mod progress;
+mod resp;
 mod steady;
 mod table;
 
@@ -849,6 +853,16 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     // And with a fresh envelope built and encoded for each: the wire format's cost included,
     // so that ours/B'' is what the bus adds apart from it.
     let b3_rps = raw_publish(&url, sizes.publish, fresh_envelope).await?;
+    // The same callers on a connection written by hand: what the publish path costs without
+    // redis-rs's multiplexed connection.
+    let g_rps = resp::publish(
+        server.port(),
+        CHANNEL,
+        sizes.publish,
+        IN_FLIGHT,
+        fresh_envelope,
+    )
+    .await?;
 
     progress::stage(format!(
         "baseline C: redis-benchmark -c 1 -n {}",
@@ -980,6 +994,16 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
             rate_text(ours_rps),
         )
         .ratio(pct(ours_rps / b3_rps)),
+        row(
+            format!("publish, {IN_FLIGHT} in flight"),
+            format!(
+                "G hand-written RESP connection, B'' callers: {} ({} of A)",
+                rate_text(g_rps),
+                pct(g_rps / a_rps)
+            ),
+            rate_text(ours_rps),
+        )
+        .ratio(pct(ours_rps / g_rps)),
         row(
             format!("publish_all, {BATCH} a call"),
             format!("A: {}", rate_text(a_rps)),

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use eventbus::{EventBus, HandlerOptions};
+use eventbus::{Envelope, EventBus, HandlerOptions, RawEnvelope};
 use tokio::sync::broadcast;
 
 use crate::BenchEvent;
@@ -49,6 +49,23 @@ async fn broadcast_baseline(n: u64) -> anyhow::Result<f64> {
         tx.send(Arc::new(BenchEvent::new(seq)))?;
     }
     reach(&count, n * HANDLERS as u64).await?;
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Events per second through the wire work alone, on one thread with no bus: a new envelope
+/// encoded, parsed once and its data decoded once per handler, as the bus does for every event
+/// on `memory://` as on Redis. No bus that keeps the wire contract in process can pass this.
+fn wire_floor(n: u64) -> anyhow::Result<f64> {
+    let mut buf = Vec::with_capacity(512);
+    let started = Instant::now();
+    for seq in 0..n {
+        buf.clear();
+        Envelope::new(BenchEvent::new(seq)).encode_into(&mut buf)?;
+        let raw = RawEnvelope::parse(&buf)?;
+        for _ in 0..HANDLERS {
+            std::hint::black_box(raw.decode_data::<BenchEvent>()?);
+        }
+    }
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
@@ -104,6 +121,8 @@ pub(crate) async fn rows(n: u64) -> anyhow::Result<Vec<Row>> {
         "ours: memory:// publish, {HANDLERS} no-op handlers"
     ));
     let ours = bus_rate(n).await?;
+    crate::progress::stage("the wire work alone: encode, parse, decode per handler");
+    let floor = wire_floor(n)?;
     Ok(vec![
         row(
             format!("memory:// publish → {HANDLERS} handlers"),
@@ -115,5 +134,17 @@ pub(crate) async fn rows(n: u64) -> anyhow::Result<Vec<Row>> {
         )
         .ratio(pct(ours / baseline))
         .target("≥ 50% of E", ours >= 0.5 * baseline),
+        row(
+            format!("  wire work alone: encode, parse, {HANDLERS} decodes"),
+            format!("E: {}", rate_text(baseline)),
+            format!("{} (one thread, no bus)", rate_text(floor)),
+        )
+        .ratio(pct(floor / baseline)),
+        row(
+            "  ours / the wire work alone",
+            format!("wire work: {}", rate_text(floor)),
+            rate_text(ours),
+        )
+        .ratio(pct(ours / floor)),
     ])
 }
