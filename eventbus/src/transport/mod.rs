@@ -183,13 +183,9 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
         &'a self,
         messages: &'a [(String, Bytes)],
     ) -> BoxFuture<'a, Result<Vec<u64>, TransportError>> {
-        Box::pin(async move {
-            let mut receivers = Vec::with_capacity(messages.len());
-            for (channel, payload) in messages {
-                receivers.push(self.publish(channel, payload.clone()).await?);
-            }
-            Ok(receivers)
-        })
+        Box::pin(one_by_one(messages, |channel, payload| {
+            self.publish(channel, payload)
+        }))
     }
 
     /// Publishes many messages on sharded channels, as
@@ -199,13 +195,9 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
         &'a self,
         messages: &'a [(String, Bytes)],
     ) -> BoxFuture<'a, Result<Vec<u64>, TransportError>> {
-        Box::pin(async move {
-            let mut receivers = Vec::with_capacity(messages.len());
-            for (channel, payload) in messages {
-                receivers.push(self.publish_sharded(channel, payload.clone()).await?);
-            }
-            Ok(receivers)
-        })
+        Box::pin(one_by_one(messages, |channel, payload| {
+            self.publish_sharded(channel, payload)
+        }))
     }
 
     /// Appends many entries, each to its stream, in order; returns their entry ids. The
@@ -214,13 +206,9 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
         &'a self,
         entries: &'a [(String, Bytes)],
     ) -> BoxFuture<'a, Result<Vec<String>, TransportError>> {
-        Box::pin(async move {
-            let mut ids = Vec::with_capacity(entries.len());
-            for (stream, payload) in entries {
-                ids.push(self.append(stream, payload.clone()).await?);
-            }
-            Ok(ids)
-        })
+        Box::pin(one_by_one(entries, |stream, payload| {
+            self.append(stream, payload)
+        }))
     }
 
     /// Stops reading for a group; what it read and did not acknowledge stays pending.
@@ -254,4 +242,20 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
         let _ = stream;
         Box::pin(async { Err(unsupported("consumer group queries")) })
     }
+}
+
+/// The defaults of the `*_many` calls: `each` on every (channel or stream, payload) in order,
+/// stopping at the first error.
+async fn one_by_one<'a, T, F>(
+    items: &'a [(String, Bytes)],
+    each: impl Fn(&'a str, Bytes) -> F,
+) -> Result<Vec<T>, TransportError>
+where
+    F: Future<Output = Result<T, TransportError>>,
+{
+    let mut results = Vec::with_capacity(items.len());
+    for (name, payload) in items {
+        results.push(each(name, payload.clone()).await?);
+    }
+    Ok(results)
 }
