@@ -245,3 +245,101 @@ async fn a_transport_and_an_extractor_of_ones_own() {
     assert_eq!(err.kind(), ConnectErrorKind::Config);
     assert!(err.to_string().contains("no tenant given"), "{err}");
 }
+
+/// How often each of the two types below was decoded.
+static CLONEABLE_DECODES: AtomicU64 = AtomicU64::new(0);
+static OPAQUE_DECODES: AtomicU64 = AtomicU64::new(0);
+
+/// The data of both types, as decoded.
+#[derive(Deserialize)]
+struct Amount {
+    cents: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Event)]
+#[event(name = "cloneable_amount")]
+struct Cloneable {
+    cents: u64,
+}
+
+impl<'de> Deserialize<'de> for Cloneable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        CLONEABLE_DECODES.fetch_add(1, Ordering::SeqCst);
+        Ok(Cloneable {
+            cents: Amount::deserialize(d)?.cents,
+        })
+    }
+}
+
+#[derive(Debug, PartialEq, Serialize, Event)]
+#[event(name = "opaque_amount")]
+struct Opaque {
+    cents: u64,
+}
+
+impl<'de> Deserialize<'de> for Opaque {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        OPAQUE_DECODES.fetch_add(1, Ordering::SeqCst);
+        Ok(Opaque {
+            cents: Amount::deserialize(d)?.cents,
+        })
+    }
+}
+
+/// Several handlers of one type share one decode when the type is `Clone` (each further
+/// handler gets a copy); a type that is not `Clone` is decoded for each handler. Every handler
+/// gets the event either way, and envelope handlers get the attributes too.
+#[tokio::test]
+async fn a_clone_type_is_decoded_once_for_all_its_handlers() {
+    let (cloned, opaque, envelopes) = (Seen::new(), Seen::new(), Seen::new());
+    let mut builder = EventBus::builder();
+    for _ in 0..3 {
+        let (c, o) = (cloned.clone(), opaque.clone());
+        builder = builder
+            .handler(move |e: Cloneable| {
+                let c = c.clone();
+                async move { c.push(e.cents) }
+            })
+            .handler(move |e: Opaque| {
+                let o = o.clone();
+                async move { o.push(e.cents) }
+            });
+    }
+    for _ in 0..2 {
+        let seen = envelopes.clone();
+        builder = builder.handler(move |e: Envelope<Cloneable>| {
+            let seen = seen.clone();
+            async move { seen.push((e.source().to_owned(), e.data().cents)) }
+        });
+    }
+    let bus = builder
+        .service("amounts")
+        .connect("memory://")
+        .await
+        .unwrap();
+    bus.publish(Cloneable { cents: 7 }).await.unwrap();
+    bus.publish(Opaque { cents: 9 }).await.unwrap();
+    assert!(
+        wait_for(WAIT, || cloned.len() == 3
+            && opaque.len() == 3
+            && envelopes.len() == 2)
+        .await,
+        "{} + {} + {} delivered",
+        cloned.len(),
+        opaque.len(),
+        envelopes.len()
+    );
+    assert_eq!(cloned.snapshot(), vec![7, 7, 7]);
+    assert_eq!(opaque.snapshot(), vec![9, 9, 9]);
+    assert_eq!(
+        envelopes.snapshot(),
+        vec![("amounts".to_owned(), 7), ("amounts".to_owned(), 7)]
+    );
+    // One decode for the three data handlers and one for the two envelope handlers.
+    assert_eq!(CLONEABLE_DECODES.load(Ordering::SeqCst), 2);
+    // The router's decode, then one per handler that could not take the shared value itself
+    // (only the last to take it can, and only once the router let go of it).
+    let opaque_decodes = OPAQUE_DECODES.load(Ordering::SeqCst);
+    assert!((3..=4).contains(&opaque_decodes), "{opaque_decodes}");
+    bus.shutdown().await.unwrap();
+}

@@ -116,6 +116,12 @@ fn impl_event(input: &Input<'_>, spec: &Spec) -> TokenStream {
                         *INDEX.get_or_init(#krate::__private::next_type_index),
                     )
                 }
+
+                fn __clone_event(&self) -> #krate::__private::Option<Self> {
+                    #[allow(unused_imports)]
+                    use #krate::__private::{CloneProbe as _, NoCloneProbe as _};
+                    (&&#krate::__private::Probe(self)).probe_clone()
+                }
             }
         };
     }

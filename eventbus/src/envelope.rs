@@ -221,6 +221,23 @@ impl<E> Envelope<E> {
         self.into_parts().0.replace_unit(data)
     }
 
+    /// A copy of the attributes around other data; `self` stays as it is.
+    pub(crate) fn copy_onto<U>(&self, data: U) -> Envelope<U> {
+        Envelope {
+            id: self.id.clone(),
+            source: self.source.clone(),
+            event_type: self.event_type.clone(),
+            time: self.time,
+            datacontenttype: self.datacontenttype.clone(),
+            dataversion: self.dataversion.clone(),
+            correlationid: self.correlationid.clone(),
+            causationid: self.causationid.clone(),
+            traceparent: self.traceparent.clone(),
+            extensions: self.extensions.clone(),
+            data,
+        }
+    }
+
     /// The same attributes with the data transformed by `f`.
     pub fn map<U>(self, f: impl FnOnce(E) -> U) -> Envelope<U> {
         let (header, data) = self.into_parts();

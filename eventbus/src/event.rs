@@ -108,6 +108,17 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
         None
     }
 
+    /// A copy of this event when its type is `Clone` (the derive fills it in), so that an event
+    /// decoded once is copied for each further handler of its type instead of decoded again.
+    /// `None` makes each handler decode its own.
+    #[doc(hidden)]
+    fn __clone_event(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
     /// The channel this value is published on, unchecked.
     ///
     /// For events with a fixed channel this is [`CHANNEL`](Event::CHANNEL); keyed events fill the

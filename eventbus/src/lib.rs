@@ -4,6 +4,7 @@
 mod asyncapi;
 mod boxed;
 mod bus;
+mod clone_probe;
 mod debug_handler;
 mod durable_options;
 mod envelope;
@@ -89,6 +90,7 @@ pub use chrono;
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::clone_probe::{CloneProbe, NoCloneProbe, Probe};
     pub use crate::event::{fill_channel, key, unchecked_channel};
     pub use crate::metrics::type_index::next_type_index;
     #[cfg(feature = "schema")]

@@ -104,7 +104,7 @@ impl<E: Event> EventArg<marker::Data> for E {
         }
     }
     fn extract(delivery: &mut Delivery) -> Result<Self, DecodeError> {
-        delivery.take_envelope(|raw| raw.decode_data::<E>())
+        delivery.take_envelope(|raw| raw.decode_data::<E>(), E::__clone_event)
     }
 }
 
@@ -124,7 +124,10 @@ impl<E: Event> EventArg<marker::Full> for Envelope<E> {
         }
     }
     fn extract(delivery: &mut Delivery) -> Result<Self, DecodeError> {
-        delivery.take_envelope(|raw| raw.decode::<E>())
+        delivery.take_envelope(
+            |raw| raw.decode::<E>(),
+            |envelope| Some(envelope.copy_onto(envelope.data().__clone_event()?)),
+        )
     }
 }
 
@@ -144,7 +147,7 @@ impl EventArg<marker::Value> for Envelope<serde_json::Value> {
         }
     }
     fn extract(delivery: &mut Delivery) -> Result<Self, DecodeError> {
-        delivery.take_envelope(|raw| raw.to_value())
+        delivery.take_envelope(|raw| raw.to_value(), |envelope| Some(envelope.clone()))
     }
 }
 

@@ -30,15 +30,24 @@ impl Delivery {
         self.raw.as_deref().map(RawEnvelope::id)
     }
 
+    /// This handler's own value: the router's decoded one when this is its last holder, a copy
+    /// of it when `copy` can make one, else decoded from the envelope again.
     pub(crate) fn take_envelope<T: Send + Sync + 'static>(
         &mut self,
         decode: impl FnOnce(&RawEnvelope) -> Result<T, DecodeError>,
+        copy: impl FnOnce(&T) -> Option<T>,
     ) -> Result<T, DecodeError> {
         if let Some(shared) = self.decoded.take()
             && let Ok(typed) = shared.downcast::<T>()
-            && let Ok(owned) = Arc::try_unwrap(typed)
         {
-            return Ok(owned);
+            match Arc::try_unwrap(typed) {
+                Ok(owned) => return Ok(owned),
+                Err(typed) => {
+                    if let Some(copied) = copy(&typed) {
+                        return Ok(copied);
+                    }
+                }
+            }
         }
         match &self.raw {
             Some(raw) => decode(raw),

@@ -240,16 +240,14 @@ impl Router {
         }
     }
 
-    /// Decodes for and queues to the typed handler `slots[i]`.
+    /// Decodes for and queues to a typed handler.
     fn route_typed(
         &self,
         message: &Message,
         raw: &Arc<RawEnvelope>,
-        slots: &[Arc<Slot>],
-        i: usize,
+        slot: &Arc<Slot>,
         decoded: &mut Decoded,
     ) {
-        let slot = &slots[i];
         let ArgKind::Envelope {
             key,
             decode,
@@ -283,17 +281,15 @@ impl Router {
             slot.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        // The decoded value moves to the last handler of its type; the others decode their own
-        // copy on their worker, off the reader's path.
-        let last_of_type = !slots[i + 1..].iter().any(|s| {
-            matches!(s.kind, ArgKind::Envelope { key: k, .. } if k() == key) && accepts(s, raw)
-        });
+        // Every handler of the type shares the decoded value: on its worker, off the reader's
+        // path, each takes a copy (a `Clone` type) or decodes its own, and the last one to take
+        // it gets the value itself.
         self.enqueue(
             slot,
             Delivery {
                 message: message.clone(),
                 raw: Some(raw.clone()),
-                decoded: last_of_type.then_some(value),
+                decoded: Some(value),
             },
         );
     }
@@ -357,7 +353,7 @@ impl Inbound for Router {
         };
         let mut decoded = Decoded::default();
         let mut taken = false;
-        for (i, slot) in slots.iter().enumerate() {
+        for slot in slots.iter() {
             match (&slot.kind, &raw) {
                 (ArgKind::Raw, _) => {
                     taken = true;
@@ -372,7 +368,7 @@ impl Inbound for Router {
                 }
                 (ArgKind::Envelope { .. }, Some(raw)) if accepts(slot, raw) => {
                     taken = true;
-                    self.route_typed(&message, raw, &slots, i, &mut decoded);
+                    self.route_typed(&message, raw, slot, &mut decoded);
                 }
                 (ArgKind::Envelope { .. }, Some(_)) => {
                     slot.stats.skipped.fetch_add(1, Ordering::Relaxed);
