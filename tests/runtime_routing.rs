@@ -256,6 +256,12 @@ struct Amount {
     cents: u64,
 }
 
+/// Decodes an `Amount`, counting the decode in `count`.
+fn counted<'de, D: serde::Deserializer<'de>>(d: D, count: &AtomicU64) -> Result<u64, D::Error> {
+    count.fetch_add(1, Ordering::SeqCst);
+    Ok(Amount::deserialize(d)?.cents)
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Event)]
 #[event(name = "cloneable_amount")]
 struct Cloneable {
@@ -264,10 +270,8 @@ struct Cloneable {
 
 impl<'de> Deserialize<'de> for Cloneable {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        CLONEABLE_DECODES.fetch_add(1, Ordering::SeqCst);
-        Ok(Cloneable {
-            cents: Amount::deserialize(d)?.cents,
-        })
+        let cents = counted(d, &CLONEABLE_DECODES)?;
+        Ok(Cloneable { cents })
     }
 }
 
@@ -279,10 +283,8 @@ struct Opaque {
 
 impl<'de> Deserialize<'de> for Opaque {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        OPAQUE_DECODES.fetch_add(1, Ordering::SeqCst);
-        Ok(Opaque {
-            cents: Amount::deserialize(d)?.cents,
-        })
+        let cents = counted(d, &OPAQUE_DECODES)?;
+        Ok(Opaque { cents })
     }
 }
 

@@ -339,11 +339,7 @@ impl RedisServer {
                 // Make sure the server that answers is ours, not another test's that took the
                 // port first (ours then fails to bind and exits).
                 let pid = self.pid().unwrap_or(0);
-                let info = self.try_cli(&["INFO", "server"]).unwrap_or_default();
-                if info
-                    .lines()
-                    .any(|l| l.trim() == format!("process_id:{pid}"))
-                {
+                if served_by(&self.try_cli(&["INFO", "server"]).unwrap_or_default(), pid) {
                     return Ok(());
                 }
                 if started.elapsed() > Duration::from_millis(500) {
@@ -571,6 +567,13 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Whether `INFO server` output comes from the process `pid`: the server on a port is ours,
+/// not another test's that took the port first.
+pub(crate) fn served_by(info: &str, pid: u32) -> bool {
+    info.lines()
+        .any(|l| l.trim() == format!("process_id:{pid}"))
 }
 
 /// Polls `check` every 50 ms until it holds.

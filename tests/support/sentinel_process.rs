@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::redis_server::{TempDir, cli_on_with, free_port};
+use crate::redis_server::{TempDir, cli_on_with, free_port, served_by};
 use crate::sentinel::MASTER_NAME;
 use crate::tls_material::TlsMaterial;
 
@@ -118,9 +118,7 @@ impl Sentinel {
     /// port first).
     fn is_ours(&self) -> bool {
         let pid = self.child.as_ref().map_or(0, Child::id);
-        let info = self.try_cli(&["INFO", "server"]).unwrap_or_default();
-        info.lines()
-            .any(|l| l.trim() == format!("process_id:{pid}"))
+        served_by(&self.try_cli(&["INFO", "server"]).unwrap_or_default(), pid)
     }
 
     /// Runs `redis-cli ARGS...` against the sentinel, with its password and TLS material.
