@@ -218,20 +218,24 @@ async fn killed_client_connections_recover() {
         assert_eq!(receipt.receivers, 1);
         assert_eq!(rx.recv().await.unwrap().n, 1);
 
-        // The publisher: the next publish goes through on a new connection, with no error.
-        let publisher = publisher_id(&server).await;
-        let killed = server.cli(&["CLIENT", "KILL", "ID", &publisher]);
-        assert_eq!(killed, "1", "the publisher connection");
-        let receipt = bus
-            .publish(Ping { n: 2 })
-            .await
-            .expect("publish after CLIENT KILL");
-        assert_eq!(receipt.receivers, 1);
-        assert_eq!(rx.recv().await.unwrap().n, 2);
-        wait_for_events(&mut events, &mut seen, |s| {
-            has(s, disconnected("publisher")) && has(s, reconnected("publisher"))
-        })
-        .await;
+        // The publisher's two connections, one after the other: the next publish goes
+        // through on new connections, with no error.
+        for (n, which) in [(2, Publisher::Lane), (3, Publisher::Commands)] {
+            let id = publisher_id(&server, which).await;
+            let killed = server.cli(&["CLIENT", "KILL", "ID", &id]);
+            assert_eq!(killed, "1", "the publisher's {which:?} connection");
+            let receipt = bus
+                .publish(Ping { n })
+                .await
+                .unwrap_or_else(|e| panic!("publish after CLIENT KILL of {which:?}: {e}"));
+            assert_eq!(receipt.receivers, 1);
+            assert_eq!(rx.recv().await.unwrap().n, n);
+            wait_for_events(&mut events, &mut seen, |s| {
+                has(s, disconnected("publisher")) && has(s, reconnected("publisher"))
+            })
+            .await;
+            seen.clear();
+        }
         bus.shutdown().await.unwrap();
     })
     .await;
@@ -413,7 +417,7 @@ async fn idle_connections_pass_the_watchdog() {
         assert_eq!(
             bus_connections(&server).await,
             connections,
-            "the same two connections throughout"
+            "the same three connections throughout"
         );
         assert_eq!(bus.metrics().reconnects, 0);
         bus.shutdown().await.unwrap();
@@ -421,8 +425,9 @@ async fn idle_connections_pass_the_watchdog() {
     .await;
 }
 
-/// The ids of the bus's two connections, the publisher and the subscriber, once they are the
-/// server's only clients (a redis-cli connection of an earlier call can linger a moment).
+/// The ids of the bus's three connections (the publisher's command connection and publish
+/// lane, the subscriber), once they are the server's only clients (a redis-cli connection of
+/// an earlier call can linger a moment).
 async fn bus_connections(server: &RedisServer) -> Vec<String> {
     let mut ids = Vec::new();
     let settled = wait_for(RECOVERY, || {
@@ -432,24 +437,42 @@ async fn bus_connections(server: &RedisServer) -> Vec<String> {
             .filter_map(|c| client_field(c, "id").map(str::to_owned))
             .collect();
         ids.sort();
-        ids.len() == 2
+        ids.len() == 3
     })
     .await;
-    assert!(settled, "the bus does not hold two connections: {ids:?}");
+    assert!(settled, "the bus does not hold three connections: {ids:?}");
     ids
 }
 
-/// The id of the bus's connection that is not subscribed: its publisher.
-async fn publisher_id(server: &RedisServer) -> String {
-    let ids = bus_connections(server).await;
+/// The publisher's two connections.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Publisher {
+    /// The multiplexed connection for every command but the batched publishes.
+    Commands,
+    /// The publish lane, which names itself `eventbus-publish`.
+    Lane,
+}
+
+/// The id of one of the publisher's connections: of those not subscribed, the one named
+/// `eventbus-publish` is the lane.
+async fn publisher_id(server: &RedisServer, which: Publisher) -> String {
+    bus_connections(server).await;
     let subscribers: Vec<String> = server
         .pubsub_clients()
         .iter()
         .filter_map(|c| client_field(c, "id").map(str::to_owned))
         .collect();
-    let publishers: Vec<&String> = ids.iter().filter(|id| !subscribers.contains(id)).collect();
-    assert_eq!(publishers.len(), 1, "{ids:?}, subscribed: {subscribers:?}");
-    publishers[0].clone()
+    let clients = server.clients();
+    let found: Vec<&str> = clients
+        .iter()
+        .filter(|c| !subscribers.iter().any(|s| client_field(c, "id") == Some(s)))
+        .filter(|c| {
+            (client_field(c, "name") == Some("eventbus-publish")) == (which == Publisher::Lane)
+        })
+        .filter_map(|c| client_field(c, "id"))
+        .collect();
+    assert_eq!(found.len(), 1, "{which:?} among {clients:#?}");
+    found[0].to_owned()
 }
 
 /// Waits until the watchdog has pinged each of `connections` since this call, a few times

@@ -421,14 +421,14 @@ async fn one_subscriber_connection_per_bus() {
             "{}",
             clients[0]
         );
-        // The publisher and the subscriber.
-        eventually("the bus holds two connections", || {
-            server.clients().len() == 2
+        // The publisher (its command connection and its publish lane) and the subscriber.
+        eventually("the bus holds three connections", || {
+            server.clients().len() == 3
         })
         .await;
         drop(extra);
         bus.shutdown().await.unwrap();
-        eventually("shutdown closes both connections", || {
+        eventually("shutdown closes every connection", || {
             server.clients().is_empty()
         })
         .await;
@@ -669,15 +669,13 @@ async fn dropping_the_bus_closes_its_connections() {
     };
     bounded(async {
         let (bus, _rx) = ping_bus(&server.url()).await;
-        eventually("the publisher and the subscriber are connected", || {
-            server.clients().len() == 2
-        })
+        eventually(
+            "the publisher, its lane and the subscriber are connected",
+            || server.clients().len() == 3,
+        )
         .await;
         drop(bus);
-        eventually("both connections are closed", || {
-            server.clients().is_empty()
-        })
-        .await;
+        eventually("every connection is closed", || server.clients().is_empty()).await;
     })
     .await;
 }

@@ -124,7 +124,7 @@ async fn send_pipeline<R: FromRedisValue>(
     for cmd in cmds {
         pipe.add_command(cmd.clone());
     }
-    let replies: Vec<R> = shared.pipeline(what, &pipe, wait).await?;
+    let replies: Vec<R> = shared.lane_pipeline(what, &pipe, wait).await?;
     checked(shared, what, cmds.len(), replies)
 }
 

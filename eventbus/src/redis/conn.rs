@@ -1,24 +1,41 @@
-//! The command connection: one multiplexed connection to a server, or a cluster connection
-//! that routes each command to the node serving its key.
+//! The command connection: one multiplexed connection to a server (with a publish lane
+//! beside it where the server is reached without TLS), or a cluster connection that routes
+//! each command to the node serving its key.
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
+use super::lane::Lane;
+
 /// A connection commands run on, whatever the deployment.
 #[derive(Clone)]
 pub(crate) enum Conn {
-    /// A single server (also the primary found through Sentinel).
-    Single(MultiplexedConnection),
+    /// A single server (also the primary found through Sentinel): `commands` carries every
+    /// command, except the batcher's publishes where there is a `lane` for them.
+    Single {
+        commands: MultiplexedConnection,
+        lane: Option<Lane>,
+    },
     /// A Redis Cluster: commands go to the node that serves their key's slot, and follow
     /// `MOVED`/`ASK` redirections and failovers.
     Cluster(ClusterConnection),
 }
 
+impl Conn {
+    /// The publish lane, where there is one.
+    pub(crate) fn lane(&self) -> Option<&Lane> {
+        match self {
+            Conn::Single { lane, .. } => lane.as_ref(),
+            Conn::Cluster(_) => None,
+        }
+    }
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Single { commands: c, .. } => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -30,14 +47,14 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Single { commands: c, .. } => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            Conn::Single(c) => c.get_db(),
+            Conn::Single { commands: c, .. } => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
         }
     }

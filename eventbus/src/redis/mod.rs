@@ -16,10 +16,15 @@
 //! (see `sentinel_auth.rs`). `rediss+sentinel://` and `rediss+cluster://` use TLS to every
 //! server, with the certificates of [`RedisOptions`] (see `tls.rs`).
 //!
-//! Each bus holds at most two connections:
+//! Each bus holds the publisher's connections and at most one subscriber connection (and,
+//! with durable handlers, a reader connection per consumer group, see `streams.rs`):
 //!
-//! - the **publisher**, one multiplexed connection made by `connect`, carries `PUBLISH` and
-//!   every other command (monitoring, dead letters); concurrent commands pipeline on it;
+//! - the **publisher**, made by `connect`: one multiplexed connection (redis-rs) for every
+//!   command (monitoring, dead letters, group queries), where concurrent commands pipeline;
+//!   on a single server reached without TLS, a second connection of the bus's own, the
+//!   **publish lane** (`lane.rs`, named `eventbus-publish`), carries the batched `PUBLISH`es
+//!   and the `XADD`s, written as they were queued and read back without redis-rs's general
+//!   reply parsing; over TLS and on a cluster the multiplexed connection carries those too;
 //! - the **subscriber**, one pub/sub connection for all channels and patterns, made on the
 //!   first subscription (a publish-only bus has none). A reader task drains it continuously, so
 //!   the server never has to buffer for a slow handler.
@@ -74,11 +79,13 @@ mod cluster_subscriber;
 mod conn;
 mod dead_letters;
 mod dedupe;
+mod lane;
 mod link;
 mod names;
 mod options;
 mod publisher;
 mod pubsub_admin;
+mod resp_reply;
 mod retention;
 mod sentinel;
 mod sentinel_auth;
@@ -193,16 +200,46 @@ impl Shared {
         .await
     }
 
-    /// Runs a pipeline on the publisher connection as [`command`](Self::command) runs one
-    /// command: one in-flight permit, one write, one read of every reply.
-    async fn pipeline<T: FromRedisValue>(
+    /// Runs a command as [`command`](Self::command) does, on the publish lane where the
+    /// connection has one. Only for commands whose reply reads the same in RESP2 and RESP3
+    /// (the lane speaks RESP2): `XADD`.
+    async fn lane_command<T: FromRedisValue>(
+        &self,
+        what: &str,
+        cmd: &Cmd,
+        wait: Duration,
+    ) -> Result<T, TransportError> {
+        let bytes = Bytes::from(cmd.get_packed_command());
+        let bytes = &bytes;
+        self.in_turn(what, wait, |mut conn| async move {
+            let Some(lane) = conn.lane() else {
+                return cmd.query_async::<T>(&mut conn).await;
+            };
+            let reply = lane.send(bytes.clone(), 1).await?.pop().unwrap_or_default();
+            Ok(redis::from_redis_value(reply)?)
+        })
+        .await
+    }
+
+    /// Runs a pipeline as [`command`](Self::command) runs one command (one in-flight permit,
+    /// one write, one read of every reply), on the publish lane where the connection has one;
+    /// the commands' replies must read the same in RESP2 and RESP3 (`PUBLISH`, `XADD`).
+    async fn lane_pipeline<T: FromRedisValue>(
         &self,
         what: &str,
         pipe: &redis::Pipeline,
         wait: Duration,
-    ) -> Result<T, TransportError> {
+    ) -> Result<Vec<T>, TransportError> {
+        let bytes = Bytes::from(pipe.get_packed_pipeline());
+        let bytes = &bytes;
         self.in_turn(what, wait, |mut conn| async move {
-            pipe.query_async::<T>(&mut conn).await
+            let Some(lane) = conn.lane() else {
+                return pipe.query_async::<Vec<T>>(&mut conn).await;
+            };
+            let replies = lane.send(bytes.clone(), pipe.len()).await?;
+            let values: Result<Vec<T>, _> =
+                replies.into_iter().map(redis::from_redis_value).collect();
+            Ok(values?)
         })
         .await
     }

@@ -12,6 +12,7 @@
 //! unanswered publishes (and other commands) together never exceed it. A publish that finds
 //! no permit waits for one up to its deadline: the caller feels the backpressure.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use tokio::time::Instant;
 use super::RedisOptions;
 use super::Shared;
 use super::batch::publish_cmd;
+use super::lane::Lane;
 use super::link::{self, Link};
 use super::target::Target;
 use crate::transport::{ConnectionEvent, ErrorKind, TransportError};
@@ -74,11 +76,14 @@ async fn connect(target: &Target, options: &RedisOptions) -> Result<Conn, Found>
         return conn.map(Conn::Cluster).map_err(Found::Failed);
     }
     let client = target.client().await.map_err(Found::Not)?;
-    client
+    let commands = client
         .get_multiplexed_async_connection_with_config(&target.config(options))
         .await
-        .map(Conn::Single)
-        .map_err(Found::Failed)
+        .map_err(Found::Failed)?;
+    let lane = Lane::open(client.get_connection_info())
+        .await
+        .map_err(Found::Failed)?;
+    Ok(Conn::Single { commands, lane })
 }
 
 /// Why a connection could not be made: the server was not found (behind Sentinel), or
@@ -143,9 +148,14 @@ async fn connected(shared: &Shared, epoch: u64) -> Option<Arc<str>> {
     }
 }
 
+/// Pings the multiplexed connection and, where there is one, the publish lane.
 async fn watchdog_ping(mut conn: Conn, timeout: Duration) -> Result<(), link::PingError> {
     let cmd = redis::cmd("PING");
-    link::ping_within(timeout, cmd.query_async::<()>(&mut conn)).await
+    link::ping_within(timeout, cmd.query_async::<()>(&mut conn)).await?;
+    match conn.lane() {
+        Some(lane) => link::ping_within(timeout, lane.ping()).await,
+        None => Ok(()),
+    }
 }
 
 /// The most publishes sent as one pipeline.
@@ -269,22 +279,49 @@ fn drop_expired(shared: &Shared, batch: Vec<Queued>) -> Vec<Queued> {
     live
 }
 
-/// `PUBLISH` for each, as one pipeline.
+/// `PUBLISH` for each, as one pipeline: on the publish lane where the connection has one,
+/// otherwise through redis-rs.
 async fn send_pipeline(
     shared: &Shared,
     batch: &[Queued],
     deadline: Instant,
 ) -> Result<Vec<u64>, TransportError> {
-    let mut pipe = redis::Pipeline::with_capacity(batch.len());
-    for q in batch {
-        pipe.add_command(publish_cmd("PUBLISH", &q.job.channel, &q.job.payload));
-    }
-    let pipe = &pipe;
+    let bytes = publish_bytes(batch);
+    let bytes = &bytes;
     let waited = shared.options.publish_deadline;
     link::retry(shared, WHAT, deadline, waited, |mut conn| async move {
-        pipe.query_async::<Vec<u64>>(&mut conn).await
+        let replies = match conn.lane() {
+            Some(lane) => lane.send(bytes.clone(), batch.len()).await?,
+            None => {
+                let mut pipe = redis::Pipeline::with_capacity(batch.len());
+                for q in batch {
+                    pipe.add_command(publish_cmd("PUBLISH", &q.job.channel, &q.job.payload));
+                }
+                return pipe.query_async::<Vec<u64>>(&mut conn).await;
+            }
+        };
+        let counts: Result<Vec<u64>, _> = replies.iter().map(redis::from_redis_value_ref).collect();
+        Ok(counts?)
     })
     .await
+}
+
+/// The batch's `PUBLISH` commands in RESP, one after another.
+fn publish_bytes(batch: &[Queued]) -> Bytes {
+    let size = batch
+        .iter()
+        .map(|q| q.job.channel.len() + q.job.payload.len() + 48)
+        .sum();
+    let mut out = Vec::with_capacity(size);
+    for q in batch {
+        out.extend_from_slice(b"*3\r\n$7\r\nPUBLISH\r\n");
+        for part in [q.job.channel.as_bytes(), &q.job.payload] {
+            let _ = write!(out, "${}\r\n", part.len());
+            out.extend_from_slice(part);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    Bytes::from(out)
 }
 
 /// On a cluster: `SPUBLISH` for each sharded publish, `PUBLISH` for the others, one command

@@ -62,7 +62,7 @@ pub(crate) async fn append(
         .add_to(&mut cmd, SystemTime::now());
     cmd.arg("*").arg(ENVELOPE_FIELD).arg(payload.as_ref());
     shared
-        .command(
+        .lane_command(
             "appending to a stream",
             &cmd,
             shared.options.publish_deadline,
