@@ -121,3 +121,15 @@ pub(crate) fn steady_row(rate: u64, ours: &[u64], raw: &[u64]) -> Row {
     ))
     .target("p99.9 ≤ 1 ms", o[2] <= 1e6)
 }
+
+/// The p99 at a steady `rate` against C's p50 (one publish at a time, nothing else running).
+pub(crate) fn p99_row(rate: u64, ours: &[u64], c_p50: f64) -> Row {
+    let p99 = quantile(ours, 0.99);
+    row(
+        format!("latency p99 at {rate}/s"),
+        format!("C p50: {}", us(c_p50)),
+        us(p99),
+    )
+    .ratio(times(p99 / c_p50))
+    .target("≤ 5× C p50", p99 <= 5.0 * c_p50)
+}
