@@ -74,6 +74,17 @@ async fn publish_all_of_them(bus: &EventBus) {
     }
 }
 
+/// Waits until both handlers got `N` events each.
+async fn all_handled(pinged: &Seen<u64>, appended: &Seen<u64>) {
+    let both = || pinged.len() == N as usize && appended.len() == N as usize;
+    assert!(
+        wait_for(WAIT, both).await,
+        "handled {} published and {} appended of {N} each",
+        pinged.len(),
+        appended.len()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_and_appends_go_on_the_lane_in_the_url_s_database() {
     let Some(server) = RedisServer::start_or_skip() else {
@@ -85,14 +96,7 @@ async fn publishes_and_appends_go_on_the_lane_in_the_url_s_database() {
         assert_eq!(client_field(&before, "db"), Some("5"), "{before}");
 
         publish_all_of_them(&bus).await;
-        assert!(
-            wait_for(WAIT, || pinged.len() == N as usize
-                && appended.len() == N as usize)
-            .await,
-            "handled {} published and {} appended of {N} each",
-            pinged.len(),
-            appended.len()
-        );
+        all_handled(&pinged, &appended).await;
         let mut got = appended.snapshot();
         got.sort_unstable();
         assert_eq!(got, (0..N).collect::<Vec<_>>(), "each appended once");
@@ -123,14 +127,7 @@ async fn a_user_denied_client_setname_still_publishes_on_an_unnamed_lane() {
     bounded(async {
         let (bus, pinged, appended) = bus(&server.url_for_user("shop", "pw")).await;
         publish_all_of_them(&bus).await;
-        assert!(
-            wait_for(WAIT, || pinged.len() == N as usize
-                && appended.len() == N as usize)
-            .await,
-            "handled {} published and {} appended of {N} each",
-            pinged.len(),
-            appended.len()
-        );
+        all_handled(&pinged, &appended).await;
         assert_eq!(lane(&server), None, "CLIENT SETNAME was denied");
         let clients = server.clients();
         let appending: Vec<&String> = clients
