@@ -93,6 +93,12 @@ async fn publishes_and_appends_go_on_the_lane_in_the_url_s_database() {
     bounded(async {
         let (bus, pinged, appended) = bus(&format!("{}/5", server.url())).await;
         let before = lane(&server).expect("a connection named eventbus-publish");
+        let named = server
+            .clients()
+            .into_iter()
+            .filter(|c| client_field(c, "name") == Some("eventbus-publish"))
+            .count();
+        assert_eq!(named, 1, "one lane: the group's reader has none");
         assert_eq!(client_field(&before, "db"), Some("5"), "{before}");
 
         publish_all_of_them(&bus).await;

@@ -310,7 +310,7 @@ pub async fn connect(
         TransportError::new(ErrorKind::Config, format!("invalid Redis options: {why}"))
     })?;
     let target = Target::parse(url, options)?;
-    let conn = publisher::open(&target, options).await?;
+    let conn = publisher::open(&target, options, publisher::Lanes::WithLane).await?;
     tracing::debug!(server = %target.addr, url = %target.redacted, "connected to redis");
     let (publish_tx, publish_rx) = publisher::queue(options);
     let shared = Arc::new(Shared {

@@ -46,12 +46,24 @@ impl Publisher {
     }
 }
 
+/// Which connections [`open`] makes on a single server reached without TLS.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Lanes {
+    /// The multiplexed connection and a publish lane: the publisher's.
+    WithLane,
+    /// The multiplexed connection only: a stream reader's, which never publishes.
+    CommandsOnly,
+}
+
 /// Opens a connection and checks it with a `PING` (which also reveals a missing password:
 /// without one, connecting succeeds and only the first command gets `NOAUTH`).
-pub(crate) async fn open(target: &Target, options: &RedisOptions) -> Result<Conn, TransportError> {
-    let mut conn = match tokio::time::timeout(options.connect_timeout, connect(target, options))
-        .await
-    {
+pub(crate) async fn open(
+    target: &Target,
+    options: &RedisOptions,
+    lanes: Lanes,
+) -> Result<Conn, TransportError> {
+    let connecting = connect(target, options, lanes);
+    let mut conn = match tokio::time::timeout(options.connect_timeout, connecting).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(Found::Not(e))) => return Err(e),
         Ok(Err(Found::Failed(e))) => return Err(target.connect_error(e, options.connect_timeout)),
@@ -70,7 +82,7 @@ pub(crate) async fn open(target: &Target, options: &RedisOptions) -> Result<Conn
 }
 
 /// Connects to the server the target names now (a cluster: to its nodes).
-async fn connect(target: &Target, options: &RedisOptions) -> Result<Conn, Found> {
+async fn connect(target: &Target, options: &RedisOptions, lanes: Lanes) -> Result<Conn, Found> {
     if let Some(cluster) = target.cluster() {
         let conn = cluster.commands().get_async_connection().await;
         return conn.map(Conn::Cluster).map_err(Found::Failed);
@@ -80,9 +92,12 @@ async fn connect(target: &Target, options: &RedisOptions) -> Result<Conn, Found>
         .get_multiplexed_async_connection_with_config(&target.config(options))
         .await
         .map_err(Found::Failed)?;
-    let lane = Lane::open(client.get_connection_info())
-        .await
-        .map_err(Found::Failed)?;
+    let lane = match lanes {
+        Lanes::WithLane => Lane::open(client.get_connection_info())
+            .await
+            .map_err(Found::Failed)?,
+        Lanes::CommandsOnly => None,
+    };
     Ok(Conn::Single { commands, lane })
 }
 
@@ -110,7 +125,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
             cause: cause.to_string(),
         });
         let opened = link::reconnect(&shared, ROLE, link, || {
-            open(&shared.target, &shared.options)
+            open(&shared.target, &shared.options, Lanes::WithLane)
         })
         .await;
         let Some((conn, attempts)) = opened else {

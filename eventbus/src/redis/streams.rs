@@ -220,7 +220,8 @@ impl Reader {
                 return None;
             }
             let s = &self.shared;
-            match super::publisher::open(&s.target, &s.options).await {
+            let lanes = super::publisher::Lanes::CommandsOnly;
+            match super::publisher::open(&s.target, &s.options, lanes).await {
                 Ok(c) => {
                     let event = if *failures == 0 {
                         ConnectionEvent::Connected { role: ROLE }
