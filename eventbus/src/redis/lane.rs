@@ -18,7 +18,7 @@
 use std::io;
 
 use bytes::{Bytes, BytesMut};
-use redis::{ConnectionAddr, ConnectionInfo, RedisError, RedisResult, Value};
+use redis::{ConnectionAddr, ConnectionInfo, FromRedisValue, RedisError, RedisResult, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
@@ -68,8 +68,19 @@ impl Lane {
             .map(drop)
     }
 
+    /// Sends `bytes`, `count` commands, and reads their replies as `T`s.
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        bytes: Bytes,
+        count: usize,
+    ) -> RedisResult<Vec<T>> {
+        let replies = self.send(bytes, count).await?;
+        let values: Result<Vec<T>, _> = replies.into_iter().map(redis::from_redis_value).collect();
+        Ok(values?)
+    }
+
     /// Sends `bytes`, `count` commands, and waits for their replies.
-    pub(crate) async fn send(&self, bytes: Bytes, count: usize) -> RedisResult<Vec<Value>> {
+    async fn send(&self, bytes: Bytes, count: usize) -> RedisResult<Vec<Value>> {
         let (reply, replies) = oneshot::channel();
         let pipeline = Pipeline {
             bytes,

@@ -209,13 +209,16 @@ impl Shared {
         cmd: &Cmd,
         wait: Duration,
     ) -> Result<T, TransportError> {
-        let bytes = Bytes::from(cmd.get_packed_command());
-        let bytes = &bytes;
         self.in_turn(what, wait, |mut conn| async move {
             let Some(lane) = conn.lane() else {
                 return cmd.query_async::<T>(&mut conn).await;
             };
-            let reply = lane.send(bytes.clone(), 1).await?.pop().unwrap_or_default();
+            let bytes = Bytes::from(cmd.get_packed_command());
+            let reply = lane
+                .query::<redis::Value>(bytes, 1)
+                .await?
+                .pop()
+                .unwrap_or_default();
             Ok(redis::from_redis_value(reply)?)
         })
         .await
@@ -230,16 +233,14 @@ impl Shared {
         pipe: &redis::Pipeline,
         wait: Duration,
     ) -> Result<Vec<T>, TransportError> {
-        let bytes = Bytes::from(pipe.get_packed_pipeline());
-        let bytes = &bytes;
         self.in_turn(what, wait, |mut conn| async move {
-            let Some(lane) = conn.lane() else {
-                return pipe.query_async::<Vec<T>>(&mut conn).await;
-            };
-            let replies = lane.send(bytes.clone(), pipe.len()).await?;
-            let values: Result<Vec<T>, _> =
-                replies.into_iter().map(redis::from_redis_value).collect();
-            Ok(values?)
+            match conn.lane() {
+                Some(lane) => {
+                    let bytes = Bytes::from(pipe.get_packed_pipeline());
+                    lane.query(bytes, pipe.len()).await
+                }
+                None => pipe.query_async::<Vec<T>>(&mut conn).await,
+            }
         })
         .await
     }

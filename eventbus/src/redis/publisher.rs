@@ -47,7 +47,7 @@ impl Publisher {
 }
 
 /// Which connections [`open`] makes on a single server reached without TLS.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 pub(crate) enum Lanes {
     /// The multiplexed connection and a publish lane: the publisher's.
     WithLane,
@@ -301,22 +301,16 @@ async fn send_pipeline(
     batch: &[Queued],
     deadline: Instant,
 ) -> Result<Vec<u64>, TransportError> {
-    let bytes = publish_bytes(batch);
-    let bytes = &bytes;
     let waited = shared.options.publish_deadline;
     link::retry(shared, WHAT, deadline, waited, |mut conn| async move {
-        let replies = match conn.lane() {
-            Some(lane) => lane.send(bytes.clone(), batch.len()).await?,
-            None => {
-                let mut pipe = redis::Pipeline::with_capacity(batch.len());
-                for q in batch {
-                    pipe.add_command(publish_cmd("PUBLISH", &q.job.channel, &q.job.payload));
-                }
-                return pipe.query_async::<Vec<u64>>(&mut conn).await;
-            }
-        };
-        let counts: Result<Vec<u64>, _> = replies.iter().map(redis::from_redis_value_ref).collect();
-        Ok(counts?)
+        if let Some(lane) = conn.lane() {
+            return lane.query(publish_bytes(batch), batch.len()).await;
+        }
+        let mut pipe = redis::Pipeline::with_capacity(batch.len());
+        for q in batch {
+            pipe.add_command(publish_cmd("PUBLISH", &q.job.channel, &q.job.payload));
+        }
+        pipe.query_async::<Vec<u64>>(&mut conn).await
     })
     .await
 }

@@ -29,9 +29,20 @@ fn malformed(line: &[u8]) -> RedisError {
     ))
 }
 
+/// How deep arrays may nest in a reply; the bus's commands get flat replies, so deeper is
+/// garbage (and would otherwise recurse without bound).
+const MAX_DEPTH: usize = 8;
+
+/// The longest bulk string a server sends: Redis's own limit on a string (512 MiB).
+const MAX_BULK: usize = 512 * 1024 * 1024;
+
 /// The length in bytes of the whole reply at the start of `buf`, or `None` when more bytes
 /// must arrive first.
 fn reply_len(buf: &[u8]) -> RedisResult<Option<usize>> {
+    reply_len_within(buf, MAX_DEPTH)
+}
+
+fn reply_len_within(buf: &[u8], depth: usize) -> RedisResult<Option<usize>> {
     let Some(line) = line_len(buf) else {
         return Ok(None);
     };
@@ -43,15 +54,12 @@ fn reply_len(buf: &[u8]) -> RedisResult<Option<usize>> {
         b'+' | b'-' | b':' => Ok(Some(head)),
         b'$' => match number(rest)? {
             n if n < 0 => Ok(Some(head)),
-            n => {
-                let total = head + n as usize + 2;
-                Ok((buf.len() >= total).then_some(total))
-            }
+            n => bulk_len(buf, head, n),
         },
-        b'*' => {
+        b'*' if depth > 0 => {
             let mut at = head;
             for _ in 0..number(rest)?.max(0) {
-                match reply_len(&buf[at..])? {
+                match reply_len_within(&buf[at..], depth - 1)? {
                     Some(n) => at += n,
                     None => return Ok(None),
                 }
@@ -60,6 +68,25 @@ fn reply_len(buf: &[u8]) -> RedisResult<Option<usize>> {
         }
         _ => Err(malformed(&buf[..line])),
     }
+}
+
+/// The length of a bulk string of `n` bytes whose header line is `head` bytes long, once its
+/// bytes and their `\r\n` have arrived.
+fn bulk_len(buf: &[u8], head: usize, n: i64) -> RedisResult<Option<usize>> {
+    let Some(total) = usize::try_from(n)
+        .ok()
+        .filter(|&n| n <= MAX_BULK)
+        .map(|n| n + head + 2)
+    else {
+        return Err(malformed(&buf[..head - 2]));
+    };
+    if buf.len() < total {
+        return Ok(None);
+    }
+    if &buf[total - 2..total] != b"\r\n" {
+        return Err(malformed(&buf[..head - 2]));
+    }
+    Ok(Some(total))
 }
 
 /// Takes the first whole reply off `buf`: `None` when it has not fully arrived; `Some(Err)`
@@ -135,6 +162,23 @@ mod tests {
         assert_eq!(e.kind(), redis::ErrorKind::Parse);
         assert!(e.to_string().contains("?what"), "{e}");
         assert!(all(b":12x\r\n").remove(0).is_err());
+    }
+
+    #[test]
+    fn a_bulk_string_without_its_terminator_or_of_absurd_length_is_a_parse_error() {
+        for bytes in [&b"$5\r\nhelloXX:1\r\n"[..], b"$9223372036854775807\r\n"] {
+            let e = all(bytes).remove(0).unwrap_err();
+            assert_eq!(e.kind(), redis::ErrorKind::Parse, "{bytes:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn arrays_nested_deeper_than_any_reply_of_the_bus_are_a_parse_error() {
+        let deep = "*1\r\n".repeat(100_000) + ":1\r\n";
+        let e = all(deep.as_bytes()).remove(0).unwrap_err();
+        assert_eq!(e.kind(), redis::ErrorKind::Parse);
+        let fine = "*1\r\n".repeat(3) + ":1\r\n";
+        assert!(all(fine.as_bytes()).remove(0).is_ok());
     }
 
     #[test]
