@@ -68,44 +68,26 @@ use crate::transport::{
     GroupStatus, Inbound, PubSubAdmin, Transport, TransportError,
 };
 
-mod acker;
 mod acl;
-mod batch;
 mod cluster;
-mod cluster_admin;
-mod cluster_pushes;
-mod cluster_slots;
-mod cluster_subscriber;
 mod conn;
-mod dead_letters;
-mod dedupe;
-mod lane;
-mod link;
-mod names;
 mod options;
-mod publisher;
-mod pubsub_admin;
-mod resp_reply;
-mod retention;
+mod publish;
+mod pubsub;
 mod sentinel;
-mod sentinel_auth;
-mod stream_reply;
 mod streams;
-mod subscriber;
 mod target;
-mod tcp;
-mod tls;
 
 pub use acl::LEAST_PRIVILEGE;
-pub use dead_letters::DEAD_LETTER_PREFIX;
-pub use dedupe::DEDUPE_PREFIX;
 pub use options::RedisOptions;
-pub use retention::{DEFAULT_STREAM_MAX_LEN, StreamRetention};
-pub use sentinel::DEFAULT_SENTINEL_PORT;
+pub use sentinel::discovery::DEFAULT_SENTINEL_PORT;
+pub use streams::dead_letters::DEAD_LETTER_PREFIX;
+pub use streams::dedupe::DEDUPE_PREFIX;
+pub use streams::retention::{DEFAULT_STREAM_MAX_LEN, StreamRetention};
 
-use link::{Link, Unavailable};
-use publisher::Publisher;
-use subscriber::Subscriber;
+use conn::link::{Link, Unavailable};
+use publish::publisher::Publisher;
+use pubsub::subscriber::Subscriber;
 use target::Target;
 
 /// What the transport's tasks share.
@@ -120,13 +102,13 @@ pub(crate) struct Shared {
     tasks: Mutex<Vec<AbortHandle>>,
     publisher: Publisher,
     /// Where publishes queue for the batcher, each holding an `in_flight` permit.
-    publish_tx: tokio::sync::mpsc::Sender<publisher::Queued>,
+    publish_tx: tokio::sync::mpsc::Sender<publish::publisher::Queued>,
     /// Bounds the commands (publishes included) queued or awaiting an answer on the publisher
     /// connection: `max_in_flight` permits.
     in_flight: Arc<tokio::sync::Semaphore>,
     subscriber: Subscriber,
     /// The subscriber on a Redis Cluster (unused elsewhere).
-    cluster_subscriber: cluster_subscriber::ClusterSubscriber,
+    cluster_subscriber: cluster::subscriber::ClusterSubscriber,
 }
 
 impl Shared {
@@ -245,7 +227,7 @@ impl Shared {
         .await
     }
 
-    /// Runs `query` once an in-flight permit is free, through [`link::retry`].
+    /// Runs `query` once an in-flight permit is free, through [`conn::link::retry`].
     async fn in_turn<T, F, Fut>(
         &self,
         what: &str,
@@ -253,23 +235,23 @@ impl Shared {
         query: F,
     ) -> Result<T, TransportError>
     where
-        F: FnMut(conn::Conn) -> Fut,
+        F: FnMut(conn::connection::Conn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         self.check_open()?;
         let deadline = Instant::now() + wait;
         let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.in_flight.acquire()).await
         else {
-            return Err(publisher::no_turn(self, what, wait));
+            return Err(publish::publisher::no_turn(self, what, wait));
         };
-        link::retry(self, what, deadline, wait, query).await
+        conn::link::retry(self, what, deadline, wait, query).await
     }
 }
 
 /// The Redis transport. See the [module documentation](self).
 pub(crate) struct RedisTransport {
     shared: Arc<Shared>,
-    streams: streams::Streams,
+    streams: streams::reader::Streams,
 }
 
 impl fmt::Debug for RedisTransport {
@@ -311,9 +293,10 @@ pub async fn connect(
         TransportError::new(ErrorKind::Config, format!("invalid Redis options: {why}"))
     })?;
     let target = Target::parse(url, options)?;
-    let conn = publisher::open(&target, options, publisher::Lanes::WithLane).await?;
+    let conn =
+        publish::publisher::open(&target, options, publish::publisher::Lanes::WithLane).await?;
     tracing::debug!(server = %target.addr, url = %target.redacted, "connected to redis");
-    let (publish_tx, publish_rx) = publisher::queue(options);
+    let (publish_tx, publish_rx) = publish::publisher::queue(options);
     let shared = Arc::new(Shared {
         runtime: tokio::runtime::Handle::current().id(),
         target,
@@ -329,15 +312,18 @@ pub async fn connect(
         cluster_subscriber: Default::default(),
     });
     shared.inbound.connection(ConnectionEvent::Connected {
-        role: publisher::ROLE,
+        role: publish::publisher::ROLE,
     });
-    let task = tokio::spawn(publisher::supervise(shared.clone()));
+    let task = tokio::spawn(publish::publisher::supervise(shared.clone()));
     shared.track(task.abort_handle());
-    let task = tokio::spawn(publisher::batch_publishes(shared.clone(), publish_rx));
+    let task = tokio::spawn(publish::publisher::batch_publishes(
+        shared.clone(),
+        publish_rx,
+    ));
     shared.track(task.abort_handle());
     Ok(Arc::new(RedisTransport {
         shared,
-        streams: streams::Streams::default(),
+        streams: streams::reader::Streams::default(),
     }))
 }
 
@@ -353,14 +339,14 @@ impl RedisTransport {
         let s = &self.shared;
         s.check_open()?;
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = publisher::PublishJob {
+        let job = publish::publisher::PublishJob {
             channel: channel.to_owned(),
             payload,
             sharded,
             deadline: tokio::time::Instant::now() + s.options.publish_deadline,
             reply,
         };
-        publisher::enqueue(s, job).await?;
+        publish::publisher::enqueue(s, job).await?;
         self.answer(answer).await
     }
 
@@ -449,19 +435,24 @@ impl Transport for RedisTransport {
             s.check_open()?;
             let rt = s.options.response_timeout;
             let mut rx = s.publisher.link.subscribe();
-            let (mut conn, epoch) = link::wait_up(&mut rx, Instant::now() + rt)
+            let (mut conn, epoch) = conn::link::wait_up(&mut rx, Instant::now() + rt)
                 .await
                 .map_err(|why| s.unavailable("PING", why, rt))?;
             let started = Instant::now();
-            match link::ping_within(rt, redis::cmd("PING").query_async::<()>(&mut conn)).await {
+            match conn::link::ping_within(rt, redis::cmd("PING").query_async::<()>(&mut conn)).await
+            {
                 Ok(()) => Ok(started.elapsed()),
-                Err(link::PingError::Failed(e)) => {
+                Err(conn::link::PingError::Failed(e)) => {
                     if s.target.must_reconnect(&e) {
-                        link::mark_down(&s.publisher.link, epoch, format!("PING failed: {e}"));
+                        conn::link::mark_down(
+                            &s.publisher.link,
+                            epoch,
+                            format!("PING failed: {e}"),
+                        );
                     }
                     Err(s.target.command_error("PING", e))
                 }
-                Err(link::PingError::NoAnswer(_)) => Err(s.target.timeout_error("PING", rt)),
+                Err(conn::link::PingError::NoAnswer(_)) => Err(s.target.timeout_error("PING", rt)),
             }
         })
     }
@@ -501,12 +492,12 @@ impl Transport for RedisTransport {
     ) -> BoxFuture<'a, Result<String, TransportError>> {
         Box::pin(async move {
             self.shared.check_open()?;
-            streams::append(&self.shared, stream, payload).await
+            streams::reader::append(&self.shared, stream, payload).await
         })
     }
 
     fn join<'a>(&'a self, group: &'a GroupSpec) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move { streams::join(&self.shared, &self.streams, group).await })
+        Box::pin(async move { streams::reader::join(&self.shared, &self.streams, group).await })
     }
 
     fn leave<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), TransportError>> {
@@ -530,27 +521,27 @@ impl Transport for RedisTransport {
         &'a self,
         messages: &'a [(String, Bytes)],
     ) -> BoxFuture<'a, Result<Vec<u64>, TransportError>> {
-        Box::pin(batch::publish_many(&self.shared, messages, false))
+        Box::pin(publish::many::publish_many(&self.shared, messages, false))
     }
 
     fn publish_many_sharded<'a>(
         &'a self,
         messages: &'a [(String, Bytes)],
     ) -> BoxFuture<'a, Result<Vec<u64>, TransportError>> {
-        Box::pin(batch::publish_many(&self.shared, messages, true))
+        Box::pin(publish::many::publish_many(&self.shared, messages, true))
     }
 
     fn append_many<'a>(
         &'a self,
         entries: &'a [(String, Bytes)],
     ) -> BoxFuture<'a, Result<Vec<String>, TransportError>> {
-        Box::pin(batch::append_many(&self.shared, entries))
+        Box::pin(publish::many::append_many(&self.shared, entries))
     }
 
     fn stream_groups<'a>(
         &'a self,
         stream: &'a str,
     ) -> BoxFuture<'a, Result<Vec<GroupStatus>, TransportError>> {
-        Box::pin(streams::stream_groups(&self.shared, stream))
+        Box::pin(streams::reader::stream_groups(&self.shared, stream))
     }
 }

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::StreamRetention;
 use crate::options::MAX_DURATION;
+use crate::redis::StreamRetention;
 
 /// The most commands (publishes included) awaiting an answer at once: the most permits a
 /// tokio semaphore holds.

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError};
 
-use super::RedisOptions;
-use super::cluster::{self, ClusterNodes};
-use super::link::PingError;
-use super::sentinel::{self, Sentinels};
+use crate::redis::RedisOptions;
+use crate::redis::cluster::nodes::{self, ClusterNodes};
+use crate::redis::conn::link::PingError;
+use crate::redis::sentinel::discovery::{self, Sentinels};
 use crate::transport::{ErrorKind, TransportError, redact_query, redact_url};
 
 /// How the server to connect to is found.
@@ -82,7 +82,8 @@ impl Target {
             .map_err(|e| invalid(&redis_text(&e)))?;
         let addr = info.addr().to_string();
         let db = info.redis_settings().db();
-        let client = super::tls::client(info, options).map_err(|e| invalid(&redis_text(&e)))?;
+        let client =
+            crate::redis::conn::tls::client(info, options).map_err(|e| invalid(&redis_text(&e)))?;
         if tls && url.ends_with("#insecure") {
             tracing::warn!(
                 server = %addr,
@@ -102,7 +103,7 @@ impl Target {
 
     /// A target found through sentinels.
     fn sentinel(url: &str, redacted: String, options: &RedisOptions) -> Result<Target, String> {
-        let parsed = sentinel::parse_url(url)?;
+        let parsed = discovery::parse_url(url)?;
         if parsed.tls && !cfg!(feature = "tls") {
             return Err(
                 "rediss+sentinel:// needs the `tls` feature of eventbus (`features = [\"tls\"]`)"
@@ -129,7 +130,7 @@ impl Target {
 
     /// A target in a Redis Cluster.
     fn in_cluster(url: &str, redacted: String, options: &RedisOptions) -> Result<Target, String> {
-        let (nodes, tls) = cluster::parse_url(url)?;
+        let (nodes, tls) = nodes::parse_url(url)?;
         if tls && !cfg!(feature = "tls") {
             return Err(
                 "rediss+cluster:// needs the `tls` feature of eventbus (`features = [\"tls\"]`)"
@@ -223,7 +224,7 @@ impl Target {
     pub(crate) fn command_error(&self, what: &str, e: RedisError) -> TransportError {
         let addr = &self.addr;
         let kind = classify(&e, ErrorKind::Disconnected);
-        if let Some(missing) = super::acl::missing_permission(&e) {
+        if let Some(missing) = crate::redis::acl::missing_permission(&e) {
             let message = format!("{what} was refused by Redis at {addr}: {missing}");
             return TransportError::new(kind, message).with_source(RedisCause::of(&e));
         }

@@ -9,7 +9,7 @@ use redis::Value;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 
-use super::stream_reply::text;
+use crate::redis::streams::reply::text;
 
 /// The number of hash slots of a Redis Cluster.
 const SLOTS: u16 = 16384;

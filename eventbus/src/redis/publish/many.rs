@@ -12,8 +12,8 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use redis::{Cmd, FromRedisValue};
 
-use super::Shared;
-use super::stream_reply::ENVELOPE_FIELD;
+use crate::redis::Shared;
+use crate::redis::streams::reply::ENVELOPE_FIELD;
 use crate::transport::{ErrorKind, TransportError};
 
 /// The most commands in one pipeline.

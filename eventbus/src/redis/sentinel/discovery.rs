@@ -26,9 +26,9 @@ use std::fmt;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, TlsMode};
 
-use super::RedisOptions;
-use super::sentinel_auth::{self, SentinelAuth};
-use super::target::{
+use crate::redis::RedisOptions;
+use crate::redis::sentinel::auth::{self, SentinelAuth};
+use crate::redis::target::{
     RedisCause, check_host_port, check_tcp, classify, is_certificate_error, redis_text,
 };
 use crate::transport::{ErrorKind, TransportError};
@@ -244,8 +244,8 @@ impl Sentinels {
     /// A lookup failed on credentials: the sentinels' or the primary's, which asking the
     /// sentinels alone tells apart.
     async fn auth_error(&self, e: &RedisError) -> TransportError {
-        if let Some(refusal) = sentinel_auth::refused(&self.each, &self.options).await {
-            let message = sentinel_auth::refusal_message(&self.hosts, &refusal, &self.auth);
+        if let Some(refusal) = auth::refused(&self.each, &self.options).await {
+            let message = auth::refusal_message(&self.hosts, &refusal, &self.auth);
             return TransportError::new(ErrorKind::Auth, message)
                 .with_source(RedisCause::of(&refusal));
         }
@@ -283,7 +283,7 @@ fn client(
     let node = info.redis_settings();
     let mut builder = SentinelClientBuilder::new(sentinel_addrs(url), &url.master, server_type)?
         .set_client_to_redis_db(node.db())
-        .set_client_to_redis_tcp_settings(super::tcp::settings())
+        .set_client_to_redis_tcp_settings(crate::redis::conn::tcp::settings())
         .set_client_to_redis_protocol(node.protocol());
     if let Some(user) = node.username() {
         builder = builder.set_client_to_redis_username(user);
@@ -312,7 +312,7 @@ fn with_certificates(
     builder: SentinelClientBuilder,
     options: &RedisOptions,
 ) -> SentinelClientBuilder {
-    match super::tls::certificates(options) {
+    match crate::redis::conn::tls::certificates(options) {
         Some(certificates) => builder
             .set_client_to_redis_certificates(certificates.clone())
             .set_client_to_sentinel_certificates(certificates),

@@ -12,15 +12,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::conn::Conn;
+use crate::redis::conn::connection::Conn;
 use bytes::Bytes;
 use redis::{Cmd, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
-use super::acker::Acker;
-use super::stream_reply::{self, ENVELOPE_FIELD, Entry};
+use crate::redis::Shared;
+use crate::redis::streams::acker::Acker;
+use crate::redis::streams::reply::{self, ENVELOPE_FIELD, Entry};
 use crate::sync::lock;
 use crate::transport::{
     Ack, Acknowledge, ConnectionEvent, GroupSpec, GroupStatus, Message, StartFrom, TransportError,
@@ -121,7 +121,7 @@ async fn create_group(shared: &Shared, spec: &GroupSpec) -> Result<(), Transport
         )
         .await
     {
-        Err(e) if super::target::chain_text(&e).contains("BUSYGROUP") => Ok(()),
+        Err(e) if crate::redis::target::chain_text(&e).contains("BUSYGROUP") => Ok(()),
         other => other,
     }
 }
@@ -138,8 +138,8 @@ pub(crate) async fn stream_groups(
         .command::<Value>("reading consumer groups", &cmd, wait)
         .await
     {
-        Ok(reply) => Ok(stream_reply::groups(reply, stream)),
-        Err(e) if super::target::chain_text(&e).contains("no such key") => Ok(Vec::new()),
+        Ok(reply) => Ok(reply::groups(reply, stream)),
+        Err(e) if crate::redis::target::chain_text(&e).contains("no such key") => Ok(Vec::new()),
         Err(e) => Err(e),
     }
 }
@@ -220,8 +220,8 @@ impl Reader {
                 return None;
             }
             let s = &self.shared;
-            let lanes = super::publisher::Lanes::CommandsOnly;
-            match super::publisher::open(&s.target, &s.options, lanes).await {
+            let lanes = crate::redis::publish::publisher::Lanes::CommandsOnly;
+            match crate::redis::publish::publisher::open(&s.target, &s.options, lanes).await {
                 Ok(c) => {
                     let event = if *failures == 0 {
                         ConnectionEvent::Connected { role: ROLE }
@@ -288,7 +288,7 @@ impl Reader {
         match phase {
             Phase::Own(after) => {
                 let cmd = self.read_cmd(credit, None, after);
-                let entries = stream_reply::read_group(self.query(conn, &cmd, None).await?);
+                let entries = reply::read_group(self.query(conn, &cmd, None).await?);
                 let Some(last) = entries.last().map(|e| e.id.clone()) else {
                     return Ok(Phase::Claim("0-0".to_owned()));
                 };
@@ -311,7 +311,7 @@ impl Reader {
                     .arg("COUNT")
                     .arg(credit);
                 let reply = self.query(conn, &cmd, None).await?;
-                let (next, claimed, deleted) = stream_reply::auto_claim(reply);
+                let (next, claimed, deleted) = reply::auto_claim(reply);
                 // The server has already removed these from the group's pending entries.
                 for id in deleted {
                     self.shared.inbound.trimmed(&self.group, &id);
@@ -333,7 +333,7 @@ impl Reader {
                     .saturating_duration_since(Instant::now())
                     .clamp(Duration::from_millis(1), BLOCK);
                 let cmd = self.read_cmd(credit, Some(block), ">");
-                let entries = stream_reply::read_group(self.query(conn, &cmd, Some(block)).await?);
+                let entries = reply::read_group(self.query(conn, &cmd, Some(block)).await?);
                 self.deliver(entries.into_iter().map(|e| (e, 1)), false);
                 Ok(Phase::New)
             }
@@ -411,7 +411,7 @@ impl Reader {
             .arg(entries.len() * 2)
             .arg(&self.spec.consumer);
         let counts: HashMap<String, u32> =
-            stream_reply::pending_counts(self.query(conn, &cmd, None).await?)
+            reply::pending_counts(self.query(conn, &cmd, None).await?)
                 .into_iter()
                 .collect();
         let entries = entries.into_iter().map(|e| {

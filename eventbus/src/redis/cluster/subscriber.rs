@@ -25,9 +25,9 @@ use std::time::Duration;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
-use super::cluster_slots::{Owners, slot_of};
-use super::{Shared, cluster_pushes};
 use crate::Topic;
+use crate::redis::cluster::slots::{Owners, slot_of};
+use crate::redis::{Shared, cluster::pushes};
 use crate::sync::lock;
 use crate::transport::{ConnectionEvent, ErrorKind, TransportError};
 
@@ -73,7 +73,7 @@ impl ClusterSubscriber {
                 return Err(shared.target.connect_error(e, timeout));
             }
         };
-        let task = tokio::spawn(cluster_pushes::pump(shared.clone(), rx));
+        let task = tokio::spawn(pushes::pump(shared.clone(), rx));
         shared.track(task.abort_handle());
         shared
             .inbound

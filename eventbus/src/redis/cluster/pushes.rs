@@ -7,10 +7,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use redis::{PushInfo, PushKind, Value};
 
-use super::Shared;
-use super::cluster_slots::slot_of;
-use super::cluster_subscriber::{ClusterSubscriber, ROLE};
-use super::names::Names;
+use crate::redis::Shared;
+use crate::redis::cluster::slots::slot_of;
+use crate::redis::cluster::subscriber::{ClusterSubscriber, ROLE};
+use crate::redis::pubsub::names::Names;
 use crate::transport::{ConnectionEvent, Message};
 
 /// Hands the pushes of the subscriber connection to the bus until the transport closes.

@@ -21,8 +21,8 @@ use std::fmt;
 use redis::sentinel::SentinelClientBuilder;
 use redis::{AsyncConnectionConfig, ConnectionInfo, RedisConnectionInfo, RedisError};
 
-use super::RedisOptions;
-use super::target::{classify, percent_decode};
+use crate::redis::RedisOptions;
+use crate::redis::target::{classify, percent_decode};
 use crate::transport::ErrorKind;
 
 /// The query parameter naming the sentinels' user.
@@ -128,7 +128,7 @@ pub(crate) async fn refused(
 }
 
 async fn ping(info: ConnectionInfo, options: &RedisOptions) -> Result<(), RedisError> {
-    let client = super::tls::client(info, options)?;
+    let client = crate::redis::conn::tls::client(info, options)?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(options.connect_timeout))
         .set_response_timeout(Some(options.response_timeout));

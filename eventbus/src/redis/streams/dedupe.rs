@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::RedisTransport;
+use crate::redis::RedisTransport;
 use crate::transport::{BoxFuture, DedupeStore, TransportError};
 
 /// The prefix of de-duplication keys: `eventbus:dedupe:<group>:<event id>`.

@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use redis::Value;
 
-use super::RedisTransport;
-use super::stream_reply::text;
+use crate::redis::RedisTransport;
+use crate::redis::streams::reply::text;
 use crate::transport::{BoxFuture, DeadLetter, DeadLetterStore, TransportError};
 
 /// The prefix of the dead-letter streams: `eventbus:dead:<event type>`.

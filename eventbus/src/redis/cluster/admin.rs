@@ -8,10 +8,10 @@ use redis::Value;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use tokio::time::Instant;
 
-use super::conn::Conn;
-use super::pubsub_admin::parse_numsub;
-use super::stream_reply::text;
-use super::{Shared, link};
+use crate::redis::conn::connection::Conn;
+use crate::redis::pubsub::admin::parse_numsub;
+use crate::redis::streams::reply::text;
+use crate::redis::{Shared, conn::link};
 use crate::transport::{ErrorKind, TransportError};
 
 /// Runs `cmd` on every node of the cluster; returns each node's reply.

@@ -3,12 +3,12 @@
 
 use redis::Value;
 
-use super::RedisTransport;
-use super::stream_reply::text;
+use crate::redis::RedisTransport;
+use crate::redis::streams::reply::text;
 use crate::transport::{BoxFuture, ErrorKind, PubSubAdmin, TransportError};
 
 /// Reads `PUBSUB NUMSUB`'s flat `[channel, count, ...]` reply.
-pub(super) fn parse_numsub(reply: Vec<Value>) -> Result<Vec<(String, u64)>, TransportError> {
+pub(crate) fn parse_numsub(reply: Vec<Value>) -> Result<Vec<(String, u64)>, TransportError> {
     let bad = || {
         TransportError::new(
             ErrorKind::Server,
@@ -36,7 +36,7 @@ impl PubSubAdmin for RedisTransport {
     ) -> BoxFuture<'a, Result<Vec<String>, TransportError>> {
         Box::pin(async move {
             if self.shared.target.cluster().is_some() {
-                return super::cluster_admin::channels(&self.shared, pattern).await;
+                return crate::redis::cluster::admin::channels(&self.shared, pattern).await;
             }
             let mut cmd = redis::cmd("PUBSUB");
             cmd.arg("CHANNELS");
@@ -61,7 +61,7 @@ impl PubSubAdmin for RedisTransport {
                 return Ok(Vec::new());
             }
             if self.shared.target.cluster().is_some() {
-                return super::cluster_admin::numsub(&self.shared, channels).await;
+                return crate::redis::cluster::admin::numsub(&self.shared, channels).await;
             }
             let mut cmd = redis::cmd("PUBSUB");
             cmd.arg("NUMSUB").arg(channels);
@@ -76,7 +76,7 @@ impl PubSubAdmin for RedisTransport {
     fn numpat(&self) -> BoxFuture<'_, Result<u64, TransportError>> {
         Box::pin(async move {
             if self.shared.target.cluster().is_some() {
-                return super::cluster_admin::numpat(&self.shared).await;
+                return crate::redis::cluster::admin::numpat(&self.shared).await;
             }
             let mut cmd = redis::cmd("PUBSUB");
             cmd.arg("NUMPAT");

@@ -5,7 +5,7 @@
 
 use redis::{Client, ConnectionInfo, RedisResult};
 
-use super::RedisOptions;
+use crate::redis::RedisOptions;
 
 /// The options' certificates in redis-rs's form; `None` when the options give none (the
 /// system's roots are trusted then, and no client certificate is shown).
@@ -30,7 +30,7 @@ pub(crate) fn certificates(options: &RedisOptions) -> Option<redis::TlsCertifica
 /// A client for one server, with the options' certificates when it is reached over TLS.
 #[cfg(feature = "tls")]
 pub(crate) fn client(info: ConnectionInfo, options: &RedisOptions) -> RedisResult<Client> {
-    let info = info.set_tcp_settings(super::tcp::settings());
+    let info = info.set_tcp_settings(crate::redis::conn::tcp::settings());
     match certificates(options) {
         Some(certificates) => Client::build_with_tls(info, certificates),
         None => Client::open(info),
@@ -40,5 +40,5 @@ pub(crate) fn client(info: ConnectionInfo, options: &RedisOptions) -> RedisResul
 /// A client for one server (no TLS without the `tls` feature).
 #[cfg(not(feature = "tls"))]
 pub(crate) fn client(info: ConnectionInfo, _options: &RedisOptions) -> RedisResult<Client> {
-    Client::open(info.set_tcp_settings(super::tcp::settings()))
+    Client::open(info.set_tcp_settings(crate::redis::conn::tcp::settings()))
 }

@@ -22,7 +22,7 @@ use redis::{ConnectionAddr, ConnectionInfo, FromRedisValue, RedisError, RedisRes
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-use super::resp_reply;
+use crate::redis::conn::resp_reply;
 
 /// The replies of one pipeline, in order; the first error reply fails it.
 type Replies = oneshot::Sender<RedisResult<Vec<Value>>>;

@@ -6,7 +6,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-use super::lane::Lane;
+use crate::redis::conn::lane::Lane;
 
 /// A connection commands run on, whatever the deployment.
 #[derive(Clone)]

@@ -5,13 +5,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::conn::Conn;
+use crate::redis::conn::connection::Conn;
 use redis::RedisResult;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::Shared;
-use super::target;
+use crate::redis::Shared;
+use crate::redis::target;
 use crate::transport::{ConnectionEvent, TransportError};
 
 /// Where a connection stands. Users read it through a `watch` channel; only the supervisor
@@ -179,7 +179,7 @@ where
             Ok(c) => return Some((c, attempt)),
             Err(e) => {
                 let gave_up = options.max_attempts.is_some_and(|max| attempt >= max);
-                let cause: Arc<str> = Arc::from(super::target::chain_text(&e));
+                let cause: Arc<str> = Arc::from(crate::redis::target::chain_text(&e));
                 tracing::debug!(role, attempt, error = %cause, gave_up, "redis reconnect attempt failed");
                 set(
                     link,

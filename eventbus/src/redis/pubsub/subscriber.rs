@@ -12,11 +12,11 @@ use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{OwnedMutexGuard, watch};
 
-use super::Shared;
-use super::link::{self, Link};
-use super::names::Names;
-use super::publisher::Found;
 use crate::Topic;
+use crate::redis::Shared;
+use crate::redis::conn::link::{self, Link};
+use crate::redis::publish::publisher::Found;
+use crate::redis::pubsub::names::Names;
 use crate::sync::lock;
 use crate::transport::{ConnectionEvent, ErrorKind, Message, TransportError};
 
@@ -215,7 +215,7 @@ impl Subscriber {
         let rt = shared.options.response_timeout;
         match tokio::time::timeout(rt, send(&mut sink, Op::Subscribe, &channels, &patterns)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) if super::target::is_connection_error(&e) => {
+            Ok(Err(e)) if crate::redis::target::is_connection_error(&e) => {
                 // Recorded: the supervisor subscribes again once it has reconnected.
                 link::mark_down(&self.link, epoch, format!("SUBSCRIBE failed: {e}"));
                 Ok(())
@@ -255,7 +255,7 @@ impl Subscriber {
         match tokio::time::timeout(rt, send(&mut sink, Op::Unsubscribe, &channels, &patterns)).await
         {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) if super::target::is_connection_error(&e) => {
+            Ok(Err(e)) if crate::redis::target::is_connection_error(&e) => {
                 link::mark_down(&self.link, epoch, format!("UNSUBSCRIBE failed: {e}"));
                 Ok(())
             }

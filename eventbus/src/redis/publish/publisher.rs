@@ -16,7 +16,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::conn::Conn;
+use crate::redis::conn::connection::Conn;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -24,12 +24,12 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::RedisOptions;
-use super::Shared;
-use super::batch::publish_cmd;
-use super::lane::Lane;
-use super::link::{self, Link};
-use super::target::Target;
+use crate::redis::RedisOptions;
+use crate::redis::Shared;
+use crate::redis::conn::lane::Lane;
+use crate::redis::conn::link::{self, Link};
+use crate::redis::publish::many::publish_cmd;
+use crate::redis::target::Target;
 use crate::transport::{ConnectionEvent, ErrorKind, TransportError};
 
 pub(crate) const ROLE: &str = "publisher";

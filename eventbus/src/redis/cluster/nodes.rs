@@ -21,8 +21,8 @@ use std::fmt;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::{IntoConnectionInfo, ProtocolVersion, RedisError};
 
-use super::RedisOptions;
-use super::target::{check_host_port, check_tcp};
+use crate::redis::RedisOptions;
+use crate::redis::target::{check_host_port, check_tcp};
 
 /// The seed nodes and the clients made from them.
 pub(crate) struct ClusterNodes {
@@ -123,7 +123,7 @@ impl ClusterNodes {
 fn builder(nodes: &[String], options: &RedisOptions) -> ClusterClientBuilder {
     let builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
         .connection_timeout(options.connect_timeout)
-        .tcp_settings(super::tcp::settings());
+        .tcp_settings(crate::redis::conn::tcp::settings());
     with_certificates(builder, options)
 }
 
@@ -133,7 +133,7 @@ fn with_certificates(
     builder: ClusterClientBuilder,
     options: &RedisOptions,
 ) -> ClusterClientBuilder {
-    match super::tls::certificates(options) {
+    match crate::redis::conn::tls::certificates(options) {
         Some(certificates) => builder.certs(certificates),
         None => builder,
     }

@@ -1,0 +1,5 @@
+pub(crate) mod admin;
+pub(crate) mod nodes;
+pub(crate) mod pushes;
+pub(crate) mod slots;
+pub(crate) mod subscriber;

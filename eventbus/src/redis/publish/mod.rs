@@ -1,0 +1,2 @@
+pub(crate) mod many;
+pub(crate) mod publisher;

@@ -1,0 +1,3 @@
+pub(crate) mod admin;
+pub(crate) mod names;
+pub(crate) mod subscriber;
