@@ -71,6 +71,7 @@ use crate::transport::{
 mod acl;
 mod cluster;
 mod conn;
+mod errors;
 mod options;
 mod publish;
 mod pubsub;
@@ -450,9 +451,11 @@ impl Transport for RedisTransport {
                             format!("PING failed: {e}"),
                         );
                     }
-                    Err(s.target.command_error("PING", e))
+                    Err(errors::command_error(&s.target.addr, "PING", e))
                 }
-                Err(conn::link::PingError::NoAnswer(_)) => Err(s.target.timeout_error("PING", rt)),
+                Err(conn::link::PingError::NoAnswer(_)) => {
+                    Err(errors::timeout_error(&s.target.addr, "PING", rt))
+                }
             }
         })
     }

@@ -1,14 +1,13 @@
-//! Where to connect: URL parsing, the `redis::Client`, and error mapping that never leaks a
-//! password.
+//! Where to connect: the URL's deployment (one server, Sentinel, a cluster) and the
+//! `redis::Client` for it.
 
 use std::fmt;
-use std::time::Duration;
 
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError};
 
 use crate::redis::RedisOptions;
 use crate::redis::cluster::nodes::{self, ClusterNodes};
-use crate::redis::conn::link::PingError;
+use crate::redis::errors::{is_connection_error, redis_text};
 use crate::redis::sentinel::discovery::{self, Sentinels};
 use crate::transport::{ErrorKind, TransportError, redact_query, redact_url};
 
@@ -198,150 +197,6 @@ impl Target {
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(None)
     }
-
-    /// Maps an error met while connecting.
-    pub(crate) fn connect_error(&self, e: RedisError, timeout: Duration) -> TransportError {
-        let addr = &self.addr;
-        let kind = classify(&e, ErrorKind::Unreachable);
-        let message = match kind {
-            ErrorKind::Auth => auth_message(addr, &e),
-            ErrorKind::Timeout => {
-                format!("Redis at {addr} did not complete the connection within {timeout:?}")
-            }
-            ErrorKind::Unreachable if is_certificate_error(&e) => format!(
-                "cannot connect to Redis at {addr}: the TLS handshake failed on a certificate \
-                 (trust the authority that signed the server's with \
-                 RedisOptions::tls_root_certificate; show a client certificate with \
-                 RedisOptions::tls_client_certificate where the server requires one)"
-            ),
-            ErrorKind::Unreachable => format!("cannot connect to Redis at {addr}"),
-            _ => format!("connecting to Redis at {addr} failed"),
-        };
-        TransportError::new(kind, message).with_source(RedisCause::of(&e))
-    }
-
-    /// Maps an error met on an established connection.
-    pub(crate) fn command_error(&self, what: &str, e: RedisError) -> TransportError {
-        let addr = &self.addr;
-        let kind = classify(&e, ErrorKind::Disconnected);
-        if let Some(missing) = crate::redis::acl::missing_permission(&e) {
-            let message = format!("{what} was refused by Redis at {addr}: {missing}");
-            return TransportError::new(kind, message).with_source(RedisCause::of(&e));
-        }
-        let message = match kind {
-            ErrorKind::Auth => auth_message(addr, &e),
-            ErrorKind::Disconnected => {
-                format!("{what} failed: the connection to Redis at {addr} was lost")
-            }
-            _ => format!("{what} failed on Redis at {addr}"),
-        };
-        TransportError::new(kind, message).with_source(RedisCause::of(&e))
-    }
-
-    /// Maps the failure of the `PING` that checks a new connection.
-    pub(crate) fn ping_error(&self, e: PingError, connect_timeout: Duration) -> TransportError {
-        match e {
-            PingError::Failed(e) => self.connect_error(e, connect_timeout),
-            PingError::NoAnswer(d) => TransportError::new(
-                ErrorKind::Timeout,
-                format!(
-                    "Redis at {} accepted the connection but did not answer PING within {d:?}",
-                    self.addr
-                ),
-            ),
-        }
-    }
-
-    pub(crate) fn timeout_error(&self, what: &str, timeout: Duration) -> TransportError {
-        TransportError::new(
-            ErrorKind::Timeout,
-            format!(
-                "{what} timed out: Redis at {} did not answer within {timeout:?}",
-                self.addr
-            ),
-        )
-    }
-}
-
-/// What redis-rs said, as the cause of one of our errors.
-///
-/// A redis-rs error's message repeats its own source's, so it is kept as text: the chain then
-/// names each cause once, and redis-rs types stay out of the public API.
-#[derive(Debug)]
-pub(crate) struct RedisCause(String);
-
-impl RedisCause {
-    pub(crate) fn of(e: &RedisError) -> Self {
-        RedisCause(redis_text(e))
-    }
-}
-
-impl fmt::Display for RedisCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RedisCause {}
-
-/// What a redis-rs error says, without the ` - Kind` it appends to its description.
-pub(crate) fn redis_text(e: &RedisError) -> String {
-    let text = e.to_string();
-    text.replacen(&format!(" - {:?}", e.kind()), "", 1)
-}
-
-/// The error and its causes on one line, for connection events and later messages.
-pub(crate) fn chain_text(e: &TransportError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-fn auth_message(addr: &str, e: &RedisError) -> String {
-    match e.code() {
-        Some("NOAUTH") => format!(
-            "Redis at {addr} requires authentication (NOAUTH): put the password in the URL \
-             (`redis://:PASSWORD@host:port` or `redis://USER:PASSWORD@host:port`)"
-        ),
-        _ => format!(
-            "Redis at {addr} refused the credentials (wrong user name or password, or the user is disabled)"
-        ),
-    }
-}
-
-/// The bus's error kind for a redis-rs error; `io` is the kind for I/O failures (refused,
-/// reset, closed), which depends on whether the connection was being made or in use.
-pub(crate) fn classify(e: &RedisError, io: ErrorKind) -> ErrorKind {
-    if e.kind() == redis::ErrorKind::AuthenticationFailed
-        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
-    {
-        ErrorKind::Auth
-    } else if e.is_timeout() {
-        ErrorKind::Timeout
-    } else if e.kind() == redis::ErrorKind::InvalidClientConfig {
-        ErrorKind::InvalidUrl
-    } else if e.is_io_error() || is_connection_error(e) {
-        io
-    } else {
-        ErrorKind::Server
-    }
-}
-
-/// Whether the TLS handshake failed on a certificate: the server's was not trusted (rustls's
-/// `invalid peer certificate`), or the server refused ours or its absence (a
-/// `...Certificate...` alert).
-pub(crate) fn is_certificate_error(e: &RedisError) -> bool {
-    redis_text(e).to_ascii_lowercase().contains("certificate")
-}
-
-/// Whether the connection that returned `e` is unusable and must be replaced.
-pub(crate) fn is_connection_error(e: &RedisError) -> bool {
-    e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error()
 }
 
 /// Checks a Redis URL before redis-rs reads it, so that each mistake gets its own message
@@ -559,6 +414,7 @@ pub(super) fn percent_decode(text: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redis::errors::chain_text;
 
     #[test]
     fn query_passwords_are_redacted() {

@@ -27,6 +27,7 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
 use crate::Topic;
 use crate::redis::cluster::slots::{Owners, slot_of};
+use crate::redis::errors;
 use crate::redis::{Shared, cluster::pushes};
 use crate::sync::lock;
 use crate::transport::{ConnectionEvent, ErrorKind, TransportError};
@@ -60,17 +61,15 @@ impl ClusterSubscriber {
         let nodes = shared.target.cluster().ok_or_else(not_cluster)?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let client = nodes.subscriber(tx).map_err(|e| {
-            shared
-                .target
-                .connect_error(e, shared.options.connect_timeout)
+            errors::connect_error(&shared.target.addr, e, shared.options.connect_timeout)
         })?;
         let timeout = shared.options.connect_timeout;
         let conn = match tokio::time::timeout(timeout, client.get_async_connection()).await {
             Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(shared.target.connect_error(e, timeout)),
+            Ok(Err(e)) => return Err(errors::connect_error(&shared.target.addr, e, timeout)),
             Err(_) => {
                 let e = std::io::Error::from(std::io::ErrorKind::TimedOut).into();
-                return Err(shared.target.connect_error(e, timeout));
+                return Err(errors::connect_error(&shared.target.addr, e, timeout));
             }
         };
         let task = tokio::spawn(pushes::pump(shared.clone(), rx));
@@ -116,7 +115,7 @@ impl ClusterSubscriber {
         for topic in topics {
             if let Err(e) = send(&mut conn, topic, true, shared.options.response_timeout).await {
                 lock(&self.held).remove(topic);
-                return Err(shared.target.command_error("subscribing", e));
+                return Err(errors::command_error(&shared.target.addr, "subscribing", e));
             }
         }
         self.note_servers(&mut conn, shared.options.response_timeout)
@@ -210,7 +209,7 @@ impl ClusterSubscriber {
         for topic in topics {
             send(&mut conn, topic, false, shared.options.response_timeout)
                 .await
-                .map_err(|e| shared.target.command_error("unsubscribing", e))?;
+                .map_err(|e| errors::command_error(&shared.target.addr, "unsubscribing", e))?;
         }
         Ok(())
     }

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::redis::conn::connection::Conn;
+use crate::redis::errors;
 use redis::RedisResult;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::redis::Shared;
-use crate::redis::target;
-use crate::transport::{ConnectionEvent, TransportError};
+
+use crate::transport::{ConnectionEvent, ErrorKind, TransportError};
 
 /// Where a connection stands. Users read it through a `watch` channel; only the supervisor
 /// moves it forward, except that a user who sees the connection fail marks it [`Link::Down`].
@@ -179,7 +180,7 @@ where
             Ok(c) => return Some((c, attempt)),
             Err(e) => {
                 let gave_up = options.max_attempts.is_some_and(|max| attempt >= max);
-                let cause: Arc<str> = Arc::from(crate::redis::target::chain_text(&e));
+                let cause: Arc<str> = Arc::from(errors::chain_text(&e));
                 tracing::debug!(role, attempt, error = %cause, gave_up, "redis reconnect attempt failed");
                 set(
                     link,
@@ -209,10 +210,24 @@ pub(crate) enum PingError {
 }
 
 impl PingError {
+    /// Maps the failure of the `PING` that checks a new connection.
+    pub(crate) fn connect_error(self, addr: &str, connect_timeout: Duration) -> TransportError {
+        match self {
+            PingError::Failed(e) => errors::connect_error(addr, e, connect_timeout),
+            PingError::NoAnswer(d) => TransportError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "Redis at {} accepted the connection but did not answer PING within {d:?}",
+                    addr
+                ),
+            ),
+        }
+    }
+
     /// The cause a watchdog reports when its `PING` fails.
     pub(crate) fn watchdog_cause(&self) -> String {
         match self {
-            PingError::Failed(e) => format!("watchdog PING failed: {}", target::redis_text(e)),
+            PingError::Failed(e) => format!("watchdog PING failed: {}", errors::redis_text(e)),
             PingError::NoAnswer(d) => format!("watchdog PING got no answer within {d:?}"),
         }
     }
@@ -257,14 +272,14 @@ where
         match tokio::time::timeout(rt, query(conn)).await {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(e)) if shared.target.must_reconnect(&e) => {
-                let cause = format!("{what} failed: {}", target::redis_text(&e));
+                let cause = format!("{what} failed: {}", errors::redis_text(&e));
                 mark_down(link, epoch, cause);
                 if Instant::now() >= deadline {
-                    return Err(shared.target.command_error(what, e));
+                    return Err(errors::command_error(&shared.target.addr, what, e));
                 }
             }
-            Ok(Err(e)) => return Err(shared.target.command_error(what, e)),
-            Err(_) => return Err(shared.target.timeout_error(what, rt)),
+            Ok(Err(e)) => return Err(errors::command_error(&shared.target.addr, what, e)),
+            Err(_) => return Err(errors::timeout_error(&shared.target.addr, what, rt)),
         }
     }
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::redis::conn::connection::Conn;
+use crate::redis::errors;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -66,9 +67,16 @@ pub(crate) async fn open(
     let mut conn = match tokio::time::timeout(options.connect_timeout, connecting).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(Found::Not(e))) => return Err(e),
-        Ok(Err(Found::Failed(e))) => return Err(target.connect_error(e, options.connect_timeout)),
+        Ok(Err(Found::Failed(e))) => {
+            return Err(errors::connect_error(
+                &target.addr,
+                e,
+                options.connect_timeout,
+            ));
+        }
         Err(_) => {
-            return Err(target.connect_error(
+            return Err(errors::connect_error(
+                &target.addr,
                 std::io::Error::from(std::io::ErrorKind::TimedOut).into(),
                 options.connect_timeout,
             ));
@@ -77,7 +85,7 @@ pub(crate) async fn open(
     let cmd = redis::cmd("PING");
     link::ping_within(options.response_timeout, cmd.query_async::<()>(&mut conn))
         .await
-        .map_err(|e| target.ping_error(e, options.connect_timeout))?;
+        .map_err(|e| e.connect_error(&target.addr, options.connect_timeout))?;
     Ok(conn)
 }
 

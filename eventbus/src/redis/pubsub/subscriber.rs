@@ -15,6 +15,7 @@ use tokio::sync::{OwnedMutexGuard, watch};
 use crate::Topic;
 use crate::redis::Shared;
 use crate::redis::conn::link::{self, Link};
+use crate::redis::errors;
 use crate::redis::publish::publisher::Found;
 use crate::redis::pubsub::names::Names;
 use crate::sync::lock;
@@ -215,14 +216,14 @@ impl Subscriber {
         let rt = shared.options.response_timeout;
         match tokio::time::timeout(rt, send(&mut sink, Op::Subscribe, &channels, &patterns)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) if crate::redis::target::is_connection_error(&e) => {
+            Ok(Err(e)) if errors::is_connection_error(&e) => {
                 // Recorded: the supervisor subscribes again once it has reconnected.
                 link::mark_down(&self.link, epoch, format!("SUBSCRIBE failed: {e}"));
                 Ok(())
             }
             Ok(Err(e)) => {
                 self.forget(&channels, &patterns);
-                Err(shared.target.command_error("subscribing", e))
+                Err(errors::command_error(&shared.target.addr, "subscribing", e))
             }
             Err(_) => {
                 link::mark_down(
@@ -255,11 +256,15 @@ impl Subscriber {
         match tokio::time::timeout(rt, send(&mut sink, Op::Unsubscribe, &channels, &patterns)).await
         {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) if crate::redis::target::is_connection_error(&e) => {
+            Ok(Err(e)) if errors::is_connection_error(&e) => {
                 link::mark_down(&self.link, epoch, format!("UNSUBSCRIBE failed: {e}"));
                 Ok(())
             }
-            Ok(Err(e)) => Err(shared.target.command_error("unsubscribing", e)),
+            Ok(Err(e)) => Err(errors::command_error(
+                &shared.target.addr,
+                "unsubscribing",
+                e,
+            )),
             Err(_) => {
                 link::mark_down(
                     &self.link,
@@ -324,8 +329,13 @@ struct Opened {
 async fn open(shared: &Shared) -> Result<Opened, TransportError> {
     let options = &shared.options;
     let target = &shared.target;
-    let timed_out =
-        |d| target.connect_error(std::io::Error::from(std::io::ErrorKind::TimedOut).into(), d);
+    let timed_out = |d| {
+        errors::connect_error(
+            &target.addr,
+            std::io::Error::from(std::io::ErrorKind::TimedOut).into(),
+            d,
+        )
+    };
     let connect = async {
         let client = target
             .subscriber_client(options)
@@ -336,20 +346,26 @@ async fn open(shared: &Shared) -> Result<Opened, TransportError> {
     let pubsub = match tokio::time::timeout(options.connect_timeout, connect).await {
         Ok(Ok(p)) => p,
         Ok(Err(Found::Not(e))) => return Err(e),
-        Ok(Err(Found::Failed(e))) => return Err(target.connect_error(e, options.connect_timeout)),
+        Ok(Err(Found::Failed(e))) => {
+            return Err(errors::connect_error(
+                &target.addr,
+                e,
+                options.connect_timeout,
+            ));
+        }
         Err(_) => return Err(timed_out(options.connect_timeout)),
     };
     let (mut sink, stream) = pubsub.split();
     let rt = options.response_timeout;
     link::ping_within(rt, sink.ping::<redis::Value>())
         .await
-        .map_err(|e| target.ping_error(e, options.connect_timeout))?;
+        .map_err(|e| e.connect_error(&target.addr, options.connect_timeout))?;
     let guard = shared.subscriber.ops.clone().lock_owned().await;
     let (channels, patterns) = lock(&shared.subscriber.desired).lists();
     match tokio::time::timeout(rt, send(&mut sink, Op::Subscribe, &channels, &patterns)).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(target.command_error("subscribing again", e)),
-        Err(_) => return Err(target.timeout_error("subscribing again", rt)),
+        Ok(Err(e)) => return Err(errors::command_error(&target.addr, "subscribing again", e)),
+        Err(_) => return Err(errors::timeout_error(&target.addr, "subscribing again", rt)),
     }
     Ok(Opened {
         sink,

@@ -22,7 +22,8 @@ use redis::sentinel::SentinelClientBuilder;
 use redis::{AsyncConnectionConfig, ConnectionInfo, RedisConnectionInfo, RedisError};
 
 use crate::redis::RedisOptions;
-use crate::redis::target::{classify, percent_decode};
+use crate::redis::errors::classify;
+use crate::redis::target::percent_decode;
 use crate::transport::ErrorKind;
 
 /// The query parameter naming the sentinels' user.

@@ -27,10 +27,9 @@ use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType}
 use redis::{Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, TlsMode};
 
 use crate::redis::RedisOptions;
+use crate::redis::errors::{RedisCause, classify, is_certificate_error, redis_text};
 use crate::redis::sentinel::auth::{self, SentinelAuth};
-use crate::redis::target::{
-    RedisCause, check_host_port, check_tcp, classify, is_certificate_error, redis_text,
-};
+use crate::redis::target::{check_host_port, check_tcp};
 use crate::transport::{ErrorKind, TransportError};
 
 /// The port a sentinel listens on when the URL names none.

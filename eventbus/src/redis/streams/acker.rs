@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::redis::Shared;
+use crate::redis::errors;
 use crate::sync::lock;
 use crate::transport::{Acknowledge, BoxFuture, ErrorKind, TransportError};
 
@@ -84,7 +85,7 @@ impl Sender {
                 .command::<u64>("acknowledging entries", &cmd, s.options.publish_deadline)
                 .await
                 .map(|_| ())
-                .map_err(|e| (e.kind(), crate::redis::target::chain_text(&e)));
+                .map_err(|e| (e.kind(), errors::chain_text(&e)));
             for (_, done) in batch.drain(..) {
                 let _ = done.send(outcome.clone());
             }

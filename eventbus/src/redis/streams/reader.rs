@@ -113,17 +113,18 @@ async fn create_group(shared: &Shared, spec: &GroupSpec) -> Result<(), Transport
         .arg(&spec.group)
         .arg(start_id(spec.start))
         .arg("MKSTREAM");
-    match shared
-        .command::<()>(
-            "creating a consumer group",
-            &cmd,
-            shared.options.publish_deadline,
-        )
+    let wait = shared.options.publish_deadline;
+    shared
+        .in_turn("creating a consumer group", wait, |mut conn| {
+            let cmd = &cmd;
+            async move {
+                match cmd.query_async::<()>(&mut conn).await {
+                    Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+                    other => other,
+                }
+            }
+        })
         .await
-    {
-        Err(e) if crate::redis::target::chain_text(&e).contains("BUSYGROUP") => Ok(()),
-        other => other,
-    }
 }
 
 /// `XINFO GROUPS stream`: every group of the stream; none when the stream is missing.
@@ -134,14 +135,26 @@ pub(crate) async fn stream_groups(
     let mut cmd = redis::cmd("XINFO");
     cmd.arg("GROUPS").arg(stream);
     let wait = shared.options.response_timeout;
-    match shared
-        .command::<Value>("reading consumer groups", &cmd, wait)
+    shared
+        .in_turn("reading consumer groups", wait, |mut conn| {
+            let cmd = &cmd;
+            async move {
+                match cmd.query_async::<Value>(&mut conn).await {
+                    Ok(reply) => Ok(reply::groups(reply, stream)),
+                    // A missing stream is `ERR no such key`: its absence is checked, not read
+                    // from the message.
+                    Err(e) if e.code() == Some("ERR") => {
+                        let exists: bool = redis::cmd("EXISTS")
+                            .arg(stream)
+                            .query_async(&mut conn)
+                            .await?;
+                        if exists { Err(e) } else { Ok(Vec::new()) }
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        })
         .await
-    {
-        Ok(reply) => Ok(reply::groups(reply, stream)),
-        Err(e) if crate::redis::target::chain_text(&e).contains("no such key") => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
 }
 
 /// What the reader does next.
