@@ -38,6 +38,7 @@ use syn::{DeriveInput, parse_macro_input};
 /// | `#[event(version = N)]` | the schema version, an integer from 1 to `u32::MAX` | `1` |
 /// | `#[event(channel = "...")]` | the channel; `{field}` (or `{0}` in a tuple struct) placeholders make a keyed channel | `events:<name>` |
 /// | `#[event(crate = "...")]` | the path of the eventbus crate, for re-exports | `::eventbus` |
+/// | `#[event(durable)]` | a flag, no value: durable delivery, appended to the Redis stream named by the channel and read by one consumer group per handler, at least once; not with a keyed channel | broadcast over pub/sub, at most once |
 ///
 /// Keys may be combined in one attribute or spread over several; each may be given once.
 /// Names and channels must be non-empty and free of whitespace and of the Redis glob

@@ -1,4 +1,6 @@
 #![doc = include_str!("docs/crate.md")]
+#![doc = include_str!("docs/delivery.md")]
+#![doc = include_str!("docs/features.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod asyncapi;

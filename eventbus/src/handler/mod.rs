@@ -10,9 +10,11 @@
 //! | [`Message`] | the raw payload, envelope or not | the topic you give |
 //!
 //! Up to three more arguments can follow, each [`FromContext`]: [`State<S>`] for shared
-//! state given to the builder, and [`EventBus`] to publish follow-up events. The handler
-//! returns `()` or `Result<(), Err>` for any `Err` that converts into
-//! `Box<dyn Error + Send + Sync>` (`anyhow::Error` and thiserror types do).
+//! state given to the builder, [`EventBus`] to publish follow-up events, and [`DeliveryInfo`]
+//! for the attempt and, for durable events, the delivery count, the entry id and whether the
+//! entry was claimed from another consumer. The handler returns `()` or `Result<(), Err>` for
+//! any `Err` that converts into `Box<dyn Error + Send + Sync>` (`anyhow::Error` and thiserror
+//! types do).
 
 mod arg;
 mod context;
@@ -55,7 +57,7 @@ pub trait ErasedHandler: Send + Sync + 'static {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an eventbus handler",
     label = "not a handler",
-    note = "a handler is an async fn or closure taking what it receives first (`E`, `Envelope<E>`, `Envelope<serde_json::Value>` or `Message`), then up to three of `State<S>` and `EventBus`, and returning `()` or `Result<(), E>`",
+    note = "a handler is an async fn or closure taking what it receives first (`E`, `Envelope<E>`, `Envelope<serde_json::Value>` or `Message`), then up to three of `State<S>`, `EventBus` and `DeliveryInfo`, and returning `()` or `Result<(), E>`",
     note = "for an error that points at the wrong argument or return type, put `#[eventbus::handler]` on the fn"
 )]
 pub trait Handler<T>: Send + Sync + 'static {
