@@ -51,18 +51,15 @@
 //! never contain a password.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::{Cmd, FromRedisValue};
-use tokio::task::AbortHandle;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::Topic;
-use crate::sync::lock;
 use crate::transport::{
     BoxFuture, Capabilities, ConnectionEvent, DeadLetterStore, DedupeStore, ErrorKind, GroupSpec,
     GroupStatus, Inbound, PubSubAdmin, Transport, TransportError,
@@ -71,11 +68,13 @@ use crate::transport::{
 mod acl;
 mod cluster;
 mod conn;
+mod deployment;
 mod errors;
 mod options;
 mod publish;
 mod pubsub;
 mod sentinel;
+mod shared;
 mod streams;
 mod target;
 
@@ -86,173 +85,25 @@ pub use streams::dead_letters::DEAD_LETTER_PREFIX;
 pub use streams::dedupe::DEDUPE_PREFIX;
 pub use streams::retention::{DEFAULT_STREAM_MAX_LEN, StreamRetention};
 
-use conn::link::{Link, Unavailable};
-use publish::publisher::Publisher;
-use pubsub::subscriber::Subscriber;
+use conn::link::{self, Link, PingError};
+use conn::open::{Lanes, open};
+use deployment::PubSub;
+use publish::publisher::{self, Queued};
+use shared::Shared;
+use streams::dead_letters::DeadLetters;
+use streams::dedupe::Dedupe;
+use streams::reader::Streams;
 use target::Target;
-
-/// What the transport's tasks share.
-pub(crate) struct Shared {
-    /// The runtime the transport's tasks run on.
-    runtime: tokio::runtime::Id,
-    target: Target,
-    options: RedisOptions,
-    inbound: Arc<dyn Inbound>,
-    cancel: CancellationToken,
-    closed: AtomicBool,
-    tasks: Mutex<Vec<AbortHandle>>,
-    publisher: Publisher,
-    /// Where publishes queue for the batcher, each holding an `in_flight` permit.
-    publish_tx: tokio::sync::mpsc::Sender<publish::publisher::Queued>,
-    /// Bounds the commands (publishes included) queued or awaiting an answer on the publisher
-    /// connection: `max_in_flight` permits.
-    in_flight: Arc<tokio::sync::Semaphore>,
-    subscriber: Subscriber,
-    /// The subscriber on a Redis Cluster (unused elsewhere).
-    cluster_subscriber: cluster::subscriber::ClusterSubscriber,
-}
-
-impl Shared {
-    fn check_open(&self) -> Result<(), TransportError> {
-        if self.closed.load(Ordering::Acquire) {
-            Err(TransportError::new(
-                ErrorKind::Closed,
-                "the Redis transport is closed",
-            ))
-        } else {
-            Ok(())
-        }
-    }
-
-    fn track(&self, task: AbortHandle) {
-        let mut tasks = lock(&self.tasks);
-        if self.closed.load(Ordering::Acquire) {
-            task.abort();
-        } else {
-            tasks.push(task);
-        }
-    }
-
-    fn abort_tasks(&self) {
-        let tasks = std::mem::take(&mut *lock(&self.tasks));
-        for t in tasks {
-            t.abort();
-        }
-    }
-
-    fn unavailable(&self, what: &str, why: Unavailable, waited: Duration) -> TransportError {
-        let addr = &self.target.addr;
-        match why {
-            Unavailable::Closed => TransportError::new(
-                ErrorKind::Closed,
-                format!("{what} failed: the Redis transport is closed"),
-            ),
-            Unavailable::GaveUp(cause) => TransportError::new(
-                ErrorKind::Disconnected,
-                format!(
-                    "{what} failed: the connection to Redis at {addr} is lost and reconnecting \
-                     gave up: {cause}"
-                ),
-            ),
-            Unavailable::Deadline(cause) => TransportError::new(
-                ErrorKind::Disconnected,
-                match cause {
-                    Some(cause) => format!(
-                        "{what} failed: not connected to Redis at {addr} for {waited:?} ({cause})"
-                    ),
-                    None => {
-                        format!("{what} failed: not connected to Redis at {addr} for {waited:?}")
-                    }
-                },
-            ),
-        }
-    }
-
-    /// Runs a command on the publisher connection: waits up to `wait` for its turn (an
-    /// in-flight permit) and for the connection to be up, bounds the command by the response
-    /// timeout, and sends it again on a new connection when the connection closed under it.
-    async fn command<T: FromRedisValue>(
-        &self,
-        what: &str,
-        cmd: &Cmd,
-        wait: Duration,
-    ) -> Result<T, TransportError> {
-        self.in_turn(what, wait, |mut conn| async move {
-            cmd.query_async::<T>(&mut conn).await
-        })
-        .await
-    }
-
-    /// Runs a command as [`command`](Self::command) does, on the publish lane where the
-    /// connection has one. Only for commands whose reply reads the same in RESP2 and RESP3
-    /// (the lane speaks RESP2): `XADD`.
-    async fn lane_command<T: FromRedisValue>(
-        &self,
-        what: &str,
-        cmd: &Cmd,
-        wait: Duration,
-    ) -> Result<T, TransportError> {
-        self.in_turn(what, wait, |mut conn| async move {
-            let Some(lane) = conn.lane() else {
-                return cmd.query_async::<T>(&mut conn).await;
-            };
-            let bytes = Bytes::from(cmd.get_packed_command());
-            let reply = lane
-                .query::<redis::Value>(bytes, 1)
-                .await?
-                .pop()
-                .unwrap_or_default();
-            Ok(redis::from_redis_value(reply)?)
-        })
-        .await
-    }
-
-    /// Runs a pipeline as [`command`](Self::command) runs one command (one in-flight permit,
-    /// one write, one read of every reply), on the publish lane where the connection has one;
-    /// the commands' replies must read the same in RESP2 and RESP3 (`PUBLISH`, `XADD`).
-    async fn lane_pipeline<T: FromRedisValue>(
-        &self,
-        what: &str,
-        pipe: &redis::Pipeline,
-        wait: Duration,
-    ) -> Result<Vec<T>, TransportError> {
-        self.in_turn(what, wait, |mut conn| async move {
-            match conn.lane() {
-                Some(lane) => {
-                    let bytes = Bytes::from(pipe.get_packed_pipeline());
-                    lane.query(bytes, pipe.len()).await
-                }
-                None => pipe.query_async::<Vec<T>>(&mut conn).await,
-            }
-        })
-        .await
-    }
-
-    /// Runs `query` once an in-flight permit is free, through [`conn::link::retry`].
-    async fn in_turn<T, F, Fut>(
-        &self,
-        what: &str,
-        wait: Duration,
-        query: F,
-    ) -> Result<T, TransportError>
-    where
-        F: FnMut(conn::connection::Conn) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        self.check_open()?;
-        let deadline = Instant::now() + wait;
-        let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.in_flight.acquire()).await
-        else {
-            return Err(publish::publisher::no_turn(self, what, wait));
-        };
-        conn::link::retry(self, what, deadline, wait, query).await
-    }
-}
 
 /// The Redis transport. See the [module documentation](self).
 pub(crate) struct RedisTransport {
     shared: Arc<Shared>,
-    streams: streams::reader::Streams,
+    /// Where publishes queue for the batcher, each holding an `in_flight` permit.
+    publishes: mpsc::Sender<Queued>,
+    pubsub: PubSub,
+    streams: Streams,
+    dead_letters: DeadLetters,
+    dedupe: Dedupe,
 }
 
 impl fmt::Debug for RedisTransport {
@@ -262,21 +113,16 @@ impl fmt::Debug for RedisTransport {
             .field("server", &s.target.addr)
             .field("db", &s.target.db)
             .field("tls", &s.target.tls)
-            .field("publisher", &s.publisher.link.borrow().name())
-            .field("subscriber", &s.subscriber.link.borrow().name())
-            .field(
-                "topics",
-                &(s.subscriber.held() + s.cluster_subscriber.held()),
-            )
+            .field("publisher", &s.commands.borrow().name())
+            .field("subscriber", &self.pubsub.state())
+            .field("topics", &self.pubsub.held())
             .finish()
     }
 }
 
 impl Drop for RedisTransport {
     fn drop(&mut self) {
-        self.shared.closed.store(true, Ordering::Release);
-        self.shared.cancel.cancel();
-        self.shared.abort_tasks();
+        self.shared.close();
     }
 }
 
@@ -294,37 +140,27 @@ pub async fn connect(
         TransportError::new(ErrorKind::Config, format!("invalid Redis options: {why}"))
     })?;
     let target = Target::parse(url, options)?;
-    let conn =
-        publish::publisher::open(&target, options, publish::publisher::Lanes::WithLane).await?;
+    let tasks = TaskTracker::new();
+    let conn = open(&target, options, Lanes::WithLane(&tasks)).await?;
     tracing::debug!(server = %target.addr, url = %target.redacted, "connected to redis");
-    let (publish_tx, publish_rx) = publish::publisher::queue(options);
-    let shared = Arc::new(Shared {
-        runtime: tokio::runtime::Handle::current().id(),
-        target,
-        options: options.clone(),
-        inbound,
-        cancel: CancellationToken::new(),
-        closed: AtomicBool::new(false),
-        tasks: Mutex::new(Vec::new()),
-        publisher: Publisher::new(conn),
-        publish_tx,
-        in_flight: Arc::new(tokio::sync::Semaphore::new(options.max_in_flight)),
-        subscriber: Subscriber::new(),
-        cluster_subscriber: Default::default(),
-    });
+    let shared = Arc::new(Shared::new(target, options, inbound, conn, tasks));
     shared.inbound.connection(ConnectionEvent::Connected {
-        role: publish::publisher::ROLE,
+        role: publisher::ROLE,
     });
-    let task = tokio::spawn(publish::publisher::supervise(shared.clone()));
-    shared.track(task.abort_handle());
-    let task = tokio::spawn(publish::publisher::batch_publishes(
-        shared.clone(),
-        publish_rx,
-    ));
-    shared.track(task.abort_handle());
+    let (publishes, queue) = publisher::queue(options);
+    shared.spawn(publisher::supervise(shared.clone()));
+    shared.spawn(publisher::batch_publishes(shared.clone(), queue));
     Ok(Arc::new(RedisTransport {
+        publishes,
+        pubsub: PubSub::new(shared.clone()),
+        streams: Streams::default(),
+        dead_letters: DeadLetters {
+            shared: shared.clone(),
+        },
+        dedupe: Dedupe {
+            shared: shared.clone(),
+        },
         shared,
-        streams: streams::reader::Streams::default(),
     }))
 }
 
@@ -340,14 +176,14 @@ impl RedisTransport {
         let s = &self.shared;
         s.check_open()?;
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = publish::publisher::PublishJob {
+        let job = publisher::PublishJob {
             channel: channel.to_owned(),
             payload,
             sharded,
-            deadline: tokio::time::Instant::now() + s.options.publish_deadline,
+            deadline: Instant::now() + s.options.publish_deadline,
             reply,
         };
-        publish::publisher::enqueue(s, job).await?;
+        publisher::enqueue(s, &self.publishes, job).await?;
         self.answer(answer).await
     }
 
@@ -390,7 +226,7 @@ impl Transport for RedisTransport {
         let mut caps = Capabilities::pubsub().with_reconnects();
         caps.acks = true;
         caps.replay = true;
-        caps.sharded = self.shared.target.cluster().is_some();
+        caps.sharded = self.pubsub.sharded();
         caps
     }
 
@@ -411,23 +247,11 @@ impl Transport for RedisTransport {
     }
 
     fn subscribe<'a>(&'a self, topics: &'a [Topic]) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move {
-            let s = &self.shared;
-            if s.target.cluster().is_some() {
-                return s.cluster_subscriber.subscribe(s, topics).await;
-            }
-            s.subscriber.subscribe(s, topics).await
-        })
+        Box::pin(self.pubsub.subscribe(topics))
     }
 
     fn unsubscribe<'a>(&'a self, topics: &'a [Topic]) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move {
-            let s = &self.shared;
-            if s.target.cluster().is_some() {
-                return s.cluster_subscriber.unsubscribe(s, topics).await;
-            }
-            s.subscriber.unsubscribe(s, topics).await
-        })
+        Box::pin(self.pubsub.unsubscribe(topics))
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<Duration, TransportError>> {
@@ -435,25 +259,20 @@ impl Transport for RedisTransport {
             let s = &self.shared;
             s.check_open()?;
             let rt = s.options.response_timeout;
-            let mut rx = s.publisher.link.subscribe();
-            let (mut conn, epoch) = conn::link::wait_up(&mut rx, Instant::now() + rt)
+            let mut rx = s.commands.subscribe();
+            let (mut conn, epoch) = link::wait_up(&mut rx, Instant::now() + rt)
                 .await
                 .map_err(|why| s.unavailable("PING", why, rt))?;
             let started = Instant::now();
-            match conn::link::ping_within(rt, redis::cmd("PING").query_async::<()>(&mut conn)).await
-            {
+            match link::ping_within(rt, redis::cmd("PING").query_async::<()>(&mut conn)).await {
                 Ok(()) => Ok(started.elapsed()),
-                Err(conn::link::PingError::Failed(e)) => {
+                Err(PingError::Failed(e)) => {
                     if s.target.must_reconnect(&e) {
-                        conn::link::mark_down(
-                            &s.publisher.link,
-                            epoch,
-                            format!("PING failed: {e}"),
-                        );
+                        link::mark_down(&s.commands, epoch, format!("PING failed: {e}"));
                     }
                     Err(errors::command_error(&s.target.addr, "PING", e))
                 }
-                Err(conn::link::PingError::NoAnswer(_)) => {
+                Err(PingError::NoAnswer(_)) => {
                     Err(errors::timeout_error(&s.target.addr, "PING", rt))
                 }
             }
@@ -461,29 +280,19 @@ impl Transport for RedisTransport {
     }
 
     fn ready(&self, within: Duration) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move {
-            let s = &self.shared;
-            if s.target.cluster().is_some() {
-                s.check_open()?;
-                return s.cluster_subscriber.ready(within).await;
-            }
-            s.subscriber.ready(s, within).await
-        })
+        Box::pin(self.pubsub.ready(within))
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
             let s = &self.shared;
-            if s.closed.swap(true, Ordering::AcqRel) {
-                return Ok(());
-            }
+            s.check_open()?;
             let brief = s.options.response_timeout.min(Duration::from_secs(1));
-            s.subscriber.unsubscribe_all(brief).await;
-            s.cluster_subscriber.close(brief).await;
-            s.cancel.cancel();
-            s.abort_tasks();
-            s.publisher.link.send_replace(Link::Closed);
-            s.subscriber.link.send_replace(Link::Closed);
+            self.pubsub.close(brief).await;
+            if s.close() {
+                s.commands.send_replace(Link::Closed);
+                s.tasks_ended(brief).await;
+            }
             Ok(())
         })
     }
@@ -509,15 +318,15 @@ impl Transport for RedisTransport {
     }
 
     fn dead_letter_store(&self) -> Option<&dyn DeadLetterStore> {
-        Some(self)
+        Some(&self.dead_letters)
     }
 
     fn pubsub_admin(&self) -> Option<&dyn PubSubAdmin> {
-        Some(self)
+        Some(&self.pubsub)
     }
 
     fn dedupe_store(&self) -> Option<&dyn DedupeStore> {
-        Some(self)
+        Some(&self.dedupe)
     }
 
     fn publish_many<'a>(

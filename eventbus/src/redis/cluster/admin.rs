@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use crate::redis::conn::connection::Conn;
 use crate::redis::pubsub::admin::parse_numsub;
+use crate::redis::shared::Shared;
 use crate::redis::streams::reply::text;
-use crate::redis::{Shared, conn::link};
 use crate::transport::{ErrorKind, TransportError};
 
 /// Runs `cmd` on every node of the cluster; returns each node's reply.
@@ -21,20 +21,15 @@ async fn on_every_node(
     cmd: &redis::Cmd,
 ) -> Result<Vec<Value>, TransportError> {
     let wait = shared.options.publish_deadline;
-    let reply = link::retry(
-        shared,
-        what,
-        Instant::now() + wait,
-        wait,
-        |conn| async move {
+    let reply = shared
+        .retry(what, Instant::now() + wait, wait, |conn| async move {
             let Conn::Cluster(mut conn) = conn else {
                 return Err((redis::ErrorKind::Client, "not a cluster connection").into());
             };
             let every = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllNodes, None));
             conn.route_command(cmd.clone(), every).await
-        },
-    )
-    .await?;
+        })
+        .await?;
     match reply {
         Value::Map(pairs) => Ok(pairs.into_iter().map(|(_, v)| v).collect()),
         other => Ok(vec![other]),

@@ -22,17 +22,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use redis::PushInfo;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
 use crate::Topic;
+use crate::redis::cluster::pushes::{self, Lost};
 use crate::redis::cluster::slots::{Owners, slot_of};
 use crate::redis::errors;
-use crate::redis::{Shared, cluster::pushes};
+use crate::redis::pubsub::names::Names;
+use crate::redis::shared::Shared;
 use crate::sync::lock;
 use crate::transport::{ConnectionEvent, ErrorKind, TransportError};
 
-pub(super) const ROLE: &str = "subscriber";
+const ROLE: &str = "subscriber";
 
 /// The subscriber of a cluster transport.
 #[derive(Default)]
@@ -53,7 +56,10 @@ impl ClusterSubscriber {
     }
 
     /// The connection, made on first use with its push reader.
-    async fn connection(&self, shared: &Arc<Shared>) -> Result<ClusterConnection, TransportError> {
+    async fn connection(
+        self: &Arc<Self>,
+        shared: &Arc<Shared>,
+    ) -> Result<ClusterConnection, TransportError> {
         let mut slot = self.conn.lock().await;
         if let Some(conn) = slot.as_ref() {
             return Ok(conn.clone());
@@ -72,8 +78,7 @@ impl ClusterSubscriber {
                 return Err(errors::connect_error(&shared.target.addr, e, timeout));
             }
         };
-        let task = tokio::spawn(pushes::pump(shared.clone(), rx));
-        shared.track(task.abort_handle());
+        shared.spawn(self.clone().pump(shared.clone(), rx));
         shared
             .inbound
             .connection(ConnectionEvent::Connected { role: ROLE });
@@ -102,7 +107,7 @@ impl ClusterSubscriber {
 
     /// Subscribes: `SSUBSCRIBE` and `SUBSCRIBE` per channel, `PSUBSCRIBE` per pattern.
     pub(crate) async fn subscribe(
-        &self,
+        self: &Arc<Self>,
         shared: &Arc<Shared>,
         topics: &[Topic],
     ) -> Result<(), TransportError> {
@@ -180,14 +185,14 @@ impl ClusterSubscriber {
     }
 
     /// The node that served `channel` when last confirmed, `host:port`.
-    pub(super) fn server_of(&self, channel: &str) -> Option<String> {
+    fn server_of(&self, channel: &str) -> Option<String> {
         lock(&self.served)
             .get(&Topic::Channel(channel.to_owned()))
             .map(|(_, node)| node.clone())
     }
 
     /// Whether `channel` is held.
-    pub(super) fn holds_channel(&self, channel: &str) -> bool {
+    fn holds_channel(&self, channel: &str) -> bool {
         lock(&self.held).contains(&Topic::Channel(channel.to_owned()))
     }
 
@@ -228,17 +233,43 @@ impl ClusterSubscriber {
         .await;
     }
 
+    /// Hands the pushes of the subscriber connection to the bus until the transport closes,
+    /// and heals what a push says was lost.
+    async fn pump(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        mut pushes: tokio::sync::mpsc::UnboundedReceiver<PushInfo>,
+    ) {
+        let mut names = Names::default();
+        while let Some(push) = pushes.recv().await {
+            let cause = match pushes::handle(&*shared.inbound, push, &mut names) {
+                None => continue,
+                Some(Lost::Node) => "the connection to a cluster node was lost".to_owned(),
+                Some(Lost::Sharded(channel)) if self.holds_channel(&channel) => {
+                    let node = self.server_of(&channel);
+                    let node = node.as_deref().unwrap_or("the node serving it");
+                    format!(
+                        "cluster node {node} dropped the sharded subscription to {channel} \
+                         (its slot {} moved)",
+                        slot_of(&channel)
+                    )
+                }
+                Some(Lost::Sharded(_)) => continue,
+            };
+            let lost = ConnectionEvent::Disconnected { role: ROLE, cause };
+            shared.inbound.connection(lost);
+            self.heal(&shared);
+        }
+    }
+
     /// Subscribes again to everything held until every node confirms, then reports
     /// `Resubscribed`. One healing task at a time.
-    pub(super) fn heal(shared: &Arc<Shared>) {
-        let sub = &shared.cluster_subscriber;
-        if sub.healing.swap(true, Ordering::AcqRel) {
+    fn heal(self: &Arc<Self>, shared: &Arc<Shared>) {
+        if self.healing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let shared2 = shared.clone();
-        let task = tokio::spawn(async move {
-            let shared = shared2;
-            let sub = &shared.cluster_subscriber;
+        let (shared, sub) = (shared.clone(), self.clone());
+        shared.clone().spawn(async move {
             let mut attempt = 0u32;
             loop {
                 attempt = attempt.saturating_add(1);
@@ -265,7 +296,6 @@ impl ClusterSubscriber {
                 }
             }
         });
-        shared.track(task.abort_handle());
     }
 
     /// Subscribes again to everything held, after taking the classic and pattern

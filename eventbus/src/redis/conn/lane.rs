@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 use redis::{ConnectionAddr, ConnectionInfo, FromRedisValue, RedisError, RedisResult, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
 
 use crate::redis::conn::resp_reply;
 
@@ -43,19 +44,22 @@ pub(crate) struct Lane {
 impl Lane {
     /// Opens a lane to the server `info` names, when it is reached without TLS: connects,
     /// authenticates and selects the database as redis-rs would. `None` for a TLS address.
-    pub(crate) async fn open(info: &ConnectionInfo) -> RedisResult<Option<Lane>> {
+    pub(crate) async fn open(
+        info: &ConnectionInfo,
+        tasks: &TaskTracker,
+    ) -> RedisResult<Option<Lane>> {
         let setup = setup_commands(info);
         match info.addr() {
             ConnectionAddr::Tcp(host, port) => {
                 let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
                 stream.set_nodelay(true)?;
                 let (read, write) = stream.into_split();
-                start(read, write, setup).await.map(Some)
+                start(read, write, setup, tasks).await.map(Some)
             }
             #[cfg(unix)]
             ConnectionAddr::Unix(path) => {
                 let (read, write) = tokio::net::UnixStream::connect(path).await?.into_split();
-                start(read, write, setup).await.map(Some)
+                start(read, write, setup, tasks).await.map(Some)
             }
             _ => Ok(None),
         }
@@ -126,8 +130,14 @@ fn setup_commands(info: &ConnectionInfo) -> Vec<(redis::Cmd, bool)> {
     cmds
 }
 
-/// Runs the setup commands as one pipeline, then starts the writer and reader tasks.
-async fn start<R, W>(read: R, mut write: W, setup: Vec<(redis::Cmd, bool)>) -> RedisResult<Lane>
+/// Runs the setup commands as one pipeline, then starts the writer and reader tasks (tracked
+/// by `tasks`; both end when the lane is dropped or its socket fails).
+async fn start<R, W>(
+    read: R,
+    mut write: W,
+    setup: Vec<(redis::Cmd, bool)>,
+    tasks: &TaskTracker,
+) -> RedisResult<Lane>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -149,8 +159,8 @@ where
     }
     let (pipelines, queued) = mpsc::unbounded_channel();
     let (waiting, answers) = mpsc::unbounded_channel();
-    tokio::spawn(write_all(write, queued, waiting));
-    tokio::spawn(reader.answer(answers));
+    tasks.spawn(write_all(write, queued, waiting));
+    tasks.spawn(reader.answer(answers));
     Ok(Lane { pipelines })
 }
 

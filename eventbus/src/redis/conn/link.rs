@@ -1,19 +1,15 @@
-//! The state of one connection, shared between its supervisor task and its users, and the
-//! reconnect loop with backoff.
+//! The state of one connection, shared between its supervisor task and its users.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::redis::conn::connection::Conn;
 use crate::redis::errors;
 use redis::RedisResult;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::redis::Shared;
-
-use crate::transport::{ConnectionEvent, ErrorKind, TransportError};
+use crate::transport::{ErrorKind, TransportError};
 
 /// Where a connection stands. Users read it through a `watch` channel; only the supervisor
 /// moves it forward, except that a user who sees the connection fail marks it [`Link::Down`].
@@ -147,60 +143,6 @@ pub(crate) async fn tick(interval: Option<Duration>) {
     }
 }
 
-/// Connects with `connect` until it succeeds, backing off between attempts; the first attempt
-/// is made at once. Returns what `connect` produced and the number of attempts, or `None` when
-/// the transport was closed or the attempts ran out (then the link says `gave_up` and a
-/// `Disconnected` event was sent).
-pub(crate) async fn reconnect<L, C, F, Fut>(
-    shared: &Shared,
-    role: &'static str,
-    link: &watch::Sender<Link<L>>,
-    mut connect: F,
-) -> Option<(C, u32)>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<C, TransportError>>,
-{
-    let options = &shared.options;
-    let mut attempt = 0u32;
-    loop {
-        if attempt > 0 {
-            let delay = options.backoff_delay(attempt);
-            tokio::select! {
-                _ = shared.cancel.cancelled() => return None,
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
-        attempt = attempt.saturating_add(1);
-        let result = tokio::select! {
-            _ = shared.cancel.cancelled() => return None,
-            r = connect() => r,
-        };
-        match result {
-            Ok(c) => return Some((c, attempt)),
-            Err(e) => {
-                let gave_up = options.max_attempts.is_some_and(|max| attempt >= max);
-                let cause: Arc<str> = Arc::from(errors::chain_text(&e));
-                tracing::debug!(role, attempt, error = %cause, gave_up, "redis reconnect attempt failed");
-                set(
-                    link,
-                    Link::Down {
-                        cause: cause.clone(),
-                        gave_up,
-                    },
-                );
-                if gave_up {
-                    shared.inbound.connection(ConnectionEvent::Disconnected {
-                        role,
-                        cause: format!("gave up reconnecting after {attempt} attempt(s): {cause}"),
-                    });
-                    return None;
-                }
-            }
-        }
-    }
-}
-
 /// Why a `PING` failed.
 pub(crate) enum PingError {
     /// The server or the connection answered with an error.
@@ -242,44 +184,5 @@ pub(crate) async fn ping_within<T>(
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(PingError::Failed(e)),
         Err(_) => Err(PingError::NoAnswer(timeout)),
-    }
-}
-
-/// Runs `query` on the publisher connection: waits up to `deadline` for the connection to be
-/// up, bounds each try by the response timeout, and tries again on the next connection when
-/// the connection closed under it, until the deadline. `what` names the operation in errors;
-/// `waited` is the wait they report when the connection stayed down.
-///
-/// A try that gets no answer in time is not repeated: the server may still run it.
-pub(crate) async fn retry<T, F, Fut>(
-    shared: &Shared,
-    what: &str,
-    deadline: Instant,
-    waited: Duration,
-    mut query: F,
-) -> Result<T, TransportError>
-where
-    F: FnMut(Conn) -> Fut,
-    Fut: Future<Output = RedisResult<T>>,
-{
-    let link = &shared.publisher.link;
-    let mut rx = link.subscribe();
-    let rt = shared.options.response_timeout;
-    loop {
-        let (conn, epoch) = wait_up(&mut rx, deadline)
-            .await
-            .map_err(|why| shared.unavailable(what, why, waited))?;
-        match tokio::time::timeout(rt, query(conn)).await {
-            Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) if shared.target.must_reconnect(&e) => {
-                let cause = format!("{what} failed: {}", errors::redis_text(&e));
-                mark_down(link, epoch, cause);
-                if Instant::now() >= deadline {
-                    return Err(errors::command_error(&shared.target.addr, what, e));
-                }
-            }
-            Ok(Err(e)) => return Err(errors::command_error(&shared.target.addr, what, e)),
-            Err(_) => return Err(errors::timeout_error(&shared.target.addr, what, rt)),
-        }
     }
 }

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use redis::{Cmd, FromRedisValue};
 
-use crate::redis::Shared;
+use crate::redis::shared::Shared;
 use crate::redis::streams::reply::ENVELOPE_FIELD;
 use crate::transport::{ErrorKind, TransportError};
 

@@ -17,109 +17,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::redis::conn::connection::Conn;
-use crate::redis::errors;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::redis::RedisOptions;
-use crate::redis::Shared;
-use crate::redis::conn::lane::Lane;
 use crate::redis::conn::link::{self, Link};
+use crate::redis::conn::open::{Lanes, open};
 use crate::redis::publish::many::publish_cmd;
-use crate::redis::target::Target;
+use crate::redis::shared::Shared;
 use crate::transport::{ConnectionEvent, ErrorKind, TransportError};
 
 pub(crate) const ROLE: &str = "publisher";
 
-pub(crate) struct Publisher {
-    pub(crate) link: watch::Sender<Link<Conn>>,
-}
-
-impl Publisher {
-    pub(crate) fn new(conn: Conn) -> Self {
-        Publisher {
-            link: watch::Sender::new(Link::Up { conn, epoch: 1 }),
-        }
-    }
-}
-
-/// Which connections [`open`] makes on a single server reached without TLS.
-#[derive(Clone, Copy)]
-pub(crate) enum Lanes {
-    /// The multiplexed connection and a publish lane: the publisher's.
-    WithLane,
-    /// The multiplexed connection only: a stream reader's, which never publishes.
-    CommandsOnly,
-}
-
-/// Opens a connection and checks it with a `PING` (which also reveals a missing password:
-/// without one, connecting succeeds and only the first command gets `NOAUTH`).
-pub(crate) async fn open(
-    target: &Target,
-    options: &RedisOptions,
-    lanes: Lanes,
-) -> Result<Conn, TransportError> {
-    let connecting = connect(target, options, lanes);
-    let mut conn = match tokio::time::timeout(options.connect_timeout, connecting).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(Found::Not(e))) => return Err(e),
-        Ok(Err(Found::Failed(e))) => {
-            return Err(errors::connect_error(
-                &target.addr,
-                e,
-                options.connect_timeout,
-            ));
-        }
-        Err(_) => {
-            return Err(errors::connect_error(
-                &target.addr,
-                std::io::Error::from(std::io::ErrorKind::TimedOut).into(),
-                options.connect_timeout,
-            ));
-        }
-    };
-    let cmd = redis::cmd("PING");
-    link::ping_within(options.response_timeout, cmd.query_async::<()>(&mut conn))
-        .await
-        .map_err(|e| e.connect_error(&target.addr, options.connect_timeout))?;
-    Ok(conn)
-}
-
-/// Connects to the server the target names now (a cluster: to its nodes).
-async fn connect(target: &Target, options: &RedisOptions, lanes: Lanes) -> Result<Conn, Found> {
-    if let Some(cluster) = target.cluster() {
-        let conn = cluster.commands().get_async_connection().await;
-        return conn.map(Conn::Cluster).map_err(Found::Failed);
-    }
-    let client = target.client().await.map_err(Found::Not)?;
-    let commands = client
-        .get_multiplexed_async_connection_with_config(&target.config(options))
-        .await
-        .map_err(Found::Failed)?;
-    let lane = match lanes {
-        Lanes::WithLane => Lane::open(client.get_connection_info())
-            .await
-            .map_err(Found::Failed)?,
-        Lanes::CommandsOnly => None,
-    };
-    Ok(Conn::Single { commands, lane })
-}
-
-/// Why a connection could not be made: the server was not found (behind Sentinel), or
-/// connecting to it failed.
-pub(crate) enum Found {
-    Not(TransportError),
-    Failed(redis::RedisError),
-}
-
 /// Keeps the publisher connected: watches for a reported failure or an unanswered watchdog
 /// `PING`, then reconnects with backoff.
 pub(crate) async fn supervise(shared: Arc<Shared>) {
-    let link = &shared.publisher.link;
+    let link = &shared.commands;
     let mut epoch = match &*link.borrow() {
         Link::Up { epoch, .. } => *epoch,
         _ => return,
@@ -132,10 +49,15 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
             role: ROLE,
             cause: cause.to_string(),
         });
-        let opened = link::reconnect(&shared, ROLE, link, || {
-            open(&shared.target, &shared.options, Lanes::WithLane)
-        })
-        .await;
+        let opened = shared
+            .reconnect(ROLE, link, || {
+                open(
+                    &shared.target,
+                    &shared.options,
+                    Lanes::WithLane(shared.tasks()),
+                )
+            })
+            .await;
         let Some((conn, attempts)) = opened else {
             return;
         };
@@ -150,7 +72,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
 
 /// Runs while connection `epoch` is up; returns why it went down, or `None` on close.
 async fn connected(shared: &Shared, epoch: u64) -> Option<Arc<str>> {
-    let link = &shared.publisher.link;
+    let link = &shared.commands;
     let mut rx = link.subscribe();
     let options = &shared.options;
     loop {
@@ -209,7 +131,11 @@ pub(crate) fn queue(options: &RedisOptions) -> (mpsc::Sender<Queued>, mpsc::Rece
 
 /// Queues a publish for the batcher once an in-flight permit is free, waiting for one up to
 /// the publish's deadline.
-pub(crate) async fn enqueue(shared: &Shared, job: PublishJob) -> Result<(), TransportError> {
+pub(crate) async fn enqueue(
+    shared: &Shared,
+    queue: &mpsc::Sender<Queued>,
+    job: PublishJob,
+) -> Result<(), TransportError> {
     let permit = match shared.in_flight.clone().try_acquire_owned() {
         Ok(permit) => permit,
         Err(_) => {
@@ -217,7 +143,7 @@ pub(crate) async fn enqueue(shared: &Shared, job: PublishJob) -> Result<(), Tran
             match tokio::time::timeout_at(job.deadline, acquire).await {
                 Ok(Ok(permit)) => permit,
                 Ok(Err(_)) => return Err(closed()),
-                Err(_) => return Err(no_turn(shared, WHAT, shared.options.publish_deadline)),
+                Err(_) => return Err(shared.no_turn(WHAT, shared.options.publish_deadline)),
             }
         }
     };
@@ -227,26 +153,11 @@ pub(crate) async fn enqueue(shared: &Shared, job: PublishJob) -> Result<(), Tran
     };
     // Never full (every queued publish holds one of `max_in_flight` permits), but should that
     // change, waiting beats dropping.
-    match shared.publish_tx.try_send(queued) {
+    match queue.try_send(queued) {
         Ok(()) => Ok(()),
         Err(TrySendError::Closed(_)) => Err(closed()),
-        Err(TrySendError::Full(queued)) => {
-            shared.publish_tx.send(queued).await.map_err(|_| closed())
-        }
+        Err(TrySendError::Full(queued)) => queue.send(queued).await.map_err(|_| closed()),
     }
-}
-
-/// The error of a command that found every in-flight permit taken for `waited`.
-pub(crate) fn no_turn(shared: &Shared, what: &str, waited: Duration) -> TransportError {
-    TransportError::new(
-        ErrorKind::Timeout,
-        format!(
-            "{what} timed out: it waited {waited:?} for its turn behind {} commands to Redis at \
-             {} that were queued or awaiting an answer (Redis answers more slowly than commands \
-             arrive; see RedisOptions::max_in_flight)",
-            shared.options.max_in_flight, shared.target.addr
-        ),
-    )
 }
 
 fn closed() -> TransportError {
@@ -297,7 +208,7 @@ fn drop_expired(shared: &Shared, batch: Vec<Queued>) -> Vec<Queued> {
     let (live, expired): (Vec<_>, Vec<_>) = batch.into_iter().partition(|q| q.job.deadline > now);
     for q in expired {
         let waited = shared.options.publish_deadline;
-        let _ = q.job.reply.send(Err(no_turn(shared, WHAT, waited)));
+        let _ = q.job.reply.send(Err(shared.no_turn(WHAT, waited)));
     }
     live
 }
@@ -310,17 +221,18 @@ async fn send_pipeline(
     deadline: Instant,
 ) -> Result<Vec<u64>, TransportError> {
     let waited = shared.options.publish_deadline;
-    link::retry(shared, WHAT, deadline, waited, |mut conn| async move {
-        if let Some(lane) = conn.lane() {
-            return lane.query(publish_bytes(batch), batch.len()).await;
-        }
-        let mut pipe = redis::Pipeline::with_capacity(batch.len());
-        for q in batch {
-            pipe.add_command(publish_cmd("PUBLISH", &q.job.channel, &q.job.payload));
-        }
-        pipe.query_async::<Vec<u64>>(&mut conn).await
-    })
-    .await
+    shared
+        .retry(WHAT, deadline, waited, |mut conn| async move {
+            if let Some(lane) = conn.lane() {
+                return lane.query(publish_bytes(batch), batch.len()).await;
+            }
+            let mut pipe = redis::Pipeline::with_capacity(batch.len());
+            for q in batch {
+                pipe.add_command(publish_cmd("PUBLISH", &q.job.channel, &q.job.payload));
+            }
+            pipe.query_async::<Vec<u64>>(&mut conn).await
+        })
+        .await
 }
 
 /// The batch's `PUBLISH` commands in RESP, one after another.
@@ -358,14 +270,15 @@ async fn send_to_cluster(
         .collect();
     let cmds = &cmds;
     let waited = shared.options.publish_deadline;
-    link::retry(shared, WHAT, deadline, waited, |conn| async move {
-        let sends = cmds.iter().map(|cmd| {
-            let mut conn = conn.clone();
-            async move { cmd.query_async::<u64>(&mut conn).await }
-        });
-        futures_util::future::try_join_all(sends).await
-    })
-    .await
+    shared
+        .retry(WHAT, deadline, waited, |conn| async move {
+            let sends = cmds.iter().map(|cmd| {
+                let mut conn = conn.clone();
+                async move { cmd.query_async::<u64>(&mut conn).await }
+            });
+            futures_util::future::try_join_all(sends).await
+        })
+        .await
 }
 
 /// Sends one pipeline, on a new connection again when the connection closed under it.

@@ -1,11 +1,11 @@
 //! Pub/sub queries across the server: `PUBSUB CHANNELS`, `NUMSUB`, `NUMPAT` (on a cluster,
-//! the sharded ones asked of every node: see `cluster_admin.rs`).
+//! the sharded ones asked of every node: see `cluster/admin.rs`).
 
 use redis::Value;
 
-use crate::redis::RedisTransport;
+use crate::redis::shared::Shared;
 use crate::redis::streams::reply::text;
-use crate::transport::{BoxFuture, ErrorKind, PubSubAdmin, TransportError};
+use crate::transport::{ErrorKind, TransportError};
 
 /// Reads `PUBSUB NUMSUB`'s flat `[channel, count, ...]` reply.
 pub(crate) fn parse_numsub(reply: Vec<Value>) -> Result<Vec<(String, u64)>, TransportError> {
@@ -29,62 +29,40 @@ pub(crate) fn parse_numsub(reply: Vec<Value>) -> Result<Vec<(String, u64)>, Tran
     Ok(out)
 }
 
-impl PubSubAdmin for RedisTransport {
-    fn channels<'a>(
-        &'a self,
-        pattern: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Vec<String>, TransportError>> {
-        Box::pin(async move {
-            if self.shared.target.cluster().is_some() {
-                return crate::redis::cluster::admin::channels(&self.shared, pattern).await;
-            }
-            let mut cmd = redis::cmd("PUBSUB");
-            cmd.arg("CHANNELS");
-            if let Some(p) = pattern {
-                cmd.arg(p);
-            }
-            let s = &self.shared;
-            let mut channels: Vec<String> = s
-                .command("PUBSUB CHANNELS", &cmd, s.options.publish_deadline)
-                .await?;
-            channels.sort();
-            Ok(channels)
-        })
+/// `PUBSUB CHANNELS [pattern]`, sorted.
+pub(crate) async fn channels(
+    shared: &Shared,
+    pattern: Option<&str>,
+) -> Result<Vec<String>, TransportError> {
+    let mut cmd = redis::cmd("PUBSUB");
+    cmd.arg("CHANNELS");
+    if let Some(p) = pattern {
+        cmd.arg(p);
     }
+    let wait = shared.options.publish_deadline;
+    let mut channels: Vec<String> = shared.command("PUBSUB CHANNELS", &cmd, wait).await?;
+    channels.sort();
+    Ok(channels)
+}
 
-    fn numsub<'a>(
-        &'a self,
-        channels: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<(String, u64)>, TransportError>> {
-        Box::pin(async move {
-            if channels.is_empty() {
-                return Ok(Vec::new());
-            }
-            if self.shared.target.cluster().is_some() {
-                return crate::redis::cluster::admin::numsub(&self.shared, channels).await;
-            }
-            let mut cmd = redis::cmd("PUBSUB");
-            cmd.arg("NUMSUB").arg(channels);
-            let s = &self.shared;
-            let reply: Vec<Value> = s
-                .command("PUBSUB NUMSUB", &cmd, s.options.publish_deadline)
-                .await?;
-            parse_numsub(reply)
-        })
-    }
+/// `PUBSUB NUMSUB channel...`: the subscribers of each channel, in the order asked.
+pub(crate) async fn numsub(
+    shared: &Shared,
+    channels: &[String],
+) -> Result<Vec<(String, u64)>, TransportError> {
+    let mut cmd = redis::cmd("PUBSUB");
+    cmd.arg("NUMSUB").arg(channels);
+    let wait = shared.options.publish_deadline;
+    let reply: Vec<Value> = shared.command("PUBSUB NUMSUB", &cmd, wait).await?;
+    parse_numsub(reply)
+}
 
-    fn numpat(&self) -> BoxFuture<'_, Result<u64, TransportError>> {
-        Box::pin(async move {
-            if self.shared.target.cluster().is_some() {
-                return crate::redis::cluster::admin::numpat(&self.shared).await;
-            }
-            let mut cmd = redis::cmd("PUBSUB");
-            cmd.arg("NUMPAT");
-            let s = &self.shared;
-            s.command("PUBSUB NUMPAT", &cmd, s.options.publish_deadline)
-                .await
-        })
-    }
+/// `PUBSUB NUMPAT`.
+pub(crate) async fn numpat(shared: &Shared) -> Result<u64, TransportError> {
+    let mut cmd = redis::cmd("PUBSUB");
+    cmd.arg("NUMPAT");
+    let wait = shared.options.publish_deadline;
+    shared.command("PUBSUB NUMPAT", &cmd, wait).await
 }
 
 #[cfg(test)]

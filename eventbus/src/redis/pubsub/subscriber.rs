@@ -13,11 +13,11 @@ use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{OwnedMutexGuard, watch};
 
 use crate::Topic;
-use crate::redis::Shared;
 use crate::redis::conn::link::{self, Link};
+use crate::redis::conn::open::Found;
 use crate::redis::errors;
-use crate::redis::publish::publisher::Found;
 use crate::redis::pubsub::names::Names;
+use crate::redis::shared::Shared;
 use crate::sync::lock;
 use crate::transport::{ConnectionEvent, ErrorKind, Message, TransportError};
 
@@ -162,7 +162,7 @@ impl Subscriber {
     /// The topics are recorded first. When the connection is down they are subscribed on
     /// reconnect (and the `Resubscribed` event says so); this returns `Ok` then.
     pub(crate) async fn subscribe(
-        &self,
+        self: &Arc<Self>,
         shared: &Arc<Shared>,
         topics: &[Topic],
     ) -> Result<(), TransportError> {
@@ -302,14 +302,18 @@ impl Subscriber {
         .await;
     }
 
+    /// Marks the connection closed (the transport is closing).
+    pub(crate) fn close(&self) {
+        self.link.send_replace(Link::Closed);
+    }
+
     /// Starts the supervisor on the first subscription.
-    fn start(&self, shared: &Arc<Shared>) {
+    fn start(self: &Arc<Self>, shared: &Arc<Shared>) {
         if self.started.swap(true, Ordering::AcqRel) {
             return;
         }
         link::set(&self.link, Link::Connecting);
-        let task = tokio::spawn(supervise(shared.clone()));
-        shared.track(task.abort_handle());
+        shared.spawn(supervise(shared.clone(), self.clone()));
     }
 }
 
@@ -326,7 +330,7 @@ struct Opened {
     topics: usize,
 }
 
-async fn open(shared: &Shared) -> Result<Opened, TransportError> {
+async fn open(shared: &Shared, sub: &Subscriber) -> Result<Opened, TransportError> {
     let options = &shared.options;
     let target = &shared.target;
     let timed_out = |d| {
@@ -360,8 +364,8 @@ async fn open(shared: &Shared) -> Result<Opened, TransportError> {
     link::ping_within(rt, sink.ping::<redis::Value>())
         .await
         .map_err(|e| e.connect_error(&target.addr, options.connect_timeout))?;
-    let guard = shared.subscriber.ops.clone().lock_owned().await;
-    let (channels, patterns) = lock(&shared.subscriber.desired).lists();
+    let guard = sub.ops.clone().lock_owned().await;
+    let (channels, patterns) = lock(&sub.desired).lists();
     match tokio::time::timeout(rt, send(&mut sink, Op::Subscribe, &channels, &patterns)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(errors::command_error(&target.addr, "subscribing again", e)),
@@ -375,13 +379,13 @@ async fn open(shared: &Shared) -> Result<Opened, TransportError> {
     })
 }
 
-async fn supervise(shared: Arc<Shared>) {
-    let sub = &shared.subscriber;
+async fn supervise(shared: Arc<Shared>, sub: Arc<Subscriber>) {
     let mut epoch = 0u64;
     let mut ever_connected = false;
     loop {
-        let Some((opened, attempts)) =
-            link::reconnect(&shared, ROLE, &sub.link, || open(&shared)).await
+        let Some((opened, attempts)) = shared
+            .reconnect(ROLE, &sub.link, || open(&shared, &sub))
+            .await
         else {
             return;
         };
@@ -416,7 +420,7 @@ async fn supervise(shared: Arc<Shared>) {
             },
         );
         drop(_guard);
-        let Some(cause) = connected(&shared, epoch, sink, stream).await else {
+        let Some(cause) = connected(&shared, &sub, epoch, sink, stream).await else {
             return;
         };
         link::set(
@@ -455,6 +459,7 @@ fn to_message(msg: &redis::Msg, names: &mut Names) -> Message {
 /// the connection was lost, or `None` on close.
 async fn connected(
     shared: &Shared,
+    sub: &Subscriber,
     epoch: u64,
     mut sink: PubSubSink,
     mut stream: PubSubStream,
@@ -476,7 +481,7 @@ async fn connected(
             }
         }
     };
-    let mut rx = shared.subscriber.link.subscribe();
+    let mut rx = sub.link.subscribe();
     let reported = async {
         link::wait_down(&mut rx, epoch)
             .await

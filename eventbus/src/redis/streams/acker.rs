@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::redis::Shared;
 use crate::redis::errors;
+use crate::redis::shared::Shared;
 use crate::sync::lock;
 use crate::transport::{Acknowledge, BoxFuture, ErrorKind, TransportError};
 
@@ -34,8 +34,7 @@ impl Acker {
             stream: stream.to_owned(),
             group: group.to_owned(),
         };
-        let task = tokio::spawn(sender.run(queue));
-        shared.track(task.abort_handle());
+        shared.spawn(sender.run(queue));
         Arc::new(Acker {
             requests,
             held: Mutex::default(),

@@ -4,7 +4,9 @@
 use bytes::Bytes;
 use redis::Value;
 
-use crate::redis::RedisTransport;
+use std::sync::Arc;
+
+use crate::redis::shared::Shared;
 use crate::redis::streams::reply::text;
 use crate::transport::{BoxFuture, DeadLetter, DeadLetterStore, TransportError};
 
@@ -67,7 +69,12 @@ fn parse_dead_letter(event_type: &str, entry: Value) -> Option<DeadLetter> {
     Some(letter)
 }
 
-impl DeadLetterStore for RedisTransport {
+/// The dead-letter streams of a transport.
+pub(crate) struct DeadLetters {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl DeadLetterStore for DeadLetters {
     fn store<'a>(
         &'a self,
         letter: &'a DeadLetter,

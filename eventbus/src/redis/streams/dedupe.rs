@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::redis::RedisTransport;
+use std::sync::Arc;
+
+use crate::redis::shared::Shared;
 use crate::transport::{BoxFuture, DedupeStore, TransportError};
 
 /// The prefix of de-duplication keys: `eventbus:dedupe:<group>:<event id>`.
@@ -13,7 +15,12 @@ fn dedupe_key(scope: &str, id: &str) -> String {
     format!("{DEDUPE_PREFIX}{scope}:{id}")
 }
 
-impl DedupeStore for RedisTransport {
+/// The de-duplication records of a transport.
+pub(crate) struct Dedupe {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl DedupeStore for Dedupe {
     fn seen<'a>(
         &'a self,
         scope: &'a str,

@@ -18,7 +18,7 @@ use redis::{Cmd, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::redis::Shared;
+use crate::redis::shared::Shared;
 use crate::redis::streams::acker::Acker;
 use crate::redis::streams::reply::{self, ENVELOPE_FIELD, Entry};
 use crate::sync::lock;
@@ -89,8 +89,7 @@ pub(crate) async fn join(
         spec: spec.clone(),
         token,
     };
-    let task = tokio::spawn(reader.run());
-    shared.track(task.abort_handle());
+    shared.spawn(reader.run());
     Ok(())
 }
 
@@ -233,8 +232,8 @@ impl Reader {
                 return None;
             }
             let s = &self.shared;
-            let lanes = crate::redis::publish::publisher::Lanes::CommandsOnly;
-            match crate::redis::publish::publisher::open(&s.target, &s.options, lanes).await {
+            let lanes = crate::redis::conn::open::Lanes::CommandsOnly;
+            match crate::redis::conn::open::open(&s.target, &s.options, lanes).await {
                 Ok(c) => {
                     let event = if *failures == 0 {
                         ConnectionEvent::Connected { role: ROLE }
