@@ -12,7 +12,7 @@
 //! Each key may appear once across all of a type's `#[event]` attributes. Every mistake is
 //! reported to the [`Ctxt`] and parsing carries on with the next item.
 
-use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Ident, Span, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::parse::{ParseStream, Parser as _};
 use syn::{Attribute, Expr, ExprLit, Lit, LitInt, LitStr, Meta, MetaList, UnOp};
@@ -25,6 +25,9 @@ pub(crate) const KEYS: [&str; 5] = ["name", "version", "channel", "crate", "dura
 /// What the grammar looks like, for messages.
 const USAGE: &str =
     "#[event(name = \"...\", version = N, channel = \"...\", crate = \"...\", durable)]";
+
+/// The values `version` accepts, for messages.
+const VERSION_RANGE: &str = "an integer from 1 to 4294967295";
 
 /// The values given in a type's `#[event(...)]` attributes, each with its tokens for spans.
 #[derive(Debug, Default)]
@@ -111,13 +114,33 @@ impl Parser<'_> {
 
     /// Parses one `key = value` item.
     fn item(&mut self, tokens: Vec<TokenTree>) {
+        let Some((key, key_ident)) = self.key(&tokens) else {
+            return;
+        };
+        if key == "durable" {
+            self.durable(key_ident, &tokens);
+            return;
+        }
+        let Some(value) = self.value(key, key_ident, &tokens) else {
+            return;
+        };
+        match key {
+            "name" => self.attrs.name = self.string(key, &value),
+            "channel" => self.attrs.channel = self.string(key, &value),
+            "crate" => self.attrs.krate = self.krate(&value),
+            _ => self.attrs.version = self.version(&value),
+        }
+    }
+
+    /// The item's key, if it is one of [`KEYS`] and not given before, with its token.
+    fn key<'t>(&mut self, tokens: &'t [TokenTree]) -> Option<(&'static str, &'t Ident)> {
         let cx = self.cx;
         let Some(TokenTree::Ident(key_ident)) = tokens.first() else {
             cx.error_spanned_by(
-                TokenStream::from_iter(tokens),
+                TokenStream::from_iter(tokens.iter().cloned()),
                 format!("expected `key = value`, where the key is one of {}", keys()),
             );
-            return;
+            return None;
         };
         let key_text = key_ident.to_string();
         let Some(key) = KEYS.iter().copied().find(|k| *k == key_text) else {
@@ -133,42 +156,48 @@ impl Parser<'_> {
                     keys()
                 ),
             );
-            return;
+            return None;
         };
         if self.seen.contains(&key) {
             cx.error_at(
                 key_ident.span(),
                 format!("duplicate key `{key}`: it is already set, and each #[event] key may be given only once"),
             );
-            return;
+            return None;
         }
         self.seen.push(key);
+        Some((key, key_ident))
+    }
 
-        if key == "durable" {
-            match tokens.get(1) {
-                None => self.attrs.durable = Some(key_ident.span()),
-                Some(other) => cx.error_at(
-                    other.span(),
-                    "`durable` is a flag and takes no value: write `#[event(durable)]`",
-                ),
-            }
-            return;
+    /// The `durable` flag, which takes no value.
+    fn durable(&mut self, key_ident: &Ident, tokens: &[TokenTree]) {
+        match tokens.get(1) {
+            None => self.attrs.durable = Some(key_ident.span()),
+            Some(other) => self.cx.error_at(
+                other.span(),
+                "`durable` is a flag and takes no value: write `#[event(durable)]`",
+            ),
         }
+    }
+
+    /// The value after `key =`, or an error on a missing `=` or value.
+    fn value(&self, key: &str, key_ident: &Ident, tokens: &[TokenTree]) -> Option<Expr> {
+        let cx = self.cx;
         let example = example(key);
-        let value = match tokens.get(1) {
+        match tokens.get(1) {
             Some(TokenTree::Punct(eq)) if eq.as_char() == '=' => {
                 if tokens.len() == 2 {
                     cx.error_at(
                         eq.span(),
                         format!("expected a value after `=`, as in `{example}`"),
                     );
-                    return;
+                    return None;
                 }
                 match parse_value.parse2(TokenStream::from_iter(tokens[2..].iter().cloned())) {
-                    Ok(value) => value,
+                    Ok(value) => Some(ungroup(value)),
                     Err(err) => {
                         cx.syn_error(err);
-                        return;
+                        None
                     }
                 }
             }
@@ -177,43 +206,40 @@ impl Parser<'_> {
                     g.span(),
                     format!("expected `=` and a value, as in `{example}`, not parentheses"),
                 );
-                return;
+                None
             }
             None => {
                 cx.error_at(
                     key_ident.span(),
                     format!("`{key}` needs a value, as in `{example}`"),
                 );
-                return;
+                None
             }
             Some(other) => {
                 cx.error_at(
                     other.span(),
                     format!("expected `=` after `{key}`, as in `{example}`"),
                 );
-                return;
+                None
             }
-        };
-        let value = ungroup(value);
-        match key {
-            "name" => self.attrs.name = self.string(key, &value),
-            "channel" => self.attrs.channel = self.string(key, &value),
-            "crate" => {
-                let Some(lit) = self.string(key, &value) else {
-                    return;
-                };
-                match lit.parse::<syn::Path>() {
-                    Ok(path) => self.attrs.krate = Some(path),
-                    Err(_) => cx.error_spanned_by(
-                        &lit,
-                        format!(
-                            "`crate` must be the path of the eventbus crate, as in `crate = \"::eventbus\"` or `crate = \"my_crate::eventbus\"`; `{}` is not a path",
-                            lit.value()
-                        ),
+        }
+    }
+
+    /// The `crate` value: a string literal holding a path.
+    fn krate(&self, value: &Expr) -> Option<syn::Path> {
+        let lit = self.string("crate", value)?;
+        match lit.parse::<syn::Path>() {
+            Ok(path) => Some(path),
+            Err(_) => {
+                self.cx.error_spanned_by(
+                    &lit,
+                    format!(
+                        "`crate` must be the path of the eventbus crate, as in `crate = \"::eventbus\"` or `crate = \"my_crate::eventbus\"`; `{}` is not a path",
+                        lit.value()
                     ),
-                }
+                );
+                None
             }
-            _ => self.attrs.version = self.version(&value),
         }
     }
 
@@ -238,15 +264,23 @@ impl Parser<'_> {
 
     /// The `version` value: an integer literal from 1 to `u32::MAX`.
     fn version(&self, value: &Expr) -> Option<(u32, Span)> {
-        const RANGE: &str = "an integer from 1 to 4294967295";
+        let lit = self.version_literal(value)?;
+        self.version_number(lit)
+    }
+
+    /// The integer literal given for `version`, or an error naming what was given instead.
+    fn version_literal<'v>(&self, value: &'v Expr) -> Option<&'v LitInt> {
         let cx = self.cx;
-        let lit: &LitInt = match value {
+        match value {
             Expr::Lit(ExprLit {
                 lit: Lit::Int(lit), ..
-            }) => lit,
+            }) => Some(lit),
             Expr::Unary(unary) if matches!(unary.op, UnOp::Neg(_)) => {
-                cx.error_spanned_by(value, format!("`version` must be {RANGE}, not negative"));
-                return None;
+                cx.error_spanned_by(
+                    value,
+                    format!("`version` must be {VERSION_RANGE}, not negative"),
+                );
+                None
             }
             Expr::Lit(ExprLit {
                 lit: Lit::Str(s), ..
@@ -258,24 +292,29 @@ impl Parser<'_> {
                         s.value().trim()
                     ),
                 );
-                return None;
+                None
             }
             _ => {
                 cx.error_spanned_by(
                     value,
                     format!(
-                        "`version` must be {RANGE}, as in `version = 2`, found {}",
+                        "`version` must be {VERSION_RANGE}, as in `version = 2`, found {}",
                         describe(value)
                     ),
                 );
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    /// The number of a `version` literal: no suffix but `u32`, and in range.
+    fn version_number(&self, lit: &LitInt) -> Option<(u32, Span)> {
+        let cx = self.cx;
         if !matches!(lit.suffix(), "" | "u32") {
             cx.error_spanned_by(
                 lit,
                 format!(
-                    "`version` must be {RANGE}; drop the `{}` suffix",
+                    "`version` must be {VERSION_RANGE}; drop the `{}` suffix",
                     lit.suffix()
                 ),
             );
@@ -285,7 +324,7 @@ impl Parser<'_> {
             Ok(0) => {
                 cx.error_spanned_by(
                     lit,
-                    format!("`version` must be {RANGE}: versions start at 1"),
+                    format!("`version` must be {VERSION_RANGE}: versions start at 1"),
                 );
                 None
             }
@@ -294,7 +333,7 @@ impl Parser<'_> {
                 cx.error_spanned_by(
                     lit,
                     format!(
-                        "`version` {} is too large: it must be {RANGE} (a u32)",
+                        "`version` {} is too large: it must be {VERSION_RANGE} (a u32)",
                         lit.base10_digits()
                     ),
                 );

@@ -133,6 +133,7 @@ fn check_name(cx: &Ctxt, lit: &LitStr, name: &str) -> bool {
     true
 }
 
+/// A `channel = "..."` value: a fixed channel, or a template keyed by the type's fields.
 fn check_channel(cx: &Ctxt, input: &Input<'_>, lit: &LitStr) -> Option<Channel> {
     let channel = lit.value();
     if channel.is_empty() {
@@ -154,45 +155,98 @@ fn check_channel(cx: &Ctxt, input: &Input<'_>, lit: &LitStr) -> Option<Channel> 
             return None;
         }
     };
-    if !template.is_keyed() {
-        if let Some(c) = reserved_char(&channel) {
-            cx.error_spanned_by(
-                lit,
-                format!(
-                    "the channel {channel:?} contains {}; {CHANNEL_RULE}",
-                    describe(c)
-                ),
-            );
-            return None;
-        }
-        return Some(Channel::Fixed(channel));
+    if template.is_keyed() {
+        keyed_channel(cx, input, lit, channel, &template)
+    } else {
+        fixed_channel(cx, lit, channel)
     }
+}
 
-    let mut ok = true;
-    if let Some(c) = template.texts().find_map(reserved_char) {
+/// A channel without placeholders must follow the channel rule.
+fn fixed_channel(cx: &Ctxt, lit: &LitStr, channel: String) -> Option<Channel> {
+    if let Some(c) = reserved_char(&channel) {
         cx.error_spanned_by(
             lit,
-            format!("the channel {channel:?} contains {}; outside its `{{field}}` placeholders a keyed channel must be free of whitespace and of the Redis glob characters * ? [ ] \\, as that text is also its subscription pattern", describe(c)),
+            format!(
+                "the channel {channel:?} contains {}; {CHANNEL_RULE}",
+                describe(c)
+            ),
         );
-        ok = false;
+        return None;
     }
-    if let Some((a, b)) = template.adjacent_placeholders() {
-        cx.error_spanned_by(
-            lit,
-            format!("the channel {channel:?} has the placeholders `{{{a}}}{{{b}}}` side by side, so different keys would make the same channel (\"1\" and \"23\" as \"12\" and \"3\"); put fixed text between them, as in \"{{{a}}}:{{{b}}}\""),
-        );
-        ok = false;
-    }
-    if template.texts().next().is_none() {
-        cx.error_spanned_by(
-            lit,
-            format!("the channel {channel:?} is only placeholders, so its pattern `*` would match every channel; add fixed text, as in \"user:{{user_id}}\""),
-        );
-        ok = false;
-    }
+    Some(Channel::Fixed(channel))
+}
 
-    let fields = match &input.data {
-        Data::Struct(Style::Named | Style::Tuple, fields) => fields,
+/// A channel with placeholders: its text makes a sound pattern, and each placeholder names a
+/// field of the struct.
+fn keyed_channel(
+    cx: &Ctxt,
+    input: &Input<'_>,
+    lit: &LitStr,
+    channel: String,
+    template: &Template,
+) -> Option<Channel> {
+    let mut ok = check_keyed_text(cx, lit, &channel, template);
+    ok &= check_separated(cx, lit, &channel, template);
+    ok &= check_has_text(cx, lit, &channel, template);
+    let fields = key_fields(cx, input, lit, &channel)?;
+    let args = placeholder_fields(cx, input, lit, fields, template);
+    match args {
+        Some(args) if ok => Some(Channel::Keyed {
+            pattern: template.pattern(),
+            template: channel,
+            args,
+        }),
+        _ => None,
+    }
+}
+
+/// Outside its placeholders, a keyed channel is its subscription pattern, so it follows the
+/// channel rule.
+fn check_keyed_text(cx: &Ctxt, lit: &LitStr, channel: &str, template: &Template) -> bool {
+    let Some(c) = template.texts().find_map(reserved_char) else {
+        return true;
+    };
+    cx.error_spanned_by(
+        lit,
+        format!("the channel {channel:?} contains {}; outside its `{{field}}` placeholders a keyed channel must be free of whitespace and of the Redis glob characters * ? [ ] \\, as that text is also its subscription pattern", describe(c)),
+    );
+    false
+}
+
+/// Placeholders side by side would let different keys make the same channel.
+fn check_separated(cx: &Ctxt, lit: &LitStr, channel: &str, template: &Template) -> bool {
+    let Some((a, b)) = template.adjacent_placeholders() else {
+        return true;
+    };
+    cx.error_spanned_by(
+        lit,
+        format!("the channel {channel:?} has the placeholders `{{{a}}}{{{b}}}` side by side, so different keys would make the same channel (\"1\" and \"23\" as \"12\" and \"3\"); put fixed text between them, as in \"{{{a}}}:{{{b}}}\""),
+    );
+    false
+}
+
+/// A channel of placeholders only would have the pattern `*`, matching every channel.
+fn check_has_text(cx: &Ctxt, lit: &LitStr, channel: &str, template: &Template) -> bool {
+    if template.texts().next().is_some() {
+        return true;
+    }
+    cx.error_spanned_by(
+        lit,
+        format!("the channel {channel:?} is only placeholders, so its pattern `*` would match every channel; add fixed text, as in \"user:{{user_id}}\""),
+    );
+    false
+}
+
+/// The fields a keyed channel is filled from: only a struct with fields has them.
+fn key_fields<'i>(
+    cx: &Ctxt,
+    input: &'i Input<'_>,
+    lit: &LitStr,
+    channel: &str,
+) -> Option<&'i [Field]> {
+    match &input.data {
+        Data::Struct(Style::Named | Style::Tuple, fields) => Some(fields),
         Data::Struct(Style::Unit, _) => {
             cx.error_spanned_by(
                 lit,
@@ -201,7 +255,7 @@ fn check_channel(cx: &Ctxt, input: &Input<'_>, lit: &LitStr) -> Option<Channel> 
                     input.ident
                 ),
             );
-            return None;
+            None
         }
         Data::Enum => {
             cx.error_spanned_by(
@@ -211,11 +265,21 @@ fn check_channel(cx: &Ctxt, input: &Input<'_>, lit: &LitStr) -> Option<Channel> 
                     input.ident
                 ),
             );
-            return None;
+            None
         }
-        Data::Union(_) => return None,
-    };
+        Data::Union(_) => None,
+    }
+}
 
+/// The field filling each placeholder, in order, or `None` if one names no field.
+fn placeholder_fields(
+    cx: &Ctxt,
+    input: &Input<'_>,
+    lit: &LitStr,
+    fields: &[Field],
+    template: &Template,
+) -> Option<Vec<(Member, Span)>> {
+    let mut ok = true;
     let mut args = Vec::new();
     for key in template.placeholders() {
         match fields.iter().find(|f| f.key == key) {
@@ -226,11 +290,7 @@ fn check_channel(cx: &Ctxt, input: &Input<'_>, lit: &LitStr) -> Option<Channel> 
             }
         }
     }
-    ok.then(|| Channel::Keyed {
-        pattern: template.pattern(),
-        template: channel,
-        args,
-    })
+    ok.then_some(args)
 }
 
 fn missing_field(input: &Input<'_>, fields: &[Field], key: &str) -> String {

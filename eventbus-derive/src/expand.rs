@@ -1,8 +1,8 @@
 //! Generates the `impl Event`.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
-use syn::{DeriveInput, parse_quote};
+use syn::{DeriveInput, Member, parse_quote};
 
 use crate::ast::Input;
 use crate::check::{self, Channel, Spec};
@@ -60,44 +60,12 @@ fn impl_event(input: &Input<'_>, spec: &Spec) -> TokenStream {
     let version = spec.version;
     let durable = spec.durable;
     let body = match &spec.channel {
-        Channel::Fixed(channel) => quote! {
-            const CHANNEL: &'static str = #channel;
-
-            fn try_channel(
-                &self,
-            ) -> #krate::__private::Result<#krate::__private::Cow<'static, str>, #krate::ChannelError>
-            {
-                #krate::__private::Result::Ok(#krate::__private::Cow::Borrowed(#channel))
-            }
-        },
+        Channel::Fixed(channel) => fixed_channel_items(&krate, channel),
         Channel::Keyed {
             template,
             pattern,
             args,
-        } => {
-            let keys = args.iter().map(
-                |(member, span)| quote_spanned!(*span=> #krate::__private::key(&self.#member)),
-            );
-            quote! {
-                const CHANNEL: &'static str = #template;
-                const PATTERN: #krate::__private::Option<&'static str> =
-                    #krate::__private::Option::Some(#pattern);
-
-                fn channel(&self) -> #krate::__private::Cow<'static, str> {
-                    #krate::__private::unchecked_channel(self.try_channel(), #template)
-                }
-
-                fn try_channel(
-                    &self,
-                ) -> #krate::__private::Result<#krate::__private::Cow<'static, str>, #krate::ChannelError>
-                {
-                    #krate::__private::Result::map(
-                        #krate::__private::fill_channel(#template, &[#(#keys),*]),
-                        #krate::__private::Cow::Owned,
-                    )
-                }
-            }
-        }
+        } => keyed_channel_items(&krate, template, pattern, args),
     };
     quote! {
         const _: () = {
@@ -124,6 +92,52 @@ fn impl_event(input: &Input<'_>, spec: &Spec) -> TokenStream {
                 }
             }
         };
+    }
+}
+
+/// The channel items of an event with one channel for every value.
+fn fixed_channel_items(krate: &syn::Path, channel: &str) -> TokenStream {
+    quote! {
+        const CHANNEL: &'static str = #channel;
+
+        fn try_channel(
+            &self,
+        ) -> #krate::__private::Result<#krate::__private::Cow<'static, str>, #krate::ChannelError>
+        {
+            #krate::__private::Result::Ok(#krate::__private::Cow::Borrowed(#channel))
+        }
+    }
+}
+
+/// The channel items of an event with a channel per value, filled in from `args`, each key
+/// spanned on its field.
+fn keyed_channel_items(
+    krate: &syn::Path,
+    template: &str,
+    pattern: &str,
+    args: &[(Member, Span)],
+) -> TokenStream {
+    let keys = args
+        .iter()
+        .map(|(member, span)| quote_spanned!(*span=> #krate::__private::key(&self.#member)));
+    quote! {
+        const CHANNEL: &'static str = #template;
+        const PATTERN: #krate::__private::Option<&'static str> =
+            #krate::__private::Option::Some(#pattern);
+
+        fn channel(&self) -> #krate::__private::Cow<'static, str> {
+            #krate::__private::unchecked_channel(self.try_channel(), #template)
+        }
+
+        fn try_channel(
+            &self,
+        ) -> #krate::__private::Result<#krate::__private::Cow<'static, str>, #krate::ChannelError>
+        {
+            #krate::__private::Result::map(
+                #krate::__private::fill_channel(#template, &[#(#keys),*]),
+                #krate::__private::Cow::Owned,
+            )
+        }
     }
 }
 

@@ -12,7 +12,9 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::parse::Parser as _;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{FnArg, GenericArgument, ItemFn, LitStr, Meta, PathArguments, ReturnType, Token, Type};
+use syn::{
+    FnArg, GenericArgument, ItemFn, LitStr, Meta, PathArguments, ReturnType, Signature, Token, Type,
+};
 
 use crate::ctxt::Ctxt;
 
@@ -74,30 +76,10 @@ fn krate(cx: &Ctxt, args: TokenStream) -> syn::Path {
 /// The checks for `function`, or nothing if its shape is already wrong.
 fn checks(cx: &Ctxt, krate: &syn::Path, function: &ItemFn) -> TokenStream {
     let sig = &function.sig;
-    if sig.asyncness.is_none() {
-        cx.error_spanned_by(
-            sig.fn_token,
-            "a handler is an `async fn`: add `async` (closures are handlers too, but this attribute checks fns)",
-        );
+    if !is_async_and_concrete(cx, sig) {
         return TokenStream::new();
     }
-    if !sig.generics.params.is_empty() {
-        cx.error_spanned_by(
-            &sig.generics,
-            "#[eventbus::handler] checks fns without generic parameters: the bus needs one concrete event type per handler",
-        );
-        return TokenStream::new();
-    }
-    let mut types = Vec::new();
-    for arg in &sig.inputs {
-        match arg {
-            FnArg::Receiver(receiver) => cx.error_spanned_by(
-                receiver,
-                "a handler is a free `async fn`: it cannot take `self`",
-            ),
-            FnArg::Typed(typed) => types.push(&*typed.ty),
-        }
-    }
+    let types = argument_types(cx, sig);
     let Some((first, extra)) = types.split_first() else {
         cx.error_spanned_by(
             &sig.ident,
@@ -116,18 +98,8 @@ fn checks(cx: &Ctxt, krate: &syn::Path, function: &ItemFn) -> TokenStream {
     for ty in extra {
         asserts.extend(extra_argument(cx, krate, ty));
     }
-    if let ReturnType::Type(_, ty) = &sig.output {
-        asserts.push(quote_spanned!(ty.span()=>
-            #krate::__private::debug_handler::return_type::<#ty>();
-        ));
-    }
-    let ident = &sig.ident;
-    let values = types
-        .iter()
-        .map(|ty| quote!(#krate::__private::debug_handler::value::<#ty>()));
-    asserts.push(quote_spanned!(ident.span()=>
-        #krate::__private::debug_handler::future_is_send(#ident(#(#values),*));
-    ));
+    asserts.extend(return_type(krate, &sig.output));
+    asserts.push(future_is_send(krate, sig, &types));
     quote! {
         #[allow(warnings, clippy::all)]
         const _: () = {
@@ -136,6 +108,61 @@ fn checks(cx: &Ctxt, krate: &syn::Path, function: &ItemFn) -> TokenStream {
             }
         };
     }
+}
+
+/// A handler is an `async fn` without generic parameters; anything else is reported here.
+fn is_async_and_concrete(cx: &Ctxt, sig: &Signature) -> bool {
+    if sig.asyncness.is_none() {
+        cx.error_spanned_by(
+            sig.fn_token,
+            "a handler is an `async fn`: add `async` (closures are handlers too, but this attribute checks fns)",
+        );
+        return false;
+    }
+    if !sig.generics.params.is_empty() {
+        cx.error_spanned_by(
+            &sig.generics,
+            "#[eventbus::handler] checks fns without generic parameters: the bus needs one concrete event type per handler",
+        );
+        return false;
+    }
+    true
+}
+
+/// The types of the fn's arguments; a `self` argument is reported.
+fn argument_types<'s>(cx: &Ctxt, sig: &'s Signature) -> Vec<&'s Type> {
+    let mut types = Vec::new();
+    for arg in &sig.inputs {
+        match arg {
+            FnArg::Receiver(receiver) => cx.error_spanned_by(
+                receiver,
+                "a handler is a free `async fn`: it cannot take `self`",
+            ),
+            FnArg::Typed(typed) => types.push(&*typed.ty),
+        }
+    }
+    types
+}
+
+/// The check of the return type, if one is written.
+fn return_type(krate: &syn::Path, output: &ReturnType) -> Option<TokenStream> {
+    let ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    Some(quote_spanned!(ty.span()=>
+        #krate::__private::debug_handler::return_type::<#ty>();
+    ))
+}
+
+/// The check that the future of a call with arguments of `types` is `Send`.
+fn future_is_send(krate: &syn::Path, sig: &Signature, types: &[&Type]) -> TokenStream {
+    let ident = &sig.ident;
+    let values = types
+        .iter()
+        .map(|ty| quote!(#krate::__private::debug_handler::value::<#ty>()));
+    quote_spanned!(ident.span()=>
+        #krate::__private::debug_handler::future_is_send(#ident(#(#values),*));
+    )
 }
 
 /// The check of the first argument; a borrowed one is an error of its own.

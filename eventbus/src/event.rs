@@ -249,68 +249,113 @@ pub(crate) fn check_name(what: &str, value: &str) -> Result<(), String> {
 /// the key rule. The derive's `try_channel` and [`Topic::try_keyed`](crate::Topic::try_keyed) both come here.
 #[doc(hidden)]
 pub fn fill_channel(template: &str, keys: &[&dyn fmt::Display]) -> Result<String, ChannelError> {
-    let template_error = |problem: String| ChannelError::Template {
-        template: template.to_owned(),
-        problem,
-    };
-    let mut out = String::with_capacity(template.len() + 16);
+    let mut filling = Filling::new(template);
     let mut rest = template;
     let mut keys = keys.iter();
     let mut given = 0;
-    // The key written last, checked once the text after it is known: (field, start in `out`).
-    let mut pending: Option<(&str, usize)> = None;
-    let mut bad_key = None;
     loop {
         let Segment { text, placeholder } =
-            split_segment(rest).map_err(|p| template_error(p.to_owned()))?;
-        if let Some(problem) = reserved_char(text) {
-            return Err(template_error(problem));
-        }
-        out.push_str(text);
-        if let Some((field, start)) = pending.take() {
-            let next = placeholder.map(|_| text);
-            if let Some(problem) = key_problem(&out[start..], out.len() - start - text.len(), next)
-            {
-                bad_key.get_or_insert((field, start, out.len() - text.len(), problem));
-            }
-        }
+            split_segment(rest).map_err(|p| filling.template_error(p.to_owned()))?;
+        filling.push_text(text, placeholder.is_some())?;
         let Some((field, after)) = placeholder else {
             break;
         };
         if given > 0 && text.is_empty() {
-            return Err(template_error(
+            return Err(filling.template_error(
                 "has placeholders side by side, so different keys could make the same channel"
                     .to_owned(),
             ));
         }
         let key = keys.next().ok_or_else(|| {
-            template_error(format!(
+            filling.template_error(format!(
                 "has more placeholders than the {} key(s) given",
                 given
             ))
         })?;
         given += 1;
-        let start = out.len();
-        if fmt::write(&mut out, format_args!("{key}")).is_err() {
-            bad_key.get_or_insert((field, start, out.len(), "could not be formatted".to_owned()));
-        }
-        pending = Some((field, start));
+        filling.push_key(field, *key);
         rest = after;
     }
     if keys.next().is_some() {
-        return Err(template_error(format!(
+        return Err(filling.template_error(format!(
             "has {given} placeholder(s) but {} key(s) were given",
             given + 1 + keys.count()
         )));
     }
-    match bad_key {
-        None => Ok(out),
-        Some((field, start, end, problem)) => Err(ChannelError::Key {
-            field: field.to_owned(),
-            value: out[start..end].to_owned(),
+    filling.finish()
+}
+
+/// A channel being filled in from its template, text and keys in turn.
+struct Filling<'t> {
+    template: &'t str,
+    out: String,
+    /// The key written last, checked once the text after it is known: (field, start in `out`).
+    pending: Option<(&'t str, usize)>,
+    /// The first key that breaks the key rule: (field, start and end in `out`, problem).
+    bad_key: Option<(&'t str, usize, usize, String)>,
+}
+
+impl<'t> Filling<'t> {
+    fn new(template: &'t str) -> Self {
+        Filling {
+            template,
+            out: String::with_capacity(template.len() + 16),
+            pending: None,
+            bad_key: None,
+        }
+    }
+
+    fn template_error(&self, problem: String) -> ChannelError {
+        ChannelError::Template {
+            template: self.template.to_owned(),
             problem,
-            channel: out,
-        }),
+        }
+    }
+
+    /// Appends the fixed `text` of the template, then checks the key before it, now that the
+    /// text after that key is known; `more` says whether another placeholder follows `text`.
+    fn push_text(&mut self, text: &str, more: bool) -> Result<(), ChannelError> {
+        if let Some(problem) = reserved_char(text) {
+            return Err(self.template_error(problem));
+        }
+        let out = &mut self.out;
+        out.push_str(text);
+        if let Some((field, start)) = self.pending.take() {
+            let next = more.then_some(text);
+            if let Some(problem) = key_problem(&out[start..], out.len() - start - text.len(), next)
+            {
+                self.bad_key
+                    .get_or_insert((field, start, out.len() - text.len(), problem));
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the key filling the placeholder `field`; it is checked by the next `push_text`.
+    fn push_key(&mut self, field: &'t str, key: &dyn fmt::Display) {
+        let start = self.out.len();
+        if fmt::write(&mut self.out, format_args!("{key}")).is_err() {
+            self.bad_key.get_or_insert((
+                field,
+                start,
+                self.out.len(),
+                "could not be formatted".to_owned(),
+            ));
+        }
+        self.pending = Some((field, start));
+    }
+
+    /// The channel, or the error of its first bad key.
+    fn finish(self) -> Result<String, ChannelError> {
+        match self.bad_key {
+            None => Ok(self.out),
+            Some((field, start, end, problem)) => Err(ChannelError::Key {
+                field: field.to_owned(),
+                value: self.out[start..end].to_owned(),
+                problem,
+                channel: self.out,
+            }),
+        }
     }
 }
 

@@ -330,24 +330,14 @@ impl EventBusBuilder {
     /// Connects through a transport of your own (or a built-in one with options the URL does
     /// not carry): `connect` is called once with the [`Inbound`] sink where the transport
     /// delivers what it receives. See [`transport`](crate::transport) for the contract.
-    pub async fn connect_with<F, Fut>(self, connect: F) -> Result<EventBus, ConnectError>
+    pub async fn connect_with<F, Fut>(mut self, connect: F) -> Result<EventBus, ConnectError>
     where
         F: FnOnce(Arc<dyn Inbound>) -> Fut,
         Fut: Future<Output = Result<Arc<dyn Transport>, TransportError>>,
     {
-        let mut mistakes = self.mistakes;
-        mistakes.extend(
-            self.handlers
-                .iter()
-                .filter_map(|h| check_state(h, &self.state).err()),
-        );
-        if !mistakes.is_empty() {
-            return Err(ConnectError::new(
-                ConnectErrorKind::Config,
-                mistakes.join("; "),
-            ));
-        }
-        let hooks = Arc::new(Hooks::new(self.on_error, self.on_connection));
+        self.check_setup()?;
+        let handlers = std::mem::take(&mut self.handlers);
+        let hooks = Arc::new(Hooks::new(self.on_error.take(), self.on_connection.take()));
         let stats = Arc::new(BusStats::default());
         let router = Arc::new(Router::new(
             stats.clone(),
@@ -360,6 +350,30 @@ impl EventBusBuilder {
             transport,
             tracker: TaskTracker::new(),
         });
+        let bus = self.start(router, runtime, stats);
+        register_handlers(&bus, handlers).await?;
+        Ok(bus)
+    }
+
+    /// The set-up mistakes, those made along the way and handlers' missing state, as one error.
+    fn check_setup(&mut self) -> Result<(), ConnectError> {
+        let mut mistakes = std::mem::take(&mut self.mistakes);
+        mistakes.extend(
+            self.handlers
+                .iter()
+                .filter_map(|h| check_state(h, &self.state).err()),
+        );
+        if mistakes.is_empty() {
+            return Ok(());
+        }
+        Err(ConnectError::new(
+            ConnectErrorKind::Config,
+            mistakes.join("; "),
+        ))
+    }
+
+    /// The bus over a connected transport, watching its consumer groups; no handler yet.
+    fn start(self, router: Arc<Router>, runtime: Arc<Runtime>, stats: Arc<BusStats>) -> EventBus {
         let cancel = CancellationToken::new();
         let inner = Arc::new(BusInner {
             service: self.service.unwrap_or_else(|| "eventbus".to_owned()),
@@ -385,19 +399,25 @@ impl EventBusBuilder {
             bus.inner.transport().clone(),
             bus.inner.cancel.clone(),
         );
-        let mut topics = Vec::new();
-        let mut durable = Vec::new();
-        for spec in self.handlers {
-            let (slot, fresh) = bus.register(spec, true);
-            topics.extend(fresh);
-            durable.extend(slot.group.is_some().then_some(slot));
-        }
-        if !topics.is_empty() {
-            bus.inner.transport().subscribe(&topics).await?;
-        }
-        for slot in &durable {
-            bus.join(slot).await?;
-        }
-        Ok(bus)
+        bus
     }
+}
+
+/// Registers the builder's handlers on `bus`, subscribes to their topics, and joins the consumer
+/// groups of the durable ones.
+async fn register_handlers(bus: &EventBus, handlers: Vec<SlotSpec>) -> Result<(), TransportError> {
+    let mut topics = Vec::new();
+    let mut durable = Vec::new();
+    for spec in handlers {
+        let (slot, fresh) = bus.register(spec, true);
+        topics.extend(fresh);
+        durable.extend(slot.group.is_some().then_some(slot));
+    }
+    if !topics.is_empty() {
+        bus.inner.transport().subscribe(&topics).await?;
+    }
+    for slot in &durable {
+        bus.join(slot).await?;
+    }
+    Ok(())
 }

@@ -342,41 +342,11 @@ fn header(mut m: Members<'_>) -> Result<RawEnvelope, DecodeError> {
     if let Some(name) = m.duplicate {
         return Err(DecodeError::attribute(&name, "appears more than once"));
     }
-    match m.take(Attr::SpecVersion) {
-        None => {}
-        Some(Field::Str(v)) if v == SPECVERSION => {}
-        Some(Field::Str(v)) => return Err(DecodeError::UnsupportedSpecVersion(v.into_owned())),
-        Some(other) => return Err(expected(Attr::SpecVersion, "a string", &other)),
-    }
-    let event_type = match m.take(Attr::Type) {
-        None => return Err(DecodeError::MissingType),
-        Some(Field::Str(t)) if t.is_empty() => {
-            return Err(DecodeError::attribute("type", "must not be empty"));
-        }
-        Some(Field::Str(t)) => t.into_owned(),
-        Some(other) => return Err(expected(Attr::Type, "a string", &other)),
-    };
-    let id = match string_or_integer(&mut m, Attr::Id)? {
-        None => time::new_id(),
-        Some(id) if id.is_empty() => {
-            return Err(DecodeError::attribute("id", "must not be empty"));
-        }
-        Some(id) => id,
-    };
+    check_specversion(&mut m)?;
+    let event_type = event_type(&mut m)?;
+    let id = id(&mut m)?;
     let source = string(&mut m, Attr::Source)?.map_or_else(String::new, Cow::into_owned);
-    // `time` wins; the plain shape's `timestamp` stands in for it, and is an ordinary extension
-    // when both are present.
-    let time = match (m.take(Attr::Time), m.take(Attr::Timestamp)) {
-        (Some(time), timestamp) => {
-            if let Some(timestamp) = timestamp {
-                m.extensions
-                    .insert("timestamp".to_owned(), timestamp.into_value());
-            }
-            read_time(Attr::Time, &time)?
-        }
-        (None, Some(timestamp)) => read_time(Attr::Timestamp, &timestamp)?,
-        (None, None) => time::now(),
-    };
+    let time = event_time(&mut m)?;
     // The default is held as `None`, as in a new envelope, so that envelopes decode equal.
     let datacontenttype = string(&mut m, Attr::DataContentType)?
         .filter(|t| t != JSON_CONTENT_TYPE)
@@ -385,16 +355,7 @@ fn header(mut m: Members<'_>) -> Result<RawEnvelope, DecodeError> {
     let correlationid = string_or_integer(&mut m, Attr::CorrelationId)?;
     let causationid = string_or_integer(&mut m, Attr::CausationId)?;
     let traceparent = string(&mut m, Attr::TraceParent)?.map(Cow::into_owned);
-    let data = match m.data {
-        Some(data) => data,
-        None if m.extensions.contains_key("data_base64") => {
-            return Err(DecodeError::attribute(
-                "data_base64",
-                "binary data is not supported: this bus reads JSON `data`",
-            ));
-        }
-        None => RawValue::NULL.to_owned(),
-    };
+    let data = data(&mut m)?;
     let header = Envelope {
         id,
         source,
@@ -409,6 +370,70 @@ fn header(mut m: Members<'_>) -> Result<RawEnvelope, DecodeError> {
         data: (),
     };
     Ok(RawEnvelope { header, data })
+}
+
+/// `specversion`, when given, must be the one this bus speaks.
+#[inline]
+fn check_specversion(m: &mut Members<'_>) -> Result<(), DecodeError> {
+    match m.take(Attr::SpecVersion) {
+        None => Ok(()),
+        Some(Field::Str(v)) if v == SPECVERSION => Ok(()),
+        Some(Field::Str(v)) => Err(DecodeError::UnsupportedSpecVersion(v.into_owned())),
+        Some(other) => Err(expected(Attr::SpecVersion, "a string", &other)),
+    }
+}
+
+/// `type`: required, a non-empty string.
+#[inline]
+fn event_type(m: &mut Members<'_>) -> Result<String, DecodeError> {
+    match m.take(Attr::Type) {
+        None => Err(DecodeError::MissingType),
+        Some(Field::Str(t)) if t.is_empty() => {
+            Err(DecodeError::attribute("type", "must not be empty"))
+        }
+        Some(Field::Str(t)) => Ok(t.into_owned()),
+        Some(other) => Err(expected(Attr::Type, "a string", &other)),
+    }
+}
+
+/// `id`: a new one when absent, never empty.
+#[inline]
+fn id(m: &mut Members<'_>) -> Result<String, DecodeError> {
+    match string_or_integer(m, Attr::Id)? {
+        None => Ok(time::new_id()),
+        Some(id) if id.is_empty() => Err(DecodeError::attribute("id", "must not be empty")),
+        Some(id) => Ok(id),
+    }
+}
+
+/// `time` wins; the plain shape's `timestamp` stands in for it, and is an ordinary extension
+/// when both are present. Now when neither is.
+#[inline]
+fn event_time(m: &mut Members<'_>) -> Result<chrono::DateTime<chrono::Utc>, DecodeError> {
+    match (m.take(Attr::Time), m.take(Attr::Timestamp)) {
+        (Some(time), timestamp) => {
+            if let Some(timestamp) = timestamp {
+                m.extensions
+                    .insert("timestamp".to_owned(), timestamp.into_value());
+            }
+            read_time(Attr::Time, &time)
+        }
+        (None, Some(timestamp)) => read_time(Attr::Timestamp, &timestamp),
+        (None, None) => Ok(time::now()),
+    }
+}
+
+/// `data` as it was written, `null` when absent; `data_base64` is refused.
+#[inline]
+fn data(m: &mut Members<'_>) -> Result<Box<RawValue>, DecodeError> {
+    match m.data.take() {
+        Some(data) => Ok(data),
+        None if m.extensions.contains_key("data_base64") => Err(DecodeError::attribute(
+            "data_base64",
+            "binary data is not supported: this bus reads JSON `data`",
+        )),
+        None => Ok(RawValue::NULL.to_owned()),
+    }
 }
 
 fn read_time(attr: Attr, value: &Field<'_>) -> Result<chrono::DateTime<chrono::Utc>, DecodeError> {

@@ -17,53 +17,25 @@ fn matches(mut p: &[u8], mut s: &[u8]) -> bool {
     // Positions to return to when a `*` has to swallow one more byte.
     let mut star: Option<(&[u8], &[u8])> = None;
     loop {
-        if let Some((&pc, prest)) = p.split_first() {
-            match pc {
-                b'*' => {
-                    // Collapse runs of stars.
-                    let mut rest = prest;
-                    while rest.first() == Some(&b'*') {
-                        rest = &rest[1..];
-                    }
-                    if rest.is_empty() {
-                        return true;
-                    }
-                    star = Some((rest, s));
-                    p = rest;
-                    continue;
+        match p.split_first() {
+            Some((b'*', prest)) => {
+                let rest = skip_stars(prest);
+                if rest.is_empty() {
+                    return true;
                 }
-                b'?' if !s.is_empty() => {
-                    p = prest;
-                    s = &s[1..];
-                    continue;
-                }
-                b'[' if !s.is_empty() => {
-                    let (ok, rest) = class(prest, s[0]);
-                    if ok {
-                        p = rest;
-                        s = &s[1..];
-                        continue;
-                    }
-                }
-                b'\\' if !prest.is_empty() && !s.is_empty() && prest[0] == s[0] => {
-                    p = &prest[1..];
-                    s = &s[1..];
-                    continue;
-                }
-                c if c != b'?' && c != b'[' && c != b'\\' && !s.is_empty() && c == s[0] => {
-                    p = prest;
-                    s = &s[1..];
-                    continue;
-                }
-                b'\\' if prest.is_empty() && s.first() == Some(&b'\\') => {
-                    p = prest;
-                    s = &s[1..];
-                    continue;
-                }
-                _ => {}
+                star = Some((rest, s));
+                p = rest;
+                continue;
             }
-        } else if s.is_empty() {
-            return true;
+            Some((&pc, prest)) => {
+                if let Some(rest) = match_one(pc, prest, s) {
+                    p = rest;
+                    s = &s[1..];
+                    continue;
+                }
+            }
+            None if s.is_empty() => return true,
+            None => {}
         }
         // Mismatch: let the last star take one more byte.
         match star {
@@ -75,6 +47,36 @@ fn matches(mut p: &[u8], mut s: &[u8]) -> bool {
             }
             _ => return false,
         }
+    }
+}
+
+/// The pattern after a run of stars, collapsed into the one before it.
+#[inline]
+fn skip_stars(mut p: &[u8]) -> &[u8] {
+    while let [b'*', rest @ ..] = p {
+        p = rest;
+    }
+    p
+}
+
+/// Matches the first byte of `s` against the pattern token starting with `pc` (not a `*`),
+/// followed by `prest`: the pattern after that token when it matches, `None` when it does not
+/// or `s` is empty.
+#[inline]
+fn match_one<'p>(pc: u8, prest: &'p [u8], s: &[u8]) -> Option<&'p [u8]> {
+    let &c = s.first()?;
+    match pc {
+        b'?' => Some(prest),
+        b'[' => match class(prest, c) {
+            (true, rest) => Some(rest),
+            (false, _) => None,
+        },
+        b'\\' => match prest.split_first() {
+            Some((&escaped, rest)) => (escaped == c).then_some(rest),
+            // A trailing backslash matches itself.
+            None => (c == b'\\').then_some(prest),
+        },
+        _ => (pc == c).then_some(prest),
     }
 }
 
