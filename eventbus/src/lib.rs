@@ -7,6 +7,8 @@ mod asyncapi;
 mod boxed;
 mod bus;
 mod clone_probe;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod debug_handler;
 mod durable_options;
 mod envelope;

@@ -35,8 +35,9 @@
 //! - Incoming messages go to [`Inbound::message`], which never waits on a handler: a Redis
 //!   subscriber that stops reading is disconnected by the server once its buffer fills.
 //! - [`Capabilities`] say what applies: patterns, acknowledgements, sharded channels, replay,
-//!   reconnects. The conformance suite (`tests/conformance.rs`) runs the same behaviours on
-//!   every transport, with the capabilities deciding which.
+//!   reconnects. The conformance suite (`eventbus::conformance`, feature `conformance`) runs
+//!   the same behaviours on every transport, a transport of your own included, with the
+//!   capabilities deciding which.
 //! - An at-least-once transport attaches an [`Ack`] to each message; the bus acknowledges
 //!   after the handler succeeded (or the event was dead-lettered), and the transport reads
 //!   only while [`Inbound::credit`] is above zero, waiting on [`Inbound::credit_available`]
