@@ -26,35 +26,13 @@ mod errors;
 mod finite;
 mod raw;
 mod serde_impl;
+mod spec;
 mod time;
 
 pub use errors::{DecodeError, EncodeError, ExtensionError};
 pub use raw::RawEnvelope;
 
-/// The CloudEvents version this crate reads and writes.
-const SPECVERSION: &str = "1.0";
-
-/// The content type of `data` when the message does not say.
-const JSON_CONTENT_TYPE: &str = "application/json";
-
-/// The `source` written for an envelope whose source is empty.
-const DEFAULT_SOURCE: &str = "eventbus";
-
-/// Attribute names that have their own field and accessor; [`Envelope::with_extension`]
-/// refuses them.
-const RESERVED: &[&str] = &[
-    "specversion",
-    "id",
-    "source",
-    "type",
-    "time",
-    "datacontenttype",
-    "data",
-    "dataversion",
-    "correlationid",
-    "causationid",
-    "traceparent",
-];
+use spec::{JSON_CONTENT_TYPE, RESERVED, SPECVERSION};
 
 #[doc = include_str!("docs/envelope.md")]
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +97,7 @@ impl<E: Event> Envelope<E> {
     pub fn encode_into(&self, buf: &mut Vec<u8>) -> Result<(), EncodeError> {
         encode::write(
             buf,
-            self,
+            &self.attributes(),
             &self.data,
             E::TYPE,
             Some(encode::Version::Number(E::VERSION)),
@@ -151,7 +129,7 @@ impl<E: Serialize> Envelope<E> {
         let mut buf = Vec::with_capacity(256);
         encode::write(
             &mut buf,
-            self,
+            &self.attributes(),
             &self.data,
             &self.event_type,
             self.dataversion.as_deref().map(encode::Version::Text),
@@ -161,6 +139,22 @@ impl<E: Serialize> Envelope<E> {
 }
 
 impl<E> Envelope<E> {
+    /// The attributes the encoder writes besides `type`, `dataversion` and `data`.
+    fn attributes(&self) -> encode::Attributes<'_> {
+        encode::Attributes {
+            id: &self.id,
+            source: &self.source,
+            time: &self.time,
+            datacontenttype: self.datacontenttype.as_deref(),
+            optional: [
+                ("correlationid", self.correlationid.as_deref()),
+                ("causationid", self.causationid.as_deref()),
+                ("traceparent", self.traceparent.as_deref()),
+            ],
+            extensions: &self.extensions,
+        }
+    }
+
     /// The event id: a UUID v7 for envelopes made here, whatever the publisher sent otherwise
     /// (an integer id is read as its decimal string).
     pub fn id(&self) -> &str {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::check::{Check, Context, Lab, Seen, WAIT, ensure, failed, wait_for};
+use crate::EventBusBuilder;
 use crate::bus::EventBus;
 use crate::error::{Failure, PublishErrorKind};
 use crate::event::Event;
@@ -251,42 +252,14 @@ pub(super) async fn raw_channels_carry_bytes(lab: &mut Lab<'_>) -> Check {
 pub(super) async fn failures_are_isolated(lab: &mut Lab<'_>) -> Check {
     let seen = Seen::new();
     let runs = Arc::new(AtomicU64::new(0));
-    let (s, r1, r2, r3) = (seen.clone(), runs.clone(), runs.clone(), runs.clone());
-    let fast = HandlerOptions::new().timeout(Duration::from_millis(100));
+    let s = seen.clone();
     let builder = EventBus::builder()
         .on_error(|_: &Failure| {})
         .handler(move |e: Note| {
             let s = s.clone();
             async move { s.push(e.n) }
-        })
-        .handler_with(
-            move |_: Note| {
-                r1.fetch_add(1, Ordering::SeqCst);
-                async move { Err::<(), _>(std::io::Error::other("fails")) }
-            },
-            fast.clone().name("failing"),
-        )
-        .handler_with(
-            move |_: Note| {
-                let r2 = r2.clone();
-                r2.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    if r2.load(Ordering::SeqCst) > 0 {
-                        // A panic that skips the panic hook: the bus catches it all the same,
-                        // and the run's output shows no message for a panic made on purpose.
-                        std::panic::resume_unwind(Box::new("a handler panics on purpose"));
-                    }
-                }
-            },
-            fast.clone().name("panicking"),
-        )
-        .handler_with(
-            move |_: Note| {
-                r3.fetch_add(1, Ordering::SeqCst);
-                async move { tokio::time::sleep(Duration::from_secs(3600)).await }
-            },
-            fast.name("hanging"),
-        );
+        });
+    let builder = with_bad_handlers(builder, &runs);
     let bus = lab.ready(builder).await?;
     for n in 0..3 {
         bus.publish(note(n)).await.context("publishing")?;
@@ -313,6 +286,41 @@ pub(super) async fn failures_are_isolated(lab: &mut Lab<'_>) -> Check {
         "the three bad handlers ran {runs} times, expected 9"
     );
     Ok(())
+}
+
+/// A failing, a panicking and a hanging handler of `Note`, each counting its runs in `runs`,
+/// with a timeout of 100 ms.
+fn with_bad_handlers(builder: EventBusBuilder, runs: &Arc<AtomicU64>) -> EventBusBuilder {
+    let (r1, r2, r3) = (runs.clone(), runs.clone(), runs.clone());
+    let fast = HandlerOptions::new().timeout(Duration::from_millis(100));
+    builder
+        .handler_with(
+            move |_: Note| {
+                r1.fetch_add(1, Ordering::SeqCst);
+                async move { Err::<(), _>(std::io::Error::other("fails")) }
+            },
+            fast.clone().name("failing"),
+        )
+        .handler_with(
+            move |_: Note| {
+                let run = r2.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    // A panic that skips the panic hook: the bus catches it all the same, and
+                    // the run's output shows no message for a panic made on purpose.
+                    if run > 0 {
+                        std::panic::resume_unwind(Box::new("a handler panics on purpose"));
+                    }
+                }
+            },
+            fast.clone().name("panicking"),
+        )
+        .handler_with(
+            move |_: Note| {
+                r3.fetch_add(1, Ordering::SeqCst);
+                async move { tokio::time::sleep(Duration::from_secs(3600)).await }
+            },
+            fast.name("hanging"),
+        )
 }
 
 /// After `unsubscribe().await`, nothing more reaches the handler.

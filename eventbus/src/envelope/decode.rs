@@ -11,7 +11,8 @@ use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
-use super::{DecodeError, Envelope, JSON_CONTENT_TYPE, RawEnvelope, SPECVERSION, time};
+use super::spec::{JSON_CONTENT_TYPE, SPECVERSION};
+use super::{DecodeError, Envelope, RawEnvelope, time};
 
 /// The attributes read into fields, `data` aside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

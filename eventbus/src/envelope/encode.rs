@@ -14,7 +14,10 @@ use serde_json::Value;
 
 use super::finite::{self, Checked, Finite};
 use super::time::{self, TIME_LEN};
-use super::{DEFAULT_SOURCE, EncodeError, Envelope, JSON_CONTENT_TYPE, SPECVERSION};
+use chrono::{DateTime, Utc};
+
+use super::EncodeError;
+use super::spec::{DEFAULT_SOURCE, JSON_CONTENT_TYPE, SPECVERSION};
 
 /// The `dataversion` to write.
 #[derive(Clone, Copy)]
@@ -39,6 +42,18 @@ trait Sink {
     fn extension(&mut self, name: &str, value: &Value) -> Result<(), Self::Error>;
 }
 
+/// What an envelope holds besides `type`, `dataversion` and `data`, as the encoder reads it.
+pub(super) struct Attributes<'a> {
+    pub(super) id: &'a str,
+    /// Empty for the default source.
+    pub(super) source: &'a str,
+    pub(super) time: &'a DateTime<Utc>,
+    pub(super) datacontenttype: Option<&'a str>,
+    /// `correlationid`, `causationid` and `traceparent`, where set.
+    pub(super) optional: [(&'static str, Option<&'a str>); 3],
+    pub(super) extensions: &'a serde_json::Map<String, Value>,
+}
+
 /// The attributes of an envelope, checked and ready to write.
 struct Header<'a> {
     id: &'a str,
@@ -54,8 +69,8 @@ struct Header<'a> {
 impl<'a> Header<'a> {
     /// Checks what a receiver would refuse: an empty `id` or `type`, a time RFC 3339 cannot
     /// write. `time_buf` holds the formatted time.
-    fn new<H>(
-        h: &'a Envelope<H>,
+    fn new(
+        h: &Attributes<'a>,
         event_type: &'a str,
         version: Option<Version<'a>>,
         time_buf: &'a mut [u8; TIME_LEN],
@@ -66,29 +81,25 @@ impl<'a> Header<'a> {
         if event_type.is_empty() {
             return Err(EncodeError::new("type", "must not be empty"));
         }
-        let time = time::format(&h.time, time_buf).ok_or_else(|| {
+        let time = time::format(h.time, time_buf).ok_or_else(|| {
             EncodeError::new(
                 "time",
                 "outside the years 0000 to 9999 that RFC 3339 can write",
             )
         })?;
         Ok(Header {
-            id: &h.id,
+            id: h.id,
             source: if h.source.is_empty() {
                 DEFAULT_SOURCE
             } else {
-                &h.source
+                h.source
             },
             event_type,
             time,
-            datacontenttype: h.datacontenttype.as_deref().unwrap_or(JSON_CONTENT_TYPE),
+            datacontenttype: h.datacontenttype.unwrap_or(JSON_CONTENT_TYPE),
             version,
-            optional: [
-                ("correlationid", h.correlationid.as_deref()),
-                ("causationid", h.causationid.as_deref()),
-                ("traceparent", h.traceparent.as_deref()),
-            ],
-            extensions: &h.extensions,
+            optional: h.optional,
+            extensions: h.extensions,
         })
     }
 
@@ -134,9 +145,9 @@ impl<'a> Header<'a> {
 }
 
 /// Appends the envelope to `buf`; on error `buf` is left as it was.
-pub(super) fn write<H, D: Serialize + ?Sized>(
+pub(super) fn write<D: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
-    h: &Envelope<H>,
+    h: &Attributes<'_>,
     data: &D,
     event_type: &str,
     version: Option<Version<'_>>,
@@ -160,9 +171,9 @@ pub(super) fn write<H, D: Serialize + ?Sized>(
 }
 
 /// Serializes the envelope as a map of its members, in wire order.
-pub(super) fn serialize<H, D: Serialize + ?Sized, S: Serializer>(
+pub(super) fn serialize<D: Serialize + ?Sized, S: Serializer>(
     serializer: S,
-    h: &Envelope<H>,
+    h: &Attributes<'_>,
     data: &D,
     event_type: &str,
     version: Option<Version<'_>>,

@@ -109,7 +109,7 @@ impl RawEnvelope {
         let mut buf = Vec::with_capacity(128 + self.data.get().len());
         encode::write(
             &mut buf,
-            &self.header,
+            &self.header.attributes(),
             &*self.data,
             &self.header.event_type,
             self.header

@@ -13,7 +13,7 @@ impl<E: Serialize> Serialize for Envelope<E> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         encode::serialize(
             serializer,
-            self,
+            &self.attributes(),
             &self.data,
             &self.event_type,
             self.dataversion.as_deref().map(encode::Version::Text),
@@ -38,7 +38,7 @@ impl Serialize for RawEnvelope {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         encode::serialize(
             serializer,
-            &self.header,
+            &self.header.attributes(),
             &*self.data,
             &self.header.event_type,
             self.header

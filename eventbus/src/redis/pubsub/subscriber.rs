@@ -171,16 +171,7 @@ impl Subscriber {
             return Ok(());
         }
         self.start(shared);
-        // The first connection: wait for its first attempt, so a bus subscribed at start-up
-        // receives what is published right after `connect` returns.
-        let first_wait = shared.options.connect_timeout + shared.options.response_timeout * 2;
-        let mut rx = self.link.subscribe();
-        let _ = tokio::time::timeout(
-            first_wait,
-            rx.wait_for(|l| !matches!(l, Link::Idle | Link::Connecting)),
-        )
-        .await;
-
+        self.first_connection(shared).await;
         let _guard = self.ops.lock().await;
         let (channels, patterns) = split(topics);
         {
@@ -188,23 +179,7 @@ impl Subscriber {
             d.channels.extend(channels.iter().cloned());
             d.patterns.extend(patterns.iter().cloned());
         }
-        let current = match &*self.link.borrow() {
-            Link::Up { conn, epoch } => Ok((conn.clone(), *epoch)),
-            Link::Closed => Err(Some(closed())),
-            Link::Down {
-                cause,
-                gave_up: true,
-            } => Err(Some(TransportError::new(
-                ErrorKind::Disconnected,
-                format!(
-                    "subscribing failed: the subscriber connection to Redis at {} is lost and \
-                     reconnecting gave up: {cause}",
-                    shared.target.addr
-                ),
-            ))),
-            _ => Err(None),
-        };
-        let (mut sink, epoch) = match current {
+        let (mut sink, epoch) = match self.current(shared) {
             Ok(up) => up,
             // Down for now: recorded, subscribed on reconnect.
             Err(None) => return Ok(()),
@@ -226,13 +201,40 @@ impl Subscriber {
                 Err(errors::command_error(&shared.target.addr, "subscribing", e))
             }
             Err(_) => {
-                link::mark_down(
-                    &self.link,
-                    epoch,
-                    format!("SUBSCRIBE got no answer within {rt:?}"),
-                );
+                let cause = format!("SUBSCRIBE got no answer within {rt:?}");
+                link::mark_down(&self.link, epoch, cause);
                 Ok(())
             }
+        }
+    }
+
+    /// Waits for the first connection's first attempt, so a bus subscribed at start-up
+    /// receives what is published right after `connect` returns.
+    async fn first_connection(&self, shared: &Shared) {
+        let first_wait = shared.options.connect_timeout + shared.options.response_timeout * 2;
+        let mut rx = self.link.subscribe();
+        let connecting = rx.wait_for(|l| !matches!(l, Link::Idle | Link::Connecting));
+        let _ = tokio::time::timeout(first_wait, connecting).await;
+    }
+
+    /// The connection to subscribe on now; `Err(None)` while it is down (the topics are
+    /// subscribed on reconnect), `Err(Some(_))` when it is closed or reconnecting gave up.
+    fn current(&self, shared: &Shared) -> Result<(PubSubSink, u64), Option<TransportError>> {
+        match &*self.link.borrow() {
+            Link::Up { conn, epoch } => Ok((conn.clone(), *epoch)),
+            Link::Closed => Err(Some(closed())),
+            Link::Down {
+                cause,
+                gave_up: true,
+            } => Err(Some(TransportError::new(
+                ErrorKind::Disconnected,
+                format!(
+                    "subscribing failed: the subscriber connection to Redis at {} is lost and \
+                     reconnecting gave up: {cause}",
+                    shared.target.addr
+                ),
+            ))),
+            _ => Err(None),
         }
     }
 

@@ -298,48 +298,8 @@ impl Reader {
         next_claim: Instant,
     ) -> Result<Phase, redis::RedisError> {
         match phase {
-            Phase::Own(after) => {
-                let cmd = self.read_cmd(credit, None, after);
-                let entries = reply::read_group(self.query(conn, &cmd, None).await?);
-                let Some(last) = entries.last().map(|e| e.id.clone()) else {
-                    return Ok(Phase::Claim("0-0".to_owned()));
-                };
-                let (live, gone): (Vec<Entry>, Vec<Entry>) =
-                    entries.into_iter().partition(|e| e.payload.is_some());
-                // One this process still runs keeps its payload, and is acknowledged by its run.
-                let held = lock(&self.acker.held).clone();
-                let gone = gone.into_iter().filter(|e| !held.contains(&e.id)).collect();
-                self.drop_trimmed(conn, gone).await?;
-                self.deliver_counted(conn, live, false).await?;
-                Ok(Phase::Own(last))
-            }
-            Phase::Claim(cursor) => {
-                let mut cmd = redis::cmd("XAUTOCLAIM");
-                cmd.arg(&self.spec.stream)
-                    .arg(&self.spec.group)
-                    .arg(&self.spec.consumer)
-                    .arg(self.spec.claim_idle.as_millis() as u64)
-                    .arg(cursor)
-                    .arg("COUNT")
-                    .arg(credit);
-                let reply = self.query(conn, &cmd, None).await?;
-                let (next, claimed, deleted) = reply::auto_claim(reply);
-                // The server has already removed these from the group's pending entries.
-                for id in deleted {
-                    self.shared.inbound.trimmed(&self.group, &id);
-                }
-                let held = lock(&self.acker.held).clone();
-                let claimed = claimed
-                    .into_iter()
-                    .filter(|e| !held.contains(&e.id))
-                    .collect();
-                self.deliver_counted(conn, claimed, true).await?;
-                Ok(if next == "0-0" {
-                    Phase::New
-                } else {
-                    Phase::Claim(next)
-                })
-            }
+            Phase::Own(after) => self.read_own(conn, after, credit).await,
+            Phase::Claim(cursor) => self.claim(conn, cursor, credit).await,
             Phase::New => {
                 let block = next_claim
                     .saturating_duration_since(Instant::now())
@@ -350,6 +310,64 @@ impl Reader {
                 Ok(Phase::New)
             }
         }
+    }
+
+    /// Reads this consumer's own pending entries after `after`; claiming follows when none
+    /// are left.
+    async fn read_own(
+        &self,
+        conn: &mut Conn,
+        after: &str,
+        credit: usize,
+    ) -> Result<Phase, redis::RedisError> {
+        let cmd = self.read_cmd(credit, None, after);
+        let entries = reply::read_group(self.query(conn, &cmd, None).await?);
+        let Some(last) = entries.last().map(|e| e.id.clone()) else {
+            return Ok(Phase::Claim("0-0".to_owned()));
+        };
+        let (live, gone): (Vec<Entry>, Vec<Entry>) =
+            entries.into_iter().partition(|e| e.payload.is_some());
+        // One this process still runs keeps its payload, and is acknowledged by its run.
+        let held = lock(&self.acker.held).clone();
+        let gone = gone.into_iter().filter(|e| !held.contains(&e.id)).collect();
+        self.drop_trimmed(conn, gone).await?;
+        self.deliver_counted(conn, live, false).await?;
+        Ok(Phase::Own(last))
+    }
+
+    /// Claims entries idle past `claim_idle` from `cursor` on; new entries follow when the
+    /// scan is complete.
+    async fn claim(
+        &self,
+        conn: &mut Conn,
+        cursor: &str,
+        credit: usize,
+    ) -> Result<Phase, redis::RedisError> {
+        let mut cmd = redis::cmd("XAUTOCLAIM");
+        cmd.arg(&self.spec.stream)
+            .arg(&self.spec.group)
+            .arg(&self.spec.consumer)
+            .arg(self.spec.claim_idle.as_millis() as u64)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(credit);
+        let reply = self.query(conn, &cmd, None).await?;
+        let (next, claimed, deleted) = reply::auto_claim(reply);
+        // The server has already removed these from the group's pending entries.
+        for id in deleted {
+            self.shared.inbound.trimmed(&self.group, &id);
+        }
+        let held = lock(&self.acker.held).clone();
+        let claimed = claimed
+            .into_iter()
+            .filter(|e| !held.contains(&e.id))
+            .collect();
+        self.deliver_counted(conn, claimed, true).await?;
+        Ok(if next == "0-0" {
+            Phase::New
+        } else {
+            Phase::Claim(next)
+        })
     }
 
     fn read_cmd(&self, count: usize, block: Option<Duration>, id: &str) -> Cmd {
