@@ -25,6 +25,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::Topic;
+use crate::error::{ShutdownError, ShutdownReport};
 use crate::handler::{FromContext, HandlerContext, StateMap};
 use crate::metrics::{BusStats, Metrics};
 use crate::runtime::{Router, Runtime, Slot, SlotSpec, spawn_worker};
@@ -81,7 +82,8 @@ struct BusInner {
     state: Arc<StateMap>,
     cancel: CancellationToken,
     phase: AtomicU8,
-    shutdown: shutdown::Coordinator,
+    /// Shared by every `shutdown()` call: one drain and one report.
+    shutdown: tokio::sync::OnceCell<Result<ShutdownReport, ShutdownError>>,
     shutdown_timeout: Duration,
     max_message_size: usize,
     next_id: AtomicU64,

@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::OnceCell;
-
 use super::{BusInner, EventBus, Phase};
 use crate::error::{ShutdownError, ShutdownReport};
 use crate::runtime::{Slot, current_run};
@@ -15,12 +13,6 @@ use crate::transport::TransportError;
 
 /// How long stopping intake and closing the transport may each take.
 const TRANSPORT_STEP: Duration = Duration::from_secs(5);
-
-/// Makes every `shutdown()` call share one drain and one report.
-#[derive(Default)]
-pub(super) struct Coordinator {
-    outcome: OnceCell<Result<ShutdownReport, ShutdownError>>,
-}
 
 impl EventBus {
     /// Stops intake, lets queued and running handlers finish until the shutdown timeout, then
@@ -40,7 +32,6 @@ impl EventBus {
         let inner = &self.inner;
         inner
             .shutdown
-            .outcome
             .get_or_init(|| drain_and_close(inner.clone()))
             .await
             .clone()

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::bus::{EventBus, EventBusBuilder};
 use crate::sync::lock;
 
-use super::Deployment;
+use super::deployment::Deployment;
 
 /// How long a behaviour waits for what it expects (an event to arrive, a bus to be ready).
 pub(super) const WAIT: Duration = Duration::from_secs(15);

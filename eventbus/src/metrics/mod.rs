@@ -293,7 +293,7 @@ pub(crate) struct BusStats {
     pub(crate) publish_latency: Histogram,
     per_type: RwLock<HashMap<Arc<str>, Arc<TypeStats>>>,
     /// The same counters, by the number of each derived type.
-    indexed: type_index::Indexed,
+    indexed: type_index::Indexed<TypeStats>,
 }
 
 #[derive(Debug, Default)]
