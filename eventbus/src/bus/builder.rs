@@ -375,14 +375,16 @@ impl EventBusBuilder {
     /// The bus over a connected transport, watching its consumer groups; no handler yet.
     fn start(self, router: Arc<Router>, runtime: Arc<Runtime>, stats: Arc<BusStats>) -> EventBus {
         let cancel = CancellationToken::new();
+        let tasks = super::tasks::Tasks::default();
         let inner = Arc::new(BusInner {
             service: self.service.unwrap_or_else(|| "eventbus".to_owned()),
             router,
             runtime,
             stats,
             state: Arc::new(self.state),
-            runtime_gone: super::watch_runtime(cancel.clone()),
+            runtime_gone: super::watch_runtime(&tasks),
             cancel,
+            tasks,
             phase: AtomicU8::new(Phase::Running as u8),
             shutdown: Default::default(),
             shutdown_timeout: self.shutdown_timeout,
@@ -394,11 +396,9 @@ impl EventBusBuilder {
             url: std::sync::OnceLock::new(),
         });
         let bus = EventBus { inner };
-        super::group_watch::spawn(
-            bus.inner.router.clone(),
-            bus.inner.transport().clone(),
-            bus.inner.cancel.clone(),
-        );
+        let watch =
+            super::group_watch::watch(bus.inner.router.clone(), bus.inner.transport().clone());
+        bus.inner.tasks.spawn(None, watch);
         bus
     }
 }

@@ -5,8 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::Topic;
 use crate::error::ErrorKind;
 use crate::metrics::GroupMetrics;
@@ -25,24 +23,19 @@ pub(super) fn group_of(slot: &Slot) -> Option<(&str, &str)> {
     }
 }
 
-/// Reads every durable handler's group state until `cancel` fires, or for good once the
-/// transport says it cannot.
-pub(super) fn spawn(router: Arc<Router>, transport: Arc<dyn Transport>, cancel: CancellationToken) {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(INTERVAL) => {}
-            }
-            for slot in router.slots() {
-                if let Err(e) = refresh(&slot, &*transport).await
-                    && e.kind() == ErrorKind::Unsupported
-                {
-                    return;
-                }
+/// Reads every durable handler's group state every [`INTERVAL`], until the bus closes, or for
+/// good once the transport says it cannot.
+pub(super) async fn watch(router: Arc<Router>, transport: Arc<dyn Transport>) {
+    loop {
+        tokio::time::sleep(INTERVAL).await;
+        for slot in router.slots() {
+            if let Err(e) = refresh(&slot, &*transport).await
+                && e.kind() == ErrorKind::Unsupported
+            {
+                return;
             }
         }
-    });
+    }
 }
 
 /// Reads one handler's group; a failed read keeps the last figures.

@@ -15,6 +15,7 @@ mod settle;
 mod shutdown;
 mod stream;
 mod subscription;
+mod tasks;
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -81,6 +82,8 @@ struct BusInner {
     stats: Arc<BusStats>,
     state: Arc<StateMap>,
     cancel: CancellationToken,
+    /// The bus's own background tasks, ended and waited for at shutdown.
+    tasks: tasks::Tasks,
     phase: AtomicU8,
     /// Shared by every `shutdown()` call: one drain and one report.
     shutdown: tokio::sync::OnceCell<Result<ShutdownReport, ShutdownError>>,
@@ -147,7 +150,9 @@ fn consumer_name() -> String {
 
 /// Sets the flag when the runtime it was spawned on drops its tasks, that is, shuts down;
 /// ends quietly with the bus.
-fn watch_runtime(cancel: CancellationToken) -> Arc<AtomicBool> {
+/// A flag set when the runtime that runs the bus's tasks shuts down while the bus is open:
+/// the watch task is then dropped without its cancellation.
+fn watch_runtime(tasks: &tasks::Tasks) -> Arc<AtomicBool> {
     struct Guard(Arc<AtomicBool>, CancellationToken);
     impl Drop for Guard {
         fn drop(&mut self) {
@@ -157,10 +162,10 @@ fn watch_runtime(cancel: CancellationToken) -> Arc<AtomicBool> {
         }
     }
     let gone = Arc::new(AtomicBool::new(false));
-    let guard = Guard(gone.clone(), cancel.clone());
-    tokio::spawn(async move {
+    let guard = Guard(gone.clone(), tasks.cancelled().clone());
+    tasks.spawn(None, async move {
         let _guard = guard;
-        cancel.cancelled().await;
+        std::future::pending::<()>().await;
     });
     gone
 }

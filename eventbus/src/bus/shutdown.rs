@@ -90,7 +90,8 @@ async fn drain_and_close(inner: Arc<BusInner>) -> Result<ShutdownReport, Shutdow
     };
     inner.set_phase(Phase::Closed);
     close_transport(&inner).await;
-    // Ends what is left of the bus's own tasks (the runtime watch).
+    inner.tasks.end(TRANSPORT_STEP).await;
+    // Last, with no await after it: a run that called this ends with its slot's token.
     inner.cancel.cancel();
     if report.unprocessed > 0 {
         tracing::warn!(

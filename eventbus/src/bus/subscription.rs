@@ -137,7 +137,9 @@ impl Subscription {
             return;
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
+            let inner2 = inner.clone();
+            inner.tasks.spawn(Some(&rt), async move {
+                let inner = inner2;
                 let _ordered = inner.sub_lock.lock().await;
                 // A newer handler may hold a topic again by now: leave those subscribed.
                 let held = inner.router.topics();
@@ -164,8 +166,9 @@ fn remove_slot(inner: &Arc<BusInner>, id: u64) -> Vec<Topic> {
     if let Some(group) = slot.group.clone()
         && let Ok(rt) = tokio::runtime::Handle::try_current()
     {
-        let inner = inner.clone();
-        rt.spawn(async move {
+        let inner2 = inner.clone();
+        inner.tasks.spawn(Some(&rt), async move {
+            let inner = inner2;
             // A newer handler of the same group may have joined meanwhile: it keeps reading.
             if inner
                 .router

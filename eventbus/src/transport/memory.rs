@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::glob::glob_match;
 use super::memory_dedupe::MemoryDedupe;
@@ -66,6 +67,8 @@ pub(crate) struct MemoryTransport {
     readers: Mutex<HashMap<String, CancellationToken>>,
     /// Stops every reader: on close and on drop.
     stop: CancellationToken,
+    /// The group readers, waited for on close.
+    tasks: TaskTracker,
 }
 
 impl fmt::Debug for MemoryTransport {
@@ -128,6 +131,7 @@ impl MemoryTransport {
             closed: AtomicBool::new(false),
             readers: Mutex::default(),
             stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
         })
     }
 
@@ -249,6 +253,9 @@ impl Transport for MemoryTransport {
         Box::pin(async move {
             if !self.closed.swap(true, Ordering::AcqRel) {
                 self.leave_hub();
+                self.tasks.close();
+                // Each reader ends at its next await; bounded all the same.
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.tasks.wait()).await;
             }
             Ok(())
         })
@@ -275,7 +282,8 @@ impl Transport for MemoryTransport {
                 previous.cancel();
             }
             let inbound = self.member.inbound.clone();
-            spawn_reader(self.hub.streams.clone(), group, inbound, cancel);
+            let streams = self.hub.streams.clone();
+            spawn_reader(&self.tasks, streams, group, inbound, cancel);
             Ok(())
         })
     }

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::{
     Ack, Acknowledge, BoxFuture, ErrorKind, GroupSpec, GroupStatus, Inbound, Message, StartFrom,
@@ -390,8 +391,9 @@ impl Acknowledge for GroupAck {
     }
 }
 
-/// Starts reading for a joined group until `cancel` fires.
+/// Starts reading for a joined group until `cancel` fires, tracked by `tasks`.
 pub(super) fn spawn_reader(
+    tasks: &TaskTracker,
     streams: Arc<Streams>,
     spec: &GroupSpec,
     inbound: Arc<dyn Inbound>,
@@ -416,7 +418,7 @@ pub(super) fn spawn_reader(
         recovering: Some(EntryId::default()),
         next_claim: Instant::now(),
     };
-    tokio::spawn(reader.run());
+    tasks.spawn(reader.run());
 }
 
 /// The task that reads for one joined group.
