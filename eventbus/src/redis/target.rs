@@ -393,4 +393,25 @@ mod tests {
         assert_eq!(t.db, 3);
         assert!(!format!("{t:?}").contains("pw"));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 1000,
+            ..Default::default()
+        })]
+
+        /// The error of a URL the bus refuses, with its source chain, never shows the
+        /// password, whatever characters surround it (see `transport::url::tests::secrets`).
+        #[test]
+        fn no_secret_in_errors((url, secret) in crate::transport::url::tests::secrets::url()) {
+            match Target::parse(&url, &RedisOptions::default()) {
+                Ok(t) => proptest::prop_assert!(!t.redacted.contains(&secret), "{url}"),
+                Err(e) => {
+                    let text = chain_text(&e);
+                    proptest::prop_assert!(!text.contains(&secret), "{url}: {text}");
+                    proptest::prop_assert!(!format!("{e:?}").contains(&secret), "{e:?}");
+                }
+            }
+        }
+    }
 }

@@ -19,8 +19,8 @@
 //! wrong host (and to keep the password out of every message): when a `@` follows the
 //! authority where no `@` belongs (in the path, the fragment, or the query other than the
 //! value of a user name or password parameter), or follows an authority that is not a list of
-//! hosts, the user information runs to that `@`, and the check rejects the URL. `memory://`
-//! and Unix socket URLs have no user information to recognise: their path may hold a `@`.
+//! hosts, the user information runs to that `@`, and the check rejects the URL. The path of a
+//! Unix socket URL (`redis+unix:///...`, nothing between `//` and `/`) may hold a `@`.
 //!
 //! [`Url`]'s `Display` and `Debug` (and [`redact_url`]) replace every password by `***`: the
 //! one in the user information, and the values of the `pass`, `password` and
@@ -102,10 +102,12 @@ impl<'a> Url<'a> {
         };
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let mut at = rest[..end].rfind('@');
-        let hostless = ["memory", "redis+unix", "unix"]
-            .iter()
-            .any(|s| scheme.eq_ignore_ascii_case(s));
-        if !hostless {
+        // A socket path may hold a `@`.
+        let socket = end == 0
+            && ["redis+unix", "unix"]
+                .iter()
+                .any(|s| scheme.eq_ignore_ascii_case(s));
+        if !socket {
             if let Some(misplaced) = misplaced_at(rest, end) {
                 at = Some(misplaced);
             }
@@ -219,6 +221,20 @@ impl<'a> Url<'a> {
     }
 }
 
+/// `key=value` pairs separated by `&`, the values of password parameters replaced by `***`.
+fn write_masked_pairs(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    for (i, pair) in text.split('&').enumerate() {
+        if i > 0 {
+            f.write_str("&")?;
+        }
+        match pair.split_once('=') {
+            Some((key, _)) if is_one_of(key, &PASSWORD_PARAMS) => write!(f, "{key}=***")?,
+            _ => f.write_str(pair)?,
+        }
+    }
+    Ok(())
+}
+
 impl fmt::Display for Url<'_> {
     /// The URL with its passwords replaced by `***`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -234,18 +250,15 @@ impl fmt::Display for Url<'_> {
         write!(f, "{}{}", self.hosts, self.path)?;
         if let Some(query) = self.query {
             f.write_str("?")?;
-            for (i, pair) in query.split('&').enumerate() {
-                if i > 0 {
-                    f.write_str("&")?;
-                }
-                match pair.split_once('=') {
-                    Some((key, _)) if is_one_of(key, &PASSWORD_PARAMS) => write!(f, "{key}=***")?,
-                    _ => f.write_str(pair)?,
-                }
-            }
+            write_masked_pairs(f, query)?;
         }
+        // A fragment other than `#insecure` is an unencoded `#` in a query value: masked as
+        // the query is (the parameters after it are in it).
         match self.fragment {
-            Some(fragment) if self.shows_fragment() => write!(f, "#{fragment}"),
+            Some(fragment) if self.shows_fragment() => {
+                f.write_str("#")?;
+                write_masked_pairs(f, fragment)
+            }
             _ => Ok(()),
         }
     }
@@ -285,29 +298,60 @@ fn split(text: &str, mark: char) -> (&str, Option<&str>) {
 
 /// The position in `rest` (what follows `scheme://`) of the `@` that ends user information
 /// whose password held an unencoded `/`, `?` or `#` (the authority, `rest[..end]`, ending
-/// early): the last `@` after the authority that is where no `@` belongs, or, when the
-/// authority is no list of hosts, the last `@` after it.
+/// early), when a `@` after the authority is where no `@` belongs, or follows an authority
+/// without `@` that is no list of hosts: the first `@` after which the URL reads without such
+/// a `@` and with a list of hosts (failing that, without such a `@`; failing that, the last).
 fn misplaced_at(rest: &str, end: usize) -> Option<usize> {
-    let tail = &rest[end..];
-    let fragment = tail.find('#').unwrap_or(tail.len());
-    let query = tail[..fragment].find('?');
-    let belongs = |at: usize| match query {
-        Some(q) if at > q && at < fragment => {
-            let start = tail[q + 1..at].rfind('&').map_or(q + 1, |i| q + 1 + i + 1);
-            tail[start..at]
-                .split_once('=')
-                .is_some_and(|(key, _)| is_one_of(key, &CREDENTIAL_PARAMS))
-        }
-        _ => false,
-    };
-    let ats = tail.match_indices('@').map(|(i, _)| i);
-    if let Some(at) = ats.clone().filter(|&at| !belongs(at)).last() {
-        return Some(end + at);
-    }
+    let ats: Vec<usize> = rest[end..]
+        .match_indices('@')
+        .map(|(i, _)| end + i)
+        .collect();
+    let last = *ats.last()?;
     let authority = &rest[..end];
-    let hosts = authority.rsplit('@').next().unwrap_or_default();
-    let is_hosts = hosts.split(',').all(|h| check_host_port(h).is_ok());
-    ats.last().filter(|_| !is_hosts).map(|at| end + at)
+    if (authority.contains('@') || is_hosts(authority)) && !has_misplaced_at(&rest[end..]) {
+        return None;
+    }
+    // The authority after the `@` at `at`, if the rest reads without a misplaced `@`.
+    let reads_well = |&at: &usize| {
+        let after = &rest[at + 1..];
+        let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+        let fine = !after[..end].contains('@') && !has_misplaced_at(&after[end..]);
+        fine.then_some((at, &after[..end]))
+    };
+    let candidates: Vec<(usize, &str)> = ats.iter().filter_map(reads_well).collect();
+    let with_hosts = candidates.iter().find(|(_, hosts)| is_hosts(hosts));
+    Some(
+        with_hosts
+            .or(candidates.first())
+            .map_or(last, |(at, _)| *at),
+    )
+}
+
+/// Whether `hosts` is a comma-separated list of `host[:port]`.
+fn is_hosts(hosts: &str) -> bool {
+    hosts.split(',').all(|h| check_host_port(h).is_ok())
+}
+
+/// Whether `tail`, what follows an authority, holds a `@` where none belongs: in the path, in
+/// the fragment, or in the query but for the value of a user name or password parameter (a
+/// fragment after such a value may be the rest of it, after an unencoded `#`).
+fn has_misplaced_at(tail: &str) -> bool {
+    let fragment = tail.find('#').unwrap_or(tail.len());
+    let Some(query) = tail[..fragment].find('?') else {
+        return tail.contains('@');
+    };
+    // Whether the `@` at `at` (in the query or the fragment) ends a credential's value.
+    let in_credential = |at: usize| {
+        let at = at.min(fragment);
+        let start = tail[query + 1..at]
+            .rfind('&')
+            .map_or(query + 1, |i| query + 1 + i + 1);
+        tail[start..at]
+            .split_once('=')
+            .is_some_and(|(key, _)| is_one_of(key, &CREDENTIAL_PARAMS))
+    };
+    tail.match_indices('@')
+        .any(|(at, _)| at < query || !in_credential(at))
 }
 
 /// `host[:port]` or `[v6]:port`: the message says what is wrong.
@@ -374,4 +418,4 @@ fn check_port(port: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
