@@ -49,6 +49,7 @@ const CREDENTIAL_PARAMS: [&str; 5] = [
 
 /// What stays unencoded in the user information of a normalised URL: the unreserved
 /// characters of RFC 3986.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // read by the Redis transport
 const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
@@ -107,10 +108,8 @@ impl<'a> Url<'a> {
             && ["redis+unix", "unix"]
                 .iter()
                 .any(|s| scheme.eq_ignore_ascii_case(s));
-        if !socket {
-            if let Some(misplaced) = misplaced_at(rest, end) {
-                at = Some(misplaced);
-            }
+        if let Some(misplaced) = misplaced_at(rest, end).filter(|_| !socket) {
+            at = Some(misplaced);
         }
         match at {
             Some(at) => Url::server(Some(scheme), Some(&rest[..at]), &rest[at + 1..]),
@@ -139,6 +138,7 @@ impl<'a> Url<'a> {
     }
 
     /// The user information as written: `user`, `user:password` or `:password`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn userinfo(&self) -> Option<&'a str> {
         self.userinfo
     }
@@ -165,17 +165,20 @@ impl<'a> Url<'a> {
     }
 
     /// The query after `?`, as written.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn query(&self) -> Option<&'a str> {
         self.query
     }
 
     /// The fragment after `#`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn fragment(&self) -> Option<&'a str> {
         self.fragment
     }
 
     /// The user information with user name and password percent-encoded anew, so that no
     /// other parser can read them differently.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn normalized_userinfo(&self) -> Option<String> {
         let (user, password) = self.credentials()?;
         let encode = |text: &str| {
@@ -190,6 +193,7 @@ impl<'a> Url<'a> {
 
     /// The URL with its scheme in lower case and its user information normalised
     /// ([`normalized_userinfo`](Self::normalized_userinfo)): the text to give redis-rs.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn normalized(&self) -> String {
         let mut text = self.scheme().map(|s| s + "://").unwrap_or_default();
         if let Some(userinfo) = self.normalized_userinfo() {
@@ -272,6 +276,7 @@ impl fmt::Debug for Url<'_> {
 
 /// The text `text` stands for once its `%XX` escapes are decoded (a `%` not followed by two
 /// hex digits stands for itself); an error when that is not UTF-8.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // read by the Redis transport
 pub(crate) fn decode(text: &str) -> Result<Cow<'_, str>, std::str::Utf8Error> {
     percent_decode_str(text).decode_utf8()
 }
