@@ -18,13 +18,17 @@
 //! `#` would end the authority early; the parser recognises it, to say so rather than read a
 //! wrong host (and to keep the password out of every message): when a `@` follows the
 //! authority where no `@` belongs (in the path, the fragment, or the query other than the
-//! value of a user name or password parameter), or follows an authority that is not a list of
-//! hosts, the user information runs to that `@`, and the check rejects the URL. The path of a
-//! Unix socket URL (`redis+unix:///...`, nothing between `//` and `/`) may hold a `@`.
+//! value of a user name or password parameter), or follows an authority without `@` that is
+//! not a list of hosts, the user information runs to the first `@` after which the rest reads
+//! as hosts and a path, query and fragment without such a `@`, and the check rejects the URL.
+//! The path of a Unix socket URL (`redis+unix:///...`, nothing between `//` and `/`) may hold
+//! a `@`.
 //!
 //! [`Url`]'s `Display` and `Debug` (and [`redact_url`]) replace every password by `***`: the
 //! one in the user information, and the values of the `pass`, `password` and
-//! `sentinel_password` query parameters, whatever characters they hold.
+//! `sentinel_password` query parameters, whatever characters they hold. A fragment other than
+//! `#insecure` is an unencoded `#` in a query value: it is left out after a password
+//! parameter, and masked as the query is otherwise.
 
 use std::borrow::Cow;
 use std::fmt;
