@@ -6,13 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eventbus::redis::RedisOptions;
-use eventbus::transport::Transport;
+use eventbus::transport::{Transport, redact_url};
 use eventbus::{ConnectError, ConnectErrorKind, EventBus, EventBusBuilder};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisError};
 
 use crate::exit::{CliError, Code, chain};
-use crate::url::redact;
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,7 +69,7 @@ impl std::fmt::Debug for Session {
 
 /// Connects a bus built from `builder` to `url`, checking the URL as the bus does.
 pub(crate) async fn connect(url: &str, builder: EventBusBuilder) -> Result<Session, CliError> {
-    let shown_url = redact(url);
+    let shown_url = redact_url(url);
     let mut options = RedisOptions::new().connect_timeout(CONNECT_TIMEOUT);
     if let Some(pem) = TLS_ROOT.get() {
         options = options.tls_root_certificate(pem.clone());

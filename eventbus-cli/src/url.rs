@@ -1,34 +1,13 @@
-//! The server's URL: where it comes from and how it is shown (never with its password).
+//! The server's URL: where it comes from. It is shown through the library's
+//! [`redact_url`](eventbus::transport::redact_url), which reads it as the bus does and masks
+//! every password.
 
 /// The URL used when neither `--url` nor `EVENTBUS_URL` is given.
 pub(crate) const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 
-/// The URL with its password replaced by `***`, in the user information
-/// (`redis://user:***@host`) and in `pass`/`password` query parameters
-/// (`redis+unix:///tmp/redis.sock?pass=***`).
-pub(crate) fn redact(url: &str) -> String {
-    let masked = eventbus::transport::redact_url(url);
-    let Some((head, query)) = masked.split_once('?') else {
-        return masked;
-    };
-    let params: Vec<String> = query.split('&').map(redact_param).collect();
-    format!("{head}?{}", params.join("&"))
-}
-
-fn redact_param(param: &str) -> String {
-    match param.split_once('=') {
-        Some((key, _))
-            if key.eq_ignore_ascii_case("pass") || key.eq_ignore_ascii_case("password") =>
-        {
-            format!("{key}=***")
-        }
-        _ => param.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use eventbus::transport::redact_url as redact;
 
     #[test]
     fn passwords_never_show() {
@@ -42,5 +21,10 @@ mod tests {
             "redis+unix:///tmp/r.sock?db=1&pass=***"
         );
         assert_eq!(redact("redis://h:1"), "redis://h:1");
+        // A `@` in a query value is the value's: the password after it is still masked.
+        assert_eq!(
+            redact("redis+unix:///run/redis.sock?user=ops@corp&pass=s3cret"),
+            "redis+unix:///run/redis.sock?user=ops@corp&pass=***"
+        );
     }
 }

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::event::Event;
 use crate::handler::ArgKind;
+use crate::transport::url::Url;
 
 /// One event type as the document describes it.
 #[derive(Debug, Clone)]
@@ -81,25 +82,22 @@ fn key(name: &str) -> String {
 }
 
 /// The server object of a Redis URL (already without its password); none for `memory://`.
+/// Only the hosts and the path are kept: the query holds options and credentials
+/// (`sentinel_password`), not the database.
 fn server(url: &str) -> Option<Value> {
-    let (scheme, rest) = url.split_once("://")?;
-    if scheme.eq_ignore_ascii_case("memory") {
+    let url = Url::parse(url);
+    let scheme = url.scheme()?;
+    if scheme == "memory" {
         return None;
     }
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    // The query holds options and credentials (`sentinel_password`), not the database.
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let (host, path) = match rest.split_once('/') {
-        Some((h, p)) => (h, format!("/{p}")),
-        None => (rest, String::new()),
-    };
+    let host = url.hosts();
     let mut server = json!({
         "host": if host.is_empty() { "localhost" } else { host },
         "protocol": "redis",
         "description": format!("Redis ({scheme}://): pub/sub for broadcast events, streams for durable ones."),
     });
-    if !path.is_empty() && path != "/" {
-        server["pathname"] = json!(path);
+    if !url.path().is_empty() && url.path() != "/" {
+        server["pathname"] = json!(url.path());
     }
     Some(server)
 }

@@ -9,7 +9,9 @@ use crate::redis::RedisOptions;
 use crate::redis::cluster::nodes::{self, ClusterNodes};
 use crate::redis::errors::{is_connection_error, redis_text};
 use crate::redis::sentinel::discovery::{self, Sentinels};
-use crate::transport::{ErrorKind, TransportError, redact_query, redact_url};
+use crate::transport::url::Url;
+use crate::transport::url::check::check_url;
+use crate::transport::{ErrorKind, TransportError};
 
 /// How the server to connect to is found.
 pub(crate) enum Locator {
@@ -43,18 +45,9 @@ impl fmt::Debug for Target {
     }
 }
 
-/// [`redact_url`]; a text without a scheme is masked up to its last `@`.
-pub(crate) fn redact(url: &str) -> String {
-    match url.rfind('@') {
-        // No scheme: everything before the last `@` may be a password.
-        Some(at) if !url.contains("://") => redact_query(&format!("***{}", &url[at..])),
-        _ => redact_url(url),
-    }
-}
-
 impl Target {
     pub(crate) fn parse(url: &str, options: &RedisOptions) -> Result<Target, TransportError> {
-        let redacted = redact(url);
+        let redacted = Url::parse(url).to_string();
         let invalid = |why: &dyn fmt::Display| {
             TransportError::new(
                 ErrorKind::InvalidUrl,
@@ -62,19 +55,20 @@ impl Target {
             )
         };
         let url = check_url(url).map_err(|why| invalid(&why))?;
-        if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") {
+        let scheme = url.scheme().unwrap_or_default();
+        if scheme.ends_with("+cluster") {
             return Self::in_cluster(&url, redacted.clone(), options).map_err(|why| invalid(&why));
         }
-        if url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://") {
+        if scheme.ends_with("+sentinel") {
             return Self::sentinel(&url, redacted.clone(), options).map_err(|why| invalid(&why));
         }
-        let tls = url.starts_with("rediss://");
+        let tls = scheme == "rediss";
         if tls && !cfg!(feature = "tls") {
             return Err(invalid(
                 &"rediss:// needs the `tls` feature of eventbus (`features = [\"tls\"]`)",
             ));
         }
-        let parsed = redis::parse_redis_url(&url)
+        let parsed = redis::parse_redis_url(&url.normalized())
             .ok_or_else(|| invalid(&"not a valid URL (check the host name)"))?;
         let info = parsed
             .into_connection_info()
@@ -83,7 +77,7 @@ impl Target {
         let db = info.redis_settings().db();
         let client =
             crate::redis::conn::tls::client(info, options).map_err(|e| invalid(&redis_text(&e)))?;
-        if tls && url.ends_with("#insecure") {
+        if tls && url.fragment() == Some("insecure") {
             tracing::warn!(
                 server = %addr,
                 "TLS certificate and host name verification is OFF for {redacted} (#insecure): \
@@ -101,7 +95,7 @@ impl Target {
     }
 
     /// A target found through sentinels.
-    fn sentinel(url: &str, redacted: String, options: &RedisOptions) -> Result<Target, String> {
+    fn sentinel(url: &Url<'_>, redacted: String, options: &RedisOptions) -> Result<Target, String> {
         let parsed = discovery::parse_url(url)?;
         if parsed.tls && !cfg!(feature = "tls") {
             return Err(
@@ -128,7 +122,11 @@ impl Target {
     }
 
     /// A target in a Redis Cluster.
-    fn in_cluster(url: &str, redacted: String, options: &RedisOptions) -> Result<Target, String> {
+    fn in_cluster(
+        url: &Url<'_>,
+        redacted: String,
+        options: &RedisOptions,
+    ) -> Result<Target, String> {
         let (nodes, tls) = nodes::parse_url(url)?;
         if tls && !cfg!(feature = "tls") {
             return Err(
@@ -199,218 +197,6 @@ impl Target {
     }
 }
 
-/// Checks a Redis URL before redis-rs reads it, so that each mistake gets its own message
-/// (never showing the password), and returns it with its scheme in lower case.
-fn check_url(url: &str) -> Result<String, String> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Err("expected a URL such as redis://127.0.0.1:6379".to_owned());
-    };
-    let scheme = scheme.to_ascii_lowercase();
-    match scheme.as_str() {
-        "redis" | "rediss" => check_tcp(rest, scheme == "rediss")?,
-        "redis+unix" | "unix" => check_unix(rest)?,
-        "redis+sentinel" | "rediss+sentinel" | "redis+cluster" | "rediss+cluster" => {}
-        _ => {
-            return Err(format!(
-                "unsupported scheme `{scheme}://`: expected redis://, rediss://, redis+unix://, \
-                 redis+sentinel:// or redis+cluster://"
-            ));
-        }
-    }
-    Ok(format!("{scheme}://{rest}"))
-}
-
-/// `[user][:password]@host[:port][/db][?protocol=resp3][#insecure]`
-pub(super) fn check_tcp(rest: &str, tls: bool) -> Result<(), String> {
-    let server = match rest.rfind('@') {
-        Some(at) => {
-            check_userinfo(&rest[..at])?;
-            &rest[at + 1..]
-        }
-        None => rest,
-    };
-    let end = server.find(['/', '?', '#']).unwrap_or(server.len());
-    check_host_port(&server[..end])?;
-    let tail = &server[end..];
-    let (tail, fragment) = match tail.split_once('#') {
-        Some((t, f)) => (t, Some(f)),
-        None => (tail, None),
-    };
-    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
-    match path.trim_matches('/') {
-        "" => {}
-        db => check_db(
-            db,
-            "the path of a Redis URL is the database number: redis://host:6379/0",
-        )?,
-    }
-    check_query(query, false)?;
-    match fragment {
-        None | Some("") => Ok(()),
-        Some("insecure") if tls => Ok(()),
-        Some(_) if tls => Err("the only fragment a rediss:// URL takes is #insecure".to_owned()),
-        Some(_) => Err("a redis:// URL takes no fragment (`#...`)".to_owned()),
-    }
-}
-
-/// The user information: `/`, `?` and `#` would end it early, and what remains must decode to
-/// UTF-8. Its text is never shown.
-fn check_userinfo(userinfo: &str) -> Result<(), String> {
-    let (user, password) = match userinfo.split_once(':') {
-        Some((u, p)) => (u, Some(p)),
-        None => (userinfo, None),
-    };
-    for (part, text) in [("user name", Some(user)), ("password", password)] {
-        let Some(text) = text else { continue };
-        if let Some(c) = text.chars().find(|c| matches!(c, '/' | '?' | '#')) {
-            return Err(format!(
-                "the {part} holds an unencoded `{c}`, which ends the user information of a \
-                 URL; percent-encode it (`/` as %2F, `?` as %3F, `#` as %23, `@` as %40, `:` \
-                 as %3A, `%` as %25)"
-            ));
-        }
-        if String::from_utf8(percent_decode(text)).is_err() {
-            return Err(format!(
-                "the {part} is not valid UTF-8 once percent-decoded (percent-encode each byte \
-                 of its UTF-8 form)"
-            ));
-        }
-    }
-    Ok(())
-}
-
-pub(super) fn check_host_port(server: &str) -> Result<(), String> {
-    let (host, port) = if let Some(v6) = server.strip_prefix('[') {
-        let Some((addr, after)) = v6.split_once(']') else {
-            return Err("the IPv6 address lacks its closing `]`".to_owned());
-        };
-        match after {
-            "" => (addr, None),
-            _ => match after.strip_prefix(':') {
-                Some(port) => (addr, Some(port)),
-                None => return Err("expected `:PORT` after the IPv6 address".to_owned()),
-            },
-        }
-    } else {
-        match server.split_once(':') {
-            Some((_, port)) if port.contains(':') => {
-                return Err(
-                    "an IPv6 address must be written in brackets: redis://[::1]:6379".to_owned(),
-                );
-            }
-            Some((host, port)) => (host, Some(port)),
-            None => (server, None),
-        }
-    };
-    check_host(host)?;
-    port.map_or(Ok(()), check_port)
-}
-
-fn check_host(host: &str) -> Result<(), String> {
-    if host.is_empty() {
-        return Err("the host is missing: expected redis://HOST:PORT".to_owned());
-    }
-    if matches!(host, "0.0.0.0" | "::") {
-        return Err(format!(
-            "`{host}` is the wildcard address a server listens on, not one to connect to: \
-             name the server (for this machine, 127.0.0.1)"
-        ));
-    }
-    let bad = host.chars().find(|c| {
-        c.is_ascii() && !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
-    });
-    match bad {
-        Some(c) => Err(format!(
-            "the host `{host}` holds `{c}`, which a host name cannot"
-        )),
-        None => Ok(()),
-    }
-}
-
-fn check_port(port: &str) -> Result<(), String> {
-    if port.is_empty() {
-        return Err("the port is empty after `:`".to_owned());
-    }
-    if !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("the port `{port}` is not a number (1-65535)"));
-    }
-    match port.parse::<u32>() {
-        Ok(0) => Err("port 0 is not a port a server listens on: use 1-65535".to_owned()),
-        Ok(n) if n <= u32::from(u16::MAX) => Ok(()),
-        _ => Err(format!("the port {port} is out of range: use 1-65535")),
-    }
-}
-
-fn check_db(db: &str, hint: &str) -> Result<(), String> {
-    match db.parse::<i64>() {
-        Ok(n) if n >= 0 => Ok(()),
-        Ok(_) => Err(format!("the database number {db} is negative")),
-        Err(_) => Err(format!("the database `{db}` is not a number ({hint})")),
-    }
-}
-
-/// `protocol` must name a protocol; for Unix sockets `db` must be a number; the sentinels'
-/// credentials belong to `redis+sentinel://` URLs alone. Other parameters are ignored.
-fn check_query(query: &str, unix: bool) -> Result<(), String> {
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "protocol" if !matches!(value, "2" | "3" | "resp2" | "resp3") => {
-                return Err(format!(
-                    "unknown protocol `{value}`: use protocol=resp2 or protocol=resp3"
-                ));
-            }
-            "db" if unix => check_db(value, "redis+unix:///path/to/redis.sock?db=0")?,
-            "sentinel_username" | "sentinel_password" => {
-                return Err(format!(
-                    "`{key}` is for redis+sentinel:// URLs only (the sentinels' own credentials)"
-                ));
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// `/absolute/path/to/socket[?db=N&user=U&pass=P&protocol=resp3]`
-fn check_unix(rest: &str) -> Result<(), String> {
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path.is_empty() || path == "/" {
-        return Err("the socket path is missing: redis+unix:///path/to/redis.sock".to_owned());
-    }
-    if !path.starts_with('/') {
-        return Err("the socket path must be absolute, after three slashes: \
-             redis+unix:///path/to/redis.sock"
-            .to_owned());
-    }
-    check_query(query, true)
-}
-
-/// The bytes `text` stands for once `%XX` escapes are decoded (a `%` not followed by two hex
-/// digits stands for itself).
-pub(super) fn percent_decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-            Some(b) if bytes[i] == b'%' => {
-                out.push(b);
-                i += 3;
-            }
-            _ => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,11 +204,18 @@ mod tests {
 
     #[test]
     fn query_passwords_are_redacted() {
+        let redact = crate::transport::redact_url;
         assert_eq!(
             redact("redis+unix:///tmp/r.sock?db=1&pass=s3cret"),
             "redis+unix:///tmp/r.sock?db=1&pass=***"
         );
         assert_eq!(redact("redis://u:s3cret@h:1/0"), "redis://u:***@h:1/0");
+        let o = RedisOptions::default();
+        let t = Target::parse("redis+unix:///run/redis.sock?user=ops@corp&pass=s3cret", &o);
+        assert_eq!(
+            t.unwrap().redacted,
+            "redis+unix:///run/redis.sock?user=ops@corp&pass=***"
+        );
     }
 
     #[test]
@@ -583,6 +376,9 @@ mod tests {
             "redis://user:pa:ss@127.0.0.1:6379/15",
             "redis://[::1]:6379",
             "redis+unix:///tmp/r.sock?db=3&pass=x",
+            "redis+unix:///run/redis.sock?user=ops@corp&pass=s3cret",
+            "redis+sentinel://h:26379/m?sentinel_username=ops@team&sentinel_password=s3cret",
+            "redis+cluster://:p@ss@h:1,h:2/",
         ] {
             Target::parse(url, &o).unwrap_or_else(|e| panic!("{url}: {}", chain_text(&e)));
         }
@@ -596,5 +392,26 @@ mod tests {
         assert_eq!(t.addr, "127.0.0.1:6390");
         assert_eq!(t.db, 3);
         assert!(!format!("{t:?}").contains("pw"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 1000,
+            ..Default::default()
+        })]
+
+        /// The error of a URL the bus refuses, with its source chain, never shows the
+        /// password, whatever characters surround it (see `transport::url::tests::secrets`).
+        #[test]
+        fn no_secret_in_errors((url, secret) in crate::transport::url::tests::secrets::url()) {
+            match Target::parse(&url, &RedisOptions::default()) {
+                Ok(t) => proptest::prop_assert!(!t.redacted.contains(&secret), "{url}"),
+                Err(e) => {
+                    let text = chain_text(&e);
+                    proptest::prop_assert!(!text.contains(&secret), "{url}: {text}");
+                    proptest::prop_assert!(!format!("{e:?}").contains(&secret), "{e:?}");
+                }
+            }
+        }
     }
 }

@@ -69,7 +69,7 @@ pub mod memory;
 mod memory_dedupe;
 mod memory_streams;
 mod message;
-mod url;
+pub(crate) mod url;
 
 pub use ack::{Ack, Acknowledge};
 pub use admin::PubSubAdmin;
@@ -81,7 +81,6 @@ pub use error::TransportError;
 pub use glob::glob_match;
 pub use group::{GroupSpec, GroupStatus, StartFrom};
 pub use message::Message;
-pub(crate) use url::redact_query;
 pub use url::redact_url;
 
 pub use crate::boxed::{BoxError, BoxFuture};

@@ -22,7 +22,8 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::{IntoConnectionInfo, ProtocolVersion, RedisError};
 
 use crate::redis::RedisOptions;
-use crate::redis::target::{check_host_port, check_tcp};
+use crate::transport::url::check::{check_fragment, check_query, check_userinfo};
+use crate::transport::url::{Url, check_host_port};
 
 /// The seed nodes and the clients made from them.
 pub(crate) struct ClusterNodes {
@@ -43,41 +44,42 @@ impl fmt::Debug for ClusterNodes {
     }
 }
 
-/// Reads a `redis+cluster://` or `rediss+cluster://` URL (scheme in lower case) into one
-/// plain `redis[s]://` URL per seed node, credentials included. The error says what is wrong,
-/// never showing the password.
-pub(crate) fn parse_url(url: &str) -> Result<(Vec<String>, bool), String> {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let tls = scheme == "rediss+cluster";
-    let (userinfo, server) = match rest.rfind('@') {
-        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-        None => (None, rest),
-    };
-    let end = server.find(['/', '?', '#']).unwrap_or(server.len());
-    let (hosts, tail) = server.split_at(end);
-    let path = tail.split(['?', '#']).next().unwrap_or_default();
+/// Reads a `redis+cluster://` or `rediss+cluster://` URL into one plain `redis[s]://` URL
+/// per seed node, credentials included. The error says what is wrong, never showing the
+/// password.
+pub(crate) fn parse_url(url: &Url<'_>) -> Result<(Vec<String>, bool), String> {
+    let tls = url.scheme().as_deref() == Some("rediss+cluster");
+    check_userinfo(url)?;
+    let path = url.path();
     if !path.trim_matches('/').is_empty() {
         return Err(format!(
             "a cluster has only database 0: the path `{path}` is not taken \
              (redis+cluster://host:port,host:port/)"
         ));
     }
+    check_query(url.query().unwrap_or_default(), false)?;
+    check_fragment(url.fragment(), tls)?;
+    let scheme = if tls { "rediss" } else { "redis" };
+    let auth = url
+        .normalized_userinfo()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    let mut tail = String::new();
+    for (mark, part) in [('?', url.query()), ('#', url.fragment())] {
+        if let Some(part) = part {
+            tail.push(mark);
+            tail.push_str(part);
+        }
+    }
     let mut nodes = Vec::new();
-    for host in hosts.split(',') {
+    for host in url.hosts().split(',') {
         if host.is_empty() {
             return Err(
                 "a node address is empty (two commas in a row, or a trailing comma?)".into(),
             );
         }
         check_host_port(host)?;
-        let auth = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
-        let node = format!("{auth}{host}{}", tail.trim_start_matches('/'));
-        check_tcp(&node, tls)?;
-        let scheme = if tls { "rediss" } else { "redis" };
-        nodes.push(format!(
-            "{scheme}://{auth}{host}/{}",
-            tail.trim_start_matches('/')
-        ));
+        nodes.push(format!("{scheme}://{auth}{host}/{tail}"));
     }
     Ok((nodes, tls))
 }
@@ -147,6 +149,10 @@ fn with_certificates(builder: ClusterClientBuilder, _: &RedisOptions) -> Cluster
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_url(url: &str) -> Result<(Vec<String>, bool), String> {
+        super::parse_url(&Url::parse(url))
+    }
 
     #[test]
     fn cluster_urls_are_read() {

@@ -23,8 +23,8 @@ use redis::{AsyncConnectionConfig, ConnectionInfo, RedisConnectionInfo, RedisErr
 
 use crate::redis::RedisOptions;
 use crate::redis::errors::classify;
-use crate::redis::target::percent_decode;
 use crate::transport::ErrorKind;
+use crate::transport::url::decode as percent_decode;
 
 /// The query parameter naming the sentinels' user.
 pub(crate) const USERNAME_PARAM: &str = "sentinel_username";
@@ -106,7 +106,7 @@ fn decode(key: &str, value: &str) -> Result<String, String> {
     if value.is_empty() {
         return Err(format!("`{key}` is empty"));
     }
-    String::from_utf8(percent_decode(value)).map_err(|_| {
+    percent_decode(value).map(String::from).map_err(|_| {
         format!("`{key}` is not valid UTF-8 once percent-decoded (percent-encode each byte of its UTF-8 form)")
     })
 }

@@ -29,7 +29,8 @@ use redis::{Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisErr
 use crate::redis::RedisOptions;
 use crate::redis::errors::{RedisCause, classify, is_certificate_error, redis_text};
 use crate::redis::sentinel::auth::{self, SentinelAuth};
-use crate::redis::target::{check_host_port, check_tcp};
+use crate::transport::url::check::{check_db, check_fragment, check_query, check_userinfo};
+use crate::transport::url::{Url, check_host_port};
 use crate::transport::{ErrorKind, TransportError};
 
 /// The port a sentinel listens on when the URL names none.
@@ -51,27 +52,19 @@ pub(crate) struct SentinelUrl {
     pub(crate) auth: SentinelAuth,
 }
 
-/// Reads a `redis+sentinel://` or `rediss+sentinel://` URL (scheme in lower case). The error
-/// says what is wrong, never showing the password.
-pub(crate) fn parse_url(url: &str) -> Result<SentinelUrl, String> {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let tls = scheme == "rediss+sentinel";
-    let (userinfo, server) = match rest.rfind('@') {
-        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-        None => (None, rest),
-    };
-    let (server, fragment) = match server.split_once('#') {
-        Some((s, f)) => (s, Some(f)),
-        None => (server, None),
-    };
-    let (server, query) = server.split_once('?').unwrap_or((server, ""));
-    let (auth, query) = SentinelAuth::take_from_query(query)?;
-    let Some((hosts, path)) = server.split_once('/') else {
+/// Reads a `redis+sentinel://` or `rediss+sentinel://` URL. The error says what is wrong,
+/// never showing the password.
+pub(crate) fn parse_url(url: &Url<'_>) -> Result<SentinelUrl, String> {
+    let tls = url.scheme().as_deref() == Some("rediss+sentinel");
+    check_userinfo(url)?;
+    let (auth, query) = SentinelAuth::take_from_query(url.query().unwrap_or_default())?;
+    let Some(path) = url.path().strip_prefix('/') else {
         return Err(
             "the master name is missing: redis+sentinel://host:26379,host:26379/MASTER".to_owned(),
         );
     };
-    let sentinels = hosts
+    let sentinels = url
+        .hosts()
         .split(',')
         .map(sentinel_addr)
         .collect::<Result<Vec<_>, _>>()?;
@@ -80,31 +73,35 @@ pub(crate) fn parse_url(url: &str) -> Result<SentinelUrl, String> {
         None => (path.trim_end_matches('/'), None),
     };
     check_master_name(master)?;
-    let first = hosts.split(',').next().unwrap_or_default();
+    if let Some(db) = db {
+        check_db(
+            db,
+            "the path of a Redis URL is the database number: redis://host:6379/0",
+        )?;
+    }
+    check_query(&query, false)?;
+    check_fragment(url.fragment(), tls)?;
+    let first = url.hosts().split(',').next().unwrap_or_default();
     let mut node_url = format!("{}://", if tls { "rediss" } else { "redis" });
-    if let Some(userinfo) = userinfo {
-        node_url.push_str(userinfo);
+    if let Some(userinfo) = url.normalized_userinfo() {
+        node_url.push_str(&userinfo);
         node_url.push('@');
     }
-    node_url.push_str(first);
-    node_url.push('/');
-    node_url.push_str(db.unwrap_or("0"));
+    node_url.push_str(&format!("{first}/{}", db.unwrap_or("0")));
     if !query.is_empty() {
         node_url.push('?');
         node_url.push_str(&query);
     }
-    if let Some(f) = fragment {
+    if let Some(f) = url.fragment() {
         node_url.push('#');
         node_url.push_str(f);
     }
-    let (_, node_rest) = node_url.split_once("://").unwrap_or_default();
-    check_tcp(node_rest, tls)?;
     Ok(SentinelUrl {
         sentinels,
         master: master.to_owned(),
         node_url,
         tls,
-        insecure: fragment == Some("insecure"),
+        insecure: url.fragment() == Some("insecure"),
         auth,
     })
 }
@@ -327,6 +324,10 @@ fn with_certificates(builder: SentinelClientBuilder, _: &RedisOptions) -> Sentin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_url(url: &str) -> Result<SentinelUrl, String> {
+        super::parse_url(&Url::parse(url))
+    }
 
     #[test]
     fn sentinel_urls_are_read() {
