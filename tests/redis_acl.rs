@@ -1,4 +1,4 @@
-//! Least privilege: the bus works with a Redis ACL user allowed only what the README's ACL
+//! Least privilege: the bus works with a Redis ACL user allowed only what the ACL of `docs/deployment.md`
 //! line grants (`eventbus::redis::LEAST_PRIVILEGE`), and a missing permission is an error
 //! that names the command and the ACL category to grant, or the key or channel pattern.
 

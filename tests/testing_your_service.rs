@@ -1,4 +1,4 @@
-//! The README's "Testing your service" example, and the test kit's own behaviour: settle
+//! The example of `docs/testing.md` ("Testing your service"), and the test kit's own behaviour: settle
 //! waits for pub/sub and durable work, failures name the handler and the event, the record
 //! holds what the service published, and assertions fail with what was published instead.
 

@@ -11,7 +11,8 @@
 
 use redis::RedisError;
 
-/// The ACL line the README documents, without the user's name and password.
+/// The ACL line `docs/deployment.md` documents ("Least privilege"), without the user's name
+/// and password.
 pub const LEAST_PRIVILEGE: &str = "resetchannels &events:* resetkeys ~events:* ~eventbus:* -@all \
     +@connection +publish +subscribe +psubscribe +unsubscribe +punsubscribe +pubsub +xadd \
     +xreadgroup +xack +xautoclaim +xpending +xgroup +xinfo +xrange +xdel +set +exists";
