@@ -14,9 +14,9 @@
 //! cargo run --example event_driven -- --asyncapi docs/   # also writes each service's AsyncAPI 3.0 document
 //! ```
 //!
-//! `--asyncapi DIR` writes `DIR/backoffice.json` and `DIR/web.json`: the channels each service
-//! publishes to and receives on, with the data's JSON Schema when built with eventbus's `schema`
-//! feature.
+//! `--asyncapi DIR` writes `DIR/backoffice.json` and `DIR/web.json` first, from the services'
+//! builders (no server needed): the channels each service publishes to and receives on, with
+//! the data's JSON Schema when built with eventbus's `schema` feature.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -97,35 +97,36 @@ async fn page_oncall(alert: Envelope<SystemAlert>) {
 async fn run() -> anyhow::Result<()> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let named = |name: &str| HandlerOptions::new().name(name);
-    let backoffice = connect(
-        EventBus::builder()
-            .service("backoffice")
-            .handler_with(send_welcome, named("send_welcome"))
-            .handler_with(sync_to_crm, named("sync_to_crm"))
-            .handler_with(audit_order, named("audit_order"))
-            .handler_with(page_oncall, named("page_oncall"))
-            .publishes::<SystemAlert>()
-            .on_error(|failure| println!("on_error: {failure}")),
-        &url,
-    )
-    .await?;
+    let backoffice = EventBus::builder()
+        .service("backoffice")
+        .handler_with(send_welcome, named("send_welcome"))
+        .handler_with(sync_to_crm, named("sync_to_crm"))
+        .handler_with(audit_order, named("audit_order"))
+        .handler_with(page_oncall, named("page_oncall"))
+        .publishes::<SystemAlert>()
+        .on_error(|failure| println!("on_error: {failure}"));
     let web = EventBus::builder()
         .service("web")
         .publishes::<UserCreated>()
         .publishes::<OrderPlaced>();
-    let web = connect(web, &url).await?;
+    // The documents come from the builders: writing them needs no server.
     let args: Vec<String> = std::env::args().collect();
     if let Some(dir) = args
         .windows(2)
         .find(|w| w[0] == "--asyncapi")
         .map(|w| &w[1])
     {
-        for bus in [&backoffice, &web] {
-            let path = std::path::Path::new(dir).join(format!("{}.json", bus.service()));
-            std::fs::write(&path, serde_json::to_string_pretty(&bus.asyncapi())?)?;
+        for (service, builder) in [("backoffice", &backoffice), ("web", &web)] {
+            let path = std::path::Path::new(dir).join(format!("{service}.json"));
+            std::fs::write(
+                &path,
+                serde_json::to_string_pretty(&builder.asyncapi_for(&url))?,
+            )?;
             println!("wrote {}", path.display());
         }
     }
+    let backoffice = connect(backoffice, &url).await?;
+    let web = connect(web, &url).await?;
 
     for (user_id, name) in [(1001, "Ada"), (1002, "Grace")] {
         web.publish(UserCreated {

@@ -19,16 +19,19 @@ fi
 
 scripts/python-env.sh
 
+# Cargo's build directory: `target/` unless CARGO_TARGET_DIR says otherwise.
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+
 if [ "${CI:-}" = true ]; then
   # On a fresh CI machine the compile-fail cases go first, and trybuild's scratch build of the
   # whole dependency tree (about 2 GB) is removed before the other test binaries are built.
   echo "==> cargo test --test derive_ui (compile-fail cases), then its scratch build removed"
   cargo test --test derive_ui "$@"
-  rm -rf target/tests/trybuild
+  rm -rf "$TARGET_DIR/tests/trybuild"
   echo "==> cargo test --workspace (derive_ui ran above)"
   cargo test --workspace "$@" -- --skip derive_ui
   # The feature runs below build test binaries of their own; the workspace's are done with.
-  find target/debug/deps -maxdepth 1 -type f -perm -u+x ! -name '*.*' -delete
+  find "$TARGET_DIR/debug/deps" -maxdepth 1 -type f -perm -u+x ! -name '*.*' -delete
 else
   echo "==> cargo test --workspace"
   cargo test --workspace "$@"

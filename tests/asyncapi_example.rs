@@ -149,3 +149,25 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The documents come from the services' builders: `--asyncapi` writes them even when no
+/// server answers (the example then fails to connect, after writing them).
+#[test]
+fn the_documents_need_no_server() {
+    let dir = tempdir();
+    let out = Command::new(example_binary("event_driven"))
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .args(["--asyncapi", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "nothing listens on port 1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("could not connect"), "{stderr}");
+    for name in ["backoffice.json", "web.json"] {
+        let text = std::fs::read_to_string(dir.join(name))
+            .unwrap_or_else(|e| panic!("{name} was not written: {e}\n{stderr}"));
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        assert_valid(&doc);
+        assert_eq!(doc["servers"]["redis"]["host"], "127.0.0.1:1", "{name}");
+    }
+}

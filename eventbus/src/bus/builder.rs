@@ -214,6 +214,17 @@ impl EventBusBuilder {
     /// The service's AsyncAPI 3.0 document, before connecting: the declared published types
     /// and the typed handlers' types, without a server. See [`EventBus::asyncapi`].
     pub fn asyncapi(&self) -> serde_json::Value {
+        self.document(None)
+    }
+
+    /// As [`asyncapi`](Self::asyncapi), with the server the bus would connect to at `url`
+    /// (its passwords masked), as [`EventBus::asyncapi`] has it once connected. Needs no
+    /// server.
+    pub fn asyncapi_for(&self, url: &str) -> serde_json::Value {
+        self.document(Some(&crate::transport::redact_url(url)))
+    }
+
+    fn document(&self, url: Option<&str>) -> serde_json::Value {
         let service = self.service.as_deref().unwrap_or("eventbus");
         let mut receives = Vec::new();
         for spec in &self.handlers {
@@ -225,7 +236,7 @@ impl EventBusBuilder {
                 crate::asyncapi::add(&mut receives, d);
             }
         }
-        crate::asyncapi::document(service, None, &self.sends, &receives)
+        crate::asyncapi::document(service, url, &self.sends, &receives)
     }
 
     /// Adds `hook` after the error hook already set (if any): both are called.
