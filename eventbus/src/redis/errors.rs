@@ -125,11 +125,48 @@ pub(crate) fn classify(e: &RedisError, io: ErrorKind) -> ErrorKind {
     }
 }
 
-/// Whether the TLS handshake failed on a certificate: the server's was not trusted (rustls's
-/// `invalid peer certificate`), or the server refused ours or its absence (a
-/// `...Certificate...` alert).
+/// Whether the TLS handshake failed on a certificate: the server's was not trusted, or the
+/// server refused ours or its absence. Told by rustls's own error, which redis-rs keeps as the
+/// source of its I/O error.
+#[cfg(feature = "tls")]
 pub(crate) fn is_certificate_error(e: &RedisError) -> bool {
-    redis_text(e).to_ascii_lowercase().contains("certificate")
+    use rustls::AlertDescription as Alert;
+    let Some(tls) = rustls_error(e) else {
+        return false;
+    };
+    matches!(
+        tls,
+        rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::AlertReceived(
+                Alert::BadCertificate
+                    | Alert::UnsupportedCertificate
+                    | Alert::CertificateRevoked
+                    | Alert::CertificateExpired
+                    | Alert::CertificateUnknown
+                    | Alert::UnknownCA
+                    | Alert::CertificateRequired
+            )
+    )
+}
+
+/// Without TLS no handshake fails on a certificate.
+#[cfg(not(feature = "tls"))]
+pub(crate) fn is_certificate_error(_: &RedisError) -> bool {
+    false
+}
+
+/// The rustls error behind a redis-rs I/O error: redis-rs holds the `io::Error` (behind an
+/// `Arc`), which holds the rustls error.
+#[cfg(feature = "tls")]
+fn rustls_error(e: &RedisError) -> Option<&rustls::Error> {
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+    let source = std::error::Error::source(e)?;
+    let io = match source.downcast_ref::<Shared>() {
+        Some(shared) => (**shared).downcast_ref::<std::io::Error>()?,
+        None => source.downcast_ref::<std::io::Error>()?,
+    };
+    io.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
 /// Whether the connection that returned `e` is unusable and must be replaced.
