@@ -6,6 +6,12 @@
 //! [`CloneProbe`] on `&Probe<T>` when `T: Clone`, and otherwise steps through one reference to
 //! [`NoCloneProbe`] on `Probe<T>`. In a generic impl whose bounds do not say `Clone`, the answer
 //! is "not Clone", which only costs a decode.
+//!
+//! Measured gain (callgrind, `cargo run --release --example bench -- --profile memory`: one
+//! event type, `Clone`, four no-op handlers on `memory://`): 43 900 instructions per event with
+//! a decode per handler, 37 800 with one decode and a copy for each further handler, 14% fewer.
+//! The plain way (no probe: every handler but the last decodes its own) is what a type that is
+//! not `Clone` gets. The gain grows with the data's size, since a decode parses the JSON again.
 
 /// A reference to the value being asked about.
 #[derive(Debug)]

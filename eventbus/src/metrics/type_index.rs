@@ -1,5 +1,10 @@
 //! A small number for each event type of the process, given on its first publish: where each
 //! bus keeps the type's counters, so that a publish reaches them without a lookup.
+//!
+//! Measured gain (callgrind, `cargo run --release --example bench -- --profile memory`,
+//! instructions per event from the difference of 40 000 and 20 000 events): 37 200 with the
+//! index, 38 200 with the plain way (every publish looks the type up by name in the bus's
+//! `RwLock<HashMap>` and clones its `Arc`, three times per publish), 2.7% fewer.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
