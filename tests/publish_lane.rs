@@ -1,5 +1,5 @@
 //! The publish lane: on a single server reached without TLS, the publisher carries its
-//! batched `PUBLISH`es and its `XADD`s on a connection of its own, named `eventbus-publish`,
+//! `PUBLISH`es and its `XADD`s on a connection of its own, named `eventbus-publish`,
 //! set up as the URL says (user, password, database). These tests look at that connection
 //! from the server's side.
 //!

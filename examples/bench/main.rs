@@ -6,6 +6,7 @@
 //! cargo run --release --example bench -- --quick   # small N: a smoke test
 //! cargo run --release --example bench -- --queue-capacity 65536   # the no-op handler's queue
 //! cargo run --release --example bench -- --profile subscribe      # one side, for `perf record`
+//! cargo run --release --example bench -- --publish-rows   # the publish path's rows, on one line
 //! ```
 //!
 //! What it measures, all with one subscriber attached to the channel:
@@ -117,6 +118,8 @@ struct Sizes {
     durable_latency: u64,
     /// Events in each cluster row.
     cluster: u64,
+    /// `--publish-rows`: stop after the rows of the publish path and print them on one line.
+    publish_rows: bool,
 }
 
 impl Sizes {
@@ -135,6 +138,7 @@ impl Sizes {
                 durable: 5_000,
                 durable_latency: 500,
                 cluster: 5_000,
+                publish_rows: false,
             }
         } else {
             Sizes {
@@ -153,7 +157,21 @@ impl Sizes {
                 durable: 100_000,
                 durable_latency: 5_000,
                 cluster: 200_000,
+                publish_rows: false,
             }
+        }
+    }
+
+    /// `--publish-rows`: the publish path's rows only (A, B, B'', G, ours, `publish_all`, CPU
+    /// per event, end to end, one in flight, 5000/s), in about 40 s, to run several times.
+    fn publish_rows() -> Self {
+        Sizes {
+            publish: 300_000,
+            e2e: 200_000,
+            latency_samples: 10_000,
+            load_secs: 5,
+            publish_rows: true,
+            ..Sizes::new(false)
         }
     }
 }
@@ -187,6 +205,9 @@ fn main() -> anyhow::Result<()> {
                 return profile(&what, arg(&args, "--count").unwrap_or(1_000_000)).await;
             }
             let quick = args.iter().any(|a| a == "--quick");
+            if args.iter().any(|a| a == "--publish-rows") {
+                return run(Sizes::publish_rows(), false).await;
+            }
             run(Sizes::new(quick), quick).await
         })
         .await?
@@ -920,6 +941,26 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
         sizes.load_rate, sizes.load_secs
     ));
     let raw_loaded = steady::raw_steady(&server, sizes.load_rate, load_n).await?;
+    if sizes.publish_rows {
+        let p = |v: &[u64], q| quantile(v, q) / 1e3;
+        progress::finish();
+        println!(
+            "publish-rows A {a_rps:.0} B {b_rps:.0} B'' {b3_rps:.0} G {g_rps:.0} ours {ours_rps:.0} \
+             publish_all {batch_rps:.0} cpu_B {:.3} cpu_ours {:.3} e2e {:.0} lost {} \
+             C_p50 {:.1} p50_1 {:.1} p99_1 {:.1} p99_{} {:.1} R_p99 {:.1}",
+            b_cpu.as_secs_f64() * 1e6,
+            ours_cpu.as_secs_f64() * 1e6,
+            alone.rate,
+            alone.published - alone.delivered.min(alone.published),
+            c_p50 / 1e3,
+            p(&single, 0.5),
+            p(&single, 0.99),
+            sizes.load_rate,
+            p(&loaded.latencies, 0.99),
+            p(&raw_loaded, 0.99),
+        );
+        return Ok(());
+    }
     let mut steady_rows = Vec::new();
     for (rate, secs) in sizes.steady {
         progress::stage(format!(

@@ -22,9 +22,10 @@
 //! - the **publisher**, made by `connect`: one multiplexed connection (redis-rs) for every
 //!   command (monitoring, dead letters, group queries), where concurrent commands pipeline;
 //!   on a single server reached without TLS, a second connection of the bus's own, the
-//!   **publish lane** (`lane.rs`, named `eventbus-publish`), carries the batched `PUBLISH`es
-//!   and the `XADD`s, written as they were queued and read back without redis-rs's general
-//!   reply parsing; over TLS and on a cluster the multiplexed connection carries those too;
+//!   **publish lane** (`conn/lane.rs`, named `eventbus-publish`), carries every `PUBLISH`,
+//!   `XADD` and `publish_all` pipeline, written by the callers' tasks and read back without
+//!   redis-rs's general reply parsing; over TLS the multiplexed connection carries those too,
+//!   and on a cluster the cluster connection (see `publish/mod.rs`);
 //! - the **subscriber**, one pub/sub connection for all channels and patterns, made on the
 //!   first subscription (a publish-only bus has none). A reader task drains it continuously, so
 //!   the server never has to buffer for a slow handler.
@@ -51,11 +52,11 @@
 //! never contain a password.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -88,7 +89,8 @@ pub use streams::retention::{DEFAULT_STREAM_MAX_LEN, StreamRetention};
 use conn::link::{self, Link, PingError};
 use conn::open::{Lanes, open};
 use deployment::PubSub;
-use publish::publisher::{self, Queued};
+use publish::encode::Command;
+use publish::publisher;
 use shared::Shared;
 use streams::dead_letters::DeadLetters;
 use streams::dedupe::Dedupe;
@@ -98,8 +100,6 @@ use target::Target;
 /// The Redis transport. See the [module documentation](self).
 pub(crate) struct RedisTransport {
     shared: Arc<Shared>,
-    /// Where publishes queue for the batcher, each holding an `in_flight` permit.
-    publishes: mpsc::Sender<Queued>,
     pubsub: PubSub,
     streams: Streams,
     dead_letters: DeadLetters,
@@ -147,11 +147,8 @@ pub async fn connect(
     shared.inbound.connection(ConnectionEvent::Connected {
         role: publisher::ROLE,
     });
-    let (publishes, queue) = publisher::queue(options);
     shared.spawn(publisher::supervise(shared.clone()));
-    shared.spawn(publisher::batch_publishes(shared.clone(), queue));
     Ok(Arc::new(RedisTransport {
-        publishes,
         pubsub: PubSub::new(shared.clone()),
         streams: Streams::default(),
         dead_letters: DeadLetters {
@@ -165,8 +162,8 @@ pub async fn connect(
 }
 
 impl RedisTransport {
-    /// Queues a publish for the batcher and waits for its answer: `SPUBLISH` when `sharded`
-    /// on a cluster, `PUBLISH` otherwise.
+    /// Publishes on the publisher's connection from the caller's task (see `publish/mod.rs`):
+    /// `SPUBLISH` when `sharded` on a cluster, `PUBLISH` otherwise.
     async fn publish_as(
         &self,
         channel: &str,
@@ -174,42 +171,32 @@ impl RedisTransport {
         sharded: bool,
     ) -> Result<u64, TransportError> {
         let s = &self.shared;
-        s.check_open()?;
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = publisher::PublishJob {
-            channel: channel.to_owned(),
-            payload,
-            sharded,
-            deadline: Instant::now() + s.options.publish_deadline,
-            reply,
+        let cmd = Command::Publish {
+            sharded: sharded && s.target.cluster().is_some(),
+            channel,
+            payload: &payload,
         };
-        publisher::enqueue(s, &self.publishes, job).await?;
-        self.answer(answer).await
+        let publishing = s.lane_command::<u64>("publishing", cmd, s.options.publish_deadline);
+        self.answer(publishing).await
     }
 
-    /// Waits for the batcher's answer to a publish.
+    /// Waits for a publish to be answered.
     async fn answer(
         &self,
-        answer: tokio::sync::oneshot::Receiver<Result<u64, TransportError>>,
+        publishing: impl Future<Output = Result<u64, TransportError>>,
     ) -> Result<u64, TransportError> {
         let s = &self.shared;
-        let closed = || {
-            TransportError::new(
-                ErrorKind::Closed,
-                "publishing failed: the Redis transport is closed",
-            )
-        };
-        // The batcher runs on the runtime that created the bus. Called from that runtime,
-        // the answer comes; called from another one, that runtime may not be driven, so
-        // the caller bounds its wait (a timer costs too much to set on every publish).
+        // The connection's tasks run on the runtime that created the bus. Called from that
+        // runtime, the answer comes; called from another one, that runtime may not be driven,
+        // so the caller bounds its wait (a timer costs too much to set on every publish).
         let here = tokio::runtime::Handle::try_current().map(|h| h.id()).ok();
         if here == Some(s.runtime) {
-            return answer.await.unwrap_or_else(|_| Err(closed()));
+            return publishing.await;
         }
         let limit =
             s.options.publish_deadline + s.options.response_timeout + Duration::from_secs(1);
-        match tokio::time::timeout(limit, answer).await {
-            Ok(reply) => reply.unwrap_or_else(|_| Err(closed())),
+        match tokio::time::timeout(limit, publishing).await {
+            Ok(reply) => reply,
             Err(_) => Err(TransportError::new(
                 ErrorKind::Timeout,
                 format!(

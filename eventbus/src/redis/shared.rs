@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use redis::{Cmd, FromRedisValue, RedisResult};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
@@ -21,6 +20,7 @@ use crate::redis::RedisOptions;
 use crate::redis::conn::connection::Conn;
 use crate::redis::conn::link::{self, Link, Unavailable};
 use crate::redis::errors;
+use crate::redis::publish::encode::Command;
 use crate::redis::target::Target;
 use crate::transport::{ConnectionEvent, ErrorKind, Inbound, TransportError};
 
@@ -167,49 +167,73 @@ impl Shared {
         .await
     }
 
-    /// Runs a command as [`command`](Self::command) does, on the publish lane where the
-    /// connection has one. Only for commands whose reply reads the same in RESP2 and RESP3
-    /// (the lane speaks RESP2): `XADD`.
-    pub(crate) async fn lane_command<T: FromRedisValue>(
+    /// Sends the publish path's commands as one pipeline as [`command`](Self::command) runs
+    /// one command (one in-flight permit, one write, one read of every reply), on the publish
+    /// lane where the connection has one (the lane bounds the wait for the replies itself),
+    /// through redis-rs otherwise; the replies, in order. Only for commands whose replies read
+    /// the same in RESP2 and RESP3 (the lane speaks RESP2): `PUBLISH`, `SPUBLISH`, `XADD`.
+    pub(crate) async fn lane_send<T: FromRedisValue>(
         &self,
         what: &str,
-        cmd: &Cmd,
+        cmds: &[Command<'_>],
         wait: Duration,
-    ) -> Result<T, TransportError> {
-        self.in_turn(what, wait, |mut conn| async move {
-            let Some(lane) = conn.lane() else {
-                return cmd.query_async::<T>(&mut conn).await;
-            };
-            let bytes = Bytes::from(cmd.get_packed_command());
-            let reply = lane
-                .query::<redis::Value>(bytes, 1)
-                .await?
-                .pop()
-                .unwrap_or_default();
-            Ok(redis::from_redis_value(reply)?)
+    ) -> Result<Vec<T>, TransportError> {
+        let rt = self.options.response_timeout;
+        self.lane_in_turn(what, wait, |mut conn| async move {
+            if let Some(lane) = conn.lane() {
+                return lane.query(cmds).await;
+            }
+            if let [cmd] = cmds {
+                let cmd = cmd.to_cmd();
+                let sent = cmd.query_async::<T>(&mut conn);
+                return bounded(rt, sent).await.map(|one| vec![one]);
+            }
+            let mut pipe = redis::Pipeline::with_capacity(cmds.len());
+            cmds.iter().for_each(|c| {
+                pipe.add_command(c.to_cmd());
+            });
+            bounded(rt, pipe.query_async::<Vec<T>>(&mut conn)).await
         })
         .await
     }
 
-    /// Runs a pipeline as [`command`](Self::command) runs one command (one in-flight permit,
-    /// one write, one read of every reply), on the publish lane where the connection has one;
-    /// the commands' replies must read the same in RESP2 and RESP3 (`PUBLISH`, `XADD`).
-    pub(crate) async fn lane_pipeline<T: FromRedisValue>(
+    /// [`lane_send`](Self::lane_send) of one command; its reply.
+    pub(crate) async fn lane_command<T: FromRedisValue>(
         &self,
         what: &str,
-        pipe: &redis::Pipeline,
+        cmd: Command<'_>,
         wait: Duration,
-    ) -> Result<Vec<T>, TransportError> {
-        self.in_turn(what, wait, |mut conn| async move {
-            match conn.lane() {
-                Some(lane) => {
-                    let bytes = Bytes::from(pipe.get_packed_pipeline());
-                    lane.query(bytes, pipe.len()).await
-                }
-                None => pipe.query_async::<Vec<T>>(&mut conn).await,
-            }
+    ) -> Result<T, TransportError> {
+        let reply = self.lane_send::<T>(what, &[cmd], wait).await?.pop();
+        reply.ok_or_else(|| {
+            let addr = &self.target.addr;
+            let message = format!("{what} failed: Redis at {addr} sent no reply");
+            TransportError::new(ErrorKind::Server, message)
         })
-        .await
+    }
+
+    /// Runs `query`, which bounds its own wait (see [`bounded`]), once an in-flight permit is
+    /// free (waiting for one up to `wait`), through [`retry_bounded`](Self::retry_bounded).
+    async fn lane_in_turn<T, F, Fut>(
+        &self,
+        what: &str,
+        wait: Duration,
+        query: F,
+    ) -> Result<T, TransportError>
+    where
+        F: FnMut(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        self.check_open()?;
+        let deadline = Instant::now() + wait;
+        let _permit = match self.in_flight.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => match tokio::time::timeout_at(deadline, self.in_flight.acquire()).await {
+                Ok(Ok(permit)) => permit,
+                _ => return Err(self.no_turn(what, wait)),
+            },
+        };
+        self.retry_bounded(what, deadline, wait, query).await
     }
 
     /// Runs `query` once an in-flight permit is free, through [`retry`](Self::retry).
@@ -249,6 +273,24 @@ impl Shared {
         F: FnMut(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
+        let rt = self.options.response_timeout;
+        self.retry_bounded(what, deadline, waited, |conn| bounded(rt, query(conn)))
+            .await
+    }
+
+    /// [`retry`](Self::retry) of a `query` that bounds its own wait: a try that failed with
+    /// a [timeout](redis::RedisError::is_timeout) got no answer in time.
+    async fn retry_bounded<T, F, Fut>(
+        &self,
+        what: &str,
+        deadline: Instant,
+        waited: Duration,
+        mut query: F,
+    ) -> Result<T, TransportError>
+    where
+        F: FnMut(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
         let mut rx = self.commands.subscribe();
         let rt = self.options.response_timeout;
         let addr = &self.target.addr;
@@ -256,17 +298,17 @@ impl Shared {
             let (conn, epoch) = link::wait_up(&mut rx, deadline)
                 .await
                 .map_err(|why| self.unavailable(what, why, waited))?;
-            match tokio::time::timeout(rt, query(conn)).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) if self.target.must_reconnect(&e) => {
+            match query(conn).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_timeout() => return Err(errors::timeout_error(addr, what, rt)),
+                Err(e) if self.target.must_reconnect(&e) => {
                     let cause = format!("{what} failed: {}", errors::redis_text(&e));
                     link::mark_down(&self.commands, epoch, cause);
                     if Instant::now() >= deadline {
                         return Err(errors::command_error(addr, what, e));
                     }
                 }
-                Ok(Err(e)) => return Err(errors::command_error(addr, what, e)),
-                Err(_) => return Err(errors::timeout_error(addr, what, rt)),
+                Err(e) => return Err(errors::command_error(addr, what, e)),
             }
         }
     }
@@ -319,5 +361,17 @@ impl Shared {
                 return None;
             }
         }
+    }
+}
+
+/// `query` bounded by `timeout`: no answer in time is an error of kind
+/// [`TimedOut`](std::io::ErrorKind::TimedOut).
+pub(crate) async fn bounded<T>(
+    timeout: Duration,
+    query: impl Future<Output = RedisResult<T>>,
+) -> RedisResult<T> {
+    match tokio::time::timeout(timeout, query).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
     }
 }

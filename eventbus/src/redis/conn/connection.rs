@@ -12,7 +12,8 @@ use crate::redis::conn::lane::Lane;
 #[derive(Clone)]
 pub(crate) enum Conn {
     /// A single server (also the primary found through Sentinel): `commands` carries every
-    /// command, except the batcher's publishes where there is a `lane` for them.
+    /// command, except the publish path's (`PUBLISH`, `XADD`, `publish_all`) where there is a
+    /// `lane` for them.
     Single {
         commands: MultiplexedConnection,
         lane: Option<Lane>,

@@ -66,9 +66,12 @@ async fn connect(target: &Target, options: &RedisOptions, lanes: Lanes<'_>) -> R
         .await
         .map_err(Found::Failed)?;
     let lane = match lanes {
-        Lanes::WithLane(tasks) => Lane::open(client.get_connection_info(), tasks)
-            .await
-            .map_err(Found::Failed)?,
+        Lanes::WithLane(tasks) => {
+            let info = client.get_connection_info();
+            Lane::open(info, tasks, options.response_timeout)
+                .await
+                .map_err(Found::Failed)?
+        }
         Lanes::CommandsOnly => None,
     };
     Ok(Conn::Single { commands, lane })

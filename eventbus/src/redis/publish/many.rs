@@ -10,10 +10,10 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
-use redis::{Cmd, FromRedisValue};
+use redis::FromRedisValue;
 
+use crate::redis::publish::encode::Command;
 use crate::redis::shared::Shared;
-use crate::redis::streams::reply::ENVELOPE_FIELD;
 use crate::transport::{ErrorKind, TransportError};
 
 /// The most commands in one pipeline.
@@ -79,22 +79,20 @@ fn checked<T>(
     ))
 }
 
-/// Sends the commands of a chunk, `keys[i]` being the key of `cmds[i]`: one pipeline on a
-/// single server; on a cluster one pipeline per key (a key's commands go to one node, in
-/// order), all at once. The replies in order.
+/// Sends the commands of a chunk: one pipeline on a single server; on a cluster one pipeline
+/// per key (a key's commands go to one node, in order), all at once. The replies in order.
 async fn send<R: FromRedisValue>(
     shared: &Shared,
     what: &str,
-    keys: Vec<&str>,
-    cmds: Vec<Cmd>,
+    cmds: Vec<Command<'_>>,
 ) -> Result<Vec<R>, TransportError> {
     let wait = shared.options.publish_deadline;
     if shared.target.cluster().is_none() {
         return send_pipeline(shared, what, &cmds, wait).await;
     }
-    let mut by_key: HashMap<&str, (Vec<usize>, Vec<Cmd>)> = HashMap::new();
-    for (i, (key, cmd)) in keys.into_iter().zip(cmds).enumerate() {
-        let group = by_key.entry(key).or_default();
+    let mut by_key: HashMap<&str, (Vec<usize>, Vec<Command<'_>>)> = HashMap::new();
+    for (i, cmd) in cmds.into_iter().enumerate() {
+        let group = by_key.entry(cmd.key()).or_default();
         group.0.push(i);
         group.1.push(cmd);
     }
@@ -117,22 +115,11 @@ async fn send<R: FromRedisValue>(
 async fn send_pipeline<R: FromRedisValue>(
     shared: &Shared,
     what: &str,
-    cmds: &[Cmd],
+    cmds: &[Command<'_>],
     wait: std::time::Duration,
 ) -> Result<Vec<R>, TransportError> {
-    let mut pipe = redis::Pipeline::with_capacity(cmds.len());
-    for cmd in cmds {
-        pipe.add_command(cmd.clone());
-    }
-    let replies: Vec<R> = shared.lane_pipeline(what, &pipe, wait).await?;
+    let replies: Vec<R> = shared.lane_send(what, cmds, wait).await?;
     checked(shared, what, cmds.len(), replies)
-}
-
-/// `verb channel payload` (`PUBLISH` or `SPUBLISH`), in a command sized for it at once.
-pub(crate) fn publish_cmd(verb: &str, channel: &str, payload: &[u8]) -> Cmd {
-    let mut cmd = Cmd::with_capacity(3, verb.len() + channel.len() + payload.len());
-    cmd.arg(verb).arg(channel).arg(payload);
-    cmd
 }
 
 /// `PUBLISH` of every message (`SPUBLISH` when `sharded` on a cluster); the receivers of
@@ -142,17 +129,14 @@ pub(crate) async fn publish_many(
     messages: &[(String, Bytes)],
     sharded: bool,
 ) -> Result<Vec<u64>, TransportError> {
-    let verb = if sharded && shared.target.cluster().is_some() {
-        "SPUBLISH"
-    } else {
-        "PUBLISH"
-    };
+    let sharded = sharded && shared.target.cluster().is_some();
     chunked(messages, in_flight(shared), |chunk| {
-        let keys = chunk.iter().map(|(channel, _)| channel.as_str()).collect();
-        let cmds = chunk
-            .iter()
-            .map(|(channel, payload)| publish_cmd(verb, channel, payload));
-        send(shared, "publishing a batch", keys, cmds.collect())
+        let cmds = chunk.iter().map(|(channel, payload)| Command::Publish {
+            sharded,
+            channel,
+            payload,
+        });
+        send(shared, "publishing a batch", cmds.collect())
     })
     .await
 }
@@ -162,16 +146,14 @@ pub(crate) async fn append_many(
     shared: &Shared,
     entries: &[(String, Bytes)],
 ) -> Result<Vec<String>, TransportError> {
-    chunked(entries, in_flight(shared), |chunk| {
+    chunked(entries, in_flight(shared), |chunk| async move {
         let trim = shared.options.stream_retention.args(SystemTime::now());
-        let cmds = chunk.iter().map(|(stream, payload)| {
-            let mut cmd = redis::cmd("XADD");
-            cmd.arg(stream).arg(&trim).arg("*");
-            cmd.arg(ENVELOPE_FIELD).arg(payload.as_ref());
-            cmd
+        let cmds = chunk.iter().map(|(stream, payload)| Command::Append {
+            stream,
+            trim: &trim,
+            payload,
         });
-        let keys = chunk.iter().map(|(stream, _)| stream.as_str()).collect();
-        send(shared, "appending a batch", keys, cmds.collect())
+        send(shared, "appending a batch", cmds.collect()).await
     })
     .await
 }

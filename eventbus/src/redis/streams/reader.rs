@@ -18,9 +18,10 @@ use redis::{Cmd, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::redis::publish::encode::Command;
 use crate::redis::shared::Shared;
 use crate::redis::streams::acker::Acker;
-use crate::redis::streams::reply::{self, ENVELOPE_FIELD, Entry};
+use crate::redis::streams::reply::{self, Entry};
 use crate::sync::lock;
 use crate::transport::{
     Ack, Acknowledge, ConnectionEvent, GroupSpec, GroupStatus, Message, StartFrom, TransportError,
@@ -54,19 +55,15 @@ pub(crate) async fn append(
     stream: &str,
     payload: Bytes,
 ) -> Result<String, TransportError> {
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(stream);
+    let trim = shared.options.stream_retention.args(SystemTime::now());
+    let cmd = Command::Append {
+        stream,
+        trim: &trim,
+        payload: &payload,
+    };
+    let wait = shared.options.publish_deadline;
     shared
-        .options
-        .stream_retention
-        .add_to(&mut cmd, SystemTime::now());
-    cmd.arg("*").arg(ENVELOPE_FIELD).arg(payload.as_ref());
-    shared
-        .lane_command(
-            "appending to a stream",
-            &cmd,
-            shared.options.publish_deadline,
-        )
+        .lane_command("appending to a stream", cmd, wait)
         .await
 }
 

@@ -2,8 +2,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::Cmd;
-
 use crate::options::MAX_DURATION;
 
 /// The approximate length a stream is trimmed to by default (`MAXLEN ~`).
@@ -75,13 +73,6 @@ impl StreamRetention {
             StreamRetention::Unbounded => Vec::new(),
         }
     }
-
-    /// Adds the trimming arguments to an `XADD` before its id.
-    pub(crate) fn add_to(&self, cmd: &mut Cmd, now: SystemTime) {
-        for arg in self.args(now) {
-            cmd.arg(arg);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -89,13 +80,8 @@ mod tests {
     use super::*;
 
     fn args(r: StreamRetention, now: SystemTime) -> Vec<String> {
-        let mut cmd = redis::cmd("XADD");
-        r.add_to(&mut cmd, now);
-        cmd.args_iter()
-            .filter_map(|a| match a {
-                redis::Arg::Simple(b) => Some(String::from_utf8_lossy(b).into_owned()),
-                _ => None,
-            })
+        std::iter::once("XADD".to_owned())
+            .chain(r.args(now))
             .collect()
     }
 
