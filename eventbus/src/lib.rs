@@ -35,7 +35,7 @@ pub use bus::{
 pub use durable_options::DurableOptions;
 pub use envelope::{DecodeError, EncodeError, Envelope, ExtensionError, RawEnvelope};
 pub use error::{
-    ConnectError, ConnectErrorKind, DecodeFailure, ErrorKind, Failure, FailureCause,
+    ConnectError, ConnectErrorKind, DecodeFailure, Failure, FailureCause,
     HandlerFailure, OverflowFailure, PublishError, PublishErrorKind, QueryError, QueryErrorKind,
     ShutdownError, ShutdownReport, SubscribeError, SubscribeErrorKind,
 };

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::Topic;
-use crate::error::ErrorKind;
+use crate::transport::ErrorKind;
 use crate::metrics::GroupMetrics;
 use crate::runtime::{Router, Slot};
 use crate::sync::write;

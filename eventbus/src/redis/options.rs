@@ -50,7 +50,7 @@ const MAX_STREAM_LEN: usize = i64::MAX as usize;
 /// is accepted and means that). The few values that cannot mean anything useful (a zero
 /// connect or response timeout or publish deadline, `max_reconnect_attempts(Some(0))`, `dead_letter_max_len(Some(0))`,
 /// empty TLS material) make [`connect`](crate::EventBusBuilder::connect) fail with
-/// [`ErrorKind::Config`](crate::ErrorKind::Config), naming every one of them. Each option's
+/// [`ErrorKind::Config`](crate::transport::ErrorKind::Config), naming every one of them. Each option's
 /// documentation gives its bounds.
 ///
 /// The `Debug` output never shows TLS keys.
@@ -141,10 +141,10 @@ impl RedisOptions {
 
     /// How long establishing a connection may take, TCP and TLS handshake and authentication
     /// included (default 3 s). [`connect`](crate::EventBusBuilder::connect) fails after it with
-    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
+    /// [`ErrorKind::Timeout`](crate::transport::ErrorKind::Timeout).
     ///
     /// Longer than one year counts as one year; zero is refused by `connect` (a
-    /// [`Config`](crate::ErrorKind::Config) error), since no connection could ever be made.
+    /// [`Config`](crate::transport::ErrorKind::Config) error), since no connection could ever be made.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout.min(MAX_DURATION);
         self
@@ -152,11 +152,11 @@ impl RedisOptions {
 
     /// How long the server may take to answer a command (default 3 s). Every command is bounded
     /// by it: a publish that gets no answer in time fails with
-    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout), and a watchdog `PING` that gets none
+    /// [`ErrorKind::Timeout`](crate::transport::ErrorKind::Timeout), and a watchdog `PING` that gets none
     /// marks the connection dead.
     ///
     /// Longer than one year counts as one year; zero is refused by `connect` (a
-    /// [`Config`](crate::ErrorKind::Config) error), since no command could ever be answered.
+    /// [`Config`](crate::transport::ErrorKind::Config) error), since no command could ever be answered.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout.min(MAX_DURATION);
         self
@@ -164,14 +164,14 @@ impl RedisOptions {
 
     /// How long a publish (or a query) may wait before it is sent (default 5 s): for a lost
     /// connection to come back (then it fails with
-    /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected)), and for its turn when
+    /// [`ErrorKind::Disconnected`](crate::transport::ErrorKind::Disconnected)), and for its turn when
     /// [`max_in_flight`](Self::max_in_flight) commands already await their answer (then it
-    /// fails with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout)).
+    /// fails with [`ErrorKind::Timeout`](crate::transport::ErrorKind::Timeout)).
     ///
     /// A publish returns at the latest after this deadline plus the
     /// [`response_timeout`](Self::response_timeout) of its last try; one that waited in the
     /// queue past its deadline is not sent. Longer than one year counts as one year. Zero is
-    /// refused by `connect` (a [`Config`](crate::ErrorKind::Config) error), since every publish
+    /// refused by `connect` (a [`Config`](crate::transport::ErrorKind::Config) error), since every publish
     /// waits a little in the queue: for "fail fast", use a few milliseconds.
     pub fn publish_deadline(mut self, deadline: Duration) -> Self {
         self.publish_deadline = deadline.min(MAX_DURATION);
@@ -204,9 +204,9 @@ impl RedisOptions {
 
     /// How many reconnect attempts are made after a loss before giving up (`None`, the default:
     /// retry forever). A connection that gave up stays down: publishes fail at once with
-    /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected).
+    /// [`ErrorKind::Disconnected`](crate::transport::ErrorKind::Disconnected).
     ///
-    /// `Some(0)` is refused by `connect` (a [`Config`](crate::ErrorKind::Config) error): the
+    /// `Some(0)` is refused by `connect` (a [`Config`](crate::transport::ErrorKind::Config) error): the
     /// subscriber connects through the same loop, so at least one attempt is needed.
     pub fn max_reconnect_attempts(mut self, attempts: Option<u32>) -> Self {
         self.max_attempts = attempts;
@@ -232,7 +232,7 @@ impl RedisOptions {
     /// (`XADD ... MAXLEN ~ n`); `None` keeps every entry. Default: about 10 000.
     ///
     /// Values above what Redis accepts (`i64::MAX`) keep every entry, like `None`. `Some(0)`
-    /// is refused by `connect` (a [`Config`](crate::ErrorKind::Config) error), since it would
+    /// is refused by `connect` (a [`Config`](crate::transport::ErrorKind::Config) error), since it would
     /// keep none: turn dead letters off per handler with
     /// [`HandlerOptions::dead_letter`](crate::HandlerOptions::dead_letter) instead.
     pub fn dead_letter_max_len(mut self, max_len: Option<usize>) -> Self {
@@ -250,7 +250,7 @@ impl RedisOptions {
     /// It also bounds memory: at most this many publishes wait in the publish queue besides
     /// those on the wire. A publish that finds the queue full waits for room (the caller feels
     /// the backpressure) up to the publish deadline, then fails with
-    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
+    /// [`ErrorKind::Timeout`](crate::transport::ErrorKind::Timeout).
     ///
     /// Zero counts as 1; the most is `tokio::sync::Semaphore::MAX_PERMITS` (`usize::MAX >> 3`),
     /// and larger values count as that.
@@ -261,7 +261,7 @@ impl RedisOptions {
 
     /// How durable types' streams are trimmed on append (default: about 1 000 000 entries
     /// each). A length or age of zero is refused by `connect` with a
-    /// [`Config`](crate::ErrorKind::Config) error.
+    /// [`Config`](crate::transport::ErrorKind::Config) error.
     pub fn stream_retention(mut self, retention: StreamRetention) -> Self {
         self.stream_retention = retention;
         self
@@ -270,7 +270,7 @@ impl RedisOptions {
     /// The root certificate(s), PEM-encoded, that a `rediss://` server's certificate must chain
     /// to, instead of the system's roots: for `rediss+sentinel://` the sentinels' and the data
     /// nodes', for `rediss+cluster://` every node's. Needs the `tls` feature; without it
-    /// `rediss` URLs are refused with [`ErrorKind::InvalidUrl`](crate::ErrorKind::InvalidUrl).
+    /// `rediss` URLs are refused with [`ErrorKind::InvalidUrl`](crate::transport::ErrorKind::InvalidUrl).
     pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls_root_certificate = Some(pem.into());
         self
@@ -289,7 +289,7 @@ impl RedisOptions {
     }
 
     /// The problems these options hold that the setters cannot clamp away, all of them in one
-    /// message; `connect` refuses them with a [`Config`](crate::ErrorKind::Config) error.
+    /// message; `connect` refuses them with a [`Config`](crate::transport::ErrorKind::Config) error.
     pub(crate) fn validate(&self) -> Result<(), String> {
         let mut problems = Vec::new();
         if self.connect_timeout.is_zero() {

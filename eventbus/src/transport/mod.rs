@@ -54,7 +54,6 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::Topic;
-pub use crate::error::ErrorKind;
 
 mod ack;
 mod admin;
@@ -77,7 +76,8 @@ pub use capabilities::Capabilities;
 pub use connection::ConnectionEvent;
 pub use dead_letter::{DeadLetter, DeadLetterStore};
 pub use dedupe::DedupeStore;
-pub use error::TransportError;
+pub(crate) use error::Detail;
+pub use error::{ErrorKind, TransportError};
 pub use glob::glob_match;
 pub use group::{GroupSpec, GroupStatus, StartFrom};
 pub use message::Message;
