@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use eventbus::transport::StartFrom;
-use eventbus::{DurableOptions, Event, EventBus, HandlerOptions, RetryPolicy};
+use eventbus::{DurableOptions, Event, EventBus, HandlerOptions, RetryPolicy, StartFrom};
 use eventbus_suite::{Seen, TestEnv, poll_until, wait_for};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;

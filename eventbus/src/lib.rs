@@ -10,7 +10,6 @@ mod clone_probe;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod debug_handler;
-mod durable_options;
 mod envelope;
 mod error;
 mod event;
@@ -32,12 +31,11 @@ pub use bus::{
     ConnectionHealth, ConnectionState, DEFAULT_MAX_MESSAGE_SIZE, EventBus, EventBusBuilder,
     EventStream, Health, PublishOptions, PublishReceipt, Subscription, shutdown_signal,
 };
-pub use durable_options::DurableOptions;
 pub use envelope::{DecodeError, EncodeError, Envelope, ExtensionError, RawEnvelope};
 pub use error::{
-    ConnectError, ConnectErrorKind, DecodeFailure, Failure, FailureCause,
-    HandlerFailure, OverflowFailure, PublishError, PublishErrorKind, QueryError, QueryErrorKind,
-    ShutdownError, ShutdownReport, SubscribeError, SubscribeErrorKind,
+    ConnectError, ConnectErrorKind, DecodeFailure, Failure, FailureCause, HandlerFailure,
+    OverflowFailure, PublishError, PublishErrorKind, QueryError, QueryErrorKind, ShutdownError,
+    ShutdownReport, SubscribeError, SubscribeErrorKind,
 };
 pub use event::{ChannelError, Event};
 pub use handler::{
@@ -45,7 +43,7 @@ pub use handler::{
     StateMapView,
 };
 pub use metrics::{EventTypeMetrics, GroupMetrics, HandlerMetrics, LatencySnapshot, Metrics};
-pub use options::{HandlerOptions, Overflow, RetryPolicy};
+pub use options::{DurableOptions, HandlerOptions, Overflow, RetryPolicy, StartFrom};
 pub use topic::Topic;
 pub use transport::{ConnectionEvent, DeadLetter, Message};
 pub use {metrics::LatencyBuckets, observe::EventContext};

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use eventbus::transport::StartFrom;
+use eventbus::StartFrom;
 use eventbus::{DurableOptions, Event, EventBus, HandlerOptions};
 use eventbus_suite::redis_server::RedisServer;
 use futures_util::StreamExt;

@@ -8,11 +8,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::Topic;
-use crate::transport::ErrorKind;
 use crate::metrics::GroupMetrics;
 use crate::runtime::{Router, Slot};
 use crate::sync::write;
-use crate::transport::{Transport, TransportError};
+use crate::transport::{ErrorKind, Transport, TransportError};
 
 /// How often the groups are read.
 const INTERVAL: Duration = Duration::from_secs(1);

@@ -20,9 +20,10 @@ use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Ack, Acknowledge, BoxFuture, ErrorKind, GroupSpec, GroupStatus, Inbound, Message, StartFrom,
+    Ack, Acknowledge, BoxFuture, ErrorKind, GroupSpec, GroupStatus, Inbound, Message,
     TransportError,
 };
+use crate::options::StartFrom;
 use crate::sync::lock;
 
 /// How many entries a stream keeps; the oldest go first (Redis `MAXLEN ~ 1000000`).

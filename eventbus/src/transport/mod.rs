@@ -79,7 +79,7 @@ pub use dedupe::DedupeStore;
 pub(crate) use error::Detail;
 pub use error::{ErrorKind, TransportError};
 pub use glob::glob_match;
-pub use group::{GroupSpec, GroupStatus, StartFrom};
+pub use group::{GroupSpec, GroupStatus};
 pub use message::Message;
 pub(crate) use url::redact_query;
 pub use url::redact_url;

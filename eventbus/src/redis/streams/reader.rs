@@ -18,12 +18,13 @@ use redis::{Cmd, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::options::StartFrom;
 use crate::redis::shared::Shared;
 use crate::redis::streams::acker::Acker;
 use crate::redis::streams::reply::{self, ENVELOPE_FIELD, Entry};
 use crate::sync::lock;
 use crate::transport::{
-    Ack, Acknowledge, ConnectionEvent, GroupSpec, GroupStatus, Message, StartFrom, TransportError,
+    Ack, Acknowledge, ConnectionEvent, GroupSpec, GroupStatus, Message, TransportError,
 };
 
 /// The most entries read in one command.
