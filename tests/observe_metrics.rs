@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use eventbus::observe::{MetricsExporter, export_metrics_with};
-use eventbus::{Event, EventBus, HandlerOptions, Overflow, RetryPolicy};
+use eventbus::{
+    Event, EventBus, HandlerOptions, MetricsExporter, Overflow, RetryPolicy, export_metrics_with,
+};
 use eventbus_suite::wait_for;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use serde::{Deserialize, Serialize};

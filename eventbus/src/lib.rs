@@ -1,5 +1,6 @@
 #![doc = include_str!("docs/crate.md")]
 #![doc = include_str!("docs/delivery.md")]
+#![doc = include_str!("docs/observe.md")]
 #![doc = include_str!("docs/features.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
@@ -15,7 +16,7 @@ mod error;
 mod event;
 mod handler;
 mod metrics;
-pub mod observe;
+mod observe;
 mod options;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -42,11 +43,17 @@ pub use handler::{
     DeliveryInfo, EventArg, FromContext, Handler, HandlerContext, HandlerResult, State,
     StateMapView,
 };
-pub use metrics::{EventTypeMetrics, GroupMetrics, HandlerMetrics, LatencySnapshot, Metrics};
+#[cfg(feature = "metrics")]
+pub use metrics::export::{MetricsExport, MetricsExporter, export_metrics, export_metrics_with};
+pub use metrics::{
+    EventTypeMetrics, GroupMetrics, HandlerMetrics, LatencyBuckets, LatencySnapshot, Metrics,
+};
+pub use observe::EventContext;
 pub use options::{DurableOptions, HandlerOptions, Overflow, RetryPolicy, StartFrom};
 pub use topic::Topic;
-pub use transport::{ConnectionEvent, DeadLetter, Message};
-pub use {metrics::LatencyBuckets, observe::EventContext};
+pub use transport::connection::ConnectionEvent;
+pub use transport::dead_letter::DeadLetter;
+pub use transport::message::Message;
 
 /// `#[derive(Event)]`: implements [`Event`] for a struct or enum. See [`Event`] for the attributes.
 #[cfg(feature = "derive")]

@@ -58,29 +58,30 @@ use crate::Topic;
 mod ack;
 mod admin;
 mod capabilities;
-mod connection;
-mod dead_letter;
+pub(crate) mod connection;
+pub(crate) mod dead_letter;
 mod dedupe;
 mod error;
-pub(crate) mod glob;
+mod glob;
 mod group;
 pub mod memory;
 mod memory_dedupe;
 mod memory_streams;
-mod message;
+pub(crate) mod message;
 mod url;
 
 pub use ack::{Ack, Acknowledge};
 pub use admin::PubSubAdmin;
 pub use capabilities::Capabilities;
-pub use connection::ConnectionEvent;
-pub use dead_letter::{DeadLetter, DeadLetterStore};
+// Exported at the crate root: handler authors name them too.
+pub(crate) use connection::ConnectionEvent;
+pub(crate) use dead_letter::DeadLetter;
+pub use dead_letter::DeadLetterStore;
 pub use dedupe::DedupeStore;
 pub(crate) use error::Detail;
 pub use error::{ErrorKind, TransportError};
-pub use glob::glob_match;
 pub use group::{GroupSpec, GroupStatus};
-pub use message::Message;
+pub(crate) use message::Message;
 pub(crate) use url::redact_query;
 pub use url::redact_url;
 
