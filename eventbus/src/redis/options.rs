@@ -384,12 +384,7 @@ mod tests {
                 "{d:?}"
             );
         }
-        assert_eq!(
-            RedisOptions::new()
-                .reconnect_jitter(7.0)
-                .jitter,
-            1.0
-        );
+        assert_eq!(RedisOptions::new().reconnect_jitter(7.0).jitter, 1.0);
     }
 
     #[test]
@@ -403,7 +398,10 @@ mod tests {
         assert_eq!(o.connect_timeout, MAX_DURATION);
         assert_eq!(o.response_timeout, MAX_DURATION);
         assert_eq!(o.publish_deadline, MAX_DURATION);
-        assert_eq!((o.backoff_initial, o.backoff_max), (MAX_DURATION, MAX_DURATION));
+        assert_eq!(
+            (o.backoff_initial, o.backoff_max),
+            (MAX_DURATION, MAX_DURATION)
+        );
         assert_eq!(o.watchdog_interval, Some(MAX_DURATION));
         assert!(o.validate().is_ok());
         // What the transport computes from them must not overflow.
@@ -419,7 +417,10 @@ mod tests {
         let o = RedisOptions::new()
             .reconnect_backoff(Duration::ZERO, Duration::ZERO)
             .watchdog_interval(Some(Duration::ZERO));
-        assert_eq!((o.backoff_initial, o.backoff_max), (MIN_BACKOFF, MIN_BACKOFF));
+        assert_eq!(
+            (o.backoff_initial, o.backoff_max),
+            (MIN_BACKOFF, MIN_BACKOFF)
+        );
         assert_eq!(o.watchdog_interval, None);
         assert!(o.validate().is_ok());
 
@@ -437,9 +438,7 @@ mod tests {
     #[test]
     fn counts_are_clamped_or_refused() {
         assert_eq!(RedisOptions::new().max_in_flight(0).max_in_flight, 1);
-        let most = RedisOptions::new()
-            .max_in_flight(usize::MAX)
-            .max_in_flight;
+        let most = RedisOptions::new().max_in_flight(usize::MAX).max_in_flight;
         assert_eq!(most, MAX_IN_FLIGHT);
         // The transport's semaphore and bounded queue must accept it.
         let _ = tokio::sync::Semaphore::new(most);
