@@ -626,7 +626,7 @@ async fn dead_letters_round_trip_through_a_stream() {
             letter.entry_id
         );
 
-        assert_eq!(bus.replay_dead_letter(letter).await.unwrap(), 1);
+        assert_eq!(bus.replay_dead_letter(letter).await.unwrap().receivers, 1);
         eventually("the replay is handled", || {
             calls.load(Ordering::Relaxed) == 3
         })

@@ -30,7 +30,7 @@ pub mod transport;
 
 pub use bus::{
     ConnectionHealth, ConnectionState, DEFAULT_MAX_MESSAGE_SIZE, EventBus, EventBusBuilder,
-    EventStream, Health, PublishOptions, PublishReceipt, Subscription, shutdown_signal,
+    EventStream, Health, PublishOptions, PublishReceipt, RawReceipt, Subscription, shutdown_signal,
 };
 pub use envelope::{DecodeError, EncodeError, Envelope, ExtensionError, RawEnvelope};
 pub use error::{

@@ -115,7 +115,7 @@ async fn send(
             format!("publishing on {channel} failed: {}", chain(&e)),
         )
     })?;
-    Ok(Sent::Published(receivers))
+    Ok(Sent::Published(receivers.receivers))
 }
 
 fn receipt(args: &PublishArgs, channel: &str, id: &str, sent: &Sent) -> String {

@@ -211,7 +211,8 @@ pub(super) async fn raw_channels_carry_bytes(lab: &mut Lab<'_>) -> Check {
     let receivers = bus
         .publish_raw("conf:raw", bytes.clone())
         .await
-        .context("publishing a raw payload")?;
+        .context("publishing a raw payload")?
+        .receivers;
     ensure!(
         receivers == 1,
         "a raw publish counted {receivers} receivers, expected 1"
@@ -220,7 +221,8 @@ pub(super) async fn raw_channels_carry_bytes(lab: &mut Lab<'_>) -> Check {
     let receivers = bus
         .publish_raw_sharded("conf:raw", sharded.clone())
         .await
-        .context("publishing a raw payload sharded")?;
+        .context("publishing a raw payload sharded")?
+        .receivers;
     ensure!(
         receivers == 1,
         "a sharded raw publish counted {receivers} receivers, expected 1"
