@@ -47,7 +47,7 @@ fn benches(c: &mut Criterion) {
             let mut builder = EventBus::builder().state(done.clone());
             for i in 0..handlers {
                 builder =
-                    builder.handler_with(handled, HandlerOptions::new().name(format!("h{i}")));
+                    builder.handler_with(HandlerOptions::new().name(format!("h{i}")), handled);
             }
             builder.connect("memory://").await.expect("connects")
         });

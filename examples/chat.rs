@@ -111,6 +111,7 @@ impl Member {
         let subscription = self
             .bus
             .subscribe_with(
+                HandlerOptions::new().name("room").topic(topic),
                 move |m: Envelope<ChatMessage>| {
                     let echoes = echoes.clone();
                     async move {
@@ -118,7 +119,6 @@ impl Member {
                         echoes.record(m.id());
                     }
                 },
-                HandlerOptions::new().name("room").topic(topic),
             )
             .await
             .with_context(|| format!("could not join #{room}"))?;

@@ -21,11 +21,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventbus::transport::{
-    BoxFuture, Capabilities, ConnectionEvent, ErrorKind, Inbound, Transport, TransportError,
-    glob_match,
+use eventbus::transport::{BoxFuture, Capabilities, ErrorKind, Inbound, Transport, TransportError};
+use eventbus::{
+    ConnectError, ConnectionEvent, Event, EventBus, EventBusBuilder, Message, Topic, conformance,
 };
-use eventbus::{ConnectError, Event, EventBus, EventBusBuilder, Message, Topic, conformance};
 use serde::{Deserialize, Serialize};
 
 /// The shared medium: every transport connected to it, with the topics it holds.
@@ -67,6 +66,21 @@ struct HubTransport {
     hub: Arc<BroadcastHub>,
     me: Arc<Member>,
     closed: AtomicBool,
+}
+
+/// Whether `channel` matches the glob `pattern`: `*` any run, `?` one character, `\` escapes
+/// the next one. Enough for the patterns the bus subscribes (`events:order:*`); Redis also has
+/// `[...]` classes.
+fn glob_match(pattern: &str, channel: &str) -> bool {
+    fn go(p: &[u8], c: &[u8]) -> bool {
+        match p {
+            [] => c.is_empty(),
+            [b'*', rest @ ..] => (0..=c.len()).any(|skip| go(rest, &c[skip..])),
+            [b'?', rest @ ..] => !c.is_empty() && go(rest, &c[1..]),
+            [b'\\', x, rest @ ..] | [x, rest @ ..] => c.first() == Some(x) && go(rest, &c[1..]),
+        }
+    }
+    go(pattern.as_bytes(), channel.as_bytes())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -88,7 +88,7 @@ async fn worker(args: Args) -> anyhow::Result<()> {
     let bus = connect(
         EventBus::builder()
             .service("billing")
-            .handler_with(charge, options),
+            .handler_with(options, charge),
         &url(),
     )
     .await?;

@@ -99,10 +99,10 @@ async fn run() -> anyhow::Result<()> {
     let named = |name: &str| HandlerOptions::new().name(name);
     let backoffice = EventBus::builder()
         .service("backoffice")
-        .handler_with(send_welcome, named("send_welcome"))
-        .handler_with(sync_to_crm, named("sync_to_crm"))
-        .handler_with(audit_order, named("audit_order"))
-        .handler_with(page_oncall, named("page_oncall"))
+        .handler_with(named("send_welcome"), send_welcome)
+        .handler_with(named("sync_to_crm"), sync_to_crm)
+        .handler_with(named("audit_order"), audit_order)
+        .handler_with(named("page_oncall"), page_oncall)
         .publishes::<SystemAlert>()
         .on_error(|failure| println!("on_error: {failure}"));
     let web = EventBus::builder()

@@ -31,16 +31,15 @@ async fn run() -> anyhow::Result<()> {
             o.topic(Topic::channel(*c))
         });
     let subscriber = connect(
-        EventBus::builder().service("reader").handler_with(
-            move |message: Message| {
+        EventBus::builder()
+            .service("reader")
+            .handler_with(options, move |message: Message| {
                 let tx = tx.clone();
                 async move {
                     let text = message.text().unwrap_or("<not UTF-8>").to_owned();
                     let _ = tx.send((message.channel.to_string(), text));
                 }
-            },
-            options,
-        ),
+            }),
         &url,
     )
     .await?;

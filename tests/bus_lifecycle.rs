@@ -43,20 +43,20 @@ async fn shutdown_drains_before_closing(env: TestEnv) {
     watcher.ready(WAIT).await.unwrap();
     let bus = EventBus::builder()
         .handler_with(
-            |_: JobStarted| async move { Err::<(), _>(std::io::Error::other("always fails")) },
             HandlerOptions::new().name("failing").retry(
                 RetryPolicy::attempts(2)
                     .backoff(Duration::from_millis(1), Duration::from_millis(2)),
             ),
+            |_: JobStarted| async move { Err::<(), _>(std::io::Error::other("always fails")) },
         )
         .handler_with(
+            HandlerOptions::new().name("follower"),
             |e: Envelope<JobStarted>, bus: EventBus| async move {
                 let next = JobFollowed { n: e.data().n };
                 bus.publish_with(next, PublishOptions::caused_by(&e))
                     .await
                     .map(|_| ())
             },
-            HandlerOptions::new().name("follower"),
         )
         .connect(&env.url)
         .await
@@ -129,17 +129,15 @@ async fn shutdown_from_a_handler_and_concurrently(env: TestEnv) {
     let (d, r) = (done.clone(), reports.clone());
     let bus = EventBus::builder()
         .shutdown_timeout(Duration::from_secs(30))
+        .handler_with(HandlerOptions::new().name("slow"), move |_: JobFollowed| {
+            let d = d.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                d.fetch_add(1, Ordering::SeqCst);
+            }
+        })
         .handler_with(
-            move |_: JobFollowed| {
-                let d = d.clone();
-                async move {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    d.fetch_add(1, Ordering::SeqCst);
-                }
-            },
-            HandlerOptions::new().name("slow"),
-        )
-        .handler_with(
+            HandlerOptions::new().name("stopper"),
             move |_: JobStarted, bus: EventBus| {
                 let r = r.clone();
                 async move {
@@ -148,7 +146,6 @@ async fn shutdown_from_a_handler_and_concurrently(env: TestEnv) {
                     r.push((started.elapsed(), report.map(|r| r.unprocessed).ok()));
                 }
             },
-            HandlerOptions::new().name("stopper"),
         )
         .connect(&env.url)
         .await

@@ -111,20 +111,14 @@ proptest! {
             let (t, u, r, f) = (typed.clone(), untyped.clone(), raw.clone(), failures.clone());
             let bus = EventBus::builder()
                 .on_error(move |failure: &Failure| f.push(failure.clone()))
-                .handler_with(
-                    move |p: Probe| {
+                .handler_with(HandlerOptions::new().name("typed").queue_capacity(4096), move |p: Probe| {
                         let t = t.clone();
                         async move { t.push(p.n) }
-                    },
-                    HandlerOptions::new().name("typed").queue_capacity(4096),
-                )
-                .handler_with(
-                    move |e: Envelope<serde_json::Value>| {
+                    })
+                .handler_with(HandlerOptions::new().name("untyped").topic(Topic::pattern("events:*")), move |e: Envelope<serde_json::Value>| {
                         let u = u.clone();
                         async move { u.push(e.event_type().to_owned()) }
-                    },
-                    HandlerOptions::new().name("untyped").topic(Topic::pattern("events:*")),
-                )
+                    })
                 .handler_on(Topic::channel("events:probe"), move |m: Message| {
                     let r = r.clone();
                     async move { r.push(m.payload.to_vec()) }

@@ -260,13 +260,13 @@ async fn poison_entries_are_dead_lettered_and_replayed() {
     let stuck = EventBus::builder()
         .service("billing")
         .handler_with(
+            HandlerOptions::new().no_timeout().durable(durable.clone()),
             move |_: OrderPlaced| {
                 let g = g.clone();
                 async move {
                     let _ = g.acquire().await;
                 }
             },
-            HandlerOptions::new().no_timeout().durable(durable.clone()),
         )
         .connect(&url)
         .await
@@ -287,13 +287,13 @@ async fn poison_entries_are_dead_lettered_and_replayed() {
     let bus = EventBus::builder()
         .service("billing")
         .handler_with(
+            HandlerOptions::new()
+                .retry(RetryPolicy::never())
+                .durable(durable),
             move |o: OrderPlaced| {
                 let h = h.clone();
                 async move { h.push(o.order_id) }
             },
-            HandlerOptions::new()
-                .retry(RetryPolicy::never())
-                .durable(durable),
         )
         .connect(&url)
         .await

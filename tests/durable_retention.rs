@@ -116,6 +116,7 @@ async fn stuck(url: &str, started: &Seen<u64>, gone: &Arc<AtomicBool>) -> EventB
     EventBus::builder()
         .service("meter")
         .handler_with(
+            HandlerOptions::new().name("store"),
             move |e: ReadingTaken| {
                 let (never, started, _g) = (never.clone(), started.clone(), guard.clone());
                 async move {
@@ -123,7 +124,6 @@ async fn stuck(url: &str, started: &Seen<u64>, gone: &Arc<AtomicBool>) -> EventB
                     let _ = never.acquire().await;
                 }
             },
-            HandlerOptions::new().name("store"),
         )
         .connect(url)
         .await
@@ -157,13 +157,13 @@ async fn entries_trimmed_while_pending_on_a_dead_consumer_are_reported() {
             }
         })
         .handler_with(
+            HandlerOptions::new()
+                .name("store")
+                .durable(DurableOptions::new().claim_idle(Duration::from_millis(100))),
             move |e: ReadingTaken| {
                 let seen = seen2.clone();
                 async move { seen.push(e.n) }
             },
-            HandlerOptions::new()
-                .name("store")
-                .durable(DurableOptions::new().claim_idle(Duration::from_millis(100))),
         )
         .connect(&server.url())
         .await
@@ -201,6 +201,7 @@ async fn own_entries_trimmed_while_pending_are_acknowledged_and_reported() {
     let (gate2, started2) = (gate.clone(), started.clone());
     let sub = bus
         .subscribe_with(
+            HandlerOptions::new().name("store").queue_capacity(4),
             move |e: ReadingTaken| {
                 let (gate, started) = (gate2.clone(), started2.clone());
                 async move {
@@ -208,7 +209,6 @@ async fn own_entries_trimmed_while_pending_are_acknowledged_and_reported() {
                     let _ = gate.acquire().await;
                 }
             },
-            HandlerOptions::new().name("store").queue_capacity(4),
         )
         .await
         .unwrap();
@@ -226,11 +226,11 @@ async fn own_entries_trimmed_while_pending_are_acknowledged_and_reported() {
     let seen2 = seen.clone();
     let _sub = bus
         .subscribe_with(
+            HandlerOptions::new().name("store"),
             move |e: ReadingTaken| {
                 let seen = seen2.clone();
                 async move { seen.push(e.n) }
             },
-            HandlerOptions::new().name("store"),
         )
         .await
         .unwrap();

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use eventbus::transport::StartFrom;
-use eventbus::{DurableOptions, Event, EventBus, HandlerOptions, RetryPolicy};
+use eventbus::{DurableOptions, Event, EventBus, HandlerOptions, RetryPolicy, StartFrom};
 use eventbus_suite::{Seen, TestEnv, poll_until, wait_for};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -52,13 +51,10 @@ async fn recorder(url: &str, service: &str, seen: &Seen<u64>, options: HandlerOp
     let seen = seen.clone();
     EventBus::builder()
         .service(service)
-        .handler_with(
-            move |e: JobQueued| {
-                let seen = seen.clone();
-                async move { seen.push(e.n) }
-            },
-            options,
-        )
+        .handler_with(options, move |e: JobQueued| {
+            let seen = seen.clone();
+            async move { seen.push(e.n) }
+        })
         .connect(url)
         .await
         .unwrap()
@@ -153,6 +149,7 @@ async fn a_failing_entry_is_dead_lettered_and_acknowledged(env: TestEnv) {
     let bus = EventBus::builder()
         .service("worker")
         .handler_with(
+            options().retry(retry).durable(claim_fast.clone()),
             move |e: JobQueued| {
                 let (attempts, seen) = (attempts2.clone(), seen2.clone());
                 async move {
@@ -164,7 +161,6 @@ async fn a_failing_entry_is_dead_lettered_and_acknowledged(env: TestEnv) {
                     Ok(())
                 }
             },
-            options().retry(retry).durable(claim_fast.clone()),
         )
         .connect(&env.url)
         .await
@@ -207,16 +203,13 @@ async fn stuck_instance(url: &str, started: &Seen<u64>, gone: &Arc<AtomicBool>) 
     let guard = Arc::new(Gone(gone.clone()));
     EventBus::builder()
         .service("worker")
-        .handler_with(
-            move |e: JobQueued| {
-                let (never, started, _guard) = (never.clone(), started.clone(), guard.clone());
-                async move {
-                    started.push(e.n);
-                    let _permit = never.acquire().await;
-                }
-            },
-            options(),
-        )
+        .handler_with(options(), move |e: JobQueued| {
+            let (never, started, _guard) = (never.clone(), started.clone(), guard.clone());
+            async move {
+                started.push(e.n);
+                let _permit = never.acquire().await;
+            }
+        })
         .connect(url)
         .await
         .unwrap()
@@ -283,6 +276,7 @@ async fn a_slow_handler_slows_its_reading_and_loses_nothing(env: TestEnv) {
     let bus = EventBus::builder()
         .service("worker")
         .handler_with(
+            HandlerOptions::new().name("slow").queue_capacity(CAPACITY),
             move |e: JobQueued| {
                 let (gate, slow) = (gate2.clone(), slow2.clone());
                 async move {
@@ -290,15 +284,11 @@ async fn a_slow_handler_slows_its_reading_and_loses_nothing(env: TestEnv) {
                     slow.push(e.n);
                 }
             },
-            HandlerOptions::new().name("slow").queue_capacity(CAPACITY),
         )
-        .handler_with(
-            move |e: JobQueued| {
-                let fast = fast2.clone();
-                async move { fast.push(e.n) }
-            },
-            HandlerOptions::new().name("fast"),
-        )
+        .handler_with(HandlerOptions::new().name("fast"), move |e: JobQueued| {
+            let fast = fast2.clone();
+            async move { fast.push(e.n) }
+        })
         .connect(&env.url)
         .await
         .unwrap();
@@ -333,16 +323,13 @@ async fn shutdown_leaves_unstarted_entries_pending(env: TestEnv) {
     let a = EventBus::builder()
         .service("worker")
         .shutdown_timeout(Duration::from_millis(100))
-        .handler_with(
-            move |e: JobQueued| {
-                let (never, started, _g) = (never.clone(), started2.clone(), guard.clone());
-                async move {
-                    started.push(e.n);
-                    let _permit = never.acquire().await;
-                }
-            },
-            options(),
-        )
+        .handler_with(options(), move |e: JobQueued| {
+            let (never, started, _g) = (never.clone(), started2.clone(), guard.clone());
+            async move {
+                started.push(e.n);
+                let _permit = never.acquire().await;
+            }
+        })
         .connect(&env.url)
         .await
         .unwrap();
@@ -371,6 +358,7 @@ async fn deduplicating(url: &str, seen: &Seen<u64>) -> EventBus {
     EventBus::builder()
         .service("worker")
         .handler_with(
+            options().dedupe(Duration::from_secs(60)),
             move |e: JobQueued| {
                 let seen = seen.clone();
                 async move {
@@ -381,7 +369,6 @@ async fn deduplicating(url: &str, seen: &Seen<u64>) -> EventBus {
                     Ok(())
                 }
             },
-            options().dedupe(Duration::from_secs(60)),
         )
         .connect(url)
         .await
@@ -426,13 +413,10 @@ async fn group_state_shows_pending_and_lag(env: TestEnv) {
     let gate2 = gate.clone();
     let bus = EventBus::builder()
         .service("worker")
-        .handler_with(
-            move |_: JobQueued| {
-                let gate = gate2.clone();
-                async move { gate.acquire().await.unwrap().forget() }
-            },
-            options().queue_capacity(8),
-        )
+        .handler_with(options().queue_capacity(8), move |_: JobQueued| {
+            let gate = gate2.clone();
+            async move { gate.acquire().await.unwrap().forget() }
+        })
         .connect(&env.url)
         .await
         .unwrap();
@@ -484,10 +468,10 @@ async fn dedupe_on_a_pubsub_handler_is_refused() {
     struct Tick {}
     let err = EventBus::builder()
         .handler_with(
-            |_: Tick| async {},
             HandlerOptions::new()
                 .name("ticker")
                 .dedupe(Duration::from_secs(1)),
+            |_: Tick| async {},
         )
         .connect("memory://")
         .await
@@ -506,6 +490,7 @@ async fn a_handler_sees_its_delivery(env: TestEnv) {
     let bus = EventBus::builder()
         .service("worker")
         .handler_with(
+            options().retry(RetryPolicy::attempts(2).backoff(Duration::ZERO, Duration::ZERO)),
             move |e: JobQueued, d: eventbus::DeliveryInfo| {
                 let seen = seen2.clone();
                 async move {
@@ -520,7 +505,6 @@ async fn a_handler_sees_its_delivery(env: TestEnv) {
                     Ok(())
                 }
             },
-            options().retry(RetryPolicy::attempts(2).backoff(Duration::ZERO, Duration::ZERO)),
         )
         .connect(&env.url)
         .await

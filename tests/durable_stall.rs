@@ -80,6 +80,10 @@ async fn a_stalled_handler_loses_nothing_holds_no_one_up_and_stays_small() {
     let bus = EventBus::builder()
         .service("lab")
         .handler_with(
+            HandlerOptions::new()
+                .name("stalled")
+                .queue_capacity(CAPACITY)
+                .concurrency(4),
             move |e: SampleRecorded| {
                 let (gate, stalled) = (gate2.clone(), stalled2.clone());
                 async move {
@@ -87,17 +91,13 @@ async fn a_stalled_handler_loses_nothing_holds_no_one_up_and_stays_small() {
                     stalled.add(e.n);
                 }
             },
-            HandlerOptions::new()
-                .name("stalled")
-                .queue_capacity(CAPACITY)
-                .concurrency(4),
         )
         .handler_with(
+            HandlerOptions::new().name("steady").concurrency(4),
             move |e: SampleRecorded| {
                 let steady = steady2.clone();
                 async move { steady.add(e.n) }
             },
-            HandlerOptions::new().name("steady").concurrency(4),
         )
         .connect(&server.url())
         .await

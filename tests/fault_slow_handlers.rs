@@ -60,21 +60,21 @@ async fn a_stalled_handler_costs_nothing_but_its_own_drops() {
     let subscriber = EventBus::builder()
         .service("sink")
         .handler_with(
-            |_: Reading| std::future::pending::<()>(),
             HandlerOptions::new()
                 .name("stalled")
                 .no_timeout()
                 .queue_capacity(STALLED_CAPACITY)
                 .overflow(Overflow::DropNewest),
+            |_: Reading| std::future::pending::<()>(),
         )
         .handler_with(
+            HandlerOptions::new()
+                .name("fast")
+                .queue_capacity(N as usize),
             move |r: Reading| {
                 let f = f.clone();
                 async move { f.push(r.seq) }
             },
-            HandlerOptions::new()
-                .name("fast")
-                .queue_capacity(N as usize),
         )
         .connect(&server.url())
         .await

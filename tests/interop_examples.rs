@@ -231,10 +231,10 @@ async fn monitor_shows_channels_subscribers_and_patterns() {
     let url = server.url();
     let watched = EventBus::builder()
         .handler_with(
-            |_: Message| async {},
             HandlerOptions::new()
                 .topic(Topic::channel("orders"))
                 .topic(Topic::pattern("events:*")),
+            |_: Message| async {},
         )
         .connect(&url)
         .await

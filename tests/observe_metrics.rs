@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use eventbus::observe::{MetricsExporter, export_metrics_with};
-use eventbus::{Event, EventBus, HandlerOptions, Overflow, RetryPolicy};
+use eventbus::{
+    Event, EventBus, HandlerOptions, MetricsExporter, Overflow, RetryPolicy, export_metrics_with,
+};
 use eventbus_suite::wait_for;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use serde::{Deserialize, Serialize};
@@ -75,8 +76,12 @@ async fn counters_gauges_and_histograms_follow_the_bus() {
     let r = release.clone();
     let bus = EventBus::builder()
         .service("metered")
-        .handler_with(|_: Metered| async {}, HandlerOptions::new().name("ok"))
+        .handler_with(HandlerOptions::new().name("ok"), |_: Metered| async {})
         .handler_with(
+            HandlerOptions::new()
+                .name("flaky")
+                .retry(RetryPolicy::attempts(2).backoff(Duration::ZERO, Duration::ZERO))
+                .dead_letter(true),
             |e: Metered| async move {
                 if e.n.is_multiple_of(2) {
                     Err("even")
@@ -84,24 +89,25 @@ async fn counters_gauges_and_histograms_follow_the_bus() {
                     Ok(())
                 }
             },
-            HandlerOptions::new()
-                .name("flaky")
-                .retry(RetryPolicy::attempts(2).backoff(Duration::ZERO, Duration::ZERO))
-                .dead_letter(true),
         )
         .handler_with(
+            HandlerOptions::new().name("panicky"),
             |e: Metered| async move {
                 assert!(e.n != 3, "three is right out");
             },
-            HandlerOptions::new().name("panicky"),
         )
         .handler_with(
-            |_: Metered| async { tokio::time::sleep(Duration::from_secs(60)).await },
             HandlerOptions::new()
                 .name("slow")
                 .timeout(Duration::from_millis(5)),
+            |_: Metered| async { tokio::time::sleep(Duration::from_secs(60)).await },
         )
         .handler_with(
+            HandlerOptions::new()
+                .name("stuck")
+                .no_timeout()
+                .queue_capacity(1)
+                .overflow(Overflow::DropNewest),
             move |_: Metered| {
                 let r = r.clone();
                 async move {
@@ -110,11 +116,6 @@ async fn counters_gauges_and_histograms_follow_the_bus() {
                     }
                 }
             },
-            HandlerOptions::new()
-                .name("stuck")
-                .no_timeout()
-                .queue_capacity(1)
-                .overflow(Overflow::DropNewest),
         )
         .on_error(|_| {})
         .connect("memory://")
@@ -239,7 +240,7 @@ async fn removed_handlers_zero_their_gauges_and_restarts_count_from_zero() {
     let options = || HandlerOptions::new().name("late");
 
     let sub = bus
-        .subscribe_with(|_: Metered| async {}, options())
+        .subscribe_with(options(), |_: Metered| async {})
         .await
         .unwrap();
     bus.publish(Metered { n: 1 }).await.unwrap();
@@ -262,7 +263,7 @@ async fn removed_handlers_zero_their_gauges_and_restarts_count_from_zero() {
 
     // Registered again under the same name: its counters start at zero, and every run counts.
     let _sub = bus
-        .subscribe_with(|_: Metered| async {}, options())
+        .subscribe_with(options(), |_: Metered| async {})
         .await
         .unwrap();
     bus.publish(Metered { n: 3 }).await.unwrap();
@@ -291,7 +292,7 @@ async fn the_export_task_records_periodically_and_on_stop() {
     let mut seen = Seen::default();
 
     let bus = EventBus::builder()
-        .handler_with(|_: Metered| async {}, HandlerOptions::new().name("ok"))
+        .handler_with(HandlerOptions::new().name("ok"), |_: Metered| async {})
         .connect("memory://")
         .await
         .unwrap();

@@ -159,6 +159,7 @@ async fn a_chain_of_events_stays_one_trace_and_the_spans_say_so() {
     let bus = EventBus::builder()
         .service("tracer")
         .handler_with(
+            HandlerOptions::new().name("start"),
             |e: TraceStart, bus: EventBus| async move {
                 assert_eq!(
                     EventContext::current().map(|c| c.event_type().to_owned()),
@@ -166,14 +167,13 @@ async fn a_chain_of_events_stays_one_trace_and_the_spans_say_so() {
                 );
                 bus.publish(TraceNext { n: e.n }).await.map(|_| ())
             },
-            HandlerOptions::new().name("start"),
         )
         .handler_with(
+            HandlerOptions::new().name("next"),
             move |e: Envelope<TraceNext>| {
                 let n2 = n2.clone();
                 async move { n2.push(attrs(&e)) }
             },
-            HandlerOptions::new().name("next"),
         )
         .connect("memory://")
         .await
@@ -402,6 +402,9 @@ async fn failures_are_recorded_on_the_spans() {
     capture();
     let bus = EventBus::builder()
         .handler_with(
+            HandlerOptions::new()
+                .name("fails")
+                .timeout(Duration::from_millis(10)),
             |e: TraceFail| async move {
                 match e.how.as_str() {
                     "error" => Err("it went wrong"),
@@ -413,9 +416,6 @@ async fn failures_are_recorded_on_the_spans() {
                     _ => Ok(()),
                 }
             },
-            HandlerOptions::new()
-                .name("fails")
-                .timeout(Duration::from_millis(10)),
         )
         .on_error(|_| {})
         .connect("memory://")

@@ -40,13 +40,10 @@ async fn bus(url: &str) -> (EventBus, Seen<u64>, Seen<u64>) {
             let p = p.clone();
             async move { p.push(e.n) }
         })
-        .handler_with(
-            move |e: Appended| {
-                let a = a.clone();
-                async move { a.push(e.n) }
-            },
-            HandlerOptions::new().name("count"),
-        )
+        .handler_with(HandlerOptions::new().name("count"), move |e: Appended| {
+            let a = a.clone();
+            async move { a.push(e.n) }
+        })
         .connect(url)
         .await
         .expect("connect");

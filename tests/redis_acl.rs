@@ -45,6 +45,10 @@ async fn everything_works_with_the_least_privilege_user() {
             async move { stock.push(e.sku) }
         })
         .handler_with(
+            HandlerOptions::new()
+                .name("ship")
+                .dedupe(Duration::from_secs(60))
+                .retry(RetryPolicy::never()),
             move |e: OrderPaid| {
                 let paid = paid2.clone();
                 async move {
@@ -53,10 +57,6 @@ async fn everything_works_with_the_least_privilege_user() {
                     Ok(())
                 }
             },
-            HandlerOptions::new()
-                .name("ship")
-                .dedupe(Duration::from_secs(60))
-                .retry(RetryPolicy::never()),
         )
         .connect(&url)
         .await

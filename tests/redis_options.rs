@@ -39,15 +39,12 @@ async fn counting_bus(
     let r = received.clone();
     let bus = EventBus::builder()
         .redis_options(redis)
-        .handler_with(
-            move |_: LimitPing| {
-                let r = r.clone();
-                async move {
-                    r.fetch_add(1, Ordering::Relaxed);
-                }
-            },
-            handler,
-        )
+        .handler_with(handler, move |_: LimitPing| {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::Relaxed);
+            }
+        })
         .connect(url)
         .await
         .expect("connect");

@@ -309,8 +309,8 @@ async fn subscriptions_follow_the_handlers() {
         );
         let pattern = bus
             .subscribe_with(
-                |_: Envelope<serde_json::Value>| async {},
                 HandlerOptions::new().topic(Topic::pattern("events:*")),
+                |_: Envelope<serde_json::Value>| async {},
             )
             .await
             .unwrap();
@@ -454,6 +454,7 @@ async fn concurrent_publishes_pipeline_on_one_connection() {
         let bus = EventBus::builder()
             .redis_options(options)
             .handler_with(
+                HandlerOptions::new().queue_capacity(N as usize),
                 move |e: Ping| {
                     let (r, s) = (r.clone(), s.clone());
                     async move {
@@ -461,7 +462,6 @@ async fn concurrent_publishes_pipeline_on_one_connection() {
                         s.fetch_add(e.n, Ordering::Relaxed);
                     }
                 },
-                HandlerOptions::new().queue_capacity(N as usize),
             )
             .connect(&server.url())
             .await
@@ -562,6 +562,13 @@ async fn dead_letters_round_trip_through_a_stream() {
         let bus = EventBus::builder()
             .redis_options(fast())
             .handler_with(
+                HandlerOptions::new()
+                    .name("picky")
+                    .retry(
+                        RetryPolicy::attempts(2)
+                            .backoff(Duration::from_millis(10), Duration::from_millis(10)),
+                    )
+                    .dead_letter(true),
                 move |e: Ping| {
                     let c = c.clone();
                     async move {
@@ -574,13 +581,6 @@ async fn dead_letters_round_trip_through_a_stream() {
                         }
                     }
                 },
-                HandlerOptions::new()
-                    .name("picky")
-                    .retry(
-                        RetryPolicy::attempts(2)
-                            .backoff(Duration::from_millis(10), Duration::from_millis(10)),
-                    )
-                    .dead_letter(true),
             )
             .connect(&server.url())
             .await
@@ -626,7 +626,7 @@ async fn dead_letters_round_trip_through_a_stream() {
             letter.entry_id
         );
 
-        assert_eq!(bus.replay_dead_letter(letter).await.unwrap(), 1);
+        assert_eq!(bus.replay_dead_letter(letter).await.unwrap().receivers, 1);
         eventually("the replay is handled", || {
             calls.load(Ordering::Relaxed) == 3
         })

@@ -155,8 +155,8 @@ async fn a_missing_event_fails_the_assertion_with_what_was_published() {
 async fn settle_says_what_is_still_busy() {
     let stuck = |_: InvoiceSent| std::future::pending::<()>();
     let builder = EventBus::builder().handler_with(
-        stuck,
         eventbus::HandlerOptions::new().name("stuck").no_timeout(),
+        stuck,
     );
     let kit = TestBus::start(builder).await.unwrap();
     kit.bus()

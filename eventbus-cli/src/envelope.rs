@@ -1,9 +1,7 @@
-//! The envelope `publish` sends: made and encoded by the bus's own envelope code, so the
-//! bytes are those a Rust service's `publish` writes.
+//! The envelope `publish` sends: made with [`Envelope::untyped`] and encoded by the bus's own
+//! envelope code, so the bytes are those a Rust service's `publish` writes.
 
-use chrono::Utc;
-use eventbus::RawEnvelope;
-use serde_json::json;
+use eventbus::Envelope;
 use serde_json::value::RawValue;
 
 use crate::exit::CliError;
@@ -35,39 +33,33 @@ pub(crate) struct Encoded {
 impl Draft {
     /// Encodes the envelope with a new UUID v7 id and the current time.
     pub(crate) fn encode(&self) -> Result<Encoded, CliError> {
-        self.encode_as(&uuid::Uuid::now_v7().to_string(), Utc::now())
+        encode(self.envelope()?)
     }
 
-    /// Encodes the envelope with a given id and time.
-    pub(crate) fn encode_as(
-        &self,
-        id: &str,
-        time: chrono::DateTime<Utc>,
-    ) -> Result<Encoded, CliError> {
+    /// The envelope, with a new UUID v7 id and the current time.
+    fn envelope(&self) -> Result<Envelope<Box<RawValue>>, CliError> {
+        // The data goes out as given (without whitespace), not re-serialized: numbers and key
+        // order stay the user's.
         let data = RawValue::from_string(minify(&self.data))
             .map_err(|e| CliError::usage(format!("the event data is not valid JSON: {e}")))?;
-        // The attributes the envelope's public API cannot set (type, dataversion) come from
-        // a header the bus's decoder reads; the rest is set through the envelope itself.
-        let header = json!({
-            "type": self.event_type,
-            "id": id,
-            "source": self.source,
-            "dataversion": self.data_version.to_string(),
-        });
-        let raw = RawEnvelope::parse(header.to_string().as_bytes())
-            .map_err(|e| CliError::usage(format!("invalid event type: {e}")))?;
-        let mut envelope = raw.into_parts().0.with_time(time).with_data(data);
-        if let Some(c) = &self.correlation_id {
-            envelope = envelope.with_correlation_id(c.clone());
-        }
-        let bytes = envelope
-            .encode_untyped()
-            .map_err(|e| CliError::usage(e.to_string()))?;
-        Ok(Encoded {
-            id: id.to_owned(),
-            bytes,
+        let envelope = Envelope::untyped(&*self.event_type, self.data_version, data)
+            .map_err(|e| CliError::usage(format!("invalid event type: {e}")))?
+            .with_source(&*self.source);
+        Ok(match &self.correlation_id {
+            Some(c) => envelope.with_correlation_id(c.clone()),
+            None => envelope,
         })
     }
+}
+
+fn encode(envelope: Envelope<Box<RawValue>>) -> Result<Encoded, CliError> {
+    let bytes = envelope
+        .encode_untyped()
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    Ok(Encoded {
+        id: envelope.id().to_owned(),
+        bytes,
+    })
 }
 
 /// JSON without the whitespace between tokens, as serde writes it (strings untouched).
@@ -96,7 +88,8 @@ fn minify(json: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eventbus::{Envelope, Event};
+    use chrono::Utc;
+    use eventbus::Event;
     use serde::{Deserialize, Serialize};
 
     #[derive(Serialize, Deserialize)]
@@ -113,14 +106,19 @@ mod tests {
     #[test]
     fn the_bytes_are_those_of_a_rust_publish() {
         let time = Utc::now();
-        let ours = Draft {
+        let draft = Draft {
             event_type: "user_created".into(),
             data: "{ \"user_id\": 1,\n \"name\": \"A d\\\"a\" }".into(),
             source: "accounts".into(),
             correlation_id: Some("c-1".into()),
             data_version: 1,
-        }
-        .encode_as("0193a5c4-8f2e-7d3a-9b1c-2f4e6a8b0c1d", time)
+        };
+        let envelope = draft.envelope().unwrap();
+        let ours = encode(
+            envelope
+                .with_id("0193a5c4-8f2e-7d3a-9b1c-2f4e6a8b0c1d")
+                .with_time(time),
+        )
         .unwrap();
         let rust = Envelope::new(UserCreated {
             user_id: 1,
@@ -154,5 +152,21 @@ mod tests {
                 .starts_with("the event data is not valid JSON"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_empty_or_spaced_type_is_a_usage_error() {
+        for event_type in ["", "user created"] {
+            let draft = Draft {
+                event_type: event_type.into(),
+                data: "{}".into(),
+                source: "s".into(),
+                correlation_id: None,
+                data_version: 1,
+            };
+            let err = draft.encode().unwrap_err();
+            assert_eq!(err.code, crate::exit::Code::Usage);
+            assert!(err.to_string().starts_with("invalid event type"), "{err}");
+        }
     }
 }

@@ -19,10 +19,10 @@ async fn three_dead_letters(url: &str, server: &eventbus_suite::redis_server::Re
     let bus = EventBus::builder()
         .service("billing")
         .handler_with(
-            |_: OrderPlaced| async { Err::<(), _>(std::io::Error::other("card declined")) },
             HandlerOptions::new()
                 .retry(RetryPolicy::never())
                 .dead_letter(true),
+            |_: OrderPlaced| async { Err::<(), _>(std::io::Error::other("card declined")) },
         )
         .connect(url)
         .await

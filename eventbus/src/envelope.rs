@@ -19,6 +19,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::Event;
+use crate::event::event_name_problem;
 
 mod decode;
 mod encode;
@@ -54,20 +55,7 @@ impl<E: Event> Envelope<E> {
     /// A new envelope: a fresh UUID v7 id, the current time (to the microsecond),
     /// `E::TYPE` and `E::VERSION`, and no source (the bus sets it to its service name).
     pub fn new(data: E) -> Self {
-        let (id, time) = time::new_id_and_time();
-        Envelope {
-            id,
-            source: String::new(),
-            event_type: E::TYPE.to_owned(),
-            time,
-            datacontenttype: None,
-            dataversion: Some(E::VERSION.to_string()),
-            correlationid: None,
-            causationid: None,
-            traceparent: None,
-            extensions: Map::new(),
-            data,
-        }
+        Envelope::fresh(E::TYPE.to_owned(), E::VERSION, data)
     }
 
     /// Encodes the envelope as CloudEvents JSON (structured mode).
@@ -119,6 +107,49 @@ impl<E: Event> Envelope<E> {
 }
 
 impl<E: Serialize> Envelope<E> {
+    /// A new envelope of data that is not an [`Event`], with the type and version given: a
+    /// fresh UUID v7 id, the current time, no source (the bus sets its service name when it
+    /// publishes; [`with_source`](Envelope::with_source) sets another). For tools and bridges
+    /// that publish events by name, such as the `eventbus` CLI; write it with
+    /// [`encode_untyped`](Envelope::encode_untyped).
+    ///
+    /// ```
+    /// use eventbus::Envelope;
+    /// use serde_json::json;
+    ///
+    /// let envelope = Envelope::untyped("user_created", 1, json!({"user_id": 1001}))?
+    ///     .with_source("accounts");
+    /// assert_eq!(envelope.event_type(), "user_created");
+    /// assert_eq!(envelope.version(), Some(1));
+    /// let bytes = envelope.encode_untyped()?;
+    /// # let _ = bytes;
+    /// assert!(Envelope::untyped("", 1, json!({})).is_err());
+    /// # Ok::<(), eventbus::EncodeError>(())
+    /// ```
+    ///
+    /// The data can be any `Serialize` value: a `serde_json::Value`, or a
+    /// `Box<serde_json::value::RawValue>` to send JSON exactly as given.
+    ///
+    /// # Errors
+    ///
+    /// An [`EncodeError`] on the field `type` when the type breaks the naming rule of event
+    /// types (see [`Event`](Event#names-channels-and-keys)): empty, or containing whitespace,
+    /// a glob character (`* ? [ ] \`) or a brace.
+    pub fn untyped(
+        event_type: impl Into<String>,
+        version: u32,
+        data: E,
+    ) -> Result<Self, EncodeError> {
+        let event_type = event_type.into();
+        if let Some(problem) = event_name_problem(&event_type) {
+            return Err(EncodeError::new(
+                "type",
+                format!("{event_type:?} {problem}"),
+            ));
+        }
+        Ok(Envelope::fresh(event_type, version, data))
+    }
+
     /// Encodes the envelope with the `type` and `dataversion` it holds, for data that is not an
     /// [`Event`], such as an `Envelope<serde_json::Value>` that a pattern handler forwards.
     ///
@@ -139,6 +170,24 @@ impl<E: Serialize> Envelope<E> {
 }
 
 impl<E> Envelope<E> {
+    /// A new envelope: a fresh UUID v7 id, the current time, no source.
+    fn fresh(event_type: String, version: u32, data: E) -> Self {
+        let (id, time) = time::new_id_and_time();
+        Envelope {
+            id,
+            source: String::new(),
+            event_type,
+            time,
+            datacontenttype: None,
+            dataversion: Some(version.to_string()),
+            correlationid: None,
+            causationid: None,
+            traceparent: None,
+            extensions: Map::new(),
+            data,
+        }
+    }
+
     /// The attributes the encoder writes besides `type`, `dataversion` and `data`.
     fn attributes(&self) -> encode::Attributes<'_> {
         encode::Attributes {

@@ -5,58 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::envelope::DecodeError;
-use crate::transport::{BoxError, TransportError};
-
-/// What went wrong in a transport: the vocabulary of [`TransportError`], which each
-/// operation's error maps to its own kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The URL could not be understood, or names a transport this build does not include.
-    InvalidUrl,
-    /// The server could not be reached.
-    Unreachable,
-    /// The server refused the credentials (`WRONGPASS`, `NOAUTH`) or a permission (`NOPERM`).
-    Auth,
-    /// The server did not answer in time.
-    Timeout,
-    /// The connection is down and did not come back before the deadline.
-    Disconnected,
-    /// The bus or transport was shut down.
-    Closed,
-    /// The server answered with an error.
-    Server,
-    /// The message is larger than the configured maximum.
-    TooLarge,
-    /// The event could not be encoded.
-    Encode,
-    /// The bus was set up wrongly (a handler needs state nobody provided, a bad name).
-    Config,
-    /// The transport does not offer the operation (no dead-letter store, no pub/sub queries).
-    Unsupported,
-}
-
-/// A message that never contains a password, and the cause it keeps.
-#[derive(Debug)]
-pub(crate) struct Detail {
-    pub(crate) message: String,
-    pub(crate) source: Option<BoxError>,
-}
-
-impl Detail {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        Detail {
-            message: message.into(),
-            source: None,
-        }
-    }
-
-    pub(crate) fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
-    }
-}
+use crate::transport::{BoxError, Detail, ErrorKind, TransportError};
 
 /// One error type per operation, each with its own `#[non_exhaustive]` kind. A transport's
 /// error converts into it, its kind mapped by name (`fallback` when the operation has no

@@ -228,7 +228,6 @@ pub(crate) fn channel_problem(text: &str) -> Option<String> {
 
 /// What is wrong with an event name, if anything: the channel rule, and no braces, as the
 /// default channel `events:<name>` is built from it.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn event_name_problem(name: &str) -> Option<String> {
     channel_problem(name).or_else(|| {
         name.contains(['{', '}']).then(|| {

@@ -1,5 +1,6 @@
 #![doc = include_str!("docs/crate.md")]
 #![doc = include_str!("docs/delivery.md")]
+#![doc = include_str!("docs/observe.md")]
 #![doc = include_str!("docs/features.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
@@ -10,13 +11,12 @@ mod clone_probe;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod debug_handler;
-mod durable_options;
 mod envelope;
 mod error;
 mod event;
 mod handler;
 mod metrics;
-pub mod observe;
+mod observe;
 mod options;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -30,25 +30,30 @@ pub mod transport;
 
 pub use bus::{
     ConnectionHealth, ConnectionState, DEFAULT_MAX_MESSAGE_SIZE, EventBus, EventBusBuilder,
-    EventStream, Health, PublishOptions, PublishReceipt, Subscription, shutdown_signal,
+    EventStream, Health, PublishOptions, PublishReceipt, RawReceipt, Subscription, shutdown_signal,
 };
-pub use durable_options::DurableOptions;
 pub use envelope::{DecodeError, EncodeError, Envelope, ExtensionError, RawEnvelope};
 pub use error::{
-    ConnectError, ConnectErrorKind, DecodeFailure, ErrorKind, Failure, FailureCause,
-    HandlerFailure, OverflowFailure, PublishError, PublishErrorKind, QueryError, QueryErrorKind,
-    ShutdownError, ShutdownReport, SubscribeError, SubscribeErrorKind,
+    ConnectError, ConnectErrorKind, DecodeFailure, Failure, FailureCause, HandlerFailure,
+    OverflowFailure, PublishError, PublishErrorKind, QueryError, QueryErrorKind, ShutdownError,
+    ShutdownReport, SubscribeError, SubscribeErrorKind,
 };
 pub use event::{ChannelError, Event};
 pub use handler::{
     DeliveryInfo, EventArg, FromContext, Handler, HandlerContext, HandlerResult, State,
     StateMapView,
 };
-pub use metrics::{EventTypeMetrics, GroupMetrics, HandlerMetrics, LatencySnapshot, Metrics};
-pub use options::{HandlerOptions, Overflow, RetryPolicy};
+#[cfg(feature = "metrics")]
+pub use metrics::export::{MetricsExport, MetricsExporter, export_metrics, export_metrics_with};
+pub use metrics::{
+    EventTypeMetrics, GroupMetrics, HandlerMetrics, LatencyBuckets, LatencySnapshot, Metrics,
+};
+pub use observe::EventContext;
+pub use options::{DurableOptions, HandlerOptions, Overflow, RetryPolicy, StartFrom};
 pub use topic::Topic;
-pub use transport::{ConnectionEvent, DeadLetter, Message};
-pub use {metrics::LatencyBuckets, observe::EventContext};
+pub use transport::connection::ConnectionEvent;
+pub use transport::dead_letter::DeadLetter;
+pub use transport::message::Message;
 
 /// `#[derive(Event)]`: implements [`Event`] for a struct or enum. See [`Event`] for the attributes.
 #[cfg(feature = "derive")]

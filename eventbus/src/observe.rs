@@ -1,44 +1,5 @@
-//! Observability: the trace context that travels with events, and, with the `metrics`
-//! feature, the bus's counters exported through the [`metrics`](https://docs.rs/metrics)
-//! facade.
-//!
-//! # Trace context
-//!
-//! Every envelope may carry a W3C `traceparent` (and a correlation and a causation id). While a
-//! handler runs, the event it is running for is its [`EventContext`], and a publish from inside
-//! the handler takes what it does not set itself from it, so that a chain of events stays one
-//! trace and one correlation:
-//!
-//! - `traceparent`, unless the publish sets one: the handled event's, when it is a valid W3C
-//!   trace context (it is passed on as it is: this crate makes no spans of its own);
-//! - `correlationid` and `causationid`, unless the publish sets either: the handled event's
-//!   correlation id (or its id when it has none), and its id, as
-//!   [`PublishOptions::caused_by`](crate::PublishOptions::caused_by) would.
-//!
-//! The context lives in a task-local: work the handler hands to a task of its own
-//! (`tokio::spawn`) takes it along with [`EventContext::scope`]:
-//!
-//! ```
-//! # use eventbus::{EventBus, EventContext};
-//! # async fn follow_up(bus: EventBus) {}
-//! async fn handler(_: eventbus::Envelope<serde_json::Value>, bus: EventBus) {
-//!     if let Some(ctx) = EventContext::current() {
-//!         tokio::spawn(ctx.scope(follow_up(bus)));
-//!     }
-//! }
-//! ```
-//!
-//! The `eventbus.publish` and `eventbus.handle` spans carry the ids as fields
-//! (`messaging.message.id`, `messaging.message.conversation_id` for the correlation id,
-//! `eventbus.traceparent`), and `error.type` when publishing or a handler attempt failed.
-//!
-//! # Metrics
-//!
-//! With the `metrics` feature, `export_metrics` starts a task that publishes the bus's
-//! counters to whatever recorder the application installed (Prometheus, StatsD, ...). The
-//! bus keeps counting in its own atomics either way; the export reads
-//! [`EventBus::metrics`](crate::EventBus::metrics) snapshots and records what changed since the
-//! previous one, so handlers pay nothing for it. See `MetricsExporter` for the names.
+//! The trace context that travels with events ([`EventContext`]) and is inherited by the
+//! publishes of a handler; described in the crate documentation's Observability section.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -50,7 +11,7 @@ tokio::task_local! {
 }
 
 /// The event a handler is running for: its id, correlation id and trace context, which a
-/// publish from inside the handler inherits (see the [module docs](self)).
+/// publish from inside the handler inherits (see [Observability](crate#observability)).
 ///
 /// Cheap to clone: it shares the received envelope's attributes.
 #[derive(Clone)]
@@ -143,14 +104,7 @@ pub(crate) fn inherit<E>(envelope: &mut Envelope<E>) {
 /// form (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, lowercase, ids not all
 /// zero), or a later version that starts the same way (later versions may append fields after
 /// a `-`; version `ff` is invalid).
-///
-/// ```
-/// use eventbus::observe::is_valid_traceparent;
-/// assert!(is_valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
-/// assert!(!is_valid_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
-/// assert!(!is_valid_traceparent("not a trace"));
-/// ```
-pub fn is_valid_traceparent(value: &str) -> bool {
+pub(crate) fn is_valid_traceparent(value: &str) -> bool {
     let b = value.as_bytes();
     let hex = |s: &[u8]| {
         s.iter()
@@ -170,12 +124,6 @@ pub fn is_valid_traceparent(value: &str) -> bool {
     shape && tail_ok && hex(trace) && hex(parent) && hex(flags) && nonzero(trace) && nonzero(parent)
 }
 
-/// The metrics exporter, kept here under its former path; it lives in the metrics module.
-#[cfg(feature = "metrics")]
-pub use crate::metrics::export::{
-    MetricsExport, MetricsExporter, export_metrics, export_metrics_with,
-};
-
 #[cfg(test)]
 mod tests {
     use super::is_valid_traceparent;
@@ -192,6 +140,8 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "not a trace",
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",

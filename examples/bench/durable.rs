@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use eventbus::transport::StartFrom;
+use eventbus::StartFrom;
 use eventbus::{DurableOptions, Event, EventBus, HandlerOptions};
 use eventbus_suite::redis_server::RedisServer;
 use futures_util::StreamExt;
@@ -63,20 +63,17 @@ async fn consumer(
         .durable(DurableOptions::new().start_from(start));
     let bus = EventBus::builder()
         .service("bench-consumer")
-        .handler_with(
-            move |e: DurableBench| {
-                let sink = sink.clone();
-                async move {
-                    let now = now_ns();
-                    if let Some(v) = sink.latencies.lock().unwrap().as_mut() {
-                        v.push(now.saturating_sub(e.sent_ns));
-                    }
-                    sink.count.fetch_add(1, Ordering::Release);
-                    sink.notify.notify_one();
+        .handler_with(options, move |e: DurableBench| {
+            let sink = sink.clone();
+            async move {
+                let now = now_ns();
+                if let Some(v) = sink.latencies.lock().unwrap().as_mut() {
+                    v.push(now.saturating_sub(e.sent_ns));
                 }
-            },
-            options,
-        )
+                sink.count.fetch_add(1, Ordering::Release);
+                sink.notify.notify_one();
+            }
+        })
         .shutdown_timeout(Duration::from_millis(500))
         .connect(url)
         .await?;

@@ -426,13 +426,13 @@ async fn subscriber(url: &str, sink: &SinkRef, stalled: bool) -> anyhow::Result<
     let mut builder = EventBus::builder()
         .service("bench-subscriber")
         .state(sink.clone())
-        .handler_with(noop, options)
+        .handler_with(options, noop)
         .shutdown_timeout(Duration::from_millis(200))
         .on_error(|_| {});
     if stalled {
         builder = builder.handler_with(
-            |_: BenchEvent| std::future::pending::<()>(),
             HandlerOptions::new().name("stalled").no_timeout(),
+            |_: BenchEvent| std::future::pending::<()>(),
         );
     }
     Ok(builder.connect(url).await?)

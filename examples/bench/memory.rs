@@ -83,6 +83,7 @@ pub(crate) async fn bus_rate(n: u64) -> anyhow::Result<f64> {
     for (i, mine) in each.iter().enumerate() {
         let (count, mine) = (count.clone(), mine.clone());
         builder = builder.handler_with(
+            HandlerOptions::new().name(format!("noop-{i}")),
             move |e: BenchEvent| {
                 let (count, mine) = (count.clone(), mine.clone());
                 async move {
@@ -91,7 +92,6 @@ pub(crate) async fn bus_rate(n: u64) -> anyhow::Result<f64> {
                     count.fetch_add(1, Ordering::Release);
                 }
             },
-            HandlerOptions::new().name(format!("noop-{i}")),
         );
     }
     let bus = builder.connect("memory://").await?;

@@ -205,14 +205,14 @@ fn consumer_builder(tally: Tally) -> eventbus::EventBusBuilder {
         .redis_options(fast())
         .shutdown_timeout(Duration::from_secs(30))
         .on_connection(report_gap)
-        .handler_with(tick_fast, HandlerOptions::new().name("tick_fast"))
+        .handler_with(HandlerOptions::new().name("tick_fast"), tick_fast)
         .handler_with(
-            tick_slow,
             HandlerOptions::new().name("tick_slow").queue_capacity(16),
+            tick_slow,
         )
-        .handler_with(job_fast, durable("job_fast"))
-        .handler_with(job_slow, durable("job_slow"))
-        .handler_with(job_flaky, durable(FLAKY).retry(retry))
+        .handler_with(durable("job_fast"), job_fast)
+        .handler_with(durable("job_slow"), job_slow)
+        .handler_with(durable(FLAKY).retry(retry), job_flaky)
 }
 
 fn report_gap(event: &ConnectionEvent) {

@@ -105,7 +105,7 @@ async fn send(
             })?;
         return Ok(Sent::Appended(entry));
     }
-    let receivers = session.bus.publish_raw(channel, bytes).await.map_err(|e| {
+    let receipt = session.bus.publish_raw(channel, bytes).await.map_err(|e| {
         let code = match e.kind() {
             PublishErrorKind::Config => Code::Usage,
             _ => Code::Failed,
@@ -115,7 +115,7 @@ async fn send(
             format!("publishing on {channel} failed: {}", chain(&e)),
         )
     })?;
-    Ok(Sent::Published(receivers))
+    Ok(Sent::Published(receipt.receivers))
 }
 
 fn receipt(args: &PublishArgs, channel: &str, id: &str, sent: &Sent) -> String {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::EventBus;
+use super::{EventBus, RawReceipt};
 use crate::error::{PublishError, QueryError, QueryErrorKind, SubscribeError};
 use crate::runtime::Health;
 use crate::transport::{DeadLetter, DeadLetterStore, GroupStatus, PubSubAdmin};
@@ -104,19 +104,30 @@ impl EventBus {
     }
 
     /// Publishes a dead letter's original message again on its channel (appends it to its
-    /// stream again, for a durable event), then removes it from the store. Returns how many
-    /// subscribers received it (1 for a durable event: it is stored).
-    pub async fn replay_dead_letter(&self, letter: &DeadLetter) -> Result<u64, PublishError> {
+    /// stream again, for a durable event), then removes it from the store. The receipt says
+    /// how many subscribers received it (1 for a durable event: it is stored, and the receipt
+    /// has its new entry id).
+    pub async fn replay_dead_letter(
+        &self,
+        letter: &DeadLetter,
+    ) -> Result<RawReceipt, PublishError> {
         let store = self
             .dead_letter_store()
             .map_err(|e| PublishError::new(crate::PublishErrorKind::Config, e.to_string()))?;
-        let n = if letter.durable {
-            self.append(&letter.channel, letter.payload.clone()).await?;
-            1
+        let (receivers, entry_id) = if letter.durable {
+            let id = self.append(&letter.channel, letter.payload.clone()).await?;
+            (1, Some(id))
         } else {
-            self.send(&letter.channel, letter.payload.clone()).await?
+            (
+                self.send(&letter.channel, letter.payload.clone()).await?,
+                None,
+            )
         };
         store.remove(&letter.event_type, &letter.entry_id).await?;
-        Ok(n)
+        Ok(RawReceipt {
+            channel: letter.channel.clone(),
+            receivers,
+            entry_id,
+        })
     }
 }

@@ -164,19 +164,24 @@ impl EventBusBuilder {
     /// returns them as one [`ConnectError`] of kind `Config`, each with the line it was made on.
     #[track_caller]
     pub fn handler<T, H: Handler<T>>(self, handler: H) -> Self {
-        self.handler_with(handler, HandlerOptions::new())
+        self.handler_with(HandlerOptions::new(), handler)
     }
 
     /// Registers a handler on a chosen topic: a pattern, a raw channel, or chosen keys of a
     /// keyed event.
     #[track_caller]
     pub fn handler_on<T, H: Handler<T>>(self, topic: Topic, handler: H) -> Self {
-        self.handler_with(handler, HandlerOptions::new().topic(topic))
+        self.handler_with(HandlerOptions::new().topic(topic), handler)
     }
 
     /// Registers a handler with options.
+    ///
+    /// Like every method that registers a handler, it takes where and how the handler listens
+    /// first and the handler last, as axum's `route(path, handler)` does:
+    /// [`handler_on(topic, f)`](Self::handler_on), `handler_with(options, f)` and
+    /// [`EventBus::subscribe_with(options, f)`](EventBus::subscribe_with).
     #[track_caller]
-    pub fn handler_with<T, H: Handler<T>>(mut self, handler: H, options: HandlerOptions) -> Self {
+    pub fn handler_with<T, H: Handler<T>>(mut self, options: HandlerOptions, handler: H) -> Self {
         match slot_spec(handler, options) {
             Ok(spec) => self.handlers.push(spec),
             Err(why) => {

@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Topic;
-use crate::error::ErrorKind;
 use crate::metrics::GroupMetrics;
 use crate::runtime::{Router, Slot};
 use crate::sync::write;
-use crate::transport::{Transport, TransportError};
+use crate::transport::{ErrorKind, Transport, TransportError};
 
 /// How often the groups are read.
 const INTERVAL: Duration = Duration::from_secs(1);

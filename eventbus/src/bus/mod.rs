@@ -36,7 +36,7 @@ use crate::transport::{
 
 pub use crate::runtime::{ConnectionHealth, ConnectionState, Health};
 pub use builder::EventBusBuilder;
-pub use publish::PublishReceipt;
+pub use publish::{PublishReceipt, RawReceipt};
 pub use publish_options::PublishOptions;
 pub use shutdown::shutdown_signal;
 pub use stream::EventStream;

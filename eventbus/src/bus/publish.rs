@@ -29,6 +29,23 @@ pub struct PublishReceipt {
     pub entry_id: Option<String>,
 }
 
+/// What publishing a payload as it is returned: [`EventBus::publish_raw`],
+/// [`EventBus::publish_raw_sharded`] and [`EventBus::replay_dead_letter`].
+///
+/// A receipt of its own rather than a [`PublishReceipt`], because a raw payload has no event
+/// id the bus could name: it is whatever bytes were given (an envelope or not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RawReceipt {
+    /// The channel it was published on (the stream, for a replayed durable dead letter).
+    pub channel: String,
+    /// What `PUBLISH` returned: how many subscriptions received it; 1 for a replayed durable
+    /// dead letter: it is stored.
+    pub receivers: u64,
+    /// For a replayed durable dead letter, its new entry id in the stream; `None` otherwise.
+    pub entry_id: Option<String>,
+}
+
 /// The smallest and the largest buffer an envelope is encoded into at first (a longer one
 /// grows it).
 const MIN_BUFFER: usize = 256;
@@ -164,7 +181,7 @@ impl EventBus {
         &self,
         channel: &str,
         payload: impl Into<Bytes>,
-    ) -> Result<u64, PublishError> {
+    ) -> Result<RawReceipt, PublishError> {
         self.publish_raw_as(channel, payload.into(), false).await
     }
 
@@ -176,7 +193,7 @@ impl EventBus {
         &self,
         channel: &str,
         payload: impl Into<Bytes>,
-    ) -> Result<u64, PublishError> {
+    ) -> Result<RawReceipt, PublishError> {
         self.publish_raw_as(channel, payload.into(), true).await
     }
 
@@ -186,10 +203,15 @@ impl EventBus {
         channel: &str,
         payload: Bytes,
         sharded: bool,
-    ) -> Result<u64, PublishError> {
+    ) -> Result<RawReceipt, PublishError> {
         check_name("channel", channel)
             .map_err(|why| PublishError::new(PublishErrorKind::Config, why))?;
-        self.send_as(channel, payload, sharded).await
+        let receivers = self.send_as(channel, payload, sharded).await?;
+        Ok(RawReceipt {
+            channel: channel.to_owned(),
+            receivers,
+            entry_id: None,
+        })
     }
 
     /// Appends a durable event to its stream, counting the outcome as a publish.

@@ -21,14 +21,14 @@ impl EventBus {
         &self,
         handler: H,
     ) -> Result<Subscription, SubscribeError> {
-        self.subscribe_with(handler, HandlerOptions::new()).await
+        self.subscribe_with(HandlerOptions::new(), handler).await
     }
 
     /// [`subscribe`](Self::subscribe) with options (topic, queue, timeout, retries).
     pub async fn subscribe_with<T, H: Handler<T>>(
         &self,
-        handler: H,
         options: HandlerOptions,
+        handler: H,
     ) -> Result<Subscription, SubscribeError> {
         let spec = slot_spec(handler, options)
             .map_err(|why| SubscribeError::new(SubscribeErrorKind::Config, why))?;

@@ -211,7 +211,8 @@ pub(super) async fn raw_channels_carry_bytes(lab: &mut Lab<'_>) -> Check {
     let receivers = bus
         .publish_raw("conf:raw", bytes.clone())
         .await
-        .context("publishing a raw payload")?;
+        .context("publishing a raw payload")?
+        .receivers;
     ensure!(
         receivers == 1,
         "a raw publish counted {receivers} receivers, expected 1"
@@ -220,7 +221,8 @@ pub(super) async fn raw_channels_carry_bytes(lab: &mut Lab<'_>) -> Check {
     let receivers = bus
         .publish_raw_sharded("conf:raw", sharded.clone())
         .await
-        .context("publishing a raw payload sharded")?;
+        .context("publishing a raw payload sharded")?
+        .receivers;
     ensure!(
         receivers == 1,
         "a sharded raw publish counted {receivers} receivers, expected 1"
@@ -294,33 +296,24 @@ fn with_bad_handlers(builder: EventBusBuilder, runs: &Arc<AtomicU64>) -> EventBu
     let (r1, r2, r3) = (runs.clone(), runs.clone(), runs.clone());
     let fast = HandlerOptions::new().timeout(Duration::from_millis(100));
     builder
-        .handler_with(
-            move |_: Note| {
-                r1.fetch_add(1, Ordering::SeqCst);
-                async move { Err::<(), _>(std::io::Error::other("fails")) }
-            },
-            fast.clone().name("failing"),
-        )
-        .handler_with(
-            move |_: Note| {
-                let run = r2.fetch_add(1, Ordering::SeqCst) + 1;
-                async move {
-                    // A panic that skips the panic hook: the bus catches it all the same, and
-                    // the run's output shows no message for a panic made on purpose.
-                    if run > 0 {
-                        std::panic::resume_unwind(Box::new("a handler panics on purpose"));
-                    }
+        .handler_with(fast.clone().name("failing"), move |_: Note| {
+            r1.fetch_add(1, Ordering::SeqCst);
+            async move { Err::<(), _>(std::io::Error::other("fails")) }
+        })
+        .handler_with(fast.clone().name("panicking"), move |_: Note| {
+            let run = r2.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                // A panic that skips the panic hook: the bus catches it all the same, and
+                // the run's output shows no message for a panic made on purpose.
+                if run > 0 {
+                    std::panic::resume_unwind(Box::new("a handler panics on purpose"));
                 }
-            },
-            fast.clone().name("panicking"),
-        )
-        .handler_with(
-            move |_: Note| {
-                r3.fetch_add(1, Ordering::SeqCst);
-                async move { tokio::time::sleep(Duration::from_secs(3600)).await }
-            },
-            fast.name("hanging"),
-        )
+            }
+        })
+        .handler_with(fast.name("hanging"), move |_: Note| {
+            r3.fetch_add(1, Ordering::SeqCst);
+            async move { tokio::time::sleep(Duration::from_secs(3600)).await }
+        })
 }
 
 /// After `unsubscribe().await`, nothing more reaches the handler.
@@ -479,11 +472,11 @@ pub(super) async fn durable_groups_share_the_work(lab: &mut Lab<'_>) -> Check {
     for _ in 0..2 {
         let s = seen.clone();
         let builder = EventBus::builder().service("conf").handler_with(
+            HandlerOptions::new().name("work"),
             move |t: Task| {
                 let s = s.clone();
                 async move { s.push(t.n) }
             },
-            HandlerOptions::new().name("work"),
         );
         buses.push(lab.connect(builder).await?);
     }

@@ -57,6 +57,9 @@ pub trait FromContext: Sized + Send + 'static {
 }
 
 /// Which state types the builder was given, for start-up checks in [`FromContext::check`].
+///
+/// Only the bus makes one; it is public (and exported next to [`FromContext`]) because an
+/// extractor of your own names it when it overrides `check`.
 #[derive(Debug)]
 pub struct StateMapView<'a>(pub(crate) &'a [TypeId]);
 

@@ -241,7 +241,7 @@ type Series = (&'static str, Vec<Label>);
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> anyhow::Result<()> {
 /// let bus = eventbus::EventBus::builder().connect("memory://").await?;
-/// let mut exporter = eventbus::observe::MetricsExporter::new().label("service", "accounts");
+/// let mut exporter = eventbus::MetricsExporter::new().label("service", "accounts");
 /// exporter.record(&bus.metrics()); // to the recorder installed with `metrics`
 /// # Ok(()) }
 /// ```
@@ -378,7 +378,7 @@ impl MetricsExport {
 /// ```no_run
 /// # async fn run(bus: eventbus::EventBus) {
 /// // metrics_exporter_prometheus::PrometheusBuilder::new().install()?;
-/// let export = eventbus::observe::export_metrics(&bus, std::time::Duration::from_secs(10));
+/// let export = eventbus::export_metrics(&bus, std::time::Duration::from_secs(10));
 /// // ...
 /// bus.shutdown().await.ok();
 /// export.stop().await;

@@ -29,7 +29,9 @@ const MAX_STREAM_LEN: usize = i64::MAX as usize;
 ///     .publish_deadline(Duration::from_secs(10))
 ///     .reconnect_backoff(Duration::from_millis(50), Duration::from_secs(2))
 ///     .max_reconnect_attempts(Some(100));
-/// assert_eq!(options.get_publish_deadline(), Duration::from_secs(10));
+/// // The values in effect, after clamping; TLS keys are never shown.
+/// let shown = format!("{options:?}");
+/// assert!(shown.contains("publish_deadline: 10s"));
 /// ```
 ///
 /// | option | default |
@@ -48,12 +50,18 @@ const MAX_STREAM_LEN: usize = i64::MAX as usize;
 ///
 /// Every duration is clamped to one year, which is "no limit" in practice (so `Duration::MAX`
 /// is accepted and means that). The few values that cannot mean anything useful (a zero
-/// connect or response timeout or publish deadline, `max_reconnect_attempts(Some(0))`, `dead_letter_max_len(Some(0))`,
-/// empty TLS material) make [`connect`](crate::EventBusBuilder::connect) fail with
-/// [`ErrorKind::Config`](crate::ErrorKind::Config), naming every one of them. Each option's
-/// documentation gives its bounds.
+/// connect or response timeout or publish deadline, `max_reconnect_attempts(Some(0))`,
+/// `dead_letter_max_len(Some(0))`, empty TLS material) make
+/// [`connect`](crate::EventBusBuilder::connect) fail with
+/// [`ErrorKind::Config`](crate::transport::ErrorKind::Config), naming every one of them. Each
+/// option's documentation gives its bounds.
 ///
-/// The `Debug` output never shows TLS keys.
+/// # Reading the values
+///
+/// `RedisOptions` is a by-value builder with setters only, as `async_nats::ConnectOptions` and
+/// `reqwest::ClientBuilder` are: each method named after an option sets it, and there are no
+/// getters to collide with those names. The values in effect (after clamping) are shown by the
+/// `Debug` output, which never shows TLS keys.
 #[derive(Clone)]
 #[non_exhaustive]
 #[must_use]
@@ -141,22 +149,24 @@ impl RedisOptions {
 
     /// How long establishing a connection may take, TCP and TLS handshake and authentication
     /// included (default 3 s). [`connect`](crate::EventBusBuilder::connect) fails after it with
-    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
+    /// [`ErrorKind::Timeout`](crate::transport::ErrorKind::Timeout).
     ///
     /// Longer than one year counts as one year; zero is refused by `connect` (a
-    /// [`Config`](crate::ErrorKind::Config) error), since no connection could ever be made.
+    /// [`Config`](crate::transport::ErrorKind::Config) error), since no connection could ever be
+    /// made.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout.min(MAX_DURATION);
         self
     }
 
-    /// How long the server may take to answer a command (default 3 s). Every command is bounded
-    /// by it: a publish that gets no answer in time fails with
-    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout), and a watchdog `PING` that gets none
-    /// marks the connection dead.
+    /// How long the server may take to answer a command (default 3 s). Every command is bounded by
+    /// it: a publish that gets no answer in time fails with
+    /// [`ErrorKind::Timeout`](crate::transport::ErrorKind::Timeout), and a watchdog `PING` that
+    /// gets none marks the connection dead.
     ///
     /// Longer than one year counts as one year; zero is refused by `connect` (a
-    /// [`Config`](crate::ErrorKind::Config) error), since no command could ever be answered.
+    /// [`Config`](crate::transport::ErrorKind::Config) error), since no command could ever be
+    /// answered.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout.min(MAX_DURATION);
         self
@@ -164,14 +174,14 @@ impl RedisOptions {
 
     /// How long a publish (or a query) may wait before it is sent (default 5 s): for a lost
     /// connection to come back (then it fails with
-    /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected)), and for its turn when
-    /// [`max_in_flight`](Self::max_in_flight) commands already await their answer (then it
-    /// fails with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout)).
+    /// [`ErrorKind::Disconnected`](crate::transport::ErrorKind::Disconnected)), and for its turn
+    /// when [`max_in_flight`](Self::max_in_flight) commands already await their answer (then it
+    /// fails with [`ErrorKind::Timeout`](crate::transport::ErrorKind::Timeout)).
     ///
     /// A publish returns at the latest after this deadline plus the
-    /// [`response_timeout`](Self::response_timeout) of its last try; one that waited in the
-    /// queue past its deadline is not sent. Longer than one year counts as one year. Zero is
-    /// refused by `connect` (a [`Config`](crate::ErrorKind::Config) error), since every publish
+    /// [`response_timeout`](Self::response_timeout) of its last try; one that waited in the queue
+    /// past its deadline is not sent. Longer than one year counts as one year. Zero is refused by
+    /// `connect` (a [`Config`](crate::transport::ErrorKind::Config) error), since every publish
     /// waits a little in the queue: for "fail fast", use a few milliseconds.
     pub fn publish_deadline(mut self, deadline: Duration) -> Self {
         self.publish_deadline = deadline.min(MAX_DURATION);
@@ -204,10 +214,10 @@ impl RedisOptions {
 
     /// How many reconnect attempts are made after a loss before giving up (`None`, the default:
     /// retry forever). A connection that gave up stays down: publishes fail at once with
-    /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected).
+    /// [`ErrorKind::Disconnected`](crate::transport::ErrorKind::Disconnected).
     ///
-    /// `Some(0)` is refused by `connect` (a [`Config`](crate::ErrorKind::Config) error): the
-    /// subscriber connects through the same loop, so at least one attempt is needed.
+    /// `Some(0)` is refused by `connect` (a [`Config`](crate::transport::ErrorKind::Config) error):
+    /// the subscriber connects through the same loop, so at least one attempt is needed.
     pub fn max_reconnect_attempts(mut self, attempts: Option<u32>) -> Self {
         self.max_attempts = attempts;
         self
@@ -231,9 +241,9 @@ impl RedisOptions {
     /// The approximate length at which each dead-letter stream is trimmed
     /// (`XADD ... MAXLEN ~ n`); `None` keeps every entry. Default: about 10 000.
     ///
-    /// Values above what Redis accepts (`i64::MAX`) keep every entry, like `None`. `Some(0)`
-    /// is refused by `connect` (a [`Config`](crate::ErrorKind::Config) error), since it would
-    /// keep none: turn dead letters off per handler with
+    /// Values above what Redis accepts (`i64::MAX`) keep every entry, like `None`. `Some(0)` is
+    /// refused by `connect` (a [`Config`](crate::transport::ErrorKind::Config) error), since it
+    /// would keep none: turn dead letters off per handler with
     /// [`HandlerOptions::dead_letter`](crate::HandlerOptions::dead_letter) instead.
     pub fn dead_letter_max_len(mut self, max_len: Option<usize>) -> Self {
         self.dead_letter_max_len = max_len.filter(|&n| n <= MAX_STREAM_LEN);
@@ -250,7 +260,7 @@ impl RedisOptions {
     /// It also bounds memory: at most this many publishes wait in the publish queue besides
     /// those on the wire. A publish that finds the queue full waits for room (the caller feels
     /// the backpressure) up to the publish deadline, then fails with
-    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
+    /// [`ErrorKind::Timeout`](crate::transport::ErrorKind::Timeout).
     ///
     /// Zero counts as 1; the most is `tokio::sync::Semaphore::MAX_PERMITS` (`usize::MAX >> 3`),
     /// and larger values count as that.
@@ -261,16 +271,16 @@ impl RedisOptions {
 
     /// How durable types' streams are trimmed on append (default: about 1 000 000 entries
     /// each). A length or age of zero is refused by `connect` with a
-    /// [`Config`](crate::ErrorKind::Config) error.
+    /// [`Config`](crate::transport::ErrorKind::Config) error.
     pub fn stream_retention(mut self, retention: StreamRetention) -> Self {
         self.stream_retention = retention;
         self
     }
 
-    /// The root certificate(s), PEM-encoded, that a `rediss://` server's certificate must chain
-    /// to, instead of the system's roots: for `rediss+sentinel://` the sentinels' and the data
-    /// nodes', for `rediss+cluster://` every node's. Needs the `tls` feature; without it
-    /// `rediss` URLs are refused with [`ErrorKind::InvalidUrl`](crate::ErrorKind::InvalidUrl).
+    /// The root certificate(s), PEM-encoded, that a `rediss://` server's certificate must chain to,
+    /// instead of the system's roots: for `rediss+sentinel://` the sentinels' and the data nodes',
+    /// for `rediss+cluster://` every node's. Needs the `tls` feature; without it `rediss` URLs are
+    /// refused with [`ErrorKind::InvalidUrl`](crate::transport::ErrorKind::InvalidUrl).
     pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls_root_certificate = Some(pem.into());
         self
@@ -289,7 +299,8 @@ impl RedisOptions {
     }
 
     /// The problems these options hold that the setters cannot clamp away, all of them in one
-    /// message; `connect` refuses them with a [`Config`](crate::ErrorKind::Config) error.
+    /// message; `connect` refuses them with a [`Config`](crate::transport::ErrorKind::Config)
+    /// error.
     pub(crate) fn validate(&self) -> Result<(), String> {
         let mut problems = Vec::new();
         if self.connect_timeout.is_zero() {
@@ -330,56 +341,6 @@ impl RedisOptions {
         } else {
             Err(problems.join("; "))
         }
-    }
-
-    /// The connect timeout.
-    pub fn get_connect_timeout(&self) -> Duration {
-        self.connect_timeout
-    }
-
-    /// The response timeout.
-    pub fn get_response_timeout(&self) -> Duration {
-        self.response_timeout
-    }
-
-    /// The publish deadline.
-    pub fn get_publish_deadline(&self) -> Duration {
-        self.publish_deadline
-    }
-
-    /// The reconnect backoff: first and largest delay.
-    pub fn get_reconnect_backoff(&self) -> (Duration, Duration) {
-        (self.backoff_initial, self.backoff_max)
-    }
-
-    /// The reconnect jitter.
-    pub fn get_reconnect_jitter(&self) -> f64 {
-        self.jitter
-    }
-
-    /// The most reconnect attempts after a loss, or `None` for no limit.
-    pub fn get_max_reconnect_attempts(&self) -> Option<u32> {
-        self.max_attempts
-    }
-
-    /// The watchdog interval, or `None` when the watchdog is off.
-    pub fn get_watchdog_interval(&self) -> Option<Duration> {
-        self.watchdog_interval
-    }
-
-    /// The dead-letter stream length limit.
-    pub fn get_dead_letter_max_len(&self) -> Option<usize> {
-        self.dead_letter_max_len
-    }
-
-    /// The most commands awaiting an answer at once.
-    pub fn get_max_in_flight(&self) -> usize {
-        self.max_in_flight
-    }
-
-    /// How durable streams are trimmed.
-    pub fn get_stream_retention(&self) -> StreamRetention {
-        self.stream_retention
     }
 
     /// The delay before reconnect attempt `retry` (1 for the first retry after the immediate
@@ -423,12 +384,7 @@ mod tests {
                 "{d:?}"
             );
         }
-        assert_eq!(
-            RedisOptions::new()
-                .reconnect_jitter(7.0)
-                .get_reconnect_jitter(),
-            1.0
-        );
+        assert_eq!(RedisOptions::new().reconnect_jitter(7.0).jitter, 1.0);
     }
 
     #[test]
@@ -439,15 +395,18 @@ mod tests {
             .publish_deadline(Duration::MAX)
             .reconnect_backoff(Duration::MAX, Duration::MAX)
             .watchdog_interval(Some(Duration::MAX));
-        assert_eq!(o.get_connect_timeout(), MAX_DURATION);
-        assert_eq!(o.get_response_timeout(), MAX_DURATION);
-        assert_eq!(o.get_publish_deadline(), MAX_DURATION);
-        assert_eq!(o.get_reconnect_backoff(), (MAX_DURATION, MAX_DURATION));
-        assert_eq!(o.get_watchdog_interval(), Some(MAX_DURATION));
+        assert_eq!(o.connect_timeout, MAX_DURATION);
+        assert_eq!(o.response_timeout, MAX_DURATION);
+        assert_eq!(o.publish_deadline, MAX_DURATION);
+        assert_eq!(
+            (o.backoff_initial, o.backoff_max),
+            (MAX_DURATION, MAX_DURATION)
+        );
+        assert_eq!(o.watchdog_interval, Some(MAX_DURATION));
         assert!(o.validate().is_ok());
         // What the transport computes from them must not overflow.
         let now = tokio::time::Instant::now();
-        let _ = now + o.get_publish_deadline() + o.get_response_timeout();
+        let _ = now + o.publish_deadline + o.response_timeout;
         for retry in [1, 2, 40, u32::MAX] {
             assert!(o.backoff_delay(retry) <= MAX_DURATION);
         }
@@ -458,8 +417,11 @@ mod tests {
         let o = RedisOptions::new()
             .reconnect_backoff(Duration::ZERO, Duration::ZERO)
             .watchdog_interval(Some(Duration::ZERO));
-        assert_eq!(o.get_reconnect_backoff(), (MIN_BACKOFF, MIN_BACKOFF));
-        assert_eq!(o.get_watchdog_interval(), None);
+        assert_eq!(
+            (o.backoff_initial, o.backoff_max),
+            (MIN_BACKOFF, MIN_BACKOFF)
+        );
+        assert_eq!(o.watchdog_interval, None);
         assert!(o.validate().is_ok());
 
         let e = RedisOptions::new()
@@ -475,19 +437,17 @@ mod tests {
 
     #[test]
     fn counts_are_clamped_or_refused() {
-        assert_eq!(RedisOptions::new().max_in_flight(0).get_max_in_flight(), 1);
-        let most = RedisOptions::new()
-            .max_in_flight(usize::MAX)
-            .get_max_in_flight();
+        assert_eq!(RedisOptions::new().max_in_flight(0).max_in_flight, 1);
+        let most = RedisOptions::new().max_in_flight(usize::MAX).max_in_flight;
         assert_eq!(most, MAX_IN_FLIGHT);
         // The transport's semaphore and bounded queue must accept it.
         let _ = tokio::sync::Semaphore::new(most);
         let _ = tokio::sync::mpsc::channel::<()>(most);
 
         let o = RedisOptions::new().dead_letter_max_len(Some(usize::MAX));
-        assert_eq!(o.get_dead_letter_max_len(), None);
+        assert_eq!(o.dead_letter_max_len, None);
         let o = RedisOptions::new().dead_letter_max_len(Some(MAX_STREAM_LEN));
-        assert_eq!(o.get_dead_letter_max_len(), Some(MAX_STREAM_LEN));
+        assert_eq!(o.dead_letter_max_len, Some(MAX_STREAM_LEN));
         let o = RedisOptions::new().max_reconnect_attempts(Some(u32::MAX));
         assert!(o.validate().is_ok());
 

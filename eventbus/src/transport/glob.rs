@@ -2,14 +2,7 @@
 
 /// Whether `text` matches the glob `pattern` as Redis matches `PSUBSCRIBE` patterns:
 /// `*` any run, `?` one character, `[abc]`, `[^a]`, `[a-z]` classes, `\` escapes.
-///
-/// ```
-/// use eventbus::transport::glob_match;
-/// assert!(glob_match("events:*", "events:user_created"));
-/// assert!(glob_match("user:?:n", "user:7:n"));
-/// assert!(!glob_match("user:[0-3]", "user:5"));
-/// ```
-pub fn glob_match(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     matches(pattern.as_bytes(), text.as_bytes())
 }
 
@@ -112,6 +105,13 @@ fn class(mut p: &[u8], c: u8) -> (bool, &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::glob_match as m;
+
+    #[test]
+    fn one_of_each() {
+        assert!(m("events:*", "events:user_created"));
+        assert!(m("user:?:n", "user:7:n"));
+        assert!(!m("user:[0-3]", "user:5"));
+    }
 
     #[test]
     fn literals_and_stars() {

@@ -1,19 +1,8 @@
 //! Consumer groups: how a durable handler reads its event type's stream.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-/// Where a consumer group starts when it is created. An existing group keeps its position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum StartFrom {
-    /// Entries appended from now on (`$`).
-    #[default]
-    New,
-    /// Every entry the stream still holds (`0`): replays history into a new handler.
-    Beginning,
-    /// Entries appended at or after this time.
-    Time(SystemTime),
-}
+use crate::options::StartFrom;
 
 /// A consumer group a durable handler reads for.
 #[derive(Debug, Clone, PartialEq, Eq)]

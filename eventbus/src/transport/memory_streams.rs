@@ -21,9 +21,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{
-    Ack, Acknowledge, BoxFuture, ErrorKind, GroupSpec, GroupStatus, Inbound, Message, StartFrom,
+    Ack, Acknowledge, BoxFuture, ErrorKind, GroupSpec, GroupStatus, Inbound, Message,
     TransportError,
 };
+use crate::options::StartFrom;
 use crate::sync::lock;
 
 /// How many entries a stream keeps; the oldest go first (Redis `MAXLEN ~ 1000000`).

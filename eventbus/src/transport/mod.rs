@@ -54,33 +54,34 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::Topic;
-pub use crate::error::ErrorKind;
 
 mod ack;
 mod admin;
 mod capabilities;
-mod connection;
-mod dead_letter;
+pub(crate) mod connection;
+pub(crate) mod dead_letter;
 mod dedupe;
 mod error;
-pub(crate) mod glob;
+mod glob;
 mod group;
 pub mod memory;
 mod memory_dedupe;
 mod memory_streams;
-mod message;
+pub(crate) mod message;
 pub(crate) mod url;
 
 pub use ack::{Ack, Acknowledge};
 pub use admin::PubSubAdmin;
 pub use capabilities::Capabilities;
-pub use connection::ConnectionEvent;
-pub use dead_letter::{DeadLetter, DeadLetterStore};
+// Exported at the crate root: handler authors name them too.
+pub(crate) use connection::ConnectionEvent;
+pub(crate) use dead_letter::DeadLetter;
+pub use dead_letter::DeadLetterStore;
 pub use dedupe::DedupeStore;
-pub use error::TransportError;
-pub use glob::glob_match;
-pub use group::{GroupSpec, GroupStatus, StartFrom};
-pub use message::Message;
+pub(crate) use error::Detail;
+pub use error::{ErrorKind, TransportError};
+pub use group::{GroupSpec, GroupStatus};
+pub(crate) use message::Message;
 pub use url::redact_url;
 
 pub use crate::boxed::{BoxError, BoxFuture};

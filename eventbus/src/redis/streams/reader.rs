@@ -18,13 +18,14 @@ use redis::{Cmd, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::options::StartFrom;
 use crate::redis::publish::encode::Command;
 use crate::redis::shared::Shared;
 use crate::redis::streams::acker::Acker;
 use crate::redis::streams::reply::{self, Entry};
 use crate::sync::lock;
 use crate::transport::{
-    Ack, Acknowledge, ConnectionEvent, GroupSpec, GroupStatus, Message, StartFrom, TransportError,
+    Ack, Acknowledge, ConnectionEvent, GroupSpec, GroupStatus, Message, TransportError,
 };
 
 /// The most entries read in one command.

@@ -1,16 +1,29 @@
-//! Options of a durable handler: its consumer group and redelivery limits.
+//! Options of a durable handler: its consumer group, where the group starts, redelivery
+//! limits.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use crate::transport::StartFrom;
+use super::limits::MAX_DURATION;
+
+/// Where a consumer group starts when it is created. An existing group keeps its position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StartFrom {
+    /// Entries appended from now on (`$`).
+    #[default]
+    New,
+    /// Every entry the stream still holds (`0`): replays history into a new handler.
+    Beginning,
+    /// Entries appended at or after this time.
+    Time(SystemTime),
+}
 
 /// Options of a handler of a durable event type (`#[event(durable)]`), given with
 /// [`HandlerOptions::durable`](crate::HandlerOptions::durable).
 ///
 /// ```
 /// use std::time::Duration;
-/// use eventbus::{DurableOptions, HandlerOptions};
-/// use eventbus::transport::StartFrom;
+/// use eventbus::{DurableOptions, HandlerOptions, StartFrom};
 ///
 /// let options = HandlerOptions::new().durable(
 ///     DurableOptions::new()
@@ -32,7 +45,7 @@ pub struct DurableOptions {
 }
 
 /// The longest de-duplication window: a year.
-const MAX_DEDUPE_WINDOW: Duration = crate::options::MAX_DURATION;
+const MAX_DEDUPE_WINDOW: Duration = MAX_DURATION;
 
 /// The longest `claim_idle` accepted: a day.
 const MAX_CLAIM_IDLE: Duration = Duration::from_secs(86_400);
