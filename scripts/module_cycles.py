@@ -1,6 +1,13 @@
-"""Module dependency cycles in a Rust crate's source (re-exports followed to their origin)."""
+"""Lists the import cycles between the modules of a Rust crate's source; exits 1 when there is one.
+
+A module depends on the modules whose items it names (`use` paths and paths in code, outside
+`#[cfg(test)] mod tests`); a `pub use` is a facade, not a dependency, and a path through a
+re-export counts as a dependency on the module that defines the item. Usage:
+`python3 scripts/module_cycles.py eventbus/src [-v]` (`-v` lists each cycle's edges).
+"""
 import os,re,sys
 root=sys.argv[1]
+assert os.path.isdir(root), f'no such directory: {root}'
 mods={}
 for d,_,fs in os.walk(root):
     for f in fs:
