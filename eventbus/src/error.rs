@@ -332,6 +332,9 @@ pub enum Failure {
         /// The trimmed entry.
         entry_id: String,
     },
+    /// A consumer group of this service on one of its durable streams holds pending or
+    /// unread entries, but no handler reads it: reported once at start-up.
+    OrphanedGroup(OrphanedGroup),
     /// The de-duplication store could not be read or written: the event was handled anyway
     /// (at-least-once wins), so a redelivery may run the handler again.
     Dedupe {
@@ -369,10 +372,74 @@ impl fmt::Display for Failure {
                  before it was handled: raise the stream retention above how far consumers fall \
                  behind"
             ),
+            Failure::OrphanedGroup(o) => o.fmt(f),
             Failure::Dedupe { handler, error } => write!(
                 f,
                 "de-duplication store for handler `{handler}` failed, the event was handled \
                  without it: {error}"
+            ),
+        }
+    }
+}
+
+/// A consumer group of the service that no handler of the bus reads, though it holds pending
+/// or unread entries: typically the group of a handler that was renamed, or given another
+/// group, in a deploy. Its entries wait until the group is moved or deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OrphanedGroup {
+    /// The service whose group it is (the group's name starts with `<service>:`).
+    pub service: String,
+    /// The stream.
+    pub stream: String,
+    /// The group no handler reads.
+    pub group: String,
+    /// Entries delivered to its consumers and never acknowledged.
+    pub pending: u64,
+    /// Entries not delivered to it yet; `None` when the server cannot tell.
+    pub lag: Option<u64>,
+    /// The group a handler of the service reads on the same stream, where the work can move.
+    pub successor: Option<String>,
+}
+
+impl OrphanedGroup {
+    pub(crate) fn new(
+        service: &str,
+        status: crate::transport::GroupStatus,
+        successor: Option<String>,
+    ) -> Self {
+        OrphanedGroup {
+            service: service.to_owned(),
+            stream: status.stream,
+            group: status.group,
+            pending: status.pending,
+            lag: status.lag,
+            successor,
+        }
+    }
+}
+
+impl fmt::Display for OrphanedGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (stream, group) = (&self.stream, &self.group);
+        let unread = self
+            .lag
+            .map_or_else(|| "an unknown number of".to_owned(), |n| n.to_string());
+        write!(
+            f,
+            "consumer group `{group}` of service `{}` on `{stream}` holds {} pending and {unread} \
+             unread entries, but no handler reads it (a handler renamed or given another group?): ",
+            self.service, self.pending
+        )?;
+        match &self.successor {
+            Some(to) => write!(
+                f,
+                "move its position to the handler's group with `eventbus groups move {stream} \
+                 {group} {to}`, or delete it with `eventbus groups delete {stream} {group}`"
+            ),
+            None => write!(
+                f,
+                "delete it with `eventbus groups delete {stream} {group}` if nothing will read it"
             ),
         }
     }

@@ -35,8 +35,8 @@ pub use bus::{
 pub use envelope::{DecodeError, EncodeError, Envelope, ExtensionError, RawEnvelope};
 pub use error::{
     ConnectError, ConnectErrorKind, DecodeFailure, Failure, FailureCause, HandlerFailure,
-    OverflowFailure, PublishError, PublishErrorKind, QueryError, QueryErrorKind, ShutdownError,
-    ShutdownReport, SubscribeError, SubscribeErrorKind,
+    OrphanedGroup, OverflowFailure, PublishError, PublishErrorKind, QueryError, QueryErrorKind,
+    ShutdownError, ShutdownReport, SubscribeError, SubscribeErrorKind,
 };
 pub use event::{ChannelError, Event};
 pub use handler::{

@@ -30,7 +30,9 @@ impl EventBus {
     /// Each connection's state, its last error and since when: a snapshot for health
     /// endpoints.
     pub fn health(&self) -> Health {
-        self.inner.runtime.hooks.health()
+        let mut health = self.inner.runtime.hooks.health();
+        health.orphaned_groups = crate::sync::lock(&self.inner.orphans).clone();
+        health
     }
 
     /// Checks the server answers; returns the round-trip time.

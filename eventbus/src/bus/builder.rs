@@ -233,10 +233,7 @@ impl EventBusBuilder {
         let service = self.service.as_deref().unwrap_or("eventbus");
         let mut receives = Vec::new();
         for spec in &self.handlers {
-            let group = spec.is_durable().then(|| {
-                let named = spec.options.durable.group.clone();
-                named.unwrap_or_else(|| format!("{service}:{}", spec.name))
-            });
+            let group = super::groups::group_name(service, spec);
             if let Some(d) = Described::handled(&spec.kind, &spec.name, group.as_deref()) {
                 crate::asyncapi::add(&mut receives, d);
             }
@@ -368,6 +365,7 @@ impl EventBusBuilder {
         });
         let bus = self.start(router, runtime, stats);
         register_handlers(&bus, handlers).await?;
+        report_orphans(&bus).await;
         Ok(bus)
     }
 
@@ -379,6 +377,8 @@ impl EventBusBuilder {
                 .iter()
                 .filter_map(|h| check_state(h, &self.state).err()),
         );
+        let service = self.service.as_deref().unwrap_or(DEFAULT_SERVICE);
+        mistakes.extend(super::groups::shared_groups(service, &self.handlers));
         if mistakes.is_empty() {
             return Ok(());
         }
@@ -393,7 +393,7 @@ impl EventBusBuilder {
         let cancel = CancellationToken::new();
         let tasks = super::tasks::Tasks::default();
         let inner = Arc::new(BusInner {
-            service: self.service.unwrap_or_else(|| "eventbus".to_owned()),
+            service: self.service.unwrap_or_else(|| DEFAULT_SERVICE.to_owned()),
             router,
             runtime,
             stats,
@@ -409,6 +409,7 @@ impl EventBusBuilder {
             consumer: super::consumer_name(),
             sub_lock: tokio::sync::Mutex::new(()),
             sends: self.sends,
+            orphans: Default::default(),
             url: std::sync::OnceLock::new(),
         });
         let bus = EventBus { inner };
@@ -417,6 +418,33 @@ impl EventBusBuilder {
         bus.inner.tasks.spawn(None, watch);
         bus
     }
+}
+
+/// The service of a bus built without [`service`](EventBusBuilder::service).
+const DEFAULT_SERVICE: &str = "eventbus";
+
+/// Finds the groups of the service on its durable streams that no handler reads but that hold
+/// entries, and reports each loudly: to the error hook, in the log, in `health()` and the
+/// metrics.
+async fn report_orphans(bus: &EventBus) {
+    let slots = bus.inner.router.slots();
+    let streams: Vec<(&str, &str)> = slots
+        .iter()
+        .filter_map(|s| super::group_watch::group_of(s))
+        .collect();
+    if streams.is_empty() {
+        return;
+    }
+    let transport = bus.inner.transport();
+    let found = super::groups::orphans(&**transport, &bus.inner.service, &streams).await;
+    for orphan in &found {
+        tracing::error!(stream = %orphan.stream, group = %orphan.group, "{orphan}");
+        bus.inner
+            .runtime
+            .hooks
+            .report(Failure::OrphanedGroup(orphan.clone()));
+    }
+    *crate::sync::lock(&bus.inner.orphans) = found;
 }
 
 /// Registers the builder's handlers on `bus`, subscribes to their topics, and joins the consumer

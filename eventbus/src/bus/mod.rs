@@ -8,6 +8,7 @@
 mod admin;
 mod builder;
 mod group_watch;
+mod groups;
 mod publish;
 mod publish_all;
 mod publish_options;
@@ -101,6 +102,8 @@ struct BusInner {
     sub_lock: tokio::sync::Mutex<()>,
     /// The event types declared with `publishes`, for the AsyncAPI document.
     sends: Vec<crate::asyncapi::Described>,
+    /// Groups of the service that no handler reads, found at start-up.
+    orphans: std::sync::Mutex<Vec<crate::error::OrphanedGroup>>,
     /// The URL connected to, without its password (unset for `connect_with`).
     url: std::sync::OnceLock<String>,
 }
@@ -208,13 +211,7 @@ impl EventBus {
     fn register(&self, spec: SlotSpec, worker: bool) -> (Arc<Slot>, Vec<Topic>) {
         let inner = &self.inner;
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let group = spec.is_durable().then(|| {
-            spec.options
-                .durable
-                .group
-                .clone()
-                .unwrap_or_else(|| format!("{}:{}", inner.service, spec.name))
-        });
+        let group = groups::group_name(&inner.service, &spec);
         let slot = Arc::new(Slot::new(
             id,
             spec,
@@ -275,7 +272,9 @@ impl EventBus {
             .iter()
             .map(|s| s.snapshot())
             .collect();
-        self.inner.stats.snapshot(handlers)
+        let mut metrics = self.inner.stats.snapshot(handlers);
+        metrics.orphaned_groups = crate::sync::lock(&self.inner.orphans).len() as u64;
+        metrics
     }
 
     /// Connection state changes from now on (see also

@@ -37,6 +37,24 @@ impl EventBus {
         self.attach(spec, true).await.map(|(sub, _)| sub)
     }
 
+    /// Refuses a durable handler whose consumer group a handler of this bus already reads.
+    fn check_group(&self, spec: &SlotSpec) -> Result<(), SubscribeError> {
+        let Some(group) = super::groups::group_name(&self.inner.service, spec) else {
+            return Ok(());
+        };
+        let slots = self.inner.router.slots();
+        match slots
+            .iter()
+            .find(|s| s.group.as_deref() == Some(group.as_str()))
+        {
+            Some(held) => Err(SubscribeError::new(
+                SubscribeErrorKind::Config,
+                super::groups::shared_group(&group, &[&held.name, &spec.name]),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Registers a slot and subscribes its new topics, in order with other changes.
     pub(super) async fn attach(
         &self,
@@ -50,6 +68,7 @@ impl EventBus {
             return Err(closed());
         }
         let ordered = self.inner.sub_lock.lock().await;
+        self.check_group(&spec)?;
         let (slot, fresh) = self.register(spec, worker);
         let mut sub = Subscription {
             bus: Arc::downgrade(&self.inner),

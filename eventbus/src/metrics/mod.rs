@@ -360,6 +360,7 @@ impl BusStats {
             publish_latency: self.publish_latency.snapshot(),
             event_types,
             handlers,
+            orphaned_groups: 0,
         }
     }
 }
@@ -407,6 +408,9 @@ pub struct Metrics {
     pub event_types: BTreeMap<String, EventTypeMetrics>,
     /// Per handler, in registration order.
     pub handlers: Vec<HandlerMetrics>,
+    /// Consumer groups of the service with pending or unread entries that no handler reads
+    /// (see [`Health::orphaned_groups`](crate::Health::orphaned_groups)).
+    pub orphaned_groups: u64,
 }
 
 impl Metrics {

@@ -63,7 +63,9 @@ impl Default for DurableOptions {
 }
 
 impl DurableOptions {
-    /// The defaults: the group `<service>:<handler name>`, new entries only for a new group,
+    /// The defaults: the group `<service>:<event type>` (`<service>:<name>` for a handler
+    /// named with [`HandlerOptions::name`](crate::HandlerOptions::name)), new entries only for
+    /// a new group,
     /// claiming entries idle on another consumer for 30 s, poison after 5 deliveries, no
     /// de-duplication.
     pub fn new() -> Self {

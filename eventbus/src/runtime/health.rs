@@ -34,6 +34,10 @@ pub struct ConnectionHealth {
 pub struct Health {
     /// One entry per connection role, in the order they were first seen.
     pub connections: Vec<ConnectionHealth>,
+    /// Consumer groups of the service that hold pending or unread entries but that no
+    /// handler reads, found at start-up: their entries wait until the group is moved or
+    /// deleted (see [`OrphanedGroup`](crate::OrphanedGroup)).
+    pub orphaned_groups: Vec<crate::OrphanedGroup>,
 }
 
 impl Health {
