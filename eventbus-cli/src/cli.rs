@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::commands::dlq::DlqCommand;
+use crate::commands::groups::GroupsCommand;
 use crate::commands::monitor::MonitorArgs;
 use crate::commands::publish::PublishArgs;
 use crate::commands::tail::TailArgs;
@@ -19,6 +20,8 @@ Examples:
   eventbus publish user_created '{\"user_id\":1}'
   eventbus monitor --once --json
   eventbus dlq list order_placed
+  eventbus groups list order_placed              # consumer groups: pending, lag
+  eventbus groups move order_placed billing:order_placed billing:charge
   EVENTBUS_URL=redis://:secret@10.0.0.5:6379 eventbus monitor";
 
 /// Tail, publish and inspect eventbus events on Redis.
@@ -59,6 +62,9 @@ pub(crate) enum Command {
     /// Dead letters: list, show, replay or purge them.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Consumer groups of durable streams: list, show, move (rename) or delete them.
+    #[command(subcommand)]
+    Groups(GroupsCommand),
 }
 
 /// Prints a parse error or the help, and returns the exit code: 0 for `--help` and

@@ -10,9 +10,11 @@ Exit codes:
   1  usage error: bad arguments, invalid JSON data, a file that cannot be read
   2  a Redis command failed after connecting, or output could not be written
   3  cannot connect: invalid URL, server unreachable, credentials refused
-  4  not found: no such dead letter
+  4  not found: no such dead letter, stream or consumer group
   5  timeout: --timeout passed and nothing was received
-  6  confirmation refused: answered no, or stdin is not a terminal and --yes is missing";
+  6  confirmation refused: answered no, or stdin is not a terminal and --yes is missing
+  7  conflict: groups move to a group that exists, or from one with pending entries,
+     without --force";
 
 /// Why the tool stopped, as an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +31,8 @@ pub(crate) enum Code {
     Timeout = 5,
     /// A destructive action was not confirmed.
     Refused = 6,
+    /// The server's state forbids the action unless `--force` is given.
+    Conflict = 7,
 }
 
 impl From<Code> for ExitCode {

@@ -1,5 +1,5 @@
 //! The `eventbus` command-line tool: follow events live or from durable streams, publish
-//! events as the bus would, watch channels and consumer groups, and manage dead letters.
+//! events as the bus would, watch channels, manage consumer groups and dead letters.
 //!
 //! Run `eventbus --help` for the commands and the exit codes.
 

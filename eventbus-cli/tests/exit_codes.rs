@@ -71,6 +71,7 @@ fn usage_errors_exit_1_and_help_exits_0() {
         "Exit codes:",
         "5  timeout",
         "6  confirmation refused",
+        "7  conflict",
     ] {
         assert!(help.contains(needle), "{needle} missing from {help}");
     }
@@ -79,6 +80,9 @@ fn usage_errors_exit_1_and_help_exits_0() {
         &["publish", "--help"],
         &["monitor", "--help"],
         &["dlq", "purge", "--help"],
+        &["groups", "list", "--help"],
+        &["groups", "move", "--help"],
+        &["groups", "delete", "--help"],
     ] {
         let out = run("redis://127.0.0.1:1", sub);
         assert_code(&out, 0);

@@ -1,6 +1,7 @@
 //! The subcommands, one module each.
 
 pub(crate) mod dlq;
+pub(crate) mod groups;
 pub(crate) mod monitor;
 pub(crate) mod publish;
 mod scan;
@@ -19,6 +20,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Publish(args) => publish::run(&cli.url, args).await,
         Command::Monitor(args) => monitor::run(&cli.url, args).await,
         Command::Dlq(command) => dlq::run(&cli.url, command).await,
+        Command::Groups(command) => groups::run(&cli.url, command).await,
     }
 }
 

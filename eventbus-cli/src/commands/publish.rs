@@ -15,13 +15,18 @@ use crate::session::{SERVICE, Session, connect};
 const EXAMPLES: &str = "\
 Examples:
   eventbus publish user_created '{\"user_id\":1001,\"name\":\"Ada\"}'
-  eventbus publish order_placed @order.json --durable          # XADD to the stream
+  eventbus publish order_placed @order.json                    # XADD when events:order_placed is a stream
+  eventbus publish order_placed @order.json --durable          # XADD, creating the stream
+  eventbus publish order_placed '{}' --pubsub                  # PUBLISH even if a stream exists
   echo '{\"user_id\":1}' | eventbus publish user_created - --json
   eventbus publish user_created '{}' --source accounts --correlation-id order-77
   eventbus publish ping '{}' --channel test:ping
 
+Without --durable or --pubsub the key is looked at first (TYPE): when events:<TYPE> (or
+--channel) is a stream, the type is durable and the envelope is appended to the stream, as
+--durable does, instead of published to no one; otherwise it is published.
 Prints the receipt: the envelope id, the channel and how many subscribers received it
-(PUBLISH's answer), or with --durable the stream entry id. Invalid JSON data exits with 1.";
+(PUBLISH's answer), or the stream entry id when appended. Invalid JSON data exits with 1.";
 
 /// Arguments of `eventbus publish`.
 #[derive(Debug, Args)]
@@ -51,9 +56,14 @@ pub(crate) struct PublishArgs {
     #[arg(long)]
     channel: Option<String>,
 
-    /// Append to the durable stream (XADD, field `envelope`) instead of PUBLISH.
-    #[arg(long)]
+    /// Append to the durable stream (XADD, field `envelope`) instead of PUBLISH, creating
+    /// the stream if needed. Without it, an existing stream is appended to all the same.
+    #[arg(long, conflicts_with = "pubsub")]
     durable: bool,
+
+    /// PUBLISH on the channel even when a stream of that name exists.
+    #[arg(long)]
+    pubsub: bool,
 
     /// Print the receipt as JSON.
     #[arg(long)]
@@ -85,7 +95,22 @@ pub(crate) async fn run(url: &str, args: PublishArgs) -> Result<(), CliError> {
 #[derive(Debug)]
 enum Sent {
     Published(u64),
-    Appended(String),
+    /// Appended: the entry id, and whether because the stream existed (no `--durable`).
+    Appended(String, bool),
+}
+
+/// Whether to append (`--durable`, or no flag and `channel` is a stream) or to publish.
+async fn append(session: &Session, args: &PublishArgs, channel: &str) -> Result<bool, CliError> {
+    if args.durable || args.pubsub {
+        return Ok(args.durable);
+    }
+    let mut conn = session.raw().await?;
+    let kind: String = redis::cmd("TYPE")
+        .arg(channel)
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| session.command_error("TYPE", &e))?;
+    Ok(kind == "stream")
 }
 
 async fn send(
@@ -95,7 +120,7 @@ async fn send(
     encoded: &Encoded,
 ) -> Result<Sent, CliError> {
     let bytes = Bytes::from(encoded.bytes.clone());
-    if args.durable {
+    if append(session, args, channel).await? {
         let entry = session
             .transport
             .append(channel, bytes)
@@ -103,7 +128,7 @@ async fn send(
             .map_err(|e| {
                 CliError::failed(format!("appending to {channel} failed: {}", chain(&e)))
             })?;
-        return Ok(Sent::Appended(entry));
+        return Ok(Sent::Appended(entry, !args.durable));
     }
     let receipt = session.bus.publish_raw(channel, bytes).await.map_err(|e| {
         let code = match e.kind() {
@@ -124,15 +149,19 @@ fn receipt(args: &PublishArgs, channel: &str, id: &str, sent: &Sent) -> String {
         (Sent::Published(n), true) => {
             json!({"id": id, "type": event_type, "channel": channel, "receivers": n}).to_string()
         }
-        (Sent::Appended(entry), true) => {
+        (Sent::Appended(entry, _), true) => {
             json!({"id": id, "type": event_type, "channel": channel, "entry_id": entry}).to_string()
         }
         (Sent::Published(n), false) => {
             format!("published {event_type} {id} on {channel}: {n} receivers")
         }
-        (Sent::Appended(entry), false) => {
+        (Sent::Appended(entry, false), false) => {
             format!("appended {event_type} {id} to stream {channel}: entry {entry}")
         }
+        (Sent::Appended(entry, true), false) => format!(
+            "appended {event_type} {id} to the stream {channel}: a durable type \
+             (entry {entry}; --pubsub publishes instead)"
+        ),
     }
 }
 
