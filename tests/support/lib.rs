@@ -7,6 +7,7 @@ pub mod confirmed;
 pub mod examples;
 pub mod failover;
 mod ping;
+pub mod postgres;
 pub mod python;
 pub mod redis_server;
 pub mod sentinel;
