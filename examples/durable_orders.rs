@@ -11,8 +11,7 @@
 //!
 //! A worker prints `ready` once it reads its group, then `handled <order> <deliveries>` per
 //! order. Options: `--count N`, `--claim-idle-ms N` (how long an order may sit on a dead
-//! worker before another claims it), `--delay-ms N` (time spent per order), `--group NAME`,
-//! `--consumer-expiry-ms N` (how long a dead worker's consumer stays in the group).
+//! worker before another claims it), `--delay-ms N` (time spent per order), `--group NAME`.
 //! `REDIS_URL=redis://host:port` uses another server.
 
 use std::io::Write;
@@ -41,7 +40,6 @@ struct Args {
     claim_idle: Duration,
     delay: Duration,
     group: String,
-    consumer_expiry: Option<Duration>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -51,7 +49,6 @@ fn parse_args() -> anyhow::Result<Args> {
         claim_idle: Duration::from_secs(5),
         delay: Duration::ZERO,
         group: "billing:charge".into(),
-        consumer_expiry: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -62,9 +59,6 @@ fn parse_args() -> anyhow::Result<Args> {
             "--claim-idle-ms" => args.claim_idle = Duration::from_millis(value()?.parse()?),
             "--delay-ms" => args.delay = Duration::from_millis(value()?.parse()?),
             "--group" => args.group = value()?,
-            "--consumer-expiry-ms" => {
-                args.consumer_expiry = Some(Duration::from_millis(value()?.parse()?));
-            }
             other => bail!("unknown argument `{other}`: see the top of examples/durable_orders.rs"),
         }
     }
@@ -86,16 +80,11 @@ async fn worker(args: Args) -> anyhow::Result<()> {
         writeln!(out, "handled {}", order.order_id)?;
         anyhow::Ok(())
     };
-    let mut durable = DurableOptions::new()
-        .group(args.group)
-        .claim_idle(args.claim_idle);
-    if let Some(expiry) = args.consumer_expiry {
-        durable = durable.consumer_expiry(expiry);
-    }
-    let options = HandlerOptions::new()
-        .name("charge")
-        .timeout(Duration::from_secs(30).max(delay * 2))
-        .durable(durable);
+    let options = HandlerOptions::new().name("charge").durable(
+        DurableOptions::new()
+            .group(args.group)
+            .claim_idle(args.claim_idle),
+    );
     let bus = connect(
         EventBus::builder()
             .service("billing")
