@@ -247,9 +247,10 @@ impl EventBus {
             ));
         };
         let durable = &slot.options.durable;
-        let spec = GroupSpec::new(stream.clone(), group.to_string(), &*self.inner.consumer)
+        let mut spec = GroupSpec::new(stream.clone(), group.to_string(), &*self.inner.consumer)
             .start(durable.start)
             .claim_idle(durable.claim_idle);
+        spec.consumer_expiry = durable.consumer_expiry;
         self.inner.transport().join(&spec).await
     }
 

@@ -42,6 +42,7 @@ pub struct DurableOptions {
     pub(crate) claim_idle: Duration,
     pub(crate) max_deliveries: u32,
     pub(crate) dedupe: Option<Duration>,
+    pub(crate) consumer_expiry: Option<Duration>,
 }
 
 /// The longest de-duplication window: a year.
@@ -58,6 +59,7 @@ impl Default for DurableOptions {
             claim_idle: Duration::from_secs(30),
             max_deliveries: 5,
             dedupe: None,
+            consumer_expiry: None,
         }
     }
 }
@@ -96,6 +98,16 @@ impl DurableOptions {
     /// count and acknowledged, without running the handler again. At least 1.
     pub fn max_deliveries(mut self, deliveries: u32) -> Self {
         self.max_deliveries = deliveries.max(1);
+        self
+    }
+
+    /// How long a consumer of the group that owns nothing pending may stay idle before a
+    /// live member of the group deletes it: the consumers left behind by processes that died
+    /// (each process start adds one). By default 5 minutes or 10 × `claim_idle`, whichever
+    /// is longer; at least 10 ms. A consumer that leaves cleanly deletes itself at once when
+    /// it owns nothing pending.
+    pub fn consumer_expiry(mut self, expiry: Duration) -> Self {
+        self.consumer_expiry = Some(expiry.clamp(Duration::from_millis(10), MAX_CLAIM_IDLE));
         self
     }
 

@@ -276,6 +276,8 @@ impl Transport for RedisTransport {
             s.check_open()?;
             let brief = s.options.response_timeout.min(Duration::from_secs(1));
             self.pubsub.close(brief).await;
+            // Consumers that own nothing pending leave their groups.
+            let _ = tokio::time::timeout(brief, self.streams.retire_all(s)).await;
             if s.close() {
                 s.commands.send_replace(Link::Closed);
                 s.tasks_ended(brief).await;

@@ -57,7 +57,9 @@ impl Health {
             ConnectionEvent::Disconnected { role, cause } => {
                 (*role, ConnectionState::Down, Some(cause.clone()))
             }
-            ConnectionEvent::Resubscribed { .. } | ConnectionEvent::Moved { .. } => return,
+            ConnectionEvent::Resubscribed { .. }
+            | ConnectionEvent::Moved { .. }
+            | ConnectionEvent::GroupRecreated { .. } => return,
         };
         let now = SystemTime::now();
         match self.connections.iter_mut().find(|c| c.role == role) {

@@ -46,6 +46,19 @@ pub enum ConnectionEvent {
         /// The node that serves it now, `host:port`.
         to: String,
     },
+    /// A durable handler's consumer group was missing on the server (it restarted without
+    /// its data, or the stream or group was deleted) and was created again at `at`: the last
+    /// entry the group was known to have delivered when the stream still holds it, or `0` (the
+    /// stream's start). Entries pending before, and entries the server lost, are not
+    /// delivered; nothing appended after the group went missing is skipped.
+    GroupRecreated {
+        /// The stream key.
+        stream: String,
+        /// The consumer group.
+        group: String,
+        /// The entry id the group was created at.
+        at: String,
+    },
 }
 
 impl fmt::Display for ConnectionEvent {
@@ -70,6 +83,11 @@ impl fmt::Display for ConnectionEvent {
             } => write!(
                 f,
                 "channel {channel} (slot {slot}) moved from cluster node {from} to {to}"
+            ),
+            ConnectionEvent::GroupRecreated { stream, group, at } => write!(
+                f,
+                "consumer group {group} of stream {stream} was missing on the server and was \
+                 created again at {at}; entries the server lost were not delivered"
             ),
         }
     }

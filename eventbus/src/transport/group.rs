@@ -18,6 +18,10 @@ pub struct GroupSpec {
     pub start: StartFrom,
     /// How long an entry may stay pending on another consumer before this one claims it.
     pub claim_idle: Duration,
+    /// How long a consumer of the group that owns no pending entry may stay idle before a live
+    /// member deletes it (a consumer left by a process that died); `None` for the default,
+    /// [`GroupSpec::DEFAULT_CONSUMER_EXPIRY`] or 10 × `claim_idle`, whichever is longer.
+    pub consumer_expiry: Option<Duration>,
 }
 
 impl GroupSpec {
@@ -34,7 +38,27 @@ impl GroupSpec {
             consumer: consumer.into(),
             start: StartFrom::New,
             claim_idle: Duration::from_secs(30),
+            consumer_expiry: None,
         }
+    }
+
+    /// The shortest default consumer expiry: 5 minutes.
+    pub const DEFAULT_CONSUMER_EXPIRY: Duration = Duration::from_secs(300);
+
+    /// How long an idle consumer that owns nothing pending is kept: the one set, or
+    /// [`DEFAULT_CONSUMER_EXPIRY`](Self::DEFAULT_CONSUMER_EXPIRY) or 10 × `claim_idle`,
+    /// whichever is longer.
+    pub fn expiry(&self) -> Duration {
+        self.consumer_expiry.unwrap_or_else(|| {
+            Self::DEFAULT_CONSUMER_EXPIRY.max(self.claim_idle.saturating_mul(10))
+        })
+    }
+
+    /// How long an idle consumer that owns nothing pending is kept before a live member of the
+    /// group deletes it.
+    pub fn consumer_expiry(mut self, expiry: Duration) -> Self {
+        self.consumer_expiry = Some(expiry);
+        self
     }
 
     /// Where a new group starts.

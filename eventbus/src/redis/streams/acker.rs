@@ -1,8 +1,16 @@
-//! Acknowledgements of one consumer group. Acknowledgements that arrive together (a busy
-//! handler, or a concurrent one) leave as one `XACK` with many ids, so a consumer's rate is not
-//! bounded by one command per entry.
+//! Acknowledgements of one consumer group, and the entries this process holds. Acknowledgements
+//! that arrive together (a busy handler, or a concurrent one) leave as one `XACK` with many ids,
+//! so a consumer's rate is not bounded by one command per entry.
+//!
+//! Every entry handed to the bus carries a handle of its own ([`Acker::hold`]): the entry is
+//! *held* from its delivery until it is acknowledged, or until the bus drops the last copy of
+//! its handle without acknowledging it (a handler removed while the entry was queued, a
+//! shutdown). Then the entry is *released*: it leaves the held set, so this process's own
+//! re-read of its pending entries, or a claim by any consumer, delivers it again. Held entries
+//! are kept fresh on the server (`keep_alive.rs`) and are never claimed back by this process.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
@@ -21,8 +29,10 @@ type Request = (String, oneshot::Sender<Result<(), (ErrorKind, String)>>);
 /// Acknowledges entries of one group, and remembers which ones this process holds.
 pub(super) struct Acker {
     requests: mpsc::UnboundedSender<Request>,
-    /// Entries read by this process and not acknowledged yet: never claimed back by it.
-    pub(super) held: Mutex<HashSet<String>>,
+    /// Entries read by this process and neither acknowledged nor released yet.
+    held: Mutex<HashSet<String>>,
+    /// Set when an entry was released: the reader re-reads its own pending entries.
+    released: AtomicBool,
 }
 
 impl Acker {
@@ -38,27 +48,72 @@ impl Acker {
         Arc::new(Acker {
             requests,
             held: Mutex::default(),
+            released: AtomicBool::new(false),
         })
+    }
+
+    /// Holds `entry_id`: returns its acknowledgement handle, or `None` when it is held already
+    /// (delivered to the bus and not finished).
+    pub(super) fn hold(self: &Arc<Self>, entry_id: &str) -> Option<Arc<dyn Acknowledge>> {
+        if !lock(&self.held).insert(entry_id.to_owned()) {
+            return None;
+        }
+        Some(Arc::new(Held {
+            acker: self.clone(),
+            entry_id: entry_id.to_owned(),
+        }))
+    }
+
+    /// Whether this process holds `entry_id`.
+    pub(super) fn is_held(&self, entry_id: &str) -> bool {
+        lock(&self.held).contains(entry_id)
+    }
+
+    /// The entries this process holds now.
+    pub(super) fn held(&self) -> Vec<String> {
+        lock(&self.held).iter().cloned().collect()
+    }
+
+    /// Whether an entry was released since the last call.
+    pub(super) fn take_released(&self) -> bool {
+        self.released.swap(false, Ordering::AcqRel)
+    }
+
+    async fn ack(&self, entry_id: &str) -> Result<(), TransportError> {
+        let (done, outcome) = oneshot::channel();
+        let closed = || TransportError::new(ErrorKind::Closed, "the Redis transport is closed");
+        let result = match self.requests.send((entry_id.to_owned(), done)) {
+            Ok(()) => match outcome.await {
+                Ok(result) => result.map_err(|(kind, message)| TransportError::new(kind, message)),
+                Err(_) => Err(closed()),
+            },
+            Err(_) => Err(closed()),
+        };
+        // Acknowledged, or left pending by a failure: either way no longer held here.
+        lock(&self.held).remove(entry_id);
+        result
     }
 }
 
-impl Acknowledge for Acker {
+/// The acknowledgement handle of one held entry; dropping its last copy without an
+/// acknowledgement releases the entry.
+struct Held {
+    acker: Arc<Acker>,
+    entry_id: String,
+}
+
+impl Acknowledge for Held {
     fn ack<'a>(&'a self, entry_id: &'a str) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move {
-            let (done, outcome) = oneshot::channel();
-            let closed = || TransportError::new(ErrorKind::Closed, "the Redis transport is closed");
-            let result = match self.requests.send((entry_id.to_owned(), done)) {
-                Ok(()) => match outcome.await {
-                    Ok(result) => {
-                        result.map_err(|(kind, message)| TransportError::new(kind, message))
-                    }
-                    Err(_) => Err(closed()),
-                },
-                Err(_) => Err(closed()),
-            };
-            lock(&self.held).remove(entry_id);
-            result
-        })
+        Box::pin(self.acker.ack(entry_id))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if lock(&self.acker.held).remove(&self.entry_id) {
+            tracing::debug!(entry = %self.entry_id, "a durable entry was released unacknowledged");
+            self.acker.released.store(true, Ordering::Release);
+        }
     }
 }
 

@@ -1,6 +1,9 @@
 pub(crate) mod acker;
+pub(crate) mod consumers;
 pub(crate) mod dead_letters;
 pub(crate) mod dedupe;
+pub(crate) mod groups;
+pub(crate) mod keep_alive;
 pub(crate) mod reader;
 pub(crate) mod reply;
 pub(crate) mod retention;

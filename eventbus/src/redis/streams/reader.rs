@@ -5,28 +5,29 @@
 //! Each joined group has a reader task with a connection of its own (its reads block). It
 //! first re-reads this consumer's own pending entries, then claims entries idle on other
 //! consumers for longer than `claim_idle`, then reads new ones; never more at a time than the
-//! handler's queue has room for. Entries this process holds and has not acknowledged are not
-//! claimed back by its own reader.
+//! handler's queue has room for. Entries this process holds (see `acker.rs`) are kept fresh on
+//! the server (`keep_alive.rs`), so no live peer claims them, and are not delivered again by
+//! this process until they are released.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use crate::redis::conn::connection::Conn;
 use bytes::Bytes;
 use redis::{Cmd, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::options::StartFrom;
+pub(crate) use super::groups::stream_groups;
+use crate::redis::conn::connection::Conn;
 use crate::redis::publish::encode::Command;
 use crate::redis::shared::Shared;
 use crate::redis::streams::acker::Acker;
+use crate::redis::streams::groups;
+use crate::redis::streams::keep_alive::{self, KeepAlive};
 use crate::redis::streams::reply::{self, Entry};
 use crate::sync::lock;
-use crate::transport::{
-    Ack, Acknowledge, ConnectionEvent, GroupSpec, GroupStatus, Message, TransportError,
-};
+use crate::transport::{Ack, ConnectionEvent, GroupSpec, Message, TransportError};
 
 /// The most entries read in one command.
 const MAX_COUNT: usize = 256;
@@ -35,18 +36,34 @@ const BLOCK: Duration = Duration::from_millis(1000);
 /// The role of reader connections in connection events.
 const ROLE: &str = "consumer";
 
-/// The reader tasks of the joined groups.
+/// The joined groups: a reader and a keep-alive task each.
 #[derive(Default)]
 pub(crate) struct Streams {
-    readers: Mutex<HashMap<String, CancellationToken>>,
+    members: Mutex<HashMap<String, (CancellationToken, GroupSpec)>>,
 }
 
 impl Streams {
-    /// Stops the reader of `group`; what it read and did not acknowledge stays pending.
+    /// Stops the reader of `group`; what it read and did not acknowledge stays pending, and is
+    /// kept fresh until the bus is done with it. Then the consumer deletes itself when it owns
+    /// nothing pending.
     pub(crate) fn leave(&self, group: &str) {
-        if let Some(token) = lock(&self.readers).remove(group) {
+        if let Some((token, _)) = lock(&self.members).get(group) {
             token.cancel();
         }
+    }
+
+    /// When the transport closes: every consumer of this process that owns nothing pending is
+    /// deleted from its group.
+    pub(crate) async fn retire_all(&self, shared: &Shared) {
+        let specs: Vec<GroupSpec> = lock(&self.members)
+            .drain()
+            .map(|(_, (token, spec))| {
+                token.cancel();
+                spec
+            })
+            .collect();
+        let retire = specs.iter().map(|spec| keep_alive::retire(shared, spec));
+        futures_util::future::join_all(retire).await;
     }
 }
 
@@ -68,101 +85,61 @@ pub(crate) async fn append(
         .await
 }
 
-/// Creates the group if missing and starts its reader.
+/// Creates the group if missing and starts its reader and keep-alive.
 pub(crate) async fn join(
     shared: &Arc<Shared>,
     streams: &Streams,
     spec: &GroupSpec,
 ) -> Result<(), TransportError> {
     shared.check_open()?;
-    create_group(shared, spec).await?;
+    let last_seen = groups::create_group(shared, spec).await?;
     let token = shared.cancel.child_token();
-    if let Some(old) = lock(&streams.readers).insert(spec.group.clone(), token.clone()) {
+    let member = (token.clone(), spec.clone());
+    if let Some((old, _)) = lock(&streams.members).insert(spec.group.clone(), member) {
         old.cancel();
     }
+    let acker = Acker::start(shared, &spec.stream, &spec.group);
+    shared.spawn(
+        KeepAlive {
+            shared: shared.clone(),
+            acker: acker.clone(),
+            spec: spec.clone(),
+            left: token.clone(),
+        }
+        .run(),
+    );
     let reader = Reader {
         shared: shared.clone(),
-        acker: Acker::start(shared, &spec.stream, &spec.group),
+        acker,
         group: Arc::from(spec.group.as_str()),
         spec: spec.clone(),
         token,
     };
-    shared.spawn(reader.run());
+    shared.spawn(reader.run(last_seen));
     Ok(())
-}
-
-fn start_id(start: StartFrom) -> String {
-    match start {
-        StartFrom::New => "$".to_owned(),
-        StartFrom::Beginning => "0".to_owned(),
-        StartFrom::Time(t) => {
-            let ms = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
-            format!("{ms}-0")
-        }
-    }
-}
-
-/// `XGROUP CREATE ... MKSTREAM`; an existing group keeps its position.
-async fn create_group(shared: &Shared, spec: &GroupSpec) -> Result<(), TransportError> {
-    let mut cmd = redis::cmd("XGROUP");
-    cmd.arg("CREATE")
-        .arg(&spec.stream)
-        .arg(&spec.group)
-        .arg(start_id(spec.start))
-        .arg("MKSTREAM");
-    let wait = shared.options.publish_deadline;
-    shared
-        .in_turn("creating a consumer group", wait, |mut conn| {
-            let cmd = &cmd;
-            async move {
-                match cmd.query_async::<()>(&mut conn).await {
-                    Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-                    other => other,
-                }
-            }
-        })
-        .await
-}
-
-/// `XINFO GROUPS stream`: every group of the stream; none when the stream is missing.
-pub(crate) async fn stream_groups(
-    shared: &Shared,
-    stream: &str,
-) -> Result<Vec<GroupStatus>, TransportError> {
-    let mut cmd = redis::cmd("XINFO");
-    cmd.arg("GROUPS").arg(stream);
-    let wait = shared.options.response_timeout;
-    shared
-        .in_turn("reading consumer groups", wait, |mut conn| {
-            let cmd = &cmd;
-            async move {
-                match cmd.query_async::<Value>(&mut conn).await {
-                    Ok(reply) => Ok(reply::groups(reply, stream)),
-                    // A missing stream is `ERR no such key`: its absence is checked, not read
-                    // from the message.
-                    Err(e) if e.code() == Some("ERR") => {
-                        let exists: bool = redis::cmd("EXISTS")
-                            .arg(stream)
-                            .query_async(&mut conn)
-                            .await?;
-                        if exists { Err(e) } else { Ok(Vec::new()) }
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-        })
-        .await
 }
 
 /// What the reader does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
-    /// Re-reading this consumer's own pending entries, after this id.
+    /// Re-reading this consumer's own pending entries, after this id (`-`: from the start).
     Own(String),
     /// Claiming idle entries of other consumers, from this cursor.
     Claim(String),
     /// Reading new entries.
     New,
+}
+
+/// A reader's state between reads.
+struct State {
+    phase: Phase,
+    next_claim: Instant,
+    /// Failed attempts to open the connection since the last good read.
+    failures: u32,
+    /// Whether the connection was open once: later opens are reconnects.
+    connected: bool,
+    /// The last entry this group delivered, as far as this reader knows.
+    last_seen: Option<String>,
 }
 
 struct Reader {
@@ -174,13 +151,17 @@ struct Reader {
 }
 
 impl Reader {
-    async fn run(self) {
+    async fn run(self, last_seen: Option<String>) {
         let mut conn: Option<Conn> = None;
-        let mut phase = Phase::Own("0".to_owned());
-        let mut next_claim = Instant::now();
-        let mut failures = 0u32;
+        let mut st = State {
+            phase: Phase::Own("-".to_owned()),
+            next_claim: Instant::now(),
+            failures: 0,
+            connected: false,
+            last_seen,
+        };
         while !self.token.is_cancelled() {
-            let Some(c) = self.connection(&mut conn, &mut failures).await else {
+            let Some(c) = self.connection(&mut conn, &mut st).await else {
                 return;
             };
             let credit = self.shared.inbound.credit(&self.group).min(MAX_COUNT);
@@ -191,24 +172,29 @@ impl Reader {
                 }
                 continue;
             }
-            if phase == Phase::New && Instant::now() >= next_claim {
-                phase = Phase::Claim("0-0".to_owned());
+            if st.phase == Phase::New && Instant::now() >= st.next_claim {
+                // Entries released unacknowledged are this consumer's own again: re-read them.
+                st.phase = if self.acker.take_released() {
+                    Phase::Own("-".to_owned())
+                } else {
+                    Phase::Claim("0-0".to_owned())
+                };
             }
             let step = tokio::select! {
-                step = self.step(c, &phase, credit, next_claim) => step,
+                step = self.step(c, &mut st, credit) => step,
                 _ = self.token.cancelled() => return,
             };
             match step {
                 Ok(next) => {
-                    failures = 0;
-                    if matches!(phase, Phase::Claim(_)) && next == Phase::New {
-                        next_claim = Instant::now() + self.claim_every();
+                    st.failures = 0;
+                    if matches!(st.phase, Phase::Claim(_)) && next == Phase::New {
+                        st.next_claim = Instant::now() + self.claim_every();
                     }
-                    phase = next;
+                    st.phase = next;
                 }
                 Err(e) => {
-                    if self.failed(e, &mut conn).await {
-                        phase = Phase::Own("0".to_owned());
+                    if self.failed(e, &mut conn, &mut st).await {
+                        st.phase = Phase::Own("-".to_owned());
                     }
                 }
             }
@@ -223,7 +209,7 @@ impl Reader {
     async fn connection<'c>(
         &self,
         conn: &'c mut Option<Conn>,
-        failures: &mut u32,
+        st: &mut State,
     ) -> Option<&'c mut Conn> {
         while conn.is_none() {
             if self.token.is_cancelled() {
@@ -233,21 +219,22 @@ impl Reader {
             let lanes = crate::redis::conn::open::Lanes::CommandsOnly;
             match crate::redis::conn::open::open(&s.target, &s.options, lanes).await {
                 Ok(c) => {
-                    let event = if *failures == 0 {
-                        ConnectionEvent::Connected { role: ROLE }
-                    } else {
+                    let event = if st.connected {
                         ConnectionEvent::Reconnected {
                             role: ROLE,
-                            attempts: *failures,
+                            attempts: st.failures + 1,
                         }
+                    } else {
+                        ConnectionEvent::Connected { role: ROLE }
                     };
+                    st.connected = true;
                     s.inbound.connection(event);
                     *conn = Some(c);
                 }
                 Err(e) => {
-                    *failures += 1;
+                    st.failures += 1;
                     tracing::debug!(error = %e, group = %self.group, "stream reader reconnecting");
-                    let delay = s.options.backoff_delay(*failures);
+                    let delay = s.options.backoff_delay(st.failures);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = self.token.cancelled() => return None,
@@ -260,10 +247,11 @@ impl Reader {
 
     /// Handles a failed step; returns whether the connection was lost (so pending entries are
     /// read again from the start).
-    async fn failed(&self, e: redis::RedisError, conn: &mut Option<Conn>) -> bool {
-        if e.code() == Some("NOGROUP") {
-            // The stream or group was deleted: make it again, from its start position.
-            if let Err(e) = create_group(&self.shared, &self.spec).await {
+    async fn failed(&self, e: redis::RedisError, conn: &mut Option<Conn>, st: &mut State) -> bool {
+        if e.code() == Some("NOGROUP")
+            && let Some(c) = conn.as_mut()
+        {
+            if let Err(e) = self.recreate(c, st).await {
                 tracing::warn!(error = %e, group = %self.group, "recreating a consumer group failed");
             }
             return false;
@@ -287,49 +275,119 @@ impl Reader {
         lost
     }
 
+    /// The group is missing (`NOGROUP`): the server restarted without its data, or the stream
+    /// or group was deleted. It is created again where nothing appended since is skipped: at
+    /// the last entry this reader knew the group had delivered when the stream still holds it
+    /// (the same stream), otherwise at the stream's start (a new stream). Reported as a gap.
+    async fn recreate(&self, conn: &mut Conn, st: &mut State) -> Result<(), redis::RedisError> {
+        let mut at = "0".to_owned();
+        if let Some(last) = st.last_seen.as_deref().filter(|id| *id != "0-0") {
+            let held = groups::holds_cmd(&self.spec.stream, last);
+            if !reply::entries(self.query(conn, &held, None).await?).is_empty() {
+                at = last.to_owned();
+            }
+        }
+        match self
+            .query(conn, &groups::create_cmd(&self.spec, &at), None)
+            .await
+        {
+            Err(e) if e.code() != Some("BUSYGROUP") => return Err(e),
+            _ => {}
+        }
+        tracing::warn!(group = %self.group, stream = %self.spec.stream, %at, "consumer group was missing and was created again");
+        self.shared
+            .inbound
+            .connection(ConnectionEvent::GroupRecreated {
+                stream: self.spec.stream.clone(),
+                group: self.spec.group.clone(),
+                at,
+            });
+        st.phase = Phase::Own("-".to_owned());
+        Ok(())
+    }
+
     /// One read: returns the phase that follows.
     async fn step(
         &self,
         conn: &mut Conn,
-        phase: &Phase,
+        st: &mut State,
         credit: usize,
-        next_claim: Instant,
     ) -> Result<Phase, redis::RedisError> {
-        match phase {
+        match &st.phase {
             Phase::Own(after) => self.read_own(conn, after, credit).await,
             Phase::Claim(cursor) => self.claim(conn, cursor, credit).await,
             Phase::New => {
-                let block = next_claim
+                let block = st
+                    .next_claim
                     .saturating_duration_since(Instant::now())
                     .clamp(Duration::from_millis(1), BLOCK);
                 let cmd = self.read_cmd(credit, Some(block), ">");
                 let entries = reply::read_group(self.query(conn, &cmd, Some(block)).await?);
+                if let Some(last) = entries.last() {
+                    st.last_seen = Some(last.id.clone());
+                }
                 self.deliver(entries.into_iter().map(|e| (e, 1)), false);
                 Ok(Phase::New)
             }
         }
     }
 
-    /// Reads this consumer's own pending entries after `after`; claiming follows when none
-    /// are left.
+    /// Re-reads this consumer's own pending entries after `after` that this process does not
+    /// hold (read before a lost connection, or released), with `XPENDING` for their ids and
+    /// counts and `XCLAIM` to itself for their contents: held entries are not touched, so their
+    /// delivery counts do not grow. Claiming follows when none are left.
     async fn read_own(
         &self,
         conn: &mut Conn,
         after: &str,
         credit: usize,
     ) -> Result<Phase, redis::RedisError> {
-        let cmd = self.read_cmd(credit, None, after);
-        let entries = reply::read_group(self.query(conn, &cmd, None).await?);
-        let Some(last) = entries.last().map(|e| e.id.clone()) else {
+        let start = if after == "-" {
+            after.to_owned()
+        } else {
+            format!("({after}")
+        };
+        let mut cmd = redis::cmd("XPENDING");
+        cmd.arg(&self.spec.stream)
+            .arg(&self.spec.group)
+            .arg(start)
+            .arg("+")
+            .arg(credit)
+            .arg(&self.spec.consumer);
+        let rows = reply::pending_counts(self.query(conn, &cmd, None).await?);
+        let Some(last) = rows.last().map(|(id, _)| id.clone()) else {
             return Ok(Phase::Claim("0-0".to_owned()));
         };
-        let (live, gone): (Vec<Entry>, Vec<Entry>) =
-            entries.into_iter().partition(|e| e.payload.is_some());
-        // One this process still runs keeps its payload, and is acknowledged by its run.
-        let held = lock(&self.acker.held).clone();
-        let gone = gone.into_iter().filter(|e| !held.contains(&e.id)).collect();
+        let counts: HashMap<String, u32> = rows
+            .into_iter()
+            .filter(|(id, _)| !self.acker.is_held(id))
+            .collect();
+        if counts.is_empty() {
+            return Ok(Phase::Own(last));
+        }
+        let mut cmd = redis::cmd("XCLAIM");
+        cmd.arg(&self.spec.stream)
+            .arg(&self.spec.group)
+            .arg(&self.spec.consumer)
+            .arg(0)
+            .arg(counts.keys().collect::<Vec<_>>());
+        let entries = reply::entries(self.query(conn, &cmd, None).await?);
+        let gone: Vec<String> = counts
+            .keys()
+            .filter(|id| !entries.iter().any(|e| &e.id == *id && e.payload.is_some()))
+            .cloned()
+            .collect();
         self.drop_trimmed(conn, gone).await?;
-        self.deliver_counted(conn, live, false).await?;
+        let mut entries = entries;
+        entries.sort_by(|a, b| id_order(&a.id, &b.id));
+        // XCLAIM counted this delivery.
+        self.deliver(
+            entries.into_iter().map(|e| {
+                let n = counts.get(&e.id).copied().unwrap_or(0) + 1;
+                (e, n)
+            }),
+            false,
+        );
         Ok(Phase::Own(last))
     }
 
@@ -355,17 +413,51 @@ impl Reader {
         for id in deleted {
             self.shared.inbound.trimmed(&self.group, &id);
         }
-        let held = lock(&self.acker.held).clone();
-        let claimed = claimed
+        let claimed: Vec<Entry> = claimed
             .into_iter()
-            .filter(|e| !held.contains(&e.id))
+            .filter(|e| !self.acker.is_held(&e.id))
             .collect();
-        self.deliver_counted(conn, claimed, true).await?;
+        let counts = self.counts(conn, &claimed).await?;
+        let entries = claimed.into_iter().map(|e| {
+            let n = counts.get(&e.id).copied().unwrap_or(1);
+            (e, n)
+        });
+        self.deliver(entries, true);
         Ok(if next == "0-0" {
             Phase::New
         } else {
             Phase::Claim(next)
         })
+    }
+
+    /// Each entry's own delivery count (`XAUTOCLAIM` does not return them): one
+    /// `XPENDING <stream> <group> <id> <id> 1` per entry, pipelined.
+    async fn counts(
+        &self,
+        conn: &mut Conn,
+        entries: &[Entry],
+    ) -> Result<HashMap<String, u32>, redis::RedisError> {
+        if entries.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut pipe = redis::pipe();
+        for e in entries {
+            pipe.cmd("XPENDING")
+                .arg(&self.spec.stream)
+                .arg(&self.spec.group)
+                .arg(&e.id)
+                .arg(&e.id)
+                .arg(1);
+        }
+        let limit = self.shared.options.response_timeout;
+        let replies: Vec<Value> = match tokio::time::timeout(limit, pipe.query_async(conn)).await {
+            Ok(replies) => replies?,
+            Err(_) => return Err(no_answer(limit)),
+        };
+        Ok(replies
+            .into_iter()
+            .flat_map(reply::pending_counts)
+            .collect())
     }
 
     fn read_cmd(&self, count: usize, block: Option<Duration>, id: &str) -> Cmd {
@@ -391,10 +483,7 @@ impl Reader {
         let limit = self.shared.options.response_timeout + block.unwrap_or_default();
         match tokio::time::timeout(limit, cmd.query_async::<Value>(conn)).await {
             Ok(reply) => reply,
-            Err(_) => Err(redis::RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer from Redis within {limit:?}"),
-            ))),
+            Err(_) => Err(no_answer(limit)),
         }
     }
 
@@ -403,50 +492,17 @@ impl Reader {
     async fn drop_trimmed(
         &self,
         conn: &mut Conn,
-        gone: Vec<Entry>,
+        gone: Vec<String>,
     ) -> Result<(), redis::RedisError> {
         if gone.is_empty() {
             return Ok(());
         }
         let mut cmd = redis::cmd("XACK");
-        cmd.arg(&self.spec.stream).arg(&self.spec.group);
-        for entry in &gone {
-            cmd.arg(&entry.id);
-        }
+        cmd.arg(&self.spec.stream).arg(&self.spec.group).arg(&gone);
         self.query(conn, &cmd, None).await?;
-        for entry in gone {
-            self.shared.inbound.trimmed(&self.group, &entry.id);
+        for id in gone {
+            self.shared.inbound.trimmed(&self.group, &id);
         }
-        Ok(())
-    }
-
-    /// Delivers entries that were delivered before, with their delivery counts; `claimed` when
-    /// they were taken over from another consumer.
-    async fn deliver_counted(
-        &self,
-        conn: &mut Conn,
-        entries: Vec<Entry>,
-        claimed: bool,
-    ) -> Result<(), redis::RedisError> {
-        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
-            return Ok(());
-        };
-        let mut cmd = redis::cmd("XPENDING");
-        cmd.arg(&self.spec.stream)
-            .arg(&self.spec.group)
-            .arg(&first.id)
-            .arg(&last.id)
-            .arg(entries.len() * 2)
-            .arg(&self.spec.consumer);
-        let counts: HashMap<String, u32> =
-            reply::pending_counts(self.query(conn, &cmd, None).await?)
-                .into_iter()
-                .collect();
-        let entries = entries.into_iter().map(|e| {
-            let n = counts.get(&e.id).copied().unwrap_or(1);
-            (e, n)
-        });
-        self.deliver(entries, claimed);
         Ok(())
     }
 
@@ -456,10 +512,9 @@ impl Reader {
             let Some(payload) = entry.payload else {
                 continue;
             };
-            if !lock(&self.acker.held).insert(entry.id.clone()) {
+            let Some(handle) = self.acker.hold(&entry.id) else {
                 continue;
-            }
-            let handle: Arc<dyn Acknowledge> = self.acker.clone();
+            };
             let mut ack = Ack::new(self.group.clone(), Arc::from(entry.id), deliveries, handle);
             if claimed {
                 ack = ack.mark_claimed();
@@ -469,4 +524,23 @@ impl Reader {
             self.shared.inbound.message(message);
         }
     }
+}
+
+fn no_answer(limit: Duration) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer from Redis within {limit:?}"),
+    ))
+}
+
+/// Orders stream entry ids (`<ms>-<seq>`) numerically.
+fn id_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let parse = |id: &str| {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        (
+            ms.parse::<u64>().unwrap_or(0),
+            seq.parse::<u64>().unwrap_or(0),
+        )
+    };
+    parse(a).cmp(&parse(b))
 }
