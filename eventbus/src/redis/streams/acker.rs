@@ -60,6 +60,11 @@ impl Acknowledge for Acker {
             result
         })
     }
+
+    fn release(&self, entry_id: &str) {
+        // Pending, and no longer held: the reader claims it back once it is idle.
+        lock(&self.held).remove(entry_id);
+    }
 }
 
 /// The task that sends what the acker queued, as few `XACK`s as it can.
