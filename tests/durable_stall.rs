@@ -80,10 +80,14 @@ async fn a_stalled_handler_loses_nothing_holds_no_one_up_and_stays_small() {
     let bus = EventBus::builder()
         .service("lab")
         .handler_with(
+            // Stalled, not slow: with the default 30 s timeout, runs held longer than that
+            // (publishing 100 000 events takes about that on a busy machine) would time out
+            // and their entries go to the dead letters.
             HandlerOptions::new()
                 .name("stalled")
                 .queue_capacity(CAPACITY)
-                .concurrency(4),
+                .concurrency(4)
+                .no_timeout(),
             move |e: SampleRecorded| {
                 let (gate, stalled) = (gate2.clone(), stalled2.clone());
                 async move {

@@ -247,7 +247,8 @@ impl fmt::Display for HandlerFailure {
     }
 }
 
-/// A message that could not be decoded: counted, reported, and dropped.
+/// A message that could not be decoded: counted, reported, and dropped (a durable entry:
+/// stored as a dead letter and acknowledged, see [`entry_id`](Self::entry_id)).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DecodeFailure {
@@ -261,11 +262,21 @@ pub struct DecodeFailure {
     pub len: usize,
     /// What was wrong.
     pub error: Arc<DecodeError>,
+    /// For an entry of a durable stream: its id. It goes to the dead letters at once, without
+    /// a run of the handler, and is acknowledged once its dead letter is stored.
+    pub entry_id: Option<String>,
 }
 
 impl fmt::Display for DecodeFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "dropped a message on `{}`", self.channel)?;
+        match &self.entry_id {
+            Some(id) => write!(
+                f,
+                "entry {id} of `{}` cannot be handled and goes to the dead letters",
+                self.channel
+            )?,
+            None => write!(f, "dropped a message on `{}`", self.channel)?,
+        }
         if let Some(t) = &self.event_type {
             write!(f, " for `{t}`")?;
         }
@@ -307,7 +318,8 @@ pub enum Failure {
     Decode(DecodeFailure),
     /// A handler's queue overflowed (reported for the first drop and every 1000th after).
     Overflow(OverflowFailure),
-    /// A dead letter could not be stored; the event is lost.
+    /// A dead letter could not be stored. A pub/sub event is lost; a durable entry is not
+    /// acknowledged: it stays pending, to be delivered again.
     DeadLetter {
         /// The handler whose event it was.
         handler: Arc<str>,
@@ -335,6 +347,21 @@ pub enum Failure {
     /// A consumer group of this service on one of its durable streams holds pending or
     /// unread entries, but no handler reads it: reported once at start-up.
     OrphanedGroup(OrphanedGroup),
+    /// A durable entry was delivered more often than its handler's `max_deliveries`: it is
+    /// poison, and goes to the dead letters without another run of the handler (acknowledged
+    /// once its dead letter is stored).
+    Poison {
+        /// The handler whose group held it.
+        handler: Arc<str>,
+        /// The entry.
+        entry_id: String,
+        /// Its envelope's id, when it has one.
+        event_id: Option<String>,
+        /// How many times it was delivered, this time included.
+        deliveries: u32,
+        /// The handler's `max_deliveries`.
+        max_deliveries: u32,
+    },
     /// The de-duplication store could not be read or written: the event was handled anyway
     /// (at-least-once wins), so a redelivery may run the handler again.
     Dedupe {
@@ -373,6 +400,24 @@ impl fmt::Display for Failure {
                  behind"
             ),
             Failure::OrphanedGroup(o) => o.fmt(f),
+            Failure::Poison {
+                handler,
+                entry_id,
+                event_id,
+                deliveries,
+                max_deliveries,
+            } => {
+                write!(f, "entry {entry_id}")?;
+                if let Some(id) = event_id {
+                    write!(f, " (event {id})")?;
+                }
+                write!(
+                    f,
+                    " of handler `{handler}` is poison: delivered {deliveries} times, more than \
+                     its max_deliveries of {max_deliveries}; it goes to the dead letters without \
+                     another run"
+                )
+            }
             Failure::Dedupe { handler, error } => write!(
                 f,
                 "de-duplication store for handler `{handler}` failed, the event was handled \

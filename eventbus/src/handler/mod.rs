@@ -37,6 +37,7 @@ pub(crate) use context::StateMap;
 pub use context::{FromContext, HandlerContext, State, StateMapView};
 #[allow(unreachable_pub)]
 pub use delivery::Delivery;
+pub(crate) use delivery::Verdict;
 pub use delivery_info::DeliveryInfo;
 pub use result::HandlerResult;
 

@@ -41,9 +41,36 @@ pub(crate) fn command_error(addr: &str, what: &str, e: RedisError) -> TransportE
         ErrorKind::Disconnected => {
             format!("{what} failed: the connection to Redis at {addr} was lost")
         }
+        ErrorKind::Server => match server_said(&e) {
+            // The reply is the whole story: no cause repeats it.
+            Some(said) => {
+                return TransportError::new(
+                    kind,
+                    format!("{what} failed on Redis at {addr}: {said}"),
+                );
+            }
+            None => format!("{what} failed on Redis at {addr}"),
+        },
         _ => format!("{what} failed on Redis at {addr}"),
     };
     TransportError::new(kind, message).with_source(RedisCause::of(&e))
+}
+
+/// The server's error reply, code and message (`OOM command not allowed when used memory >
+/// 'maxmemory'.`), when `e` is one. The arguments an unknown command's reply repeats are left
+/// out: only the bus's own commands are sent, but their arguments are not ours to show.
+pub(crate) fn server_said(e: &RedisError) -> Option<String> {
+    let code = e.code()?;
+    let detail = e.detail().unwrap_or_default().trim();
+    let detail = match detail.find(", with args beginning with") {
+        Some(cut) => &detail[..cut],
+        None => detail,
+    };
+    Some(if detail.is_empty() {
+        code.to_owned()
+    } else {
+        format!("{code} {detail}")
+    })
 }
 
 pub(crate) fn timeout_error(addr: &str, what: &str, timeout: Duration) -> TransportError {

@@ -21,7 +21,16 @@ pub(crate) struct Queue {
 
 struct QueueState {
     items: VecDeque<Delivery>,
+    /// The payload bytes of the queued items.
+    bytes: usize,
+    /// The largest payload seen lately, as read (before an oversized one was cut down): it
+    /// decays by an eighth with each smaller one.
+    recent_largest: usize,
     closed: bool,
+}
+
+fn size_of(item: &Delivery) -> usize {
+    item.message.payload.len()
 }
 
 /// What became of a pushed item.
@@ -29,8 +38,8 @@ pub(crate) enum Pushed {
     Queued,
     /// The queue was full; this item was dropped by the overflow policy.
     Dropped(Delivery),
-    /// The queue was closed.
-    Closed,
+    /// The queue was closed; the item is handed back.
+    Closed(Delivery),
 }
 
 impl Queue {
@@ -38,6 +47,8 @@ impl Queue {
         Queue {
             items: Mutex::new(QueueState {
                 items: VecDeque::with_capacity(capacity.min(1024)),
+                bytes: 0,
+                recent_largest: 0,
                 closed: false,
             }),
             notify: Notify::new(),
@@ -56,18 +67,22 @@ impl Queue {
         let (pushed, was_empty) = {
             let mut q = self.state();
             if q.closed {
-                return Pushed::Closed;
+                return Pushed::Closed(item);
             }
             let was_empty = q.items.is_empty();
+            let size = size_of(&item);
             let pushed = if q.items.len() < self.capacity {
                 q.items.push_back(item);
+                q.bytes += size;
                 Pushed::Queued
             } else {
                 match self.overflow {
                     Overflow::DropNewest => Pushed::Dropped(item),
                     Overflow::DropOldest => {
                         let old = q.items.pop_front();
+                        q.bytes -= old.as_ref().map_or(0, size_of);
                         q.items.push_back(item);
+                        q.bytes += size;
                         old.map_or(Pushed::Queued, Pushed::Dropped)
                     }
                 }
@@ -87,6 +102,7 @@ impl Queue {
             {
                 let mut q = self.state();
                 if let Some(item) = q.items.pop_front() {
+                    q.bytes -= size_of(&item);
                     drop(q);
                     self.room.notify_waiters();
                     return Some(item);
@@ -136,6 +152,24 @@ impl Queue {
         let mut q = self.state();
         let n = q.items.len();
         q.items.clear();
+        q.bytes = 0;
         n
+    }
+
+    /// The payload bytes queued.
+    pub(crate) fn bytes(&self) -> usize {
+        self.state().bytes
+    }
+
+    /// Notes the size of an entry as it was read, before it is pushed (cut down or not).
+    pub(crate) fn note_read_size(&self, size: usize) {
+        let mut q = self.state();
+        let decayed = q.recent_largest - q.recent_largest / 8;
+        q.recent_largest = size.max(decayed);
+    }
+
+    /// The largest entry read lately (see [`note_read_size`](Self::note_read_size)).
+    pub(crate) fn recent_largest(&self) -> usize {
+        self.state().recent_largest
     }
 }

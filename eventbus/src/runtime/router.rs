@@ -6,13 +6,15 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
+use bytes::Bytes;
+
 use super::hooks::Hooks;
-use super::queue::Pushed;
+use super::queue::{Pushed, Queue};
 use super::slot::Slot;
 use crate::Topic;
 use crate::envelope::{DecodeError, RawEnvelope};
 use crate::error::{DecodeFailure, Failure, OverflowFailure};
-use crate::handler::{ArgKind, Delivery};
+use crate::handler::{ArgKind, Delivery, Verdict};
 use crate::metrics::BusStats;
 use crate::sync::{read, write};
 use crate::transport::{BoxFuture, ConnectionEvent, Inbound, Message};
@@ -187,6 +189,7 @@ impl Router {
             excerpt: message.excerpt(),
             len: message.payload.len(),
             error: Arc::new(error),
+            entry_id: None,
         }));
     }
 
@@ -221,8 +224,12 @@ impl Router {
                 slot.stats.received.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            Pushed::Closed => {
-                // The handler was removed while this message was being routed.
+            Pushed::Closed(delivery) => {
+                // The handler was removed while this message was being routed; a durable entry
+                // stays pending, for the next consumer.
+                if let Some(ack) = &delivery.message.ack {
+                    ack.release();
+                }
                 self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -290,9 +297,98 @@ impl Router {
                 message: message.clone(),
                 raw: Some(raw.clone()),
                 decoded: Some(value),
+                verdict: Verdict::Run,
             },
         );
     }
+
+    /// Checks and decodes a durable entry for the one handler of its group, and queues it with
+    /// the verdict: run, skip (another `dataversion`) or reject (dead-lettered at once by the
+    /// worker, counted here as a decode error).
+    fn route_durable(&self, slot: &Arc<Slot>, message: Message) {
+        let size = message.payload.len();
+        slot.queue.note_read_size(size);
+        let mut delivery = Delivery {
+            message,
+            raw: None,
+            decoded: None,
+            verdict: Verdict::Run,
+        };
+        if let Err(error) = self.inspect_durable(slot, &mut delivery) {
+            self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+            slot.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+            let of_type = self.stats.of_type(&slot.event_type);
+            of_type.decode_errors.fetch_add(1, Ordering::Relaxed);
+            if size > self.max_message_size {
+                // Only its first bytes are kept, for the dead letter; the rest goes now.
+                let kept = &delivery.message.payload[..size.min(OVERSIZED_KEPT)];
+                delivery.message.payload = Bytes::copy_from_slice(kept);
+            }
+            let error = Arc::new(error);
+            delivery.verdict = Verdict::Reject { error, size };
+        }
+        self.enqueue(slot, delivery);
+    }
+
+    /// What a durable entry is to its handler: too large (not parsed), not an envelope, of
+    /// another type, or data that does not fit are errors; another version is skipped, as on
+    /// pub/sub. Otherwise the entry is decoded here, once, as on pub/sub.
+    fn inspect_durable(&self, slot: &Slot, delivery: &mut Delivery) -> Result<(), DecodeError> {
+        let (size, max) = (delivery.message.payload.len(), self.max_message_size);
+        if size > max {
+            return Err(DecodeError::TooLarge { size, max });
+        }
+        let ArgKind::Envelope {
+            decode, event_type, ..
+        } = slot.kind
+        else {
+            return Ok(());
+        };
+        let raw = Arc::new(RawEnvelope::parse(&delivery.message.payload)?);
+        delivery.raw = Some(raw.clone());
+        if raw.event_type() != event_type {
+            let found = raw.event_type().to_owned();
+            return Err(DecodeError::TypeMismatch {
+                expected: event_type,
+                found,
+            });
+        }
+        if !accepts(slot, &raw) {
+            slot.stats.skipped.fetch_add(1, Ordering::Relaxed);
+            self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+            delivery.verdict = Verdict::Skip;
+            return Ok(());
+        }
+        let of_type = self.stats.of_type(event_type);
+        of_type.received.fetch_add(1, Ordering::Relaxed);
+        delivery.decoded = Some(decode(&raw)?);
+        Ok(())
+    }
+}
+
+/// How much of an oversized durable entry is kept, for its dead letter.
+const OVERSIZED_KEPT: usize = 4 << 10;
+
+/// The payload bytes a durable handler's queue holds before its reader stops: 16 MiB, or twice
+/// `max_message_size` when that is more.
+pub(crate) fn durable_byte_budget(max_message_size: usize) -> usize {
+    (16 << 20).max(max_message_size.saturating_mul(2))
+}
+
+/// How many entries a durable handler's reader may read now. Nothing while the queue has less
+/// than half its room free, or while its payloads fill more than half the byte budget (so reads
+/// come in batches); then as many as fit in the room and in the budget left, counting each
+/// entry as large as the largest of `max_message_size` and the entries read lately, and at
+/// least one.
+fn durable_credit(q: &Queue, max_message_size: usize) -> usize {
+    let room = q.room_left();
+    let budget = durable_byte_budget(max_message_size);
+    let held = q.bytes();
+    if room < q.refill_at() || held > budget / 2 {
+        return 0;
+    }
+    let each = max_message_size.max(q.recent_largest()).max(1);
+    room.min(((budget - held) / each).max(1))
 }
 
 fn needs_envelope(slot: &Slot) -> bool {
@@ -330,16 +426,8 @@ impl Inbound for Router {
             return;
         };
         if message.ack.is_some() {
-            // Read for one group: its handler decodes on its worker, and a message it cannot
-            // decode fails there, to be dead-lettered and acknowledged, never left pending.
-            let raw = RawEnvelope::parse(&message.payload).ok().map(Arc::new);
-            let delivery = Delivery {
-                message,
-                raw,
-                decoded: None,
-            };
-            self.enqueue(&slots[0], delivery);
-            return;
+            // Read for one group: its handler alone takes it.
+            return self.route_durable(&slots[0], message);
         }
         if message.payload.len() > self.max_message_size {
             let (size, max) = (message.payload.len(), self.max_message_size);
@@ -363,6 +451,7 @@ impl Inbound for Router {
                             message: message.clone(),
                             raw: raw.clone(),
                             decoded: None,
+                            verdict: Verdict::Run,
                         },
                     );
                 }
@@ -382,20 +471,20 @@ impl Inbound for Router {
     }
 
     fn credit(&self, group: &str) -> usize {
-        self.group(group).map_or(0, |s| {
-            let room = s.queue.room_left();
-            if room >= s.queue.refill_at() { room } else { 0 }
-        })
+        let max = self.max_message_size;
+        self.group(group)
+            .map_or(0, |s| durable_credit(&s.queue, max))
     }
 
     fn credit_available(&self, group: &str) -> BoxFuture<'static, ()> {
         let slot = self.group(group);
+        let max = self.max_message_size;
         Box::pin(async move {
             let Some(slot) = slot else { return };
             let q = &slot.queue;
             loop {
                 let room = q.room.notified();
-                if q.is_closed() || q.room_left() >= q.refill_at() {
+                if q.is_closed() || durable_credit(q, max) > 0 {
                     return;
                 }
                 room.await;

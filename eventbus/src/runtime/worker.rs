@@ -12,11 +12,12 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::Runtime;
+use super::dead_letter;
 use super::dedupe::Dedupe;
 use super::slot::Slot;
-use crate::envelope::RawEnvelope;
-use crate::error::{Failure, FailureCause, HandlerFailure};
-use crate::handler::{Delivery, HandlerContext, delivery_info};
+use crate::envelope::{DecodeError, RawEnvelope};
+use crate::error::{DecodeFailure, Failure, FailureCause, HandlerFailure};
+use crate::handler::{Delivery, HandlerContext, Verdict, delivery_info};
 use crate::transport::Ack;
 
 tokio::task_local! {
@@ -102,36 +103,51 @@ fn handle_span(slot: &Slot, delivery: &Delivery) -> tracing::Span {
 }
 
 /// How a delivery's runs ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
     /// A run returned `Ok`.
     Handled,
-    /// The last attempt failed: the event was counted as failed (and dead-lettered when so
-    /// configured, always for a durable handler).
-    GaveUp,
+    /// The last attempt failed, with this error: the event was counted as failed, and goes to
+    /// the dead letters when so configured (always for a durable handler).
+    GaveUp { attempts: u32, error: String },
     /// Shutdown's deadline cancelled the run: the event is neither handled nor given up.
     Abandoned,
 }
 
+/// What follows a failed attempt.
+enum Next {
+    Retry,
+    GiveUp(String),
+    Abandon,
+}
+
 /// One event through one handler, with every attempt its retry policy allows.
-async fn run(rt: &Runtime, slot: &Slot, ctx: &HandlerContext, delivery: Delivery) {
+async fn run(rt: &Runtime, slot: &Slot, ctx: &HandlerContext, mut delivery: Delivery) {
     slot.stats.in_flight.fetch_add(1, Ordering::Relaxed);
     match delivery.message.ack.clone() {
         Some(ack) => run_durable(rt, slot, ctx, delivery, &ack).await,
         None => {
-            run_attempts(rt, slot, ctx, delivery).await;
+            let outcome = run_attempts(rt, slot, ctx, &mut delivery).await;
+            if let Outcome::GaveUp { attempts, error } = outcome
+                && slot.options.dead_letters_on()
+            {
+                dead_letter::store_or_report(rt, slot, &delivery, attempts, error).await;
+            }
         }
     }
     slot.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// A durable entry: dead-lettered as poison past `max_deliveries`, skipped when the group
-/// handled it already (with de-duplication), otherwise run; acknowledged unless abandoned.
+/// A durable entry: skipped (another version) or dead-lettered at once (one that can never be
+/// handled) as the router found it; dead-lettered as poison past `max_deliveries`; skipped when
+/// the group handled it already (with de-duplication); otherwise run. It is acknowledged once
+/// handled, skipped or stored as a dead letter; an entry whose dead letter could not be stored
+/// stays pending, and so does one abandoned at shutdown.
 async fn run_durable(
     rt: &Runtime,
     slot: &Slot,
     ctx: &HandlerContext,
-    delivery: Delivery,
+    mut delivery: Delivery,
     ack: &Ack,
 ) {
     if ack.deliveries > 1 {
@@ -139,6 +155,13 @@ async fn run_durable(
     }
     if ack.claimed {
         slot.stats.claimed.fetch_add(1, Ordering::Relaxed);
+    }
+    match std::mem::take(&mut delivery.verdict) {
+        Verdict::Run => {}
+        Verdict::Skip => return acknowledge(rt, slot, ack),
+        Verdict::Reject { error, size } => {
+            return reject(rt, slot, &delivery, ack, &error, size).await;
+        }
     }
     if ack.deliveries > slot.options.durable.max_deliveries {
         return dead_letter_poison(rt, slot, &delivery, ack).await;
@@ -149,27 +172,96 @@ async fn run_durable(
     {
         return acknowledge(rt, slot, ack);
     }
-    let outcome = run_attempts(rt, slot, ctx, delivery).await;
-    if outcome == Outcome::Handled
-        && let Some(d) = &dedupe
-    {
-        d.record().await;
-    }
-    if outcome != Outcome::Abandoned {
-        acknowledge(rt, slot, ack);
+    match run_attempts(rt, slot, ctx, &mut delivery).await {
+        Outcome::Handled => {
+            if let Some(d) = &dedupe {
+                d.record().await;
+            }
+            acknowledge(rt, slot, ack);
+        }
+        // Cut short by shutdown: it stays pending, for the next consumer.
+        Outcome::GaveUp { .. } if slot.cancel.is_cancelled() => {}
+        Outcome::GaveUp { attempts, error } => {
+            dead_letter_then_ack(rt, slot, &delivery, ack, attempts, error).await;
+        }
+        Outcome::Abandoned => {}
     }
 }
 
-/// An entry delivered more often than the handler's `max_deliveries`: stored as a dead letter
-/// with its delivery count and acknowledged, without running the handler again.
+/// An entry the router found can never be handled: reported as a decode failure, stored as a
+/// dead letter with the reason at once, without a run, and acknowledged once stored.
+async fn reject(
+    rt: &Runtime,
+    slot: &Slot,
+    delivery: &Delivery,
+    ack: &Ack,
+    error: &Arc<DecodeError>,
+    size: usize,
+) {
+    rt.hooks.report(Failure::Decode(DecodeFailure {
+        channel: delivery.message.channel.clone(),
+        event_type: Some(slot.event_type.clone()),
+        excerpt: delivery.message.excerpt(),
+        len: size,
+        error: error.clone(),
+        entry_id: Some(ack.entry_id.to_string()),
+    }));
+    let mut reason = error.to_string();
+    if size > delivery.message.payload.len() {
+        reason.push_str(&format!(
+            " (the dead letter keeps its first {} bytes; entry {} of `{}` holds them all \
+             until it is trimmed)",
+            delivery.message.payload.len(),
+            ack.entry_id,
+            delivery.message.channel
+        ));
+    }
+    dead_letter_then_ack(rt, slot, delivery, ack, 0, reason).await;
+}
+
+/// An entry delivered more often than the handler's `max_deliveries`: reported, stored as a
+/// dead letter with its delivery count and acknowledged, without running the handler again.
 async fn dead_letter_poison(rt: &Runtime, slot: &Slot, delivery: &Delivery, ack: &Ack) {
     slot.stats.failed.fetch_add(1, Ordering::Relaxed);
+    let max = slot.options.durable.max_deliveries;
+    rt.hooks.report(Failure::Poison {
+        handler: slot.name.clone(),
+        entry_id: ack.entry_id.to_string(),
+        event_id: delivery.event_id().map(str::to_owned),
+        deliveries: ack.deliveries,
+        max_deliveries: max,
+    });
     let error = format!(
-        "poison: delivered {} times, more than the handler's max_deliveries of {}",
-        ack.deliveries, slot.options.durable.max_deliveries
+        "poison: delivered {} times, more than the handler's max_deliveries of {max}",
+        ack.deliveries
     );
-    super::dead_letter::store(rt, slot, delivery, ack.deliveries, error).await;
-    acknowledge(rt, slot, ack);
+    dead_letter_then_ack(rt, slot, delivery, ack, ack.deliveries, error).await;
+}
+
+/// Stores a durable entry's dead letter, then acknowledges the entry. When the store fails the
+/// entry is not acknowledged: it is let go, pending, to be delivered again (and stored then),
+/// and the store's error is reported.
+async fn dead_letter_then_ack(
+    rt: &Runtime,
+    slot: &Slot,
+    delivery: &Delivery,
+    ack: &Ack,
+    attempts: u32,
+    error: String,
+) {
+    match dead_letter::store(rt, slot, delivery, attempts, error).await {
+        Ok(()) => acknowledge(rt, slot, ack),
+        Err(why) => {
+            ack.release();
+            rt.hooks.report(Failure::DeadLetter {
+                handler: slot.name.clone(),
+                error: format!(
+                    "{why} (entry {} stays pending, and is delivered again)",
+                    ack.entry_id
+                ),
+            });
+        }
+    }
 }
 
 /// Runs the handler with every attempt its retry policy allows.
@@ -177,9 +269,9 @@ async fn run_attempts(
     rt: &Runtime,
     slot: &Slot,
     ctx: &HandlerContext,
-    mut delivery: Delivery,
+    delivery: &mut Delivery,
 ) -> Outcome {
-    let span = handle_span(slot, &delivery);
+    let span = handle_span(slot, delivery);
     async {
         let mut attempt = 0;
         loop {
@@ -189,7 +281,7 @@ async fn run_attempts(
             let raw = delivery.raw.clone();
             let run_once = crate::observe::in_context(
                 raw.as_ref(),
-                attempt_once(slot, ctx, &mut delivery, attempt),
+                attempt_once(slot, ctx, delivery, attempt),
             );
             let outcome = tokio::select! {
                 biased;
@@ -197,21 +289,23 @@ async fn run_attempts(
                 _ = slot.cancel.cancelled() => return Outcome::Abandoned,
                 outcome = run_once => outcome,
             };
-            match outcome {
+            let cause = match outcome {
                 Ok(()) => {
                     slot.stats.latency.record(started.elapsed());
                     slot.stats.handled.fetch_add(1, Ordering::Relaxed);
                     return Outcome::Handled;
                 }
-                Err(cause) => {
-                    if !failed(rt, slot, &delivery, attempt, cause).await {
-                        return if slot.cancel.is_cancelled() {
-                            Outcome::Abandoned
-                        } else {
-                            Outcome::GaveUp
-                        };
-                    }
+                Err(cause) => cause,
+            };
+            match failed(rt, slot, delivery, attempt, cause).await {
+                Next::Retry => {}
+                Next::GiveUp(error) => {
+                    return Outcome::GaveUp {
+                        attempts: attempt,
+                        error,
+                    };
                 }
+                Next::Abandon => return Outcome::Abandoned,
             }
         }
     }
@@ -236,15 +330,15 @@ fn acknowledge(rt: &Runtime, slot: &Slot, ack: &Ack) {
     });
 }
 
-/// Counts and reports a failed attempt, then waits out the retry delay. Returns whether to
-/// try again; after the last attempt the event is counted as failed and dead-lettered.
+/// Counts and reports a failed attempt, then waits out the retry delay. After the last
+/// attempt the event is counted as failed, and given up with the error.
 async fn failed(
     rt: &Runtime,
     slot: &Slot,
     delivery: &Delivery,
     attempt: u32,
     cause: FailureCause,
-) -> bool {
+) -> Next {
     match &cause {
         FailureCause::Panic(_) => slot.stats.panicked.fetch_add(1, Ordering::Relaxed),
         FailureCause::Timeout(_) => slot.stats.timed_out.fetch_add(1, Ordering::Relaxed),
@@ -267,18 +361,13 @@ async fn failed(
         slot.stats.retried.fetch_add(1, Ordering::Relaxed);
         let delay = slot.options.retry.delay(attempt);
         return tokio::select! {
-            _ = tokio::time::sleep(delay) => true,
+            _ = tokio::time::sleep(delay) => Next::Retry,
             // Shutdown's deadline passed while waiting: abandoned, counted there.
-            _ = slot.cancel.cancelled() => false,
+            _ = slot.cancel.cancelled() => Next::Abandon,
         };
     }
     slot.stats.failed.fetch_add(1, Ordering::Relaxed);
-    // A durable handler's failures always go to the dead-letter store: the entry is then
-    // acknowledged, and must not be lost.
-    if slot.options.dead_letters_on() || slot.group.is_some() {
-        super::dead_letter::store(rt, slot, delivery, attempt, last_error).await;
-    }
-    false
+    Next::GiveUp(last_error)
 }
 
 async fn attempt_once(

@@ -126,7 +126,8 @@ impl TestBus {
     /// Waits until the service's bus is idle (every handler queue empty, no run in flight, no
     /// durable entry new or pending), then returns the failures reported since the last
     /// settle: handler errors, panics and timeouts with the handler and event, decode
-    /// failures.
+    /// failures. An attempt that failed and was tried again is not a failure there; it is in
+    /// [`Settled::attempts`].
     ///
     /// # Panics
     ///
@@ -156,12 +157,10 @@ impl TestBus {
         }
         let all = lock(&self.failures).clone();
         let from = self.reported.swap(all.len() as u64, Ordering::AcqRel) as usize;
-        Settled {
-            failures: all.into_iter().skip(from).collect(),
-        }
+        Settled::of(all.into_iter().skip(from).collect())
     }
 
-    /// Every failure reported since the start.
+    /// Every failure reported since the start, failed attempts that were tried again included.
     pub fn failures(&self) -> Vec<Failure> {
         lock(&self.failures).clone()
     }

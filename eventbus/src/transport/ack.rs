@@ -11,6 +11,14 @@ pub trait Acknowledge: Send + Sync + 'static {
     /// The handler is done with the entry (it succeeded, or its failure was dead-lettered):
     /// remove it from the group's pending entries.
     fn ack<'a>(&'a self, entry_id: &'a str) -> BoxFuture<'a, Result<(), TransportError>>;
+
+    /// The bus lets go of the entry without acknowledging it (its dead letter could not be
+    /// stored, or its handler went away while it was being routed): it stays pending, and the
+    /// transport may deliver it again, to this consumer too, as an entry left by a consumer
+    /// that died (after `claim_idle`). Nothing by default.
+    fn release(&self, entry_id: &str) {
+        let _ = entry_id;
+    }
 }
 
 /// The acknowledgement handle of a message from an at-least-once transport.
@@ -59,6 +67,12 @@ impl Ack {
     /// Acknowledges the entry.
     pub async fn ack(&self) -> Result<(), TransportError> {
         self.handle.ack(&self.entry_id).await
+    }
+
+    /// Lets go of the entry without acknowledging it: it stays pending, to be delivered again
+    /// (see [`Acknowledge::release`]).
+    pub fn release(&self) {
+        self.handle.release(&self.entry_id);
     }
 }
 

@@ -74,6 +74,15 @@ impl Acker {
         lock(&self.held).iter().cloned().collect()
     }
 
+    /// Releases `entry_id` if this process holds it: it stays pending, no longer held, and the
+    /// reader re-reads this consumer's pending entries to deliver it again.
+    fn release(&self, entry_id: &str) {
+        if lock(&self.held).remove(entry_id) {
+            tracing::debug!(entry = %entry_id, "a durable entry was released unacknowledged");
+            self.released.store(true, Ordering::Release);
+        }
+    }
+
     /// Whether an entry was released since the last call.
     pub(super) fn take_released(&self) -> bool {
         self.released.swap(false, Ordering::AcqRel)
@@ -106,14 +115,15 @@ impl Acknowledge for Held {
     fn ack<'a>(&'a self, entry_id: &'a str) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(self.acker.ack(entry_id))
     }
+
+    fn release(&self, entry_id: &str) {
+        self.acker.release(entry_id);
+    }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if lock(&self.acker.held).remove(&self.entry_id) {
-            tracing::debug!(entry = %self.entry_id, "a durable entry was released unacknowledged");
-            self.acker.released.store(true, Ordering::Release);
-        }
+        self.acker.release(&self.entry_id);
     }
 }
 
