@@ -343,6 +343,6 @@ impl Transport for RedisTransport {
         &'a self,
         stream: &'a str,
     ) -> BoxFuture<'a, Result<Vec<GroupStatus>, TransportError>> {
-        Box::pin(streams::reader::stream_groups(&self.shared, stream))
+        Box::pin(streams::groups::stream_groups(&self.shared, stream))
     }
 }

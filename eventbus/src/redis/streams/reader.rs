@@ -18,7 +18,6 @@ use redis::{Cmd, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use super::groups::stream_groups;
 use crate::redis::conn::connection::Conn;
 use crate::redis::publish::encode::Command;
 use crate::redis::shared::Shared;
