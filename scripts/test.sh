@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs what the tests need when it is missing:
-# redis-server/redis-cli/redis-benchmark (Debian packages) and a Python venv with redis-py
-# for the interoperability tests. Every test starts its own throwaway redis-server.
+# redis-server/redis-cli/redis-benchmark, PostgreSQL (Debian packages) and a Python venv with
+# redis-py for the interoperability tests. Every test starts its own throwaway servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,15 @@ if [ "$need_redis" = 1 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools redis-sentinel openssl >/dev/null
 fi
 # A packaged redis-server may have been started as a service; the tests never use it.
+
+# PostgreSQL's server programs (initdb, pg_ctl, postgres) live in /usr/lib/postgresql/N/bin.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  echo "==> installing postgresql"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
+# The package may start a cluster of its own as a service; the tests never use it.
 
 scripts/python-env.sh
 
