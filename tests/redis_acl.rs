@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use eventbus::redis::LEAST_PRIVILEGE;
-use eventbus::{Event, EventBus, HandlerOptions, RetryPolicy};
+use eventbus::{DurableOptions, Event, EventBus, HandlerOptions, RetryPolicy};
 use eventbus_suite::redis_server::RedisServer;
 use eventbus_suite::{Seen, poll_until, wait_for};
 use serde::{Deserialize, Serialize};
@@ -48,10 +48,15 @@ async fn everything_works_with_the_least_privilege_user() {
             HandlerOptions::new()
                 .name("ship")
                 .dedupe(Duration::from_secs(60))
-                .retry(RetryPolicy::never()),
+                .retry(RetryPolicy::never())
+                // Short, so that held entries are kept alive and consumers swept meanwhile.
+                .durable(DurableOptions::new().claim_idle(Duration::from_millis(300))),
             move |e: OrderPaid| {
                 let paid = paid2.clone();
                 async move {
+                    if e.order_id == 12 {
+                        tokio::time::sleep(Duration::from_millis(800)).await;
+                    }
                     paid.push(e.order_id);
                     anyhow::ensure!(e.order_id != 13, "unlucky order");
                     Ok(())
@@ -76,7 +81,17 @@ async fn everything_works_with_the_least_privilege_user() {
     let groups = bus.groups().await.unwrap();
     assert_eq!(groups[0].group, "shop:ship");
     assert!(bus.metrics().handler("ship").unwrap().group.is_some() || !groups.is_empty());
+    assert_eq!(
+        bus.metrics().handler("ship").unwrap().claimed,
+        0,
+        "held entries kept alive"
+    );
     bus.shutdown().await.unwrap();
+    let denied = server.cli(&["ACL", "LOG"]);
+    assert!(
+        denied.trim().is_empty(),
+        "the server denied the bus: {denied}"
+    );
 }
 
 async fn loop_until_letters(bus: &EventBus) -> Vec<eventbus::DeadLetter> {

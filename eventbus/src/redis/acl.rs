@@ -6,8 +6,12 @@
 //! ```text
 //! ACL SETUSER orders on >secret resetchannels &events:* resetkeys ~events:* ~eventbus:* -@all
 //!   +@connection +publish +subscribe +psubscribe +unsubscribe +punsubscribe +pubsub
-//!   +xadd +xreadgroup +xack +xautoclaim +xpending +xgroup +xinfo +xrange +xdel +set +exists
+//!   +xadd +xreadgroup +xack +xautoclaim +xclaim +xpending +xgroup +xinfo +xrange +xdel +set
+//!   +exists +eval
 //! ```
+//!
+//! `+xclaim` and `+eval` keep a consumer's held entries alive and remove consumers that left
+//! (small Lua scripts of `XPENDING`, `XCLAIM`, `XINFO` and `XGROUP` on the stream's key).
 
 use redis::RedisError;
 
@@ -15,7 +19,8 @@ use redis::RedisError;
 /// and password.
 pub const LEAST_PRIVILEGE: &str = "resetchannels &events:* resetkeys ~events:* ~eventbus:* -@all \
     +@connection +publish +subscribe +psubscribe +unsubscribe +punsubscribe +pubsub +xadd \
-    +xreadgroup +xack +xautoclaim +xpending +xgroup +xinfo +xrange +xdel +set +exists";
+    +xreadgroup +xack +xautoclaim +xclaim +xpending +xgroup +xinfo +xrange +xdel +set +exists \
+    +eval";
 
 /// The ACL category a command the bus sends belongs to.
 fn category(command: &str) -> &'static str {

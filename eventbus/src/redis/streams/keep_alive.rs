@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::redis::shared::Shared;
 use crate::redis::streams::acker::Acker;
 use crate::redis::streams::consumers;
-use crate::transport::GroupSpec;
+use crate::transport::{ErrorKind, GroupSpec};
 
 /// The most ids in one keep-alive script.
 const MAX_IDS: usize = 512;
@@ -107,8 +107,16 @@ impl KeepAlive {
                 .shared
                 .command::<i64>("keeping held entries", &cmd, wait)
                 .await;
-            if let Err(e) = touched {
-                tracing::debug!(error = %e, group = %self.spec.group, "keeping held entries failed");
+            match touched {
+                Ok(_) => {}
+                // A refusal lasts: said loudly, since peers will claim what this consumer holds.
+                Err(e) if e.kind() == ErrorKind::Auth => tracing::warn!(
+                    error = %e, group = %self.spec.group,
+                    "keeping held entries failed: other consumers may claim and run them again"
+                ),
+                Err(e) => {
+                    tracing::debug!(error = %e, group = %self.spec.group, "keeping held entries failed")
+                }
             }
         }
     }
