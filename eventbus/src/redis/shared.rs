@@ -224,16 +224,27 @@ impl Shared {
         F: FnMut(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
+        let (_permit, deadline) = self.turn(what, wait).await?;
+        self.retry_bounded(what, deadline, wait, query).await
+    }
+
+    /// An in-flight permit, waiting for one up to `wait` (a command's turn), and the deadline
+    /// that wait sets.
+    async fn turn(
+        &self,
+        what: &str,
+        wait: Duration,
+    ) -> Result<(tokio::sync::SemaphorePermit<'_>, Instant), TransportError> {
         self.check_open()?;
         let deadline = Instant::now() + wait;
-        let _permit = match self.in_flight.try_acquire() {
+        let permit = match self.in_flight.try_acquire() {
             Ok(permit) => permit,
             Err(_) => match tokio::time::timeout_at(deadline, self.in_flight.acquire()).await {
                 Ok(Ok(permit)) => permit,
                 _ => return Err(self.no_turn(what, wait)),
             },
         };
-        self.retry_bounded(what, deadline, wait, query).await
+        Ok((permit, deadline))
     }
 
     /// Runs `query` once an in-flight permit is free, through [`retry`](Self::retry).
@@ -247,12 +258,7 @@ impl Shared {
         F: FnMut(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        self.check_open()?;
-        let deadline = Instant::now() + wait;
-        let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.in_flight.acquire()).await
-        else {
-            return Err(self.no_turn(what, wait));
-        };
+        let (_permit, deadline) = self.turn(what, wait).await?;
         self.retry(what, deadline, wait, query).await
     }
 
