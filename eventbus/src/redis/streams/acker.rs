@@ -139,19 +139,38 @@ impl Sender {
     async fn run(self, mut queue: mpsc::UnboundedReceiver<Request>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            let mut cmd = redis::cmd("XACK");
-            cmd.arg(&self.stream).arg(&self.group);
-            for (id, _) in &batch {
-                cmd.arg(id);
-            }
-            let s = &self.shared;
-            let outcome = s
-                .command::<u64>("acknowledging entries", &cmd, s.options.publish_deadline)
-                .await
-                .map(|_| ())
-                .map_err(|e| (e.kind(), errors::chain_text(&e)));
+            let outcome = self.send(&batch).await;
             for (_, done) in batch.drain(..) {
                 let _ = done.send(outcome.clone());
+            }
+        }
+    }
+
+    /// One `XACK` of the batch's ids. While the connection is in trouble (lost, or no answer in
+    /// time) it is sent again, with backoff, until it goes through: `XACK` is idempotent, and
+    /// an acknowledgement given up would leave a finished entry pending, to run again on this
+    /// live consumer. The entries stay held meanwhile (kept alive, never re-read here). It ends
+    /// with the transport.
+    async fn send(&self, batch: &[Request]) -> Result<(), (ErrorKind, String)> {
+        let mut cmd = redis::cmd("XACK");
+        cmd.arg(&self.stream).arg(&self.group);
+        for (id, _) in batch {
+            cmd.arg(id);
+        }
+        let s = &self.shared;
+        let mut attempt = 0;
+        loop {
+            let sent = s
+                .command::<u64>("acknowledging entries", &cmd, s.options.publish_deadline)
+                .await;
+            match sent {
+                Ok(_) => return Ok(()),
+                Err(e) if matches!(e.kind(), ErrorKind::Disconnected | ErrorKind::Timeout) => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "acknowledging entries again");
+                    tokio::time::sleep(s.options.backoff_delay(attempt)).await;
+                }
+                Err(e) => return Err((e.kind(), errors::chain_text(&e))),
             }
         }
     }
