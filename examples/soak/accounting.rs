@@ -342,6 +342,21 @@ impl Ledger {
         })
     }
 
+    /// `key` and its runs (process, seconds from the first process's start), for a broken row.
+    fn describe_runs(&self, key: &str, runs: &[JobRun]) -> String {
+        let origin = self.incarnations.first().map_or(0, |i| i.ready);
+        let mut runs = runs.to_vec();
+        runs.sort_by_key(|r| r.at);
+        let each: Vec<String> = runs
+            .iter()
+            .map(|r| {
+                let at = r.at.saturating_sub(origin) as f64 / 1000.0;
+                format!("{} at {at:.1} s", self.incarnations[r.inc].label)
+            })
+            .collect();
+        format!("{key} run by {}", each.join(", "))
+    }
+
     /// Totals for the summary: (ticks ok, jobs ok, unconfirmed publishes, gaps).
     pub(crate) fn totals(&self) -> (usize, usize, u64, usize) {
         let jobs = self.ok_jobs().count();
@@ -475,16 +490,20 @@ fn duplicate_rows(ledger: &Ledger, claim_idle_ms: u64) -> Vec<Row> {
     JOB_HANDLERS
         .iter()
         .map(|h| {
-            let (mut duplicates, mut unexplained) = (0, 0);
+            let (mut duplicates, mut unexplained, mut first) = (0, 0, String::new());
             for (job, runs) in ledger.jobs.iter().filter(|((handler, _), _)| handler == h) {
                 duplicates += runs.len().saturating_sub(1);
-                unexplained += ledger.unexplained_duplicates(job, runs, claim_idle_ms);
+                let n = ledger.unexplained_duplicates(job, runs, claim_idle_ms);
+                if n > 0 && first.is_empty() {
+                    first = format!(": {}", ledger.describe_runs(&job.1, runs));
+                }
+                unexplained += n;
             }
             Row {
                 check: "durable: no duplicate run of an entry whose consumer never died",
                 subject: format!("group soak:{h}"),
                 measured: format!(
-                    "{duplicates} duplicate runs, {unexplained} unexplained by a dead consumer or a timeout"
+                    "{duplicates} duplicate runs, {unexplained} unexplained by a dead consumer or a timeout{first}"
                 ),
                 bound: "0 unexplained".into(),
                 ok: unexplained == 0,
