@@ -12,9 +12,11 @@ use tokio::process::Command;
 const LIMIT: Duration = Duration::from_secs(360);
 
 /// The checks every run's table has rows for.
-const CHECKS: [&str; 6] = [
+const CHECKS: [&str; 8] = [
     "durable: every Ok publish handled",
+    "durable: no duplicate run of an entry whose consumer never died",
     "durable: nothing left pending",
+    "durable: no entry dead-lettered without a failed run",
     "pub/sub: every loss in a gap or dropped",
     "metrics agree with own counts",
     "resources: RSS growth after warm-up",

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use crate::workload::{FLAKY, JOB_DEAD_LETTERS, JOB_HANDLERS, TICK_HANDLERS};
+use crate::workload::{CLAIM_IDLE, FLAKY, JOB_DEAD_LETTERS, JOB_HANDLERS, TICK_HANDLERS};
 
 /// How long before a reported disconnection a pub/sub loss may have started: the watchdog's
 /// interval and response timeout (1 s each), the proxy's longest delay (1.5 s) and a stopped
@@ -14,6 +14,11 @@ pub(crate) const GAP_BEFORE_MS: u64 = 6_000;
 pub(crate) const GAP_AFTER_MS: u64 = 1_000;
 /// A killed consumer: publishes in the last moments before the kill are not expected.
 const DEATH_MARGIN_MS: u64 = 2_000;
+/// How close to a consumer's death one of its durable runs counts as an entry it held then:
+/// its `handled` line up to this long before the death (the `XACK` still on its way: acks wait
+/// for a reconnection), or up to this long after the end of a stop (it held the entry, queued
+/// or running, when it stopped, and finished it once resumed).
+const HELD_MS: u64 = 10_000;
 /// Resource bounds after warm-up.
 const RSS_GROWTH_KIB: u64 = 16 * 1024;
 const FD_GROWTH: u64 = 5;
@@ -48,6 +53,8 @@ pub(crate) struct Incarnation {
     killed: bool,
     stopped: bool,
     gaps: Vec<(u64, Option<u64>)>,
+    /// `SIGSTOP` … `SIGCONT`, as the orchestrator sent them.
+    paused: Vec<(u64, Option<u64>)>,
     handled: HashMap<String, HashSet<String>>,
     /// Pub/sub events handled more than once by one handler: at most once was broken.
     tick_duplicates: HashMap<String, u64>,
@@ -65,6 +72,21 @@ impl Incarnation {
             let to = to.unwrap_or(end).saturating_add(GAP_AFTER_MS);
             t1 >= from.saturating_sub(GAP_BEFORE_MS) && t0 <= to
         })
+    }
+
+    /// When this process was dead for its consumer groups, as `(from, to)`: from its `kill -9`
+    /// on, and every stop longer than `claim_idle_ms` (a stopped consumer keeps nothing alive).
+    fn deaths(&self, claim_idle_ms: u64) -> Vec<(u64, u64)> {
+        let mut deaths: Vec<(u64, u64)> = self
+            .paused
+            .iter()
+            .filter_map(|&(from, to)| Some((from, to?)))
+            .filter(|&(from, to)| to.saturating_sub(from) > claim_idle_ms)
+            .collect();
+        if let (true, Some(end)) = (self.killed, self.ended) {
+            deaths.push((end, end));
+        }
+        deaths
     }
 
     /// Whether a publish over `[t0, t1]` had to reach this process.
@@ -87,14 +109,26 @@ struct Publish {
     t1: u64,
 }
 
+/// A run of a durable handler that returned `Ok`: the process and when it ended.
+#[derive(Debug, Clone, Copy)]
+struct JobRun {
+    inc: usize,
+    at: u64,
+}
+
 /// Everything the processes of a run reported.
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
     pub(crate) incarnations: Vec<Incarnation>,
     published: Vec<Publish>,
     unconfirmed: u64,
-    /// Runs per (durable handler, key), across processes: the group's deliveries.
-    jobs: HashMap<(String, String), u32>,
+    /// Runs that returned `Ok` per (durable handler, key), across processes: the group's
+    /// deliveries.
+    jobs: HashMap<(String, String), Vec<JobRun>>,
+    /// (durable handler, key) of every run that failed: returned an error or was cancelled.
+    failed_runs: HashSet<(String, String)>,
+    /// (durable handler, key) of runs cancelled before their end: they outlived the timeout.
+    cancelled: HashSet<(String, String)>,
     last_tick: HashMap<String, String>,
     done: HashSet<String>,
     /// `CLIENT LIST` counts over time.
@@ -119,6 +153,18 @@ impl Ledger {
         self.incarnations[i].ready = at;
     }
 
+    /// Process `i` was stopped (`SIGSTOP`) at `at`.
+    pub(crate) fn paused(&mut self, i: usize, at: u64) {
+        self.incarnations[i].paused.push((at, None));
+    }
+
+    /// Process `i` was continued (`SIGCONT`) at `at`.
+    pub(crate) fn resumed(&mut self, i: usize, at: u64) {
+        if let Some((_, end @ None)) = self.incarnations[i].paused.last_mut() {
+            *end = Some(at);
+        }
+    }
+
     pub(crate) fn end(&mut self, i: usize, at: u64, killed: bool) {
         let inc = &mut self.incarnations[i];
         inc.ended = Some(at);
@@ -135,8 +181,9 @@ impl Ledger {
                 let name = self.incarnations[i].name.clone();
                 self.done.insert(name);
             }
-            ["handled", handler, key, _] => self.handled(i, handler, key),
-            ["attempt_failed", ..] => self.incarnations[i].failed_attempts += 1,
+            ["handled", handler, key, t] => self.handled(i, handler, key, t.parse().unwrap_or(0)),
+            ["attempt_failed", handler, key, _] => self.failed(i, handler, key, false),
+            ["cancelled", handler, key, _] => self.failed(i, handler, key, true),
             ["gap", what, role, t] => self.gap(i, what, role, t.parse().unwrap_or(0)),
             [word @ ("metrics" | "final"), handler, rest @ ..] => {
                 self.metrics(i, word == &"final", handler, rest)
@@ -163,7 +210,7 @@ impl Ledger {
         });
     }
 
-    fn handled(&mut self, i: usize, handler: &str, key: &str) {
+    fn handled(&mut self, i: usize, handler: &str, key: &str, at: u64) {
         let inc = &mut self.incarnations[i];
         *inc.runs.entry(handler.to_owned()).or_default() += 1;
         if TICK_HANDLERS.contains(&handler) {
@@ -172,11 +219,22 @@ impl Ledger {
                 *inc.tick_duplicates.entry(handler.to_owned()).or_default() += 1;
             }
         } else {
-            *self
-                .jobs
+            self.jobs
                 .entry((handler.to_owned(), key.to_owned()))
-                .or_default() += 1;
+                .or_default()
+                .push(JobRun { inc: i, at });
         }
+    }
+
+    fn failed(&mut self, i: usize, handler: &str, key: &str, cancelled: bool) {
+        if handler == FLAKY {
+            self.incarnations[i].failed_attempts += 1;
+        }
+        let run = (handler.to_owned(), key.to_owned());
+        if cancelled {
+            self.cancelled.insert(run.clone());
+        }
+        self.failed_runs.insert(run);
     }
 
     fn gap(&mut self, i: usize, what: &str, role: &str, at: u64) {
@@ -248,6 +306,57 @@ impl Ledger {
             .map(|p| p.key.as_str())
     }
 
+    /// How many runs of one entry in one group after its first nothing explains: no run of it
+    /// timed out, and for no pair of the run with another process's run of it was one of the
+    /// two processes dead ([`Incarnation::deaths`]) while it held the entry, before the other
+    /// run ended.
+    fn unexplained_duplicates(
+        &self,
+        job: &(String, String),
+        runs: &[JobRun],
+        claim_idle_ms: u64,
+    ) -> usize {
+        if runs.len() < 2 || self.cancelled.contains(job) {
+            return 0;
+        }
+        let mut runs = runs.to_vec();
+        runs.sort_by_key(|r| r.at);
+        let explained = |j: usize| {
+            runs.iter().enumerate().any(|(i, &other)| {
+                i != j
+                    && other.inc != runs[j].inc
+                    && (self.died_holding(other, runs[j], claim_idle_ms)
+                        || self.died_holding(runs[j], other, claim_idle_ms))
+            })
+        };
+        (1..runs.len()).filter(|&j| !explained(j)).count()
+    }
+
+    /// Whether the process of `run` died while it held that run's entry (its run ended at most
+    /// [`HELD_MS`] before the death began or after it ended) and `other` ended after the death
+    /// began: the entry was claimed from a dead consumer.
+    fn died_holding(&self, run: JobRun, other: JobRun, claim_idle_ms: u64) -> bool {
+        let deaths = self.incarnations[run.inc].deaths(claim_idle_ms);
+        deaths.iter().any(|&(from, to)| {
+            other.at >= from && run.at + HELD_MS >= from && run.at <= to + HELD_MS
+        })
+    }
+
+    /// `key` and its runs (process, seconds from the first process's start), for a broken row.
+    fn describe_runs(&self, key: &str, runs: &[JobRun]) -> String {
+        let origin = self.incarnations.first().map_or(0, |i| i.ready);
+        let mut runs = runs.to_vec();
+        runs.sort_by_key(|r| r.at);
+        let each: Vec<String> = runs
+            .iter()
+            .map(|r| {
+                let at = r.at.saturating_sub(origin) as f64 / 1000.0;
+                format!("{} at {at:.1} s", self.incarnations[r.inc].label)
+            })
+            .collect();
+        format!("{key} run by {}", each.join(", "))
+    }
+
     /// Totals for the summary: (ticks ok, jobs ok, unconfirmed publishes, gaps).
     pub(crate) fn totals(&self) -> (usize, usize, u64, usize) {
         let jobs = self.ok_jobs().count();
@@ -276,17 +385,54 @@ pub(crate) struct GroupState {
     pub(crate) lag: u64,
 }
 
+/// One entry of the jobs' dead-letter stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Letter {
+    /// The handler that gave up on the job.
+    pub(crate) handler: String,
+    /// The job's key, `None` when the payload holds none.
+    pub(crate) key: Option<String>,
+}
+
+/// The dead letters in `XRANGE`'s reply as redis-cli prints it (one word a line: the entry id,
+/// then field and value lines): each entry's `handler` and the `key` of its envelope's data.
+pub(crate) fn parse_letters(reply: &str) -> Vec<Letter> {
+    let mut letters = Vec::new();
+    let mut handler = String::new();
+    let mut lines = reply.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        match line {
+            "handler" => handler = lines.next().unwrap_or_default().to_owned(),
+            "payload" => {
+                let payload = lines.next().unwrap_or_default();
+                let key = serde_json::from_str::<serde_json::Value>(payload)
+                    .ok()
+                    .and_then(|v| v["data"]["key"].as_str().map(str::to_owned));
+                letters.push(Letter {
+                    handler: std::mem::take(&mut handler),
+                    key,
+                });
+            }
+            _ => {}
+        }
+    }
+    letters
+}
+
 /// What the server holds after the drain.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ServerState {
     pub(crate) groups: Vec<GroupState>,
     /// The length of the jobs' dead-letter stream.
     pub(crate) dead_letters: u64,
+    /// The entries of the jobs' dead-letter stream.
+    pub(crate) letters: Vec<Letter>,
 }
 
 /// Every invariant of the run.
 pub(crate) fn check(ledger: &Ledger, server: &ServerState, warmup_ms: u64) -> Vec<Row> {
     let mut rows = durable_rows(ledger);
+    rows.extend(duplicate_rows(ledger, CLAIM_IDLE.as_millis() as u64));
     rows.extend(server.groups.iter().map(pending_row));
     rows.push(Row {
         check: "durable: no dead letters",
@@ -295,6 +441,7 @@ pub(crate) fn check(ledger: &Ledger, server: &ServerState, warmup_ms: u64) -> Ve
         bound: "0".into(),
         ok: server.dead_letters == 0,
     });
+    rows.extend(dead_letter_rows(ledger, &server.letters));
     for inc in ledger.incarnations.iter().filter(|i| i.role == "consumer") {
         rows.extend(TICK_HANDLERS.iter().map(|h| pubsub_row(ledger, inc, h)));
     }
@@ -313,12 +460,13 @@ fn durable_rows(ledger: &Ledger) -> Vec<Row> {
     JOB_HANDLERS
         .iter()
         .map(|h| {
-            let runs = |k: &str| ledger.jobs.get(&(h.to_string(), k.to_owned())).copied();
-            let missing = ok.iter().filter(|k| runs(k).is_none()).count();
-            let (mut total, mut distinct, mut most) = (0u64, 0u64, 0u32);
-            for ((handler, _), n) in &ledger.jobs {
+            let ran = |k: &str| ledger.jobs.contains_key(&(h.to_string(), k.to_owned()));
+            let missing = ok.iter().filter(|k| !ran(k)).count();
+            let (mut total, mut distinct, mut most) = (0, 0, 0);
+            for ((handler, _), runs) in &ledger.jobs {
                 if handler == h {
-                    (total, distinct, most) = (total + u64::from(*n), distinct + 1, most.max(*n));
+                    let n = runs.len();
+                    (total, distinct, most) = (total + n, distinct + 1, most.max(n));
                 }
             }
             Row {
@@ -332,6 +480,65 @@ fn durable_rows(ledger: &Ledger) -> Vec<Row> {
                 ),
                 bound: "all, at least once".into(),
                 ok: missing == 0,
+            }
+        })
+        .collect()
+}
+
+/// Per group, the runs of an entry after its first that no dead consumer or timeout explains.
+fn duplicate_rows(ledger: &Ledger, claim_idle_ms: u64) -> Vec<Row> {
+    JOB_HANDLERS
+        .iter()
+        .map(|h| {
+            let (mut duplicates, mut unexplained, mut first) = (0, 0, String::new());
+            for (job, runs) in ledger.jobs.iter().filter(|((handler, _), _)| handler == h) {
+                duplicates += runs.len().saturating_sub(1);
+                let n = ledger.unexplained_duplicates(job, runs, claim_idle_ms);
+                if n > 0 && first.is_empty() {
+                    first = format!(": {}", ledger.describe_runs(&job.1, runs));
+                }
+                unexplained += n;
+            }
+            Row {
+                check: "durable: no duplicate run of an entry whose consumer never died",
+                subject: format!("group soak:{h}"),
+                measured: format!(
+                    "{duplicates} duplicate runs, {unexplained} unexplained by a dead consumer or a timeout{first}"
+                ),
+                bound: "0 unexplained".into(),
+                ok: unexplained == 0,
+            }
+        })
+        .collect()
+}
+
+/// Per group, the dead letters of jobs the handler never failed (no `attempt_failed` and no
+/// cancelled run of it): poison that no failure made.
+fn dead_letter_rows(ledger: &Ledger, letters: &[Letter]) -> Vec<Row> {
+    let mut handlers: Vec<&str> = JOB_HANDLERS.to_vec();
+    for letter in letters {
+        if !handlers.contains(&letter.handler.as_str()) {
+            handlers.push(&letter.handler);
+        }
+    }
+    handlers
+        .into_iter()
+        .map(|h| {
+            let failed = |key: &Option<String>| {
+                key.as_ref()
+                    .is_some_and(|k| ledger.failed_runs.contains(&(h.to_owned(), k.clone())))
+            };
+            let mine: Vec<&Letter> = letters.iter().filter(|l| l.handler == h).collect();
+            let without = mine.iter().filter(|l| !failed(&l.key)).count();
+            Row {
+                check: "durable: no entry dead-lettered without a failed run",
+                subject: format!("group soak:{h}"),
+                measured: format!(
+                    "{} dead-lettered, {without} without a failed run of the handler",
+                    mine.len()
+                ),
+                bound: "0 without".into(),
+                ok: without == 0,
             }
         })
         .collect()
@@ -505,4 +712,178 @@ pub(crate) fn print(rows: &[Row]) -> bool {
         println!("soak: {broken} of {} invariants BROKEN", rows.len());
     }
     broken == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLAIM_IDLE_MS: u64 = 8_000;
+
+    /// A ledger with consumers `c0`, `c1`, … ready at 0.
+    fn consumers(n: u32) -> Ledger {
+        let mut ledger = Ledger::default();
+        for c in 0..n {
+            let i = ledger.begin(&format!("c{c}"), "consumer", 100 + c);
+            ledger.ready(i, 0);
+        }
+        ledger
+    }
+
+    /// Whether group `soak:job_slow`'s duplicate row holds, and what it measured.
+    fn duplicates(ledger: &Ledger) -> (bool, String) {
+        let rows = duplicate_rows(ledger, CLAIM_IDLE_MS);
+        let row = rows.iter().find(|r| r.subject == "group soak:job_slow");
+        let row = row.expect("a row per group");
+        (row.ok, row.measured.clone())
+    }
+
+    #[test]
+    fn a_duplicate_after_the_first_consumer_was_killed_is_explained() {
+        let mut ledger = consumers(2);
+        ledger.record(0, "handled job_slow p0-1 1000");
+        ledger.end(0, 1_050, true);
+        ledger.record(1, "handled job_slow p0-1 9200");
+        ledger.record(1, "handled job_fast p0-1 1001");
+        let (ok, measured) = duplicates(&ledger);
+        assert!(ok, "{measured}");
+        assert!(
+            measured.starts_with("1 duplicate runs, 0 unexplained"),
+            "{measured}"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_from_a_live_consumer_is_counted() {
+        let mut ledger = consumers(2);
+        ledger.record(0, "handled job_slow p0-1 1000");
+        ledger.record(1, "handled job_slow p0-1 1500");
+        let (ok, measured) = duplicates(&ledger);
+        assert!(!ok, "{measured}");
+        assert!(
+            measured.starts_with("1 duplicate runs, 1 unexplained"),
+            "{measured}"
+        );
+    }
+
+    #[test]
+    fn a_death_long_after_the_run_or_after_the_duplicate_explains_nothing() {
+        let mut ledger = consumers(3);
+        ledger.record(0, "handled job_slow p0-1 1000");
+        ledger.record(1, "handled job_slow p0-1 40000");
+        ledger.end(0, 30_000, true);
+        ledger.record(2, "handled job_slow p0-3 1000");
+        ledger.record(1, "handled job_slow p0-3 1200");
+        ledger.end(2, 5_000, true);
+        assert!(
+            duplicates(&ledger)
+                .1
+                .starts_with("2 duplicate runs, 2 unexplained")
+        );
+    }
+
+    #[test]
+    fn one_consumer_running_an_entry_twice_is_counted() {
+        let mut ledger = consumers(1);
+        ledger.record(0, "handled job_slow p0-1 1000");
+        ledger.record(0, "handled job_slow p0-1 2000");
+        ledger.end(0, 2_100, true);
+        assert!(!duplicates(&ledger).0);
+    }
+
+    #[test]
+    fn a_stop_longer_than_claim_idle_explains_a_duplicate_but_a_shorter_one_does_not() {
+        for (stop, explained) in [(CLAIM_IDLE_MS + 1_000, true), (3_000, false)] {
+            let mut ledger = consumers(2);
+            ledger.paused(0, 2_000);
+            ledger.resumed(0, 2_000 + stop);
+            // The peer claims and runs the entry the stopped one held; that one finishes it
+            // once resumed.
+            ledger.record(1, &format!("handled job_slow p0-1 {}", 1_900 + stop));
+            ledger.record(0, &format!("handled job_slow p0-1 {}", 2_050 + stop));
+            // And one it had run just before it stopped, not acknowledged yet.
+            ledger.record(0, "handled job_slow p0-3 1990");
+            ledger.record(1, &format!("handled job_slow p0-3 {}", 1_950 + stop));
+            let (ok, measured) = duplicates(&ledger);
+            assert_eq!(ok, explained, "stop {stop} ms: {measured}");
+        }
+    }
+
+    #[test]
+    fn a_run_that_outlived_its_timeout_explains_a_duplicate() {
+        let mut ledger = consumers(2);
+        ledger.record(0, "handled job_slow p0-1 1000");
+        ledger.record(0, "cancelled job_slow p0-1 1500");
+        ledger.record(1, "handled job_slow p0-1 1600");
+        assert!(duplicates(&ledger).0);
+    }
+
+    fn letter(handler: &str, key: Option<&str>) -> Letter {
+        Letter {
+            handler: handler.into(),
+            key: key.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_dead_letter_after_a_failed_run_holds() {
+        let mut ledger = consumers(2);
+        ledger.record(0, "attempt_failed job_flaky p0-1 1000");
+        ledger.record(1, "cancelled job_slow p0-3 1000");
+        let letters = [
+            letter("job_flaky", Some("p0-1")),
+            letter("job_slow", Some("p0-3")),
+        ];
+        let rows = dead_letter_rows(&ledger, &letters);
+        assert_eq!(rows.len(), JOB_HANDLERS.len());
+        assert!(rows.iter().all(|r| r.ok), "{rows:?}");
+    }
+
+    #[test]
+    fn a_dead_letter_without_a_failed_run_breaks() {
+        let mut ledger = consumers(1);
+        ledger.record(0, "attempt_failed job_flaky p0-1 1000");
+        let letters = [
+            // Failed in another group only, or another job of the group, or unreadable.
+            letter("job_fast", Some("p0-1")),
+            letter("job_flaky", Some("p0-3")),
+            letter("job_flaky", None),
+            letter("job_other", Some("p0-1")),
+        ];
+        let rows = dead_letter_rows(&ledger, &letters);
+        let broken: Vec<(&str, &str)> = rows
+            .iter()
+            .filter(|r| !r.ok)
+            .map(|r| (r.subject.as_str(), r.measured.as_str()))
+            .collect();
+        assert_eq!(
+            broken,
+            [
+                (
+                    "group soak:job_fast",
+                    "1 dead-lettered, 1 without a failed run of the handler"
+                ),
+                (
+                    "group soak:job_flaky",
+                    "2 dead-lettered, 2 without a failed run of the handler"
+                ),
+                (
+                    "group soak:job_other",
+                    "1 dead-lettered, 1 without a failed run of the handler"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn dead_letters_are_read_from_redis_cli_output() {
+        let reply = "1796639487799-0\nhandler\njob_flaky\nerror\njob p0-1 fails\ntwice\n\
+                     attempts\n4\nchannel\nevents:soak_job\ndurable\n1\npayload\n\
+                     {\"specversion\":\"1.0\",\"type\":\"soak_job\",\"data\":{\"key\":\"p0-1\"}}\n\
+                     1796639487800-0\nhandler\njob_slow\nerror\nx\npayload\nnot json";
+        assert_eq!(
+            parse_letters(reply),
+            [letter("job_flaky", Some("p0-1")), letter("job_slow", None)]
+        );
+    }
 }

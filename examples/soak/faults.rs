@@ -197,9 +197,9 @@ pub(crate) async fn apply(fault: &Fault, targets: &mut Targets<'_>) -> anyhow::R
             tokio::time::sleep(*pause).await;
         }
         Fault::ConsumerStop { consumer, stop } => {
-            targets.services.signal_consumer(*consumer, "-STOP")?;
+            targets.services.stop_consumer(*consumer)?;
             tokio::time::sleep(*stop).await;
-            targets.services.signal_consumer(*consumer, "-CONT")?;
+            targets.services.continue_consumer(*consumer)?;
         }
         Fault::ConsumerKill { consumer } => targets.services.restart_consumer(*consumer).await?,
         Fault::ProxyDelay { delay, span } => {

@@ -17,6 +17,9 @@
 //! The invariants:
 //! - durable: every publish that returned `Ok` was handled by every consumer group at least
 //!   once (duplicates are counted), and nothing is pending or unread after the drain;
+//! - durable: a group ran an entry twice only after the consumer that held it died (`kill -9`,
+//!   or a `SIGSTOP` longer than `claim_idle`) or a run of it outlived the handler's timeout;
+//! - durable: no dead letters, and none of a job whose handler never failed a run of it;
 //! - pub/sub: every tick a consumer did not handle falls in a gap it reported (`Disconnected`
 //!   … `Resubscribed`, with a margin) or is covered by its handler's overflow drops;
 //! - each cleanly stopped consumer's metrics agree with its own counts;
@@ -39,7 +42,7 @@ use anyhow::{Context, bail};
 use eventbus_suite::redis_server::RedisServer;
 use tokio::time::Instant;
 
-use accounting::{GroupState, Ledger, ServerState};
+use accounting::{GroupState, Ledger, Letter, ServerState};
 use faults::{Planned, Targets, on_server};
 use proxy::Proxy;
 use services::Services;
@@ -182,6 +185,7 @@ impl Run {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        state.letters = dead_letters(&self.server).await?;
         resources::sample_processes(&self.ledger);
         self.services.stop_consumers().await?;
         println!("{:>7.1}s  stopped", self.started.elapsed().as_secs_f64());
@@ -219,7 +223,14 @@ async fn server_state(server: &Arc<Mutex<RedisServer>>) -> anyhow::Result<Server
     Ok(ServerState {
         groups,
         dead_letters: first_number(&dead)?,
+        letters: Vec::new(),
     })
+}
+
+/// The entries of the jobs' dead-letter stream.
+async fn dead_letters(server: &Arc<Mutex<RedisServer>>) -> anyhow::Result<Vec<Letter>> {
+    let reply = on_server(server, |s| s.cli(&["XRANGE", JOB_DEAD_LETTERS, "-", "+"])).await?;
+    Ok(accounting::parse_letters(&reply))
 }
 
 fn first_number(reply: &str) -> anyhow::Result<u64> {

@@ -102,8 +102,25 @@ impl Services {
         self.ledger.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// `SIGSTOP` of consumer `i`, recorded from when the signal was sent: the process is
+    /// stopped from then on.
+    pub(crate) fn stop_consumer(&self, i: usize) -> anyhow::Result<()> {
+        self.signal_consumer(i, "-STOP")?;
+        let incarnation = self.consumers[i].incarnation;
+        self.ledger_lock().paused(incarnation, now_ms());
+        Ok(())
+    }
+
+    /// `SIGCONT` of consumer `i`, recorded from just before the signal: the process was
+    /// stopped until then. So the recorded stop is never longer than the real one.
+    pub(crate) fn continue_consumer(&self, i: usize) -> anyhow::Result<()> {
+        let incarnation = self.consumers[i].incarnation;
+        self.ledger_lock().resumed(incarnation, now_ms());
+        self.signal_consumer(i, "-CONT")
+    }
+
     /// Sends `signal` (`-STOP`, `-CONT`) to consumer `i`.
-    pub(crate) fn signal_consumer(&self, i: usize, signal: &str) -> anyhow::Result<()> {
+    fn signal_consumer(&self, i: usize, signal: &str) -> anyhow::Result<()> {
         let pid = self.consumers[i]
             .child
             .id()

@@ -10,6 +10,8 @@
 //! done                                           publisher: stopped publishing
 //! handled <handler> <key> <t>                   consumer: a run that returned Ok
 //! attempt_failed <handler> <key> <t>            consumer: a run that failed on purpose
+//! cancelled <handler> <key> <t>                 consumer: a durable run dropped before its end
+//!                                                (it outlived its timeout)
 //! gap <disconnected|resubscribed> <role> <t>    consumer: connection events
 //! metrics|final <handler> <handled> <failed> <retried> <dropped> <redelivered> <claimed>
 //! stopped                                        consumer: after a clean shutdown
@@ -56,8 +58,13 @@ pub(crate) const TICK_HANDLERS: [&str; 2] = ["tick_fast", "tick_slow"];
 pub(crate) const JOB_HANDLERS: [&str; 3] = ["job_fast", "job_slow", "job_flaky"];
 /// The handler that fails on purpose, once per event whose sequence number is a multiple of 5.
 pub(crate) const FLAKY: &str = "job_flaky";
-/// How long a dead consumer's entries wait before another consumer claims them.
-const CLAIM_IDLE: Duration = Duration::from_secs(3);
+/// How long a dead consumer's entries wait before another consumer claims them. A live
+/// consumer keeps the entries it holds alive every third of this, so it must outlast the
+/// longest time a fault keeps a live consumer from the server plus that third: a stop (under
+/// 3 s), the server down (under 2 s, then the reconnection), a proxy delay (1.5 s each way).
+/// Then a duplicate run is explained only by a consumer that died (`kill -9`) or a stop longer
+/// than this (none in the schedule), and the accounting counts every other one.
+pub(crate) const CLAIM_IDLE: Duration = Duration::from_secs(8);
 
 /// Milliseconds since the Unix epoch: the one clock every process of the run shares.
 pub(crate) fn now_ms() -> u64 {
@@ -157,8 +164,54 @@ impl Tally {
         emit(format_args!("attempt_failed {FLAKY} {key} {}", now_ms()));
     }
 
+    /// A durable run starting: it writes `handled` or `attempt_failed` when it ends, or
+    /// `cancelled` when it is dropped before (its timeout).
+    fn run<'a>(&'a self, handler: &'static str, key: &'a str) -> Run<'a> {
+        Run {
+            tally: self,
+            handler,
+            key,
+            over: false,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.failed_once.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One run of a durable handler. A run that outlived its timeout is dropped by the bus, so the
+/// handler never writes its end: the guard writes `cancelled` instead. (A `kill -9` or a
+/// `SIGSTOP` drops nothing.)
+struct Run<'a> {
+    tally: &'a Tally,
+    handler: &'static str,
+    key: &'a str,
+    over: bool,
+}
+
+impl Run<'_> {
+    fn handled(mut self) {
+        self.over = true;
+        self.tally.handled(self.handler, self.key);
+    }
+
+    fn failed(mut self) {
+        self.over = true;
+        self.tally.failed(self.key);
+    }
+}
+
+impl Drop for Run<'_> {
+    fn drop(&mut self) {
+        if !self.over {
+            emit(format_args!(
+                "cancelled {} {} {}",
+                self.handler,
+                self.key,
+                now_ms()
+            ));
+        }
     }
 }
 
@@ -173,20 +226,22 @@ async fn tick_slow(tick: Tick, State(tally): State<Tally>) {
 }
 
 async fn job_fast(job: Job, State(tally): State<Tally>) {
-    tally.handled("job_fast", &job.key);
+    tally.run("job_fast", &job.key).handled();
 }
 
 async fn job_slow(job: Job, State(tally): State<Tally>) {
+    let run = tally.run("job_slow", &job.key);
     tokio::time::sleep(Duration::from_millis(25)).await;
-    tally.handled("job_slow", &job.key);
+    run.handled();
 }
 
 async fn job_flaky(job: Job, State(tally): State<Tally>) -> anyhow::Result<()> {
+    let run = tally.run(FLAKY, &job.key);
     if tally.should_fail(&job.key) {
-        tally.failed(&job.key);
+        run.failed();
         anyhow::bail!("job {} fails its first run on purpose", job.key);
     }
-    tally.handled(FLAKY, &job.key);
+    run.handled();
     Ok(())
 }
 
