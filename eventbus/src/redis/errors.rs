@@ -154,12 +154,15 @@ pub(crate) fn classify(e: &RedisError, io: ErrorKind) -> ErrorKind {
 
 /// Whether the TLS handshake failed on a certificate: the server's was not trusted, or the
 /// server refused ours or its absence. Told by rustls's own error, which redis-rs keeps as the
-/// source of its I/O error.
+/// source of its I/O error (on a cluster's first connections, by the text redis-rs keeps).
 #[cfg(feature = "tls")]
 pub(crate) fn is_certificate_error(e: &RedisError) -> bool {
     use rustls::AlertDescription as Alert;
     let Some(tls) = rustls_error(e) else {
-        return false;
+        // redis-rs's cluster connector keeps only the text of the errors behind "failed to
+        // create initial connections": there the text is all there is to read.
+        return std::error::Error::source(e).is_none()
+            && redis_text(e).to_ascii_lowercase().contains("certificate");
     };
     matches!(
         tls,
