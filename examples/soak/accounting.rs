@@ -114,6 +114,8 @@ struct Publish {
 struct JobRun {
     inc: usize,
     at: u64,
+    /// The stream entry it ran (a hash of its id; 0 when the line did not say).
+    entry: u64,
 }
 
 /// Everything the processes of a run reported.
@@ -181,7 +183,13 @@ impl Ledger {
                 let name = self.incarnations[i].name.clone();
                 self.done.insert(name);
             }
-            ["handled", handler, key, t] => self.handled(i, handler, key, t.parse().unwrap_or(0)),
+            ["handled", handler, key, t] => {
+                self.handled(i, handler, key, t.parse().unwrap_or(0), 0)
+            }
+            ["handled", handler, key, t, entry] => {
+                let entry = entry_hash(entry);
+                self.handled(i, handler, key, t.parse().unwrap_or(0), entry)
+            }
             ["attempt_failed", handler, key, _] => self.failed(i, handler, key, false),
             ["cancelled", handler, key, _] => self.failed(i, handler, key, true),
             ["gap", what, role, t] => self.gap(i, what, role, t.parse().unwrap_or(0)),
@@ -210,7 +218,7 @@ impl Ledger {
         });
     }
 
-    fn handled(&mut self, i: usize, handler: &str, key: &str, at: u64) {
+    fn handled(&mut self, i: usize, handler: &str, key: &str, at: u64, entry: u64) {
         let inc = &mut self.incarnations[i];
         *inc.runs.entry(handler.to_owned()).or_default() += 1;
         if TICK_HANDLERS.contains(&handler) {
@@ -222,7 +230,7 @@ impl Ledger {
             self.jobs
                 .entry((handler.to_owned(), key.to_owned()))
                 .or_default()
-                .push(JobRun { inc: i, at });
+                .push(JobRun { inc: i, at, entry });
         }
     }
 
@@ -306,10 +314,11 @@ impl Ledger {
             .map(|p| p.key.as_str())
     }
 
-    /// How many runs of one entry in one group after its first nothing explains: no run of it
-    /// timed out, and for no pair of the run with another process's run of it was one of the
-    /// two processes dead ([`Incarnation::deaths`]) while it held the entry, before the other
-    /// run ended.
+    /// How many runs of one job in one group after its first nothing explains: no run of it
+    /// timed out, and for no pair of the run with another run of it were the two of different
+    /// stream entries (the publisher appended the job twice: a publish sent again after its
+    /// connection closed under it), or was one of the two processes dead
+    /// ([`Incarnation::deaths`]) while it held the entry, before the other run ended.
     fn unexplained_duplicates(
         &self,
         job: &(String, String),
@@ -319,7 +328,21 @@ impl Ledger {
         if runs.len() < 2 || self.cancelled.contains(job) {
             return 0;
         }
-        let mut runs = runs.to_vec();
+        let mut entries: Vec<u64> = runs.iter().map(|r| r.entry).collect();
+        entries.sort_unstable();
+        entries.dedup();
+        entries
+            .into_iter()
+            .map(|entry| {
+                let of_entry: Vec<JobRun> =
+                    runs.iter().copied().filter(|r| r.entry == entry).collect();
+                self.unexplained_reruns(of_entry, claim_idle_ms)
+            })
+            .sum()
+    }
+
+    /// How many runs of one entry after its first no death explains.
+    fn unexplained_reruns(&self, mut runs: Vec<JobRun>, claim_idle_ms: u64) -> usize {
         runs.sort_by_key(|r| r.at);
         let explained = |j: usize| {
             runs.iter().enumerate().any(|(i, &other)| {
@@ -363,6 +386,14 @@ impl Ledger {
         let gaps = self.incarnations.iter().map(|i| i.gaps.len()).sum();
         (self.published.len() - jobs, jobs, self.unconfirmed, gaps)
     }
+}
+
+/// A stream entry id as a number to compare (never 0).
+fn entry_hash(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish().max(1)
 }
 
 /// One checked invariant: a row of the table.
@@ -763,6 +794,21 @@ mod tests {
         assert!(
             measured.starts_with("1 duplicate runs, 1 unexplained"),
             "{measured}"
+        );
+    }
+
+    #[test]
+    fn a_job_appended_twice_is_two_entries_not_a_duplicate_run() {
+        let mut ledger = consumers(2);
+        ledger.record(0, "handled job_slow p0-1 1000 1700000000000-0");
+        ledger.record(0, "handled job_slow p0-1 1100 1700000000000-1");
+        let (ok, measured) = duplicates(&ledger);
+        assert!(ok, "{measured}");
+        ledger.record(1, "handled job_slow p0-1 1500 1700000000000-1");
+        let (ok, measured) = duplicates(&ledger);
+        assert!(
+            !ok,
+            "the second entry ran twice on live consumers: {measured}"
         );
     }
 

@@ -8,7 +8,7 @@
 //! published <kind> <key> <t0> <t1>              publisher: a publish that returned Ok
 //! unconfirmed <kind> <key> <t0> <t1>            publisher: a publish that returned an error
 //! done                                           publisher: stopped publishing
-//! handled <handler> <key> <t>                   consumer: a run that returned Ok
+//! handled <handler> <key> <t> [<entry>]         consumer: a run that returned Ok (durable: its entry)
 //! attempt_failed <handler> <key> <t>            consumer: a run that failed on purpose
 //! cancelled <handler> <key> <t>                 consumer: a durable run dropped before its end
 //!                                                (it outlived its timeout)
@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use eventbus::{
-    ConnectionEvent, DurableOptions, Event, EventBus, HandlerOptions, RetryPolicy, State,
+    ConnectionEvent, DeliveryInfo, DurableOptions, Event, EventBus, HandlerOptions, RetryPolicy,
+    State,
 };
 use eventbus_suite::{connect, fast};
 use serde::{Deserialize, Serialize};
@@ -142,11 +143,14 @@ struct Tally {
 }
 
 impl Tally {
-    fn handled(&self, handler: &'static str, key: &str) {
+    fn handled(&self, handler: &'static str, key: &str, entry: Option<&str>) {
         if handler == FLAKY {
             self.lock().remove(key);
         }
-        emit(format_args!("handled {handler} {key} {}", now_ms()));
+        match entry {
+            Some(entry) => emit(format_args!("handled {handler} {key} {} {entry}", now_ms())),
+            None => emit(format_args!("handled {handler} {key} {}", now_ms())),
+        }
     }
 
     /// Fails the first run in this process of every fifth event.
@@ -166,11 +170,12 @@ impl Tally {
 
     /// A durable run starting: it writes `handled` or `attempt_failed` when it ends, or
     /// `cancelled` when it is dropped before (its timeout).
-    fn run<'a>(&'a self, handler: &'static str, key: &'a str) -> Run<'a> {
+    fn run<'a>(&'a self, handler: &'static str, key: &'a str, info: &'a DeliveryInfo) -> Run<'a> {
         Run {
             tally: self,
             handler,
             key,
+            entry: info.entry_id.as_deref(),
             over: false,
         }
     }
@@ -187,13 +192,15 @@ struct Run<'a> {
     tally: &'a Tally,
     handler: &'static str,
     key: &'a str,
+    /// The stream entry it runs.
+    entry: Option<&'a str>,
     over: bool,
 }
 
 impl Run<'_> {
     fn handled(mut self) {
         self.over = true;
-        self.tally.handled(self.handler, self.key);
+        self.tally.handled(self.handler, self.key, self.entry);
     }
 
     fn failed(mut self) {
@@ -216,27 +223,27 @@ impl Drop for Run<'_> {
 }
 
 async fn tick_fast(tick: Tick, State(tally): State<Tally>) {
-    tally.handled("tick_fast", &tick.key);
+    tally.handled("tick_fast", &tick.key, None);
 }
 
 /// Slow on purpose, with a small queue: a burst (after a stopped process resumes) overflows.
 async fn tick_slow(tick: Tick, State(tally): State<Tally>) {
     tokio::time::sleep(Duration::from_millis(15)).await;
-    tally.handled("tick_slow", &tick.key);
+    tally.handled("tick_slow", &tick.key, None);
 }
 
-async fn job_fast(job: Job, State(tally): State<Tally>) {
-    tally.run("job_fast", &job.key).handled();
+async fn job_fast(job: Job, State(tally): State<Tally>, info: DeliveryInfo) {
+    tally.run("job_fast", &job.key, &info).handled();
 }
 
-async fn job_slow(job: Job, State(tally): State<Tally>) {
-    let run = tally.run("job_slow", &job.key);
+async fn job_slow(job: Job, State(tally): State<Tally>, info: DeliveryInfo) {
+    let run = tally.run("job_slow", &job.key, &info);
     tokio::time::sleep(Duration::from_millis(25)).await;
     run.handled();
 }
 
-async fn job_flaky(job: Job, State(tally): State<Tally>) -> anyhow::Result<()> {
-    let run = tally.run(FLAKY, &job.key);
+async fn job_flaky(job: Job, State(tally): State<Tally>, info: DeliveryInfo) -> anyhow::Result<()> {
+    let run = tally.run(FLAKY, &job.key, &info);
     if tally.should_fail(&job.key) {
         run.failed();
         anyhow::bail!("job {} fails its first run on purpose", job.key);
