@@ -21,7 +21,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use eventbus::{Envelope, Event, EventBus, HandlerOptions, PublishOptions};
+use eventbus::{Envelope, Event, EventBus, EventBusBuilder, HandlerOptions, PublishOptions};
 use eventbus_suite::connect;
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +94,28 @@ async fn page_oncall(alert: Envelope<SystemAlert>) {
     );
 }
 
+/// With `--asyncapi DIR`, writes each service's AsyncAPI document there. The documents come
+/// from the builders: writing them needs no server.
+fn write_asyncapi(services: &[(&str, &EventBusBuilder)], url: &str) -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(dir) = args
+        .windows(2)
+        .find(|w| w[0] == "--asyncapi")
+        .map(|w| &w[1])
+    else {
+        return Ok(());
+    };
+    for (service, builder) in services {
+        let path = std::path::Path::new(dir).join(format!("{service}.json"));
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&builder.asyncapi_for(url))?,
+        )?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
 async fn run() -> anyhow::Result<()> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let named = |name: &str| HandlerOptions::new().name(name);
@@ -109,22 +131,7 @@ async fn run() -> anyhow::Result<()> {
         .service("web")
         .publishes::<UserCreated>()
         .publishes::<OrderPlaced>();
-    // The documents come from the builders: writing them needs no server.
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(dir) = args
-        .windows(2)
-        .find(|w| w[0] == "--asyncapi")
-        .map(|w| &w[1])
-    {
-        for (service, builder) in [("backoffice", &backoffice), ("web", &web)] {
-            let path = std::path::Path::new(dir).join(format!("{service}.json"));
-            std::fs::write(
-                &path,
-                serde_json::to_string_pretty(&builder.asyncapi_for(&url))?,
-            )?;
-            println!("wrote {}", path.display());
-        }
-    }
+    write_asyncapi(&[("backoffice", &backoffice), ("web", &web)], &url)?;
     let backoffice = connect(backoffice, &url).await?;
     let web = connect(web, &url).await?;
 

@@ -95,8 +95,9 @@ async fn a_busy_consumer_s_prefetched_entries_are_not_claimed() {
         "{} of 400",
         runs.distinct()
     );
-    // Time for claims and poison to show, had they happened.
-    tokio::time::sleep(idle * 2).await;
+    // Watched for claims and poison to show, had they happened.
+    let again = wait_for(idle * 2, || runs.total() > 400).await;
+    assert!(!again, "{} runs", runs.total());
     assert_eq!(runs.total(), 400, "each job ran once");
     for bus in [&a, &b] {
         let m = &bus.metrics().handlers[0];
@@ -121,7 +122,8 @@ async fn a_job_longer_than_claim_idle_runs_once() {
     let b = consumer(&url, &runs, work, idle).await;
     publish(&url, 0..1).await;
     assert!(wait_for(LIMIT, || runs.distinct() == 1).await);
-    tokio::time::sleep(idle * 3).await;
+    let again = wait_for(idle * 3, || runs.total() > 1).await;
+    assert!(!again, "{} runs", runs.total());
     assert_eq!(runs.total(), 1, "one run");
     let claimed: u64 = [&a, &b]
         .iter()
@@ -156,7 +158,8 @@ async fn a_stalled_consumer_keeps_its_entries_until_it_dies() {
         summary()
     );
     let other = durable_worker::start(&url, 1000, 0, 300_000).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let took = wait_for(Duration::from_secs(3), || !other.handled.is_empty()).await;
+    assert!(!took, "{:?}", other.handled.snapshot());
     assert!(other.handled.is_empty(), "{:?}", other.handled.snapshot());
     let owners = pending_by_consumer(&server);
     assert!(summary().starts_with("100"), "{}", summary());
