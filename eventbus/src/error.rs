@@ -14,6 +14,7 @@ macro_rules! op_error {
     (
         $(#[$doc:meta])* $name:ident,
         $(#[$kdoc:meta])* $kind:ident { $($(#[$vdoc:meta])* $variant:ident),* $(,)? },
+        $(own { $($(#[$odoc:meta])* $own:ident),* $(,)? },)?
         fallback $fallback:ident
     ) => {
         $(#[$kdoc])*
@@ -21,6 +22,7 @@ macro_rules! op_error {
         #[non_exhaustive]
         pub enum $kind {
             $($(#[$vdoc])* $variant,)*
+            $($($(#[$odoc])* $own,)*)?
         }
 
         $(#[$doc])*
@@ -94,6 +96,10 @@ op_error! {
         /// The server answered with an error.
         Server,
     },
+    own {
+        /// PostgreSQL refused or could not set up the outbox or inbox tables.
+        Database,
+    },
     fallback Server
 }
 
@@ -118,6 +124,11 @@ op_error! {
         Auth,
         /// The server answered with an error.
         Server,
+    },
+    own {
+        /// PostgreSQL could not take the outbox row (the transaction is still the caller's
+        /// to roll back).
+        Database,
     },
     fallback Server
 }
@@ -362,6 +373,31 @@ pub enum Failure {
         /// The handler's `max_deliveries`.
         max_deliveries: u32,
     },
+    /// The outbox relay could not read, publish or remove rows: it waits and tries again, and
+    /// the rows stay in the outbox meanwhile.
+    Relay {
+        /// What failed.
+        error: String,
+    },
+    /// An outbox row that Redis can never take (larger than the bus's maximum message, or
+    /// refused by the server for its key) was moved to the outbox's poison table rather than
+    /// tried forever.
+    OutboxPoison {
+        /// The event's id.
+        event_id: String,
+        /// The channel or stream it was for.
+        key: String,
+        /// Why it was moved aside.
+        reason: String,
+    },
+    /// A handler's transaction could not be opened or committed (PostgreSQL unreachable or
+    /// refusing): the delivery is let go without running or acknowledging it, to come again.
+    Inbox {
+        /// The handler whose event it was.
+        handler: Arc<str>,
+        /// What failed.
+        error: String,
+    },
     /// The de-duplication store could not be read or written: the event was handled anyway
     /// (at-least-once wins), so a redelivery may run the handler again.
     Dedupe {
@@ -422,6 +458,24 @@ impl fmt::Display for Failure {
                 f,
                 "de-duplication store for handler `{handler}` failed, the event was handled \
                  without it: {error}"
+            ),
+            Failure::Relay { error } => write!(
+                f,
+                "the outbox relay failed and tries again, its rows wait meanwhile: {error}"
+            ),
+            Failure::OutboxPoison {
+                event_id,
+                key,
+                reason,
+            } => write!(
+                f,
+                "outbox row of event {event_id} for `{key}` was moved to the poison table, \
+                 Redis can never take it: {reason}"
+            ),
+            Failure::Inbox { handler, error } => write!(
+                f,
+                "handler `{handler}` could not run in its transaction, the event is let go to \
+                 come again: {error}"
             ),
         }
     }

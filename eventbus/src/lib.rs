@@ -18,6 +18,8 @@ mod handler;
 mod metrics;
 mod observe;
 mod options;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod runtime;
@@ -28,6 +30,8 @@ pub mod testing;
 mod topic;
 pub mod transport;
 
+#[cfg(feature = "postgres")]
+pub use bus::OutboxPublisher;
 pub use bus::{
     ConnectionHealth, ConnectionState, DEFAULT_MAX_MESSAGE_SIZE, EventBus, EventBusBuilder,
     EventStream, Health, PublishOptions, PublishReceipt, RawReceipt, Subscription, shutdown_signal,
@@ -50,6 +54,8 @@ pub use metrics::{
 };
 pub use observe::EventContext;
 pub use options::{DurableOptions, HandlerOptions, Overflow, RetryPolicy, StartFrom};
+#[cfg(feature = "postgres")]
+pub use postgres::{Inbox, Outbox, OutboxReceipt, Tx};
 pub use topic::Topic;
 pub use transport::connection::ConnectionEvent;
 pub use transport::dead_letter::DeadLetter;

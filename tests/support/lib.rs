@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod confirmed;
 pub mod examples;
 pub mod failover;
+pub mod orders;
 mod ping;
 pub mod postgres;
 pub mod python;

@@ -32,6 +32,10 @@ impl EventBus {
     pub fn health(&self) -> Health {
         let mut health = self.inner.runtime.hooks.health();
         health.orphaned_groups = crate::sync::lock(&self.inner.orphans).clone();
+        #[cfg(feature = "postgres")]
+        {
+            health.outbox = self.outbox_metrics();
+        }
         health
     }
 

@@ -35,6 +35,10 @@ pub struct EventBusBuilder {
     max_message_size: usize,
     #[cfg(feature = "redis")]
     redis: crate::redis::RedisOptions,
+    #[cfg(feature = "postgres")]
+    outbox: Option<crate::postgres::Outbox>,
+    #[cfg(feature = "postgres")]
+    inbox: Option<crate::postgres::Inbox>,
 }
 
 impl std::fmt::Debug for EventBusBuilder {
@@ -125,8 +129,21 @@ pub(super) fn slot_spec<T, H: Handler<T>>(
     })
 }
 
-/// Checks that every extra argument of a handler can be made from the state given.
-pub(super) fn check_state(spec: &SlotSpec, state: &StateMap) -> Result<(), String> {
+/// Checks that every extra argument of a handler can be made from the state given, and that
+/// a handler taking a `Tx` takes one, on a bus with an inbox.
+pub(super) fn check_state(spec: &SlotSpec, state: &StateMap, inbox: bool) -> Result<(), String> {
+    match spec.handler.transactions() {
+        0 => {}
+        1 if inbox => {}
+        1 => {
+            return Err(format!(
+                "handler `{}` takes a Tx, which needs an inbox: give the builder \
+                 `.inbox(Inbox::postgres(pool))`",
+                spec.name
+            ));
+        }
+        _ => return Err(format!("handler `{}` takes more than one Tx", spec.name)),
+    }
     let ids: Vec<TypeId> = state.values.keys().copied().collect();
     spec.handler
         .check(&StateMapView(&ids))
@@ -147,7 +164,38 @@ impl EventBusBuilder {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             #[cfg(feature = "redis")]
             redis: crate::redis::RedisOptions::default(),
+            #[cfg(feature = "postgres")]
+            outbox: None,
+            #[cfg(feature = "postgres")]
+            inbox: None,
         }
+    }
+
+    /// A transactional outbox on PostgreSQL: publish into it with
+    /// [`EventBus::outbox`](crate::EventBus::outbox) inside your transaction; this bus runs a
+    /// relay that takes committed rows to Redis (one relay is active per outbox, across every
+    /// instance). Its tables are created at connect unless told otherwise.
+    #[cfg(feature = "postgres")]
+    pub fn outbox(mut self, outbox: crate::postgres::Outbox) -> Self {
+        self.outbox = Some(outbox);
+        self
+    }
+
+    /// An inbox on PostgreSQL, for handlers that take a [`Tx`](crate::Tx): each run is a
+    /// transaction with the `(consumer group, event id)` row in it, committed before the
+    /// acknowledgement; an event the group handled already is skipped.
+    #[cfg(feature = "postgres")]
+    pub fn inbox(mut self, inbox: crate::postgres::Inbox) -> Self {
+        self.inbox = Some(inbox);
+        self
+    }
+
+    /// Whether the bus will have an inbox.
+    fn has_inbox(&self) -> bool {
+        #[cfg(feature = "postgres")]
+        return self.inbox.is_some();
+        #[cfg(not(feature = "postgres"))]
+        false
     }
 
     /// The service name: the `source` of every envelope this bus publishes.
@@ -357,13 +405,33 @@ impl EventBusBuilder {
             hooks.clone(),
             self.max_message_size,
         ));
+        #[cfg(feature = "postgres")]
+        let prepared = super::outbox::prepare(
+            self.outbox.take(),
+            self.inbox.take(),
+            self.service
+                .clone()
+                .unwrap_or_else(|| DEFAULT_SERVICE.to_owned()),
+            self.max_message_size,
+        )
+        .await?;
         let transport = connect(router.clone()).await?;
         let runtime = Arc::new(Runtime {
             hooks,
             transport,
             tracker: TaskTracker::new(),
+            #[cfg(feature = "postgres")]
+            inbox: prepared.inbox.clone(),
         });
-        let bus = self.start(router, runtime, stats);
+        let bus = self.start(
+            router,
+            runtime,
+            stats,
+            #[cfg(feature = "postgres")]
+            prepared.outbox,
+        );
+        #[cfg(feature = "postgres")]
+        super::outbox::start(&bus);
         register_handlers(&bus, handlers).await?;
         report_orphans(&bus).await;
         Ok(bus)
@@ -375,8 +443,14 @@ impl EventBusBuilder {
         mistakes.extend(
             self.handlers
                 .iter()
-                .filter_map(|h| check_state(h, &self.state).err()),
+                .filter_map(|h| check_state(h, &self.state, self.has_inbox()).err()),
         );
+        #[cfg(feature = "postgres")]
+        {
+            let outbox = self.outbox.as_ref().map(|o| o.check().map(drop));
+            let inbox = self.inbox.as_ref().map(|i| i.check().map(drop));
+            mistakes.extend(outbox.into_iter().chain(inbox).filter_map(Result::err));
+        }
         let service = self.service.as_deref().unwrap_or(DEFAULT_SERVICE);
         mistakes.extend(super::groups::shared_groups(service, &self.handlers));
         if mistakes.is_empty() {
@@ -389,7 +463,13 @@ impl EventBusBuilder {
     }
 
     /// The bus over a connected transport, watching its consumer groups; no handler yet.
-    fn start(self, router: Arc<Router>, runtime: Arc<Runtime>, stats: Arc<BusStats>) -> EventBus {
+    fn start(
+        self,
+        router: Arc<Router>,
+        runtime: Arc<Runtime>,
+        stats: Arc<BusStats>,
+        #[cfg(feature = "postgres")] outbox: Option<super::outbox::OutboxState>,
+    ) -> EventBus {
         let cancel = CancellationToken::new();
         let tasks = super::tasks::Tasks::default();
         let inner = Arc::new(BusInner {
@@ -411,6 +491,8 @@ impl EventBusBuilder {
             sends: self.sends,
             orphans: Default::default(),
             url: std::sync::OnceLock::new(),
+            #[cfg(feature = "postgres")]
+            outbox,
         });
         let bus = EventBus { inner };
         let watch =

@@ -9,6 +9,8 @@ mod admin;
 mod builder;
 mod group_watch;
 mod groups;
+#[cfg(feature = "postgres")]
+mod outbox;
 mod publish;
 mod publish_all;
 mod publish_options;
@@ -37,6 +39,8 @@ use crate::transport::{
 
 pub use crate::runtime::{ConnectionHealth, ConnectionState, Health};
 pub use builder::EventBusBuilder;
+#[cfg(feature = "postgres")]
+pub use outbox::OutboxPublisher;
 pub use publish::{PublishReceipt, RawReceipt};
 pub use publish_options::PublishOptions;
 pub use shutdown::shutdown_signal;
@@ -106,6 +110,9 @@ struct BusInner {
     orphans: std::sync::Mutex<Vec<crate::error::OrphanedGroup>>,
     /// The URL connected to, without its password (unset for `connect_with`).
     url: std::sync::OnceLock<String>,
+    /// The outbox given to the builder, with its relay's view.
+    #[cfg(feature = "postgres")]
+    outbox: Option<outbox::OutboxState>,
 }
 
 impl BusInner {
@@ -275,6 +282,10 @@ impl EventBus {
             .collect();
         let mut metrics = self.inner.stats.snapshot(handlers);
         metrics.orphaned_groups = crate::sync::lock(&self.inner.orphans).len() as u64;
+        #[cfg(feature = "postgres")]
+        {
+            metrics.outbox = self.outbox_metrics();
+        }
         metrics
     }
 

@@ -32,7 +32,11 @@ impl EventBus {
     ) -> Result<Subscription, SubscribeError> {
         let spec = slot_spec(handler, options)
             .map_err(|why| SubscribeError::new(SubscribeErrorKind::Config, why))?;
-        check_state(&spec, &self.inner.state)
+        #[cfg(feature = "postgres")]
+        let inbox = self.inner.runtime.inbox.is_some();
+        #[cfg(not(feature = "postgres"))]
+        let inbox = false;
+        check_state(&spec, &self.inner.state, inbox)
             .map_err(|why| SubscribeError::new(SubscribeErrorKind::Config, why))?;
         self.attach(spec, true).await.map(|(sub, _)| sub)
     }

@@ -45,6 +45,10 @@ pub(crate) struct StateMap {
     note = "after what it receives, a handler may take up to three of `State<S>` (with `S: Clone + Send + Sync + 'static`, given to the builder with `.state(value)`), `EventBus` and `DeliveryInfo`"
 )]
 pub trait FromContext: Sized + Send + 'static {
+    /// Whether the argument is a database transaction the bus opens for each run.
+    #[doc(hidden)]
+    const TRANSACTION: bool = false;
+
     /// Makes the argument, or says why not.
     fn from_context(ctx: &HandlerContext) -> Result<Self, String>;
 

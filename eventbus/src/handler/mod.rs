@@ -50,6 +50,8 @@ pub trait ErasedHandler: Send + Sync + 'static {
         ctx: &HandlerContext,
     ) -> Result<BoxFuture<'static, Result<(), BoxError>>, String>;
     fn check(&self, state: &StateMapView<'_>) -> Result<(), String>;
+    /// How many of the handler's arguments are a transaction the bus opens for each run.
+    fn transactions(&self) -> usize;
 }
 
 /// An async fn or closure usable as a handler. Implemented for every `Fn` whose first argument
@@ -118,6 +120,10 @@ macro_rules! impl_handler {
                 $($A::check(state)?;)*
                 let _ = state;
                 Ok(())
+            }
+
+            fn transactions(&self) -> usize {
+                0 $(+ usize::from($A::TRANSACTION))*
             }
         }
     };

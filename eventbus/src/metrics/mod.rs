@@ -361,6 +361,8 @@ impl BusStats {
             event_types,
             handlers,
             orphaned_groups: 0,
+            #[cfg(feature = "postgres")]
+            outbox: None,
         }
     }
 }
@@ -411,6 +413,9 @@ pub struct Metrics {
     /// Consumer groups of the service with pending or unread entries that no handler reads
     /// (see [`Health::orphaned_groups`](crate::Health::orphaned_groups)).
     pub orphaned_groups: u64,
+    /// The outbox as the bus's relay saw it last, when the bus has one.
+    #[cfg(feature = "postgres")]
+    pub outbox: Option<crate::postgres::OutboxMetrics>,
 }
 
 impl Metrics {

@@ -38,11 +38,20 @@ pub struct Health {
     /// handler reads, found at start-up: their entries wait until the group is moved or
     /// deleted (see [`OrphanedGroup`](crate::OrphanedGroup)).
     pub orphaned_groups: Vec<crate::OrphanedGroup>,
+    /// The outbox as the bus's relay saw it last, when the bus has one: rows waiting past
+    /// its `stalled_after` make the bus unhealthy.
+    #[cfg(feature = "postgres")]
+    pub outbox: Option<crate::postgres::OutboxMetrics>,
 }
 
 impl Health {
-    /// Whether every connection is up (true for a bus with no connection to lose).
+    /// Whether every connection is up (true for a bus with no connection to lose), and the
+    /// outbox, when there is one, is not stalled.
     pub fn is_up(&self) -> bool {
+        #[cfg(feature = "postgres")]
+        if self.outbox.as_ref().is_some_and(|o| o.stalled) {
+            return false;
+        }
         self.connections
             .iter()
             .all(|c| c.state == ConnectionState::Up)

@@ -15,6 +15,8 @@ mod hooks;
 mod queue;
 mod router;
 mod slot;
+#[cfg(feature = "postgres")]
+mod transaction;
 mod worker;
 
 use std::sync::Arc;
@@ -36,4 +38,7 @@ pub(crate) struct Runtime {
     pub(crate) hooks: Arc<Hooks>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) tracker: TaskTracker,
+    /// The inbox that handlers taking a `Tx` run with.
+    #[cfg(feature = "postgres")]
+    pub(crate) inbox: Option<Arc<crate::postgres::InboxStore>>,
 }

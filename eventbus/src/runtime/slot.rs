@@ -31,6 +31,9 @@ pub(crate) struct Slot {
     pub(crate) pull: bool,
     /// For a handler of a durable type: the consumer group it reads for.
     pub(crate) group: Option<Arc<str>>,
+    /// Whether each run is in a database transaction (the handler takes a `Tx`).
+    #[cfg(feature = "postgres")]
+    pub(crate) transactional: bool,
 }
 
 /// What registering a handler needs to know about it.
@@ -57,6 +60,8 @@ impl Slot {
         pull: bool,
         group: Option<String>,
     ) -> Self {
+        #[cfg(feature = "postgres")]
+        let transactional = spec.handler.transactions() > 0;
         let event_type: Arc<str> = match spec.kind {
             ArgKind::Envelope { event_type, .. } => Arc::from(event_type),
             ArgKind::Raw => Arc::from("*"),
@@ -83,6 +88,8 @@ impl Slot {
             cancel,
             pull,
             group: group.map(Arc::from),
+            #[cfg(feature = "postgres")]
+            transactional,
         }
     }
 

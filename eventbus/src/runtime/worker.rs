@@ -20,6 +20,19 @@ use crate::error::{DecodeFailure, Failure, FailureCause, HandlerFailure};
 use crate::handler::{Delivery, HandlerContext, Verdict, delivery_info};
 use crate::transport::Ack;
 
+#[cfg(feature = "postgres")]
+use super::transaction::Ran;
+
+/// How an attempt that did not fail ended (without a transaction, always handled).
+#[cfg(not(feature = "postgres"))]
+enum Ran {
+    Handled,
+    #[allow(dead_code)]
+    Duplicate,
+    #[allow(dead_code)]
+    Released(String),
+}
+
 tokio::task_local! {
     /// The run this task is in: the runtime's address and the handler's id.
     static CURRENT_RUN: (usize, u64);
@@ -112,6 +125,11 @@ enum Outcome {
     GaveUp { attempts: u32, error: String },
     /// Shutdown's deadline cancelled the run: the event is neither handled nor given up.
     Abandoned,
+    /// The inbox says the handler's group handled the event already: it did not run.
+    Duplicate,
+    /// The handler's transaction could not be opened or committed: the event is let go
+    /// unacknowledged, to come again.
+    Released(String),
 }
 
 /// What follows a failed attempt.
@@ -126,14 +144,13 @@ async fn run(rt: &Runtime, slot: &Slot, ctx: &HandlerContext, mut delivery: Deli
     slot.stats.in_flight.fetch_add(1, Ordering::Relaxed);
     match delivery.message.ack.clone() {
         Some(ack) => run_durable(rt, slot, ctx, delivery, &ack).await,
-        None => {
-            let outcome = run_attempts(rt, slot, ctx, &mut delivery).await;
-            if let Outcome::GaveUp { attempts, error } = outcome
-                && slot.options.dead_letters_on()
-            {
+        None => match run_attempts(rt, slot, ctx, &mut delivery).await {
+            Outcome::GaveUp { attempts, error } if slot.options.dead_letters_on() => {
                 dead_letter::store_or_report(rt, slot, &delivery, attempts, error).await;
             }
-        }
+            Outcome::Released(error) => report_released(rt, slot, error),
+            _ => {}
+        },
     }
     slot.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
 }
@@ -185,7 +202,20 @@ async fn run_durable(
             dead_letter_then_ack(rt, slot, &delivery, ack, attempts, error).await;
         }
         Outcome::Abandoned => {}
+        Outcome::Duplicate => acknowledge(rt, slot, ack),
+        Outcome::Released(error) => {
+            ack.release();
+            report_released(rt, slot, error);
+        }
     }
+}
+
+/// Reports a run whose transaction could not be opened or committed.
+fn report_released(rt: &Runtime, slot: &Slot, error: String) {
+    rt.hooks.report(Failure::Inbox {
+        handler: slot.name.clone(),
+        error,
+    });
 }
 
 /// An entry the router found can never be handled: reported as a decode failure, stored as a
@@ -281,7 +311,7 @@ async fn run_attempts(
             let raw = delivery.raw.clone();
             let run_once = crate::observe::in_context(
                 raw.as_ref(),
-                attempt_once(slot, ctx, delivery, attempt),
+                attempt_in(rt, slot, ctx, delivery, attempt),
             );
             let outcome = tokio::select! {
                 biased;
@@ -290,11 +320,13 @@ async fn run_attempts(
                 outcome = run_once => outcome,
             };
             let cause = match outcome {
-                Ok(()) => {
+                Ok(Ran::Handled) => {
                     slot.stats.latency.record(started.elapsed());
                     slot.stats.handled.fetch_add(1, Ordering::Relaxed);
                     return Outcome::Handled;
                 }
+                Ok(Ran::Duplicate) => return Outcome::Duplicate,
+                Ok(Ran::Released(error)) => return Outcome::Released(error),
                 Err(cause) => cause,
             };
             match failed(rt, slot, delivery, attempt, cause).await {
@@ -368,6 +400,26 @@ async fn failed(
     }
     slot.stats.failed.fetch_add(1, Ordering::Relaxed);
     Next::GiveUp(last_error)
+}
+
+/// One attempt: in a database transaction for a handler that takes a `Tx`, else the plain run.
+async fn attempt_in(
+    rt: &Runtime,
+    slot: &Slot,
+    ctx: &HandlerContext,
+    delivery: &mut Delivery,
+    n: u32,
+) -> Result<Ran, FailureCause> {
+    #[cfg(feature = "postgres")]
+    if slot.transactional {
+        let id = delivery.event_id().map(str::to_owned);
+        let run = attempt_once(slot, ctx, delivery, n);
+        return super::transaction::attempt(rt, slot, id.as_deref(), run).await;
+    }
+    let _ = rt;
+    attempt_once(slot, ctx, delivery, n)
+        .await
+        .map(|()| Ran::Handled)
 }
 
 async fn attempt_once(

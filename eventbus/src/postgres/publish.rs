@@ -1,0 +1,184 @@
+//! Publishing a batch of outbox rows: consecutive rows of one delivery model go out as one
+//! pipeline; a pipeline Redis refuses is sent again row by row to find the rows it can never
+//! take (the poison), which are set aside rather than tried forever.
+
+use bytes::Bytes;
+
+use super::outbox::Delivery;
+use crate::transport::{ErrorKind, Transport, TransportError};
+
+/// One row as the relay read it.
+#[derive(Debug, Clone)]
+pub(crate) struct RelayRow {
+    pub(crate) seq: i64,
+    pub(crate) event_id: String,
+    pub(crate) key: String,
+    pub(crate) delivery: String,
+    pub(crate) envelope: String,
+}
+
+/// What became of a batch.
+#[derive(Debug, Default)]
+pub(crate) struct Published {
+    /// Rows Redis acknowledged, to remove.
+    pub(crate) sent: Vec<i64>,
+    /// Rows Redis can never take, with the reason, to move aside.
+    pub(crate) poison: Vec<(i64, String)>,
+    /// Why the rest was not published (Redis unreachable, say): those rows stay.
+    pub(crate) error: Option<TransportError>,
+}
+
+/// Publishes `rows` in order, stopping at the first error that is the connection's.
+pub(crate) async fn publish(
+    transport: &dyn Transport,
+    rows: &[RelayRow],
+    max_size: usize,
+) -> Published {
+    let mut out = Published::default();
+    for run in runs(rows) {
+        let mut ready = Vec::with_capacity(run.len());
+        for row in run {
+            match refusal(row, max_size) {
+                Some(reason) => out.poison.push((row.seq, reason)),
+                None => ready.push(row),
+            }
+        }
+        let Some(first) = ready.first() else { continue };
+        let delivery = Delivery::parse(&first.delivery).unwrap_or(Delivery::Stream);
+        let batch: Vec<(String, Bytes)> = ready
+            .iter()
+            .map(|r| (r.key.clone(), Bytes::from(r.envelope.clone())))
+            .collect();
+        match send(transport, delivery, &batch).await {
+            Ok(()) => out.sent.extend(ready.iter().map(|r| r.seq)),
+            Err(e) if is_connection(&e) => {
+                out.error = Some(e);
+                return out;
+            }
+            Err(_) => {
+                if !one_by_one(transport, delivery, &ready, &mut out).await {
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Sends rows of a refused pipeline one at a time; false when the connection failed.
+async fn one_by_one(
+    transport: &dyn Transport,
+    delivery: Delivery,
+    rows: &[&RelayRow],
+    out: &mut Published,
+) -> bool {
+    for row in rows {
+        let one = [(row.key.clone(), Bytes::from(row.envelope.clone()))];
+        match send(transport, delivery, &one).await {
+            Ok(()) => out.sent.push(row.seq),
+            Err(e) if is_connection(&e) => {
+                out.error = Some(e);
+                return false;
+            }
+            Err(e) => out.poison.push((row.seq, e.to_string())),
+        }
+    }
+    true
+}
+
+async fn send(
+    transport: &dyn Transport,
+    delivery: Delivery,
+    batch: &[(String, Bytes)],
+) -> Result<(), TransportError> {
+    match delivery {
+        Delivery::Stream => transport.append_many(batch).await.map(drop),
+        Delivery::PubSub => transport.publish_many(batch).await.map(drop),
+        Delivery::Sharded => transport.publish_many_sharded(batch).await.map(drop),
+    }
+}
+
+/// Consecutive rows of one delivery model.
+fn runs(rows: &[RelayRow]) -> impl Iterator<Item = &[RelayRow]> {
+    rows.chunk_by(|a, b| a.delivery == b.delivery)
+}
+
+/// Why Redis can never take a row, when that is known before sending it.
+fn refusal(row: &RelayRow, max_size: usize) -> Option<String> {
+    if Delivery::parse(&row.delivery).is_none() {
+        return Some(format!("unknown delivery model `{}`", row.delivery));
+    }
+    if row.envelope.len() > max_size {
+        return Some(format!(
+            "message of {} bytes exceeds the maximum of {max_size} bytes",
+            row.envelope.len()
+        ));
+    }
+    if let Err(why) = crate::event::check_name("channel", &row.key) {
+        return Some(why);
+    }
+    None
+}
+
+/// Whether the error is the connection's (the row may go through later) rather than the
+/// server refusing this row.
+fn is_connection(e: &TransportError) -> bool {
+    !matches!(
+        e.kind(),
+        ErrorKind::Server | ErrorKind::TooLarge | ErrorKind::Encode | ErrorKind::Config
+    ) || is_transient_server(e)
+}
+
+/// Server errors that pass: out of memory, loading, a read-only replica, a busy script.
+fn is_transient_server(e: &TransportError) -> bool {
+    let text = e.to_string();
+    [
+        "OOM",
+        "LOADING",
+        "READONLY",
+        "BUSY",
+        "MASTERDOWN",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+    ]
+    .iter()
+    .any(|code| text.contains(code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(seq: i64, delivery: &str, key: &str, size: usize) -> RelayRow {
+        RelayRow {
+            seq,
+            event_id: format!("e{seq}"),
+            key: key.to_owned(),
+            delivery: delivery.to_owned(),
+            envelope: "x".repeat(size),
+        }
+    }
+
+    #[test]
+    fn rows_of_one_model_go_together_in_order() {
+        let rows = [
+            row(1, "stream", "events:a", 1),
+            row(2, "stream", "events:a", 1),
+            row(3, "pubsub", "events:b", 1),
+            row(4, "stream", "events:a", 1),
+        ];
+        let seqs: Vec<Vec<i64>> = runs(&rows)
+            .map(|r| r.iter().map(|r| r.seq).collect())
+            .collect();
+        assert_eq!(seqs, vec![vec![1, 2], vec![3], vec![4]]);
+    }
+
+    #[test]
+    fn oversized_rows_and_unknown_models_are_refused_before_sending() {
+        let big = refusal(&row(1, "stream", "events:a", 11), 10).unwrap();
+        assert!(big.contains("11 bytes exceeds the maximum of 10"), "{big}");
+        let odd = refusal(&row(1, "carrier pigeon", "events:a", 1), 10).unwrap();
+        assert!(odd.contains("unknown delivery model"), "{odd}");
+        assert!(refusal(&row(1, "sharded", "events:a", 10), 10).is_none());
+    }
+}

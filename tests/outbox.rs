@@ -1,0 +1,338 @@
+//! The transactional outbox against a real PostgreSQL and redis-server: an event exists if and
+//! only if its transaction commits, the relay drains what piled up while Redis was away, and a
+//! row Redis can never take is set aside, not retried forever.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eventbus::{EventBus, Failure, Outbox, PublishErrorKind};
+use eventbus_suite::orders::{self, OrderPlaced, PriceChanged};
+use eventbus_suite::postgres::Postgres;
+use eventbus_suite::redis_server::RedisServer;
+use eventbus_suite::{fast, wait_for};
+use sqlx::PgPool;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+struct World {
+    pg: Postgres,
+    redis: RedisServer,
+    pool: PgPool,
+}
+
+async fn world() -> Option<World> {
+    let pg = Postgres::start_or_skip()?;
+    let redis = RedisServer::start_or_skip()?;
+    let pool = orders::pool(&pg.url()).await;
+    orders::create_tables(&pool).await;
+    Some(World { pg, redis, pool })
+}
+
+fn quick(pool: &PgPool) -> Outbox {
+    Outbox::postgres(pool.clone()).poll_interval(Duration::from_millis(100))
+}
+
+/// A bus that records every `OrderPlaced` it handles.
+async fn recorder(url: &str) -> (EventBus, Arc<Mutex<Vec<i64>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let bus = EventBus::builder()
+        .service("audit")
+        .redis_options(fast())
+        .handler(move |o: OrderPlaced| {
+            let s = s.clone();
+            async move { s.lock().unwrap().push(o.order_id) }
+        })
+        .connect(url)
+        .await
+        .unwrap();
+    bus.ready(LIMIT).await.unwrap();
+    (bus, seen)
+}
+
+async fn place(bus: &EventBus, pool: &PgPool, id: i64, commit: bool) {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO orders (id, total) VALUES ($1, $2)")
+        .bind(id)
+        .bind(100 * id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let r = bus
+        .outbox()
+        .publish(
+            &mut tx,
+            OrderPlaced {
+                order_id: id,
+                total: 100 * id,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.channel, "events:order_placed");
+    if commit {
+        tx.commit().await.unwrap();
+    } else {
+        tx.rollback().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_order_publishes_nothing_and_a_committed_one_arrives_once() {
+    let Some(w) = world().await else { return };
+    let (_audit, seen) = recorder(&w.redis.url()).await;
+    let orders = EventBus::builder()
+        .service("orders")
+        .redis_options(fast())
+        .outbox(quick(&w.pool))
+        .connect(&w.redis.url())
+        .await
+        .unwrap();
+    place(&orders, &w.pool, 1, false).await;
+    place(&orders, &w.pool, 2, true).await;
+    place(&orders, &w.pool, 3, false).await;
+    place(&orders, &w.pool, 4, true).await;
+    assert!(wait_for(LIMIT, || seen.lock().unwrap().len() >= 2).await);
+    // Whatever a late relay pass could add, it has had a few polls to do so.
+    let empty = wait_for(LIMIT, || orders.metrics().outbox.unwrap().relayed == 2).await;
+    assert!(empty, "{:?}", orders.metrics().outbox);
+    assert_eq!(*seen.lock().unwrap(), vec![2, 4]);
+    assert_eq!(w.redis.cli(&["XLEN", "events:order_placed"]), "2");
+    let left = orders::count(&w.pool, "SELECT count(*) FROM eventbus_outbox").await;
+    assert_eq!(left, 0);
+    let m = orders.metrics().outbox.unwrap();
+    assert!(m.active, "{m:?}");
+    orders.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_envelope_is_fixed_at_insert_and_pubsub_types_go_through_too() {
+    let Some(w) = world().await else { return };
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let h = heard.clone();
+    let shop = EventBus::builder()
+        .service("shop")
+        .redis_options(fast())
+        .handler(move |e: eventbus::Envelope<PriceChanged>| {
+            let h = h.clone();
+            async move { h.lock().unwrap().push((e.id().to_owned(), e.data().sku)) }
+        })
+        .connect(&w.redis.url())
+        .await
+        .unwrap();
+    shop.ready(LIMIT).await.unwrap();
+    let catalog = EventBus::builder()
+        .service("catalog")
+        .redis_options(fast())
+        .outbox(quick(&w.pool))
+        .connect(&w.redis.url())
+        .await
+        .unwrap();
+    let mut tx = w.pool.begin().await.unwrap();
+    let receipt = catalog
+        .outbox()
+        .publish(&mut tx, PriceChanged { sku: 9 })
+        .await
+        .unwrap();
+    let stored: String = sqlx::query_scalar("SELECT envelope FROM eventbus_outbox")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored["id"], receipt.id.as_str());
+    assert_eq!(stored["source"], "catalog");
+    assert_eq!(stored["type"], "price_changed");
+    assert!(wait_for(LIMIT, || !heard.lock().unwrap().is_empty()).await);
+    assert_eq!(*heard.lock().unwrap(), vec![(receipt.id.clone(), 9)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_piles_up_while_redis_is_away_drains_when_it_is_back() {
+    let Some(mut w) = world().await else { return };
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let f = failures.clone();
+    let orders = EventBus::builder()
+        .service("orders")
+        .redis_options(fast())
+        .outbox(quick(&w.pool))
+        .on_error(move |e| f.lock().unwrap().push(e.to_string()))
+        .connect(&w.redis.url())
+        .await
+        .unwrap();
+    w.redis.kill();
+    for id in 1..=200 {
+        place(&orders, &w.pool, id, true).await;
+    }
+    let piled = wait_for(LIMIT, || orders.metrics().outbox.unwrap().depth == 200).await;
+    assert!(piled, "{:?}", orders.metrics().outbox);
+    assert!(wait_for(LIMIT, || !failures.lock().unwrap().is_empty()).await);
+    assert!(
+        failures.lock().unwrap()[0].contains("outbox relay failed"),
+        "{:?}",
+        failures.lock().unwrap()
+    );
+    w.redis.restart();
+    let drained = wait_for(LIMIT, || orders.metrics().outbox.unwrap().relayed == 200).await;
+    assert!(drained, "{:?}", orders.metrics().outbox);
+    // In order, each once.
+    let ids = w.redis.cli(&["XRANGE", "events:order_placed", "-", "+"]);
+    let order: Vec<i64> = ids
+        .lines()
+        .filter_map(|l| l.split("\"order_id\":").nth(1))
+        .map(|t| t.split([',', '}']).next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(order, (1..=200).collect::<Vec<_>>());
+    let _ = w.pg.port();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_redis_can_never_take_is_moved_aside_and_the_next_one_goes_through() {
+    let Some(w) = world().await else { return };
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let f = failures.clone();
+    let (_audit, seen) = recorder(&w.redis.url()).await;
+    let orders = EventBus::builder()
+        .service("orders")
+        .redis_options(fast())
+        .max_message_size(4096)
+        .outbox(quick(&w.pool))
+        .on_error(move |e| {
+            if let Failure::OutboxPoison { reason, .. } = e {
+                f.lock().unwrap().push(reason.clone());
+            }
+        })
+        .connect(&w.redis.url())
+        .await
+        .unwrap();
+    // A row another writer made: too large for this bus, and one for a key that is a string.
+    w.redis.cli(&["SET", "events:not_a_stream", "x"]);
+    let big = format!("{{\"id\":\"big\",\"data\":\"{}\"}}", "x".repeat(5000));
+    sqlx::query(
+        "INSERT INTO eventbus_outbox (event_id, event_type, key, delivery, envelope) VALUES \
+         ('big', 'order_placed', 'events:order_placed', 'stream', $1), \
+         ('odd', 'order_placed', 'events:not_a_stream', 'stream', '{\"id\":\"odd\"}')",
+    )
+    .bind(&big)
+    .execute(&w.pool)
+    .await
+    .unwrap();
+    place(&orders, &w.pool, 5, true).await;
+    assert!(wait_for(LIMIT, || seen.lock().unwrap().len() == 1).await);
+    assert!(wait_for(LIMIT, || failures.lock().unwrap().len() == 2).await);
+    let reasons = failures.lock().unwrap().clone();
+    assert!(
+        reasons[0].contains("exceeds the maximum of 4096"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].contains("WRONGTYPE"), "{reasons:?}");
+    let aside = orders::count(&w.pool, "SELECT count(*) FROM eventbus_outbox_poison").await;
+    assert_eq!(aside, 2);
+    assert_eq!(orders.metrics().outbox.unwrap().poisoned, 2);
+    assert_eq!(
+        orders::count(&w.pool, "SELECT count(*) FROM eventbus_outbox").await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_into_the_outbox_fails_clearly_when_the_database_refuses() {
+    let Some(w) = world().await else { return };
+    let orders = EventBus::builder()
+        .service("orders")
+        .outbox(quick(&w.pool))
+        .connect("memory://")
+        .await
+        .unwrap();
+    w.pg.psql("CREATE ROLE clerk LOGIN; GRANT SELECT ON eventbus_schema_version TO clerk");
+    let clerk_url = w.pg.url().replace("postgres@", "clerk@");
+    let clerk = orders::pool(&clerk_url).await;
+    let mut tx = clerk.begin().await.unwrap();
+    let e = orders
+        .outbox()
+        .publish(
+            &mut tx,
+            OrderPlaced {
+                order_id: 1,
+                total: 1,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), PublishErrorKind::Database);
+    let text = e.to_string();
+    assert!(text.contains("permission denied"), "{text}");
+    assert!(text.contains("GRANT INSERT ON eventbus_outbox"), "{text}");
+
+    let no_outbox = EventBus::builder().connect("memory://").await.unwrap();
+    let mut tx = w.pool.begin().await.unwrap();
+    let e = no_outbox
+        .outbox()
+        .publish(
+            &mut tx,
+            OrderPlaced {
+                order_id: 1,
+                total: 1,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), PublishErrorKind::Config);
+    assert!(
+        e.to_string().contains(".outbox(Outbox::postgres(pool))"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_options_and_a_role_that_may_not_create_tables_are_refused_at_connect() {
+    let Some(w) = world().await else { return };
+    let e = EventBus::builder()
+        .outbox(Outbox::postgres(w.pool.clone()).table_prefix("Bad-Prefix"))
+        .connect("memory://")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), eventbus::ConnectErrorKind::Config);
+    assert!(
+        e.to_string()
+            .contains("`Bad-Prefix` is not a plain PostgreSQL identifier"),
+        "{e}"
+    );
+    let e = EventBus::builder()
+        .outbox(Outbox::postgres(w.pool.clone()).batch_size(0))
+        .connect("memory://")
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("batch_size of 0 is out of range"),
+        "{e}"
+    );
+
+    w.pg.psql("CREATE ROLE reader LOGIN; REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+    let reader = orders::pool(&w.pg.url().replace("postgres@", "reader@")).await;
+    let e = EventBus::builder()
+        .outbox(Outbox::postgres(reader.clone()).table_prefix("fresh_"))
+        .connect("memory://")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), eventbus::ConnectErrorKind::Database);
+    assert!(
+        e.to_string()
+            .contains("permission denied for schema public"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("GRANT CREATE ON SCHEMA public"),
+        "{e}"
+    );
+    let e = EventBus::builder()
+        .outbox(
+            Outbox::postgres(reader)
+                .table_prefix("fresh_")
+                .create_tables(false),
+        )
+        .connect("memory://")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("schema_sql()"), "{e}");
+}
