@@ -390,8 +390,9 @@ pub enum Failure {
         /// Why it was moved aside.
         reason: String,
     },
-    /// A handler's transaction could not be opened or committed (PostgreSQL unreachable or
-    /// refusing): the delivery is let go without running or acknowledging it, to come again.
+    /// A handler's transaction could not be opened, run or committed because PostgreSQL
+    /// could not be reached (or refused the inbox row): the run is made again after a pause,
+    /// without using up an attempt of the retry policy; the event stays held meanwhile.
     Inbox {
         /// The handler whose event it was.
         handler: Arc<str>,
@@ -474,8 +475,8 @@ impl fmt::Display for Failure {
             ),
             Failure::Inbox { handler, error } => write!(
                 f,
-                "handler `{handler}` could not run in its transaction, the event is let go to \
-                 come again: {error}"
+                "handler `{handler}` could not run in its transaction, it runs again after a \
+                 pause: {error}"
             ),
         }
     }

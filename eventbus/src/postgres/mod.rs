@@ -27,7 +27,7 @@ pub use relay_stats::OutboxMetrics;
 pub use schema::schema_sql;
 pub use tx::{OutboxReceipt, Tx};
 
-pub(crate) use errors::server_text;
+pub(crate) use errors::{code as server_code, server_text};
 pub(crate) use inbox::{InboxStore, Opened};
 pub(crate) use outbox::OutboxRow;
 pub(crate) use relay::{Relay, Report};

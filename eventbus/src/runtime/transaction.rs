@@ -18,8 +18,9 @@ pub(crate) enum Ran {
     Handled,
     /// The group handled this event already: nothing ran.
     Duplicate,
-    /// The transaction could not be opened or committed: the event is let go, to come again.
-    Released(String),
+    /// PostgreSQL could not be reached to open, run or commit the transaction: the run does
+    /// not count as an attempt, and is made again after a pause.
+    Unreachable(String),
 }
 
 /// One attempt of a transactional handler for the event `event_id`: `attempt` is the attempt
@@ -42,7 +43,7 @@ pub(crate) async fn attempt(
             slot.stats.duplicates.fetch_add(1, Ordering::Relaxed);
             return Ok(Ran::Duplicate);
         }
-        Err(why) => return Ok(Ran::Released(why)),
+        Err(why) => return Ok(Ran::Unreachable(why)),
     };
     let (back, returned) = oneshot::channel();
     let tx = Tx::new(tx, back, store.publisher.clone());
@@ -50,7 +51,8 @@ pub(crate) async fn attempt(
     finish(result, returned).await
 }
 
-/// Commits after a successful run, rolls back after a failed one.
+/// Commits after a successful run, rolls back after a failed one. A run that failed on a
+/// transaction whose connection is gone failed for the database's sake, not the event's.
 async fn finish(
     result: Result<(), FailureCause>,
     mut returned: oneshot::Receiver<sqlx::Transaction<'static, sqlx::Postgres>>,
@@ -59,7 +61,7 @@ async fn finish(
     match (result, tx) {
         (Ok(()), Ok(tx)) => match tx.commit().await {
             Ok(()) => Ok(Ran::Handled),
-            Err(e) => Ok(Ran::Released(format!(
+            Err(e) => Ok(Ran::Unreachable(format!(
                 "could not commit: {}",
                 crate::postgres::server_text(&e)
             ))),
@@ -70,12 +72,20 @@ async fn finish(
             "the handler kept its Tx past its run (moved it into another task?): nothing \
              was committed",
         )))),
-        (Err(cause), tx) => {
-            if let Ok(tx) = tx {
-                let _ = tx.rollback().await;
+        (Err(cause), Ok(mut tx)) => {
+            // An aborted transaction still answers (with an error); a lost connection does not.
+            let probe = sqlx::query("SELECT 1").execute(&mut *tx).await;
+            let lost = matches!(&probe, Err(e) if crate::postgres::server_code(e).is_none());
+            let _ = tx.rollback().await;
+            match probe {
+                Err(e) if lost => Ok(Ran::Unreachable(format!(
+                    "the run failed ({cause}) on a lost connection: {}",
+                    crate::postgres::server_text(&e)
+                ))),
+                _ => Err(cause),
             }
-            Err(cause)
         }
+        (Err(cause), Err(_)) => Err(cause),
     }
 }
 

@@ -5,7 +5,7 @@ use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use tokio::sync::Semaphore;
@@ -30,7 +30,7 @@ enum Ran {
     #[allow(dead_code)]
     Duplicate,
     #[allow(dead_code)]
-    Released(String),
+    Unreachable(String),
 }
 
 tokio::task_local! {
@@ -127,9 +127,6 @@ enum Outcome {
     Abandoned,
     /// The inbox says the handler's group handled the event already: it did not run.
     Duplicate,
-    /// The handler's transaction could not be opened or committed: the event is let go
-    /// unacknowledged, to come again.
-    Released(String),
 }
 
 /// What follows a failed attempt.
@@ -144,13 +141,14 @@ async fn run(rt: &Runtime, slot: &Slot, ctx: &HandlerContext, mut delivery: Deli
     slot.stats.in_flight.fetch_add(1, Ordering::Relaxed);
     match delivery.message.ack.clone() {
         Some(ack) => run_durable(rt, slot, ctx, delivery, &ack).await,
-        None => match run_attempts(rt, slot, ctx, &mut delivery).await {
-            Outcome::GaveUp { attempts, error } if slot.options.dead_letters_on() => {
+        None => {
+            let outcome = run_attempts(rt, slot, ctx, &mut delivery).await;
+            if let Outcome::GaveUp { attempts, error } = outcome
+                && slot.options.dead_letters_on()
+            {
                 dead_letter::store_or_report(rt, slot, &delivery, attempts, error).await;
             }
-            Outcome::Released(error) => report_released(rt, slot, error),
-            _ => {}
-        },
+        }
     }
     slot.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
 }
@@ -203,19 +201,7 @@ async fn run_durable(
         }
         Outcome::Abandoned => {}
         Outcome::Duplicate => acknowledge(rt, slot, ack),
-        Outcome::Released(error) => {
-            ack.release();
-            report_released(rt, slot, error);
-        }
     }
-}
-
-/// Reports a run whose transaction could not be opened or committed.
-fn report_released(rt: &Runtime, slot: &Slot, error: String) {
-    rt.hooks.report(Failure::Inbox {
-        handler: slot.name.clone(),
-        error,
-    });
 }
 
 /// An entry the router found can never be handled: reported as a decode failure, stored as a
@@ -304,6 +290,7 @@ async fn run_attempts(
     let span = handle_span(slot, delivery);
     async {
         let mut attempt = 0;
+        let mut unreachable = 0;
         loop {
             attempt += 1;
             tracing::Span::current().record("eventbus.attempt", attempt);
@@ -326,7 +313,15 @@ async fn run_attempts(
                     return Outcome::Handled;
                 }
                 Ok(Ran::Duplicate) => return Outcome::Duplicate,
-                Ok(Ran::Released(error)) => return Outcome::Released(error),
+                Ok(Ran::Unreachable(error)) => {
+                    // Not the event's fault: no attempt is used up; the entry stays held.
+                    attempt -= 1;
+                    unreachable += 1;
+                    if database_pause(rt, slot, error, unreachable).await {
+                        return Outcome::Abandoned;
+                    }
+                    continue;
+                }
                 Err(cause) => cause,
             };
             match failed(rt, slot, delivery, attempt, cause).await {
@@ -343,6 +338,23 @@ async fn run_attempts(
     }
     .instrument(span)
     .await
+}
+
+/// Reports that the handler's database could not be reached (the `n`th time in a row), then
+/// waits before the run is made again: 100 ms, doubling up to 5 s. True when shutdown's
+/// deadline cut the wait short.
+async fn database_pause(rt: &Runtime, slot: &Slot, error: String, n: u32) -> bool {
+    rt.hooks.report(Failure::Inbox {
+        handler: slot.name.clone(),
+        error,
+    });
+    let pause = Duration::from_millis(100)
+        .saturating_mul(1 << n.min(6))
+        .min(Duration::from_secs(5));
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => false,
+        _ = slot.cancel.cancelled() => true,
+    }
 }
 
 /// Acknowledges a finished at-least-once message in a task of its own, so the worker goes on
