@@ -2,6 +2,7 @@
 //! only if its transaction commits, the relay drains what piled up while Redis was away, and a
 //! row Redis can never take is set aside, not retried forever.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -147,9 +148,16 @@ async fn the_envelope_is_fixed_at_insert_and_pubsub_types_go_through_too() {
     assert_eq!(*heard.lock().unwrap(), vec![(receipt.id.clone(), 9)]);
 }
 
+/// How long Redis stays away under load.
+const OUTAGE: Duration = Duration::from_secs(30);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_piles_up_while_redis_is_away_drains_when_it_is_back() {
+async fn what_piles_up_while_redis_is_away_for_30_s_under_load_drains_when_it_is_back() {
     let Some(mut w) = world().await else { return };
+    // Redis keeps what it took across the restart (AOF, fsync on every write).
+    w.redis = RedisServer::builder()
+        .args(&["--appendonly", "yes", "--appendfsync", "always"])
+        .start();
     let failures = Arc::new(Mutex::new(Vec::new()));
     let f = failures.clone();
     let orders = EventBus::builder()
@@ -160,30 +168,129 @@ async fn what_piles_up_while_redis_is_away_drains_when_it_is_back() {
         .connect(&w.redis.url())
         .await
         .unwrap();
+    // Orders keep coming, one every 10 ms, before, during and after the outage.
+    let stop = Arc::new(AtomicBool::new(false));
+    let placing = tokio::spawn({
+        let (orders, pool, stop) = (orders.clone(), w.pool.clone(), stop.clone());
+        async move {
+            let mut id = 0;
+            while !stop.load(Ordering::SeqCst) {
+                id += 1;
+                place(&orders, &pool, id, true).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+    assert!(wait_for(LIMIT, || orders.metrics().outbox.unwrap().relayed >= 100).await);
     w.redis.kill();
-    for id in 1..=200 {
-        place(&orders, &w.pool, id, true).await;
-    }
-    let piled = wait_for(LIMIT, || orders.metrics().outbox.unwrap().depth == 200).await;
+    let outage = std::time::Instant::now();
+    let piled = wait_for(LIMIT, || orders.metrics().outbox.unwrap().depth >= 200).await;
     assert!(piled, "{:?}", orders.metrics().outbox);
     assert!(wait_for(LIMIT, || !failures.lock().unwrap().is_empty()).await);
-    assert!(
-        failures.lock().unwrap()[0].contains("outbox relay failed"),
-        "{:?}",
-        failures.lock().unwrap()
-    );
+    let first = failures.lock().unwrap()[0].clone();
+    assert!(first.contains("outbox relay failed"), "{first}");
+    assert!(wait_for(OUTAGE * 2, || outage.elapsed() >= OUTAGE).await);
     w.redis.restart();
-    let drained = wait_for(LIMIT, || orders.metrics().outbox.unwrap().relayed == 200).await;
-    assert!(drained, "{:?}", orders.metrics().outbox);
-    // In order, each once.
+    // Orders still come in while the backlog drains.
+    let placed_then = orders::count(&w.pool, "SELECT count(*) FROM orders").await;
+    let caught_up = wait_for(LIMIT, || {
+        orders.metrics().outbox.unwrap().relayed >= placed_then as u64 + 100
+    })
+    .await;
+    assert!(caught_up, "{:?}", orders.metrics().outbox);
+    stop.store(true, Ordering::SeqCst);
+    placing.await.unwrap();
+    let placed = orders::count(&w.pool, "SELECT count(*) FROM orders").await;
+    let drained = wait_for(LIMIT, || {
+        orders.metrics().outbox.unwrap().relayed == placed as u64
+    });
+    assert!(drained.await, "{:?}", orders.metrics().outbox);
+    // Every order is in the stream, in order, each once.
     let ids = w.redis.cli(&["XRANGE", "events:order_placed", "-", "+"]);
     let order: Vec<i64> = ids
         .lines()
         .filter_map(|l| l.split("\"order_id\":").nth(1))
         .map(|t| t.split([',', '}']).next().unwrap().parse().unwrap())
         .collect();
-    assert_eq!(order, (1..=200).collect::<Vec<_>>());
-    let _ = w.pg.port();
+    let expected: Vec<i64> = (1..=placed).collect();
+    let first_wrong = order.iter().zip(&expected).position(|(a, b)| a != b);
+    assert_eq!(
+        (order.len(), first_wrong),
+        (expected.len(), None),
+        "stream ≠ 1..={placed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_transaction_is_published_when_it_commits_and_short_ones_keep_their_order() {
+    let Some(w) = world().await else { return };
+    let orders = EventBus::builder()
+        .service("orders")
+        .redis_options(fast())
+        .outbox(quick(&w.pool))
+        .connect(&w.redis.url())
+        .await
+        .unwrap();
+    // The long one takes its sequence number first and commits after the short ones began.
+    let mut long = w.pool.begin().await.unwrap();
+    orders
+        .outbox()
+        .publish(
+            &mut long,
+            OrderPlaced {
+                order_id: 0,
+                total: 0,
+            },
+        )
+        .await
+        .unwrap();
+    // Four producers, 2 500 short transactions each, ids `producer * 10 000 + n`.
+    let mut producers = Vec::new();
+    for p in 1..=4_i64 {
+        let (orders, pool) = (orders.clone(), w.pool.clone());
+        producers.push(tokio::spawn(async move {
+            for n in 1..=2_500 {
+                let mut tx = pool.begin().await.unwrap();
+                let order = OrderPlaced {
+                    order_id: p * 10_000 + n,
+                    total: 1,
+                };
+                orders.outbox().publish(&mut tx, order).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+        }));
+    }
+    // The short ones are relayed while the long one is open.
+    assert!(wait_for(LIMIT, || orders.metrics().outbox.unwrap().relayed >= 1_000).await);
+    long.commit().await.unwrap();
+    for p in producers {
+        p.await.unwrap();
+    }
+    assert!(wait_for(LIMIT, || orders.metrics().outbox.unwrap().relayed == 10_001).await);
+    let ids = w.redis.cli(&["XRANGE", "events:order_placed", "-", "+"]);
+    let stream: Vec<i64> = ids
+        .lines()
+        .filter_map(|l| l.split("\"order_id\":").nth(1))
+        .map(|t| t.split([',', '}']).next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(stream.len(), 10_001);
+    let long_at = stream
+        .iter()
+        .position(|id| *id == 0)
+        .expect("the long one was published");
+    assert!(
+        long_at >= 1_000,
+        "published where it committed, not where it began: {long_at}"
+    );
+    for p in 1..=4 {
+        let mine: Vec<i64> = stream
+            .iter()
+            .copied()
+            .filter(|id| id / 10_000 == p)
+            .collect();
+        let expected: Vec<i64> = (1..=2_500).map(|n| p * 10_000 + n).collect();
+        assert_eq!(mine, expected, "producer {p}'s events in its commit order");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
