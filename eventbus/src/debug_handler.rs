@@ -24,7 +24,7 @@ impl<M, T: EventArg<M>> FirstArgument<M> for T {}
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an extra argument of a handler",
     label = "not an extra handler argument",
-    note = "after what it receives, a handler may take up to three of `State<S>` (a value given to the builder with `.state(value)`), `EventBus` (to publish follow-up events) and `DeliveryInfo` (the attempt and delivery count)",
+    note = "after what it receives, a handler may take up to three of `State<S>` (a value given to the builder with `.state(value)`), `EventBus` (to publish follow-up events), `DeliveryInfo` (the attempt and delivery count) and `Tx` (a database transaction, feature `postgres`)",
     note = "the event itself must come first"
 )]
 pub trait ExtraArgument {}

@@ -460,6 +460,17 @@ impl fmt::Display for Failure {
                 "de-duplication store for handler `{handler}` failed, the event was handled \
                  without it: {error}"
             ),
+            Failure::Relay { .. } | Failure::OutboxPoison { .. } | Failure::Inbox { .. } => {
+                self.fmt_database(f)
+            }
+        }
+    }
+}
+
+impl Failure {
+    /// The outbox's and the inbox's failures.
+    fn fmt_database(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Failure::Relay { error } => write!(
                 f,
                 "the outbox relay failed and tries again, its rows wait meanwhile: {error}"
@@ -471,13 +482,14 @@ impl fmt::Display for Failure {
             } => write!(
                 f,
                 "outbox row of event {event_id} for `{key}` was moved to the poison table, \
-                 Redis can never take it: {reason}"
+                     Redis can never take it: {reason}"
             ),
             Failure::Inbox { handler, error } => write!(
                 f,
                 "handler `{handler}` could not run in its transaction, it runs again after a \
-                 pause: {error}"
+                     pause: {error}"
             ),
+            _ => Ok(()),
         }
     }
 }

@@ -1,5 +1,6 @@
 #![doc = include_str!("docs/crate.md")]
 #![doc = include_str!("docs/delivery.md")]
+#![cfg_attr(feature = "postgres", doc = include_str!("docs/consistency.md"))]
 #![doc = include_str!("docs/observe.md")]
 #![doc = include_str!("docs/features.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]

@@ -7,6 +7,7 @@
 //! cargo run --release --example bench -- --queue-capacity 65536   # the no-op handler's queue
 //! cargo run --release --example bench -- --profile subscribe      # one side, for `perf record`
 //! cargo run --release --example bench -- --publish-rows   # the publish path's rows, on one line
+//! cargo run --release --example bench -- --outbox-rows    # the outbox and inbox rows only
 //! ```
 //!
 //! What it measures, all with one subscriber attached to the channel:
@@ -42,6 +43,12 @@
 //! subscriber's CPU per event; latency one in flight p50 ≤ 2× and p99 ≤ 3× C's p50, at a steady
 //! 5000/s p99 ≤ 5× C's p50 and p99.9 ≤ 1 ms (and p99.9 ≤ 1 ms at 1000/s and 20000/s);
 //! `memory://` ≥ 50% of broadcast; a stalled handler costs the others < 10%.
+//!
+//! On a throwaway PostgreSQL (`outbox.rs`): the outbox row's cost in a transaction of 1 and of
+//! 100 against the same transaction without it (baseline P; at most +30% for one), the relay
+//! against `publish_all` (baseline Q; at least 50%), publish-to-handler latency through the
+//! outbox at 1 000/s (p99 under 20 ms), and an inbox handler against the same write without
+//! the inbox (baseline H).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -52,6 +59,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod cluster;
 mod durable;
 mod memory;
+mod outbox;
 mod progress;
 mod resp;
 mod steady;
@@ -118,6 +126,8 @@ struct Sizes {
     durable_latency: u64,
     /// Events in each cluster row.
     cluster: u64,
+    /// The outbox and inbox rows.
+    outbox: outbox::OutboxSizes,
     /// `--publish-rows`: stop after the rows of the publish path and print them on one line.
     publish_rows: bool,
 }
@@ -138,6 +148,12 @@ impl Sizes {
                 durable: 5_000,
                 durable_latency: 500,
                 cluster: 5_000,
+                outbox: outbox::OutboxSizes {
+                    transactions: 500,
+                    relay: 5_000,
+                    steady_secs: 1,
+                    inbox: 2_000,
+                },
                 publish_rows: false,
             }
         } else {
@@ -157,6 +173,12 @@ impl Sizes {
                 durable: 100_000,
                 durable_latency: 5_000,
                 cluster: 200_000,
+                outbox: outbox::OutboxSizes {
+                    transactions: 5_000,
+                    relay: 50_000,
+                    steady_secs: 5,
+                    inbox: 20_000,
+                },
                 publish_rows: false,
             }
         }
@@ -180,7 +202,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "usage: bench [--quick] [--queue-capacity N]\n       \
+            "usage: bench [--quick] [--queue-capacity N] [--publish-rows | --outbox-rows]\n       \
              bench --profile publish|subscribe|consume|memory [--count N]"
         );
         return Ok(());
@@ -208,10 +230,23 @@ fn main() -> anyhow::Result<()> {
             if args.iter().any(|a| a == "--publish-rows") {
                 return run(Sizes::publish_rows(), false).await;
             }
+            if args.iter().any(|a| a == "--outbox-rows") {
+                return outbox_only(quick).await;
+            }
             run(Sizes::new(quick), quick).await
         })
         .await?
     })
+}
+
+/// `--outbox-rows`: the outbox and inbox rows alone, on a redis-server of their own.
+async fn outbox_only(quick: bool) -> anyhow::Result<()> {
+    let server = RedisServer::start();
+    let rows = outbox::rows(&server, &Sizes::new(quick).outbox).await?;
+    progress::finish();
+    println!("eventbus outbox and inbox rows on {}", machine());
+    print_table(&rows);
+    Ok(())
 }
 
 /// `--profile publish|subscribe|consume|memory [--count N]`: one side only, for a profiler
@@ -990,6 +1025,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     let durable_rows = durable::rows(&server, sizes.durable, sizes.durable_latency, c_p50).await?;
     let cluster_rows = cluster::rows(sizes.cluster).await?;
     let memory_rows = memory::rows(sizes.durable).await?;
+    let outbox_rows = outbox::rows(&server, &sizes.outbox).await?;
 
     // The table.
     let lost = alone.published.saturating_sub(alone.delivered);
@@ -1184,6 +1220,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
         .chain(durable_rows)
         .chain(cluster_rows)
         .chain(memory_rows)
+        .chain(outbox_rows)
         .collect();
     progress::finish();
     print_table(&rows);

@@ -468,7 +468,7 @@ impl EventBusBuilder {
         router: Arc<Router>,
         runtime: Arc<Runtime>,
         stats: Arc<BusStats>,
-        #[cfg(feature = "postgres")] outbox: Option<super::outbox::OutboxState>,
+        #[cfg(feature = "postgres")] outbox: Option<crate::postgres::OutboxState>,
     ) -> EventBus {
         let cancel = CancellationToken::new();
         let tasks = super::tasks::Tasks::default();

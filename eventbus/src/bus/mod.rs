@@ -112,7 +112,7 @@ struct BusInner {
     url: std::sync::OnceLock<String>,
     /// The outbox given to the builder, with its relay's view.
     #[cfg(feature = "postgres")]
-    outbox: Option<outbox::OutboxState>,
+    outbox: Option<crate::postgres::OutboxState>,
 }
 
 impl BusInner {

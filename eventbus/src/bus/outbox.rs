@@ -11,18 +11,11 @@ use crate::envelope::Envelope;
 use crate::error::{ConnectError, ConnectErrorKind, Failure, PublishError, PublishErrorKind};
 use crate::event::Event;
 use crate::postgres::{
-    Inbox, InboxStore, Outbox, OutboxMetrics, OutboxReceipt, OutboxRow, Publisher, Relay,
-    RelayStats, Report, Tables,
+    Inbox, InboxStore, Outbox, OutboxMetrics, OutboxReceipt, OutboxRow, OutboxState, Publisher,
+    Relay, RelayStats, Report,
 };
 use crate::runtime::Hooks;
 use crate::transport::Transport;
-
-/// The bus's outbox: its tables and what its relay saw.
-pub(super) struct OutboxState {
-    tables: Tables,
-    stats: Arc<RelayStats>,
-    config: Outbox,
-}
 
 /// Publishing into the bus's outbox: [`EventBus::outbox`].
 #[derive(Debug, Clone, Copy)]

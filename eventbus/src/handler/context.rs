@@ -42,7 +42,7 @@ pub(crate) struct StateMap {
 /// A handler argument made from the run's context.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an extra argument of a handler",
-    note = "after what it receives, a handler may take up to three of `State<S>` (with `S: Clone + Send + Sync + 'static`, given to the builder with `.state(value)`), `EventBus` and `DeliveryInfo`"
+    note = "after what it receives, a handler may take up to three of `State<S>` (with `S: Clone + Send + Sync + 'static`, given to the builder with `.state(value)`), `EventBus`, `DeliveryInfo` and `Tx` (feature `postgres`)"
 )]
 pub trait FromContext: Sized + Send + 'static {
     /// Whether the argument is a database transaction the bus opens for each run.

@@ -60,7 +60,7 @@ pub trait ErasedHandler: Send + Sync + 'static {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an eventbus handler",
     label = "not a handler",
-    note = "a handler is an async fn or closure taking what it receives first (`E`, `Envelope<E>`, `Envelope<serde_json::Value>` or `Message`), then up to three of `State<S>`, `EventBus` and `DeliveryInfo`, and returning `()` or `Result<(), E>`",
+    note = "a handler is an async fn or closure taking what it receives first (`E`, `Envelope<E>`, `Envelope<serde_json::Value>` or `Message`), then up to three of `State<S>`, `EventBus`, `DeliveryInfo` and `Tx`, and returning `()` or `Result<(), E>`",
     note = "for an error that points at the wrong argument or return type, put `#[eventbus::handler]` on the fn"
 )]
 pub trait Handler<T>: Send + Sync + 'static {

@@ -176,6 +176,36 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         "Handler runs in progress.",
     ),
     (
+        "eventbus_outbox_depth",
+        Kind::Gauge,
+        Unit::Count,
+        "Rows waiting in the outbox (counted up to 100 000).",
+    ),
+    (
+        "eventbus_outbox_oldest_age_seconds",
+        Kind::Gauge,
+        Unit::Seconds,
+        "How long the first row in the outbox has waited (whole seconds).",
+    ),
+    (
+        "eventbus_outbox_relayed_total",
+        Kind::Counter,
+        Unit::Count,
+        "Outbox rows this bus's relay published and removed.",
+    ),
+    (
+        "eventbus_outbox_poisoned_total",
+        Kind::Counter,
+        Unit::Count,
+        "Outbox rows this bus's relay moved to the poison table.",
+    ),
+    (
+        "eventbus_outbox_relay_active",
+        Kind::Gauge,
+        Unit::Count,
+        "1 when this bus's relay is the active one of its outbox.",
+    ),
+    (
         "eventbus_handler_duration_seconds",
         Kind::Histogram,
         Unit::Seconds,
@@ -230,6 +260,11 @@ type Series = (&'static str, Vec<Label>);
 /// | `eventbus_queue_depth` | gauge | `handler`, `event_type` |
 /// | `eventbus_in_flight` | gauge | `handler`, `event_type` |
 /// | `eventbus_handler_duration_seconds` | histogram | `handler`, `event_type` |
+/// | `eventbus_outbox_depth` | gauge | (feature `postgres`, with an outbox) |
+/// | `eventbus_outbox_oldest_age_seconds` | gauge | |
+/// | `eventbus_outbox_relayed_total` | counter | |
+/// | `eventbus_outbox_poisoned_total` | counter | |
+/// | `eventbus_outbox_relay_active` | gauge | |
 ///
 /// The bus times runs in power-of-two microsecond buckets; each run is recorded into the
 /// histograms as its bucket's upper bound, so values are within a factor of two, as in
@@ -474,6 +509,10 @@ impl Collected {
         for h in &metrics.handlers {
             c.handler(&base, h);
         }
+        #[cfg(feature = "postgres")]
+        if let Some(o) = &metrics.outbox {
+            c.outbox(&base, o);
+        }
         add_buckets(
             c.histograms
                 .entry(("eventbus_publish_duration_seconds", base))
@@ -485,6 +524,21 @@ impl Collected {
 
     fn count(&mut self, name: &'static str, labels: &[Label], value: u64) {
         *self.counters.entry((name, labels.to_vec())).or_default() += value;
+    }
+
+    /// The outbox as the bus's relay saw it.
+    #[cfg(feature = "postgres")]
+    fn outbox(&mut self, base: &[Label], o: &crate::postgres::OutboxMetrics) {
+        self.count("eventbus_outbox_relayed_total", base, o.relayed);
+        self.count("eventbus_outbox_poisoned_total", base, o.poisoned);
+        let age = o.oldest_age.map_or(0, |a| a.as_secs());
+        for (name, value) in [
+            ("eventbus_outbox_depth", o.depth),
+            ("eventbus_outbox_oldest_age_seconds", age),
+            ("eventbus_outbox_relay_active", u64::from(o.active)),
+        ] {
+            self.gauges.insert((name, base.to_vec()), value);
+        }
     }
 
     /// A consumer group's gauges, once per group however many handlers share it.

@@ -29,10 +29,9 @@ pub use tx::{OutboxReceipt, Tx};
 
 pub(crate) use errors::{code as server_code, server_text};
 pub(crate) use inbox::{InboxStore, Opened};
-pub(crate) use outbox::OutboxRow;
+pub(crate) use outbox::{OutboxRow, OutboxState};
 pub(crate) use relay::{Relay, Report};
 pub(crate) use relay_stats::RelayStats;
-pub(crate) use tables::Tables;
 pub(crate) use tx::{Publisher, scope};
 
 #[cfg(test)]
@@ -45,7 +44,7 @@ mod tests {
     async fn the_set_up_futures_are_send() {
         let pool = sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
         let settings = super::settings::Settings::new(pool.clone());
-        let tables = super::Tables::default();
+        let tables = super::tables::Tables::default();
         send(super::schema::migrate(&pool, &tables, None));
         send(super::schema::verify(&pool, &tables));
         send(settings.prepare());

@@ -126,6 +126,13 @@ impl Outbox {
     }
 }
 
+/// A bus's outbox once set up: its tables, its options and what its relay saw.
+pub(crate) struct OutboxState {
+    pub(crate) tables: Tables,
+    pub(crate) stats: std::sync::Arc<super::RelayStats>,
+    pub(crate) config: Outbox,
+}
+
 /// How a row goes out: appended to a stream, or published on a channel (sharded on a Redis
 /// Cluster for a type with a fixed channel, as `publish` does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
