@@ -131,18 +131,19 @@ async fn main() -> anyhow::Result<()> {
     println!("order {id}'s event delivered again: skipped by billing's inbox");
     let charges = orders::count(&pool, "SELECT count(*) FROM charges").await;
     let rows = orders::count(&pool, "SELECT count(*) FROM orders").await;
-    let m = orders_bus
-        .metrics()
-        .outbox
-        .context("the outbox's metrics")?;
     println!(
         "orders: {rows}, charges: {charges}, payments heard by orders: {}",
         paid.len()
     );
-    println!(
-        "outbox of this bus: relayed {}, waiting {}",
-        m.relayed, m.depth
-    );
+    for (name, bus) in [("orders", &orders_bus), ("billing", &billing)] {
+        let m = bus.metrics().outbox.context("the outbox's metrics")?;
+        let role = if m.active {
+            "the active one"
+        } else {
+            "standing by"
+        };
+        println!("relay of {name}: relayed {}, {role}", m.relayed);
+    }
     anyhow::ensure!(
         rows == placed && charges == placed,
         "every order charged exactly once"
