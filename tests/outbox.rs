@@ -107,6 +107,46 @@ async fn a_rolled_back_order_publishes_nothing_and_a_committed_one_arrives_once(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_all_writes_many_rows_in_one_statement_and_they_arrive_in_order() {
+    let Some(w) = world().await else { return };
+    let (_audit, seen) = recorder(&w.redis.url()).await;
+    let orders = EventBus::builder()
+        .service("orders")
+        .redis_options(fast())
+        .outbox(quick(&w.pool))
+        .connect(&w.redis.url())
+        .await
+        .unwrap();
+    let batch = |ids: std::ops::Range<i64>| ids.map(|order_id| OrderPlaced { order_id, total: 1 });
+    let mut tx = w.pool.begin().await.unwrap();
+    let receipts = orders
+        .outbox()
+        .publish_all(&mut tx, batch(1..101))
+        .await
+        .unwrap();
+    assert_eq!(receipts.len(), 100);
+    tx.rollback().await.unwrap();
+    let mut tx = w.pool.begin().await.unwrap();
+    orders
+        .outbox()
+        .publish_all(&mut tx, batch(101..301))
+        .await
+        .unwrap();
+    assert!(
+        orders
+            .outbox()
+            .publish_all(&mut tx, batch(0..0))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tx.commit().await.unwrap();
+    assert!(wait_for(LIMIT, || seen.lock().unwrap().len() == 200).await);
+    assert!(wait_for(LIMIT, || orders.metrics().outbox.unwrap().relayed == 200).await);
+    assert_eq!(*seen.lock().unwrap(), (101..301).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_envelope_is_fixed_at_insert_and_pubsub_types_go_through_too() {
     let Some(w) = world().await else { return };
     let heard = Arc::new(Mutex::new(Vec::new()));

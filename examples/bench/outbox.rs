@@ -64,7 +64,7 @@ pub(crate) async fn rows(server: &RedisServer, sizes: &OutboxSizes) -> anyhow::R
 }
 
 /// Transactions of `per_tx` order rows, with their events through the outbox when `bus` is
-/// given; returns transactions per second.
+/// given (one `publish` for one, `publish_all` for more); returns transactions per second.
 async fn transactions(
     pool: &PgPool,
     bus: Option<&EventBus>,
@@ -75,16 +75,22 @@ async fn transactions(
     let started = Instant::now();
     for t in 0..n {
         let mut tx = pool.begin().await?;
-        for i in 0..per_tx {
-            let seq = first + t * per_tx + i;
+        let seqs = (first + t * per_tx)..(first + (t + 1) * per_tx);
+        for seq in seqs.clone() {
             sqlx::query("INSERT INTO orders (seq, note) VALUES ($1, 'bench')")
                 .bind(seq as i64)
                 .execute(&mut *tx)
                 .await?;
-            if let Some(bus) = bus {
-                let order = BenchOrder { seq, sent_ns: 0 };
-                bus.outbox().publish(&mut tx, order).await?;
+        }
+        let orders = seqs.map(|seq| BenchOrder { seq, sent_ns: 0 });
+        match bus {
+            Some(bus) if per_tx == 1 => {
+                for order in orders {
+                    bus.outbox().publish(&mut tx, order).await?;
+                }
             }
+            Some(bus) => drop(bus.outbox().publish_all(&mut tx, orders).await?),
+            None => {}
         }
         tx.commit().await?;
     }
@@ -113,7 +119,10 @@ async fn publish_rows(pool: &PgPool, url: &str, n: u64) -> anyhow::Result<Vec<Ro
         }
         let added = plain / ours - 1.0;
         let mut r = row(
-            format!("outbox publish, transaction of {per_tx}"),
+            match per_tx {
+                1 => "outbox publish, transaction of 1".to_owned(),
+                _ => format!("outbox publish_all, transaction of {per_tx}"),
+            },
             format!("P the same INSERTs and COMMIT: {}", rate_text(plain)),
             rate_text(ours),
         )

@@ -65,19 +65,54 @@ impl OutboxPublisher<'_> {
         self.publish_envelope(conn, envelope).await
     }
 
+    /// Writes many events into the outbox on `conn` with one statement, in order: far fewer
+    /// round trips than one [`publish`](Self::publish) each. Every event is encoded and checked
+    /// first: one that cannot be, fails the call with nothing written.
+    pub async fn publish_all<E: Event>(
+        &self,
+        conn: &mut PgConnection,
+        events: impl IntoIterator<Item = E>,
+    ) -> Result<Vec<OutboxReceipt>, PublishError> {
+        let (inner, outbox) = self.outbox()?;
+        let rows = events
+            .into_iter()
+            .map(|e| OutboxRow::of(Envelope::new(e), &inner.service, inner.max_message_size))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.bus.failed(e))?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        OutboxRow::insert_all(&rows, conn, &outbox.tables)
+            .await
+            .map_err(|e| self.bus.failed(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| OutboxReceipt {
+                id: r.event_id,
+                channel: r.key,
+            })
+            .collect())
+    }
+
+    /// The bus and its outbox, or the mistake of publishing into an outbox it does not have.
+    fn outbox(&self) -> Result<(&super::BusInner, &OutboxState), PublishError> {
+        let inner = &*self.bus.inner;
+        match &inner.outbox {
+            Some(outbox) => Ok((inner, outbox)),
+            None => Err(self.bus.failed(PublishError::new(
+                PublishErrorKind::Config,
+                "this bus has no outbox: give the builder `.outbox(Outbox::postgres(pool))`",
+            ))),
+        }
+    }
+
     /// Writes a prepared envelope into the outbox on `conn`.
     pub async fn publish_envelope<E: Event>(
         &self,
         conn: &mut PgConnection,
         envelope: Envelope<E>,
     ) -> Result<OutboxReceipt, PublishError> {
-        let inner = &self.bus.inner;
-        let Some(outbox) = &inner.outbox else {
-            return Err(self.bus.failed(PublishError::new(
-                PublishErrorKind::Config,
-                "this bus has no outbox: give the builder `.outbox(Outbox::postgres(pool))`",
-            )));
-        };
+        let (inner, outbox) = self.outbox()?;
         let row = OutboxRow::of(envelope, &inner.service, inner.max_message_size)
             .map_err(|e| self.bus.failed(e))?;
         row.insert(conn, &outbox.tables)
