@@ -91,3 +91,63 @@ fn redis_unix_urls_work() {
     assert_code(&out, 0);
     assert_eq!(json_lines(&out)[0]["streams"][0]["length"], 1);
 }
+
+#[test]
+fn monitor_shows_the_outbox_with_postgres() {
+    let Some(server) = server() else { return };
+    let Some(pg) = eventbus_suite::postgres::Postgres::start_or_skip() else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Three committed rows, and no relay anywhere to take them.
+    rt.block_on(async {
+        let pool = eventbus_suite::orders::pool(&pg.url()).await;
+        let outbox = eventbus::Outbox::postgres(pool.clone()).relay(false);
+        let bus = eventbus::EventBus::builder()
+            .outbox(outbox)
+            .connect("memory://")
+            .await
+            .unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        let orders =
+            (1..=3).map(|order_id| eventbus_suite::orders::OrderPlaced { order_id, total: 1 });
+        bus.outbox().publish_all(&mut tx, orders).await.unwrap();
+        tx.commit().await.unwrap();
+        bus.shutdown().await.unwrap();
+    });
+    let out = run(
+        &server.url(),
+        &["monitor", "--once", "--json", "--postgres", &pg.url()],
+    );
+    assert_code(&out, 0);
+    let outbox = &json_lines(&out)[0]["outbox"];
+    assert_eq!(outbox["depth"], 3, "{outbox}");
+    assert_eq!(outbox["poisoned"], 0, "{outbox}");
+    assert!(outbox["relay_holder"].is_null(), "{outbox}");
+    assert!(outbox["oldest_age_ms"].as_u64().is_some(), "{outbox}");
+
+    let out = run(
+        &server.url(),
+        &["monitor", "--once", "--postgres", &pg.url()],
+    );
+    assert_code(&out, 0);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("outbox (PostgreSQL)"), "{shown}");
+    assert!(shown.contains("waiting 3"), "{shown}");
+
+    let args = [
+        "monitor",
+        "--once",
+        "--postgres",
+        &pg.url(),
+        "--table-prefix",
+        "Bad-",
+    ];
+    let out = run(&server.url(), &args);
+    assert_code(&out, 2);
+    assert!(
+        text(&out.stderr).contains("not a plain PostgreSQL identifier"),
+        "{}",
+        text(&out.stderr)
+    );
+}

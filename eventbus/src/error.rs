@@ -172,6 +172,10 @@ op_error! {
         /// The server answered with an error.
         Server,
     },
+    own {
+        /// PostgreSQL refused or could not answer a query about the outbox.
+        Database,
+    },
     fallback Server
 }
 

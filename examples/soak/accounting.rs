@@ -124,6 +124,8 @@ pub(crate) struct Ledger {
     pub(crate) incarnations: Vec<Incarnation>,
     published: Vec<Publish>,
     unconfirmed: u64,
+    /// Orders whose transaction failed (PostgreSQL away, say): they do not exist.
+    pub(crate) orders_failed: u64,
     /// Runs that returned `Ok` per (durable handler, key), across processes: the group's
     /// deliveries.
     jobs: HashMap<(String, String), Vec<JobRun>>,
@@ -179,6 +181,7 @@ impl Ledger {
         match words.as_slice() {
             ["published", kind, key, t0, t1] => self.published(i, kind, key, t0, t1),
             ["unconfirmed", ..] => self.unconfirmed += 1,
+            ["order_failed", ..] => self.orders_failed += 1,
             ["done"] => {
                 let name = self.incarnations[i].name.clone();
                 self.done.insert(name);
@@ -404,6 +407,25 @@ pub(crate) struct Row {
     measured: String,
     bound: String,
     ok: bool,
+}
+
+impl Row {
+    /// A row of a check made outside the ledger.
+    pub(crate) fn new(
+        check: &'static str,
+        subject: String,
+        measured: String,
+        bound: String,
+        ok: bool,
+    ) -> Row {
+        Row {
+            check,
+            subject,
+            measured,
+            bound,
+            ok,
+        }
+    }
 }
 
 /// A consumer group's state on the server after the drain.

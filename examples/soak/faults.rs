@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use eventbus_suite::postgres::Postgres;
 use eventbus_suite::redis_server::RedisServer;
 
 use crate::proxy::Proxy;
@@ -53,9 +54,11 @@ pub(crate) enum Fault {
     ProxyDelay { delay: Duration, span: Duration },
     /// The proxy cuts every connection.
     ProxyCut,
+    /// `kill -9` of PostgreSQL, restarted (same port and data) after `down`.
+    PostgresKill { down: Duration },
 }
 
-const KINDS: usize = 8;
+const KINDS: usize = 9;
 
 impl Fault {
     fn draw(kind: usize, rng: &mut Rng, consumers: usize) -> Fault {
@@ -79,14 +82,19 @@ impl Fault {
                 delay: ms(rng.between(50..1500)),
                 span: ms(rng.between(1000..4000)),
             },
-            _ => Fault::ProxyCut,
+            7 => Fault::ProxyCut,
+            _ => Fault::PostgresKill {
+                down: ms(rng.between(300..2000)),
+            },
         }
     }
 
     /// About how long applying it takes.
     fn span(&self) -> Duration {
         match self {
-            Fault::RedisKill { down } => *down + Duration::from_secs(1),
+            Fault::RedisKill { down } | Fault::PostgresKill { down } => {
+                *down + Duration::from_secs(1)
+            }
             Fault::ClientPause { pause } => *pause,
             Fault::ConsumerStop { stop, .. } => *stop,
             Fault::ConsumerKill { .. } => Duration::from_secs(2),
@@ -106,6 +114,7 @@ impl Fault {
             Fault::ConsumerKill { .. } => "consumer kill -9 + restart",
             Fault::ProxyDelay { .. } => "proxy delay",
             Fault::ProxyCut => "proxy cut",
+            Fault::PostgresKill { .. } => "postgres kill -9 + restart",
         }
     }
 }
@@ -124,6 +133,7 @@ impl fmt::Display for Fault {
                 write!(f, "proxy delays every chunk by {delay:?} for {span:?}")
             }
             Fault::ProxyCut => write!(f, "proxy cuts every connection"),
+            Fault::PostgresKill { down } => write!(f, "kill -9 postgres, restart after {down:?}"),
         }
     }
 }
@@ -172,6 +182,7 @@ fn round(rng: &mut Rng) -> [usize; KINDS] {
 #[derive(Debug)]
 pub(crate) struct Targets<'a> {
     pub(crate) server: &'a Arc<Mutex<RedisServer>>,
+    pub(crate) postgres: Option<&'a Arc<Postgres>>,
     pub(crate) proxy: &'a Proxy,
     pub(crate) services: &'a mut Services,
 }
@@ -208,6 +219,15 @@ pub(crate) async fn apply(fault: &Fault, targets: &mut Targets<'_>) -> anyhow::R
             targets.proxy.set_delay(Duration::ZERO);
         }
         Fault::ProxyCut => targets.proxy.cut_all(),
+        Fault::PostgresKill { down } => {
+            let Some(pg) = targets.postgres.cloned() else {
+                return Ok(());
+            };
+            let killed = pg.clone();
+            tokio::task::spawn_blocking(move || killed.kill()).await?;
+            tokio::time::sleep(*down).await;
+            tokio::task::spawn_blocking(move || pg.restart()).await?;
+        }
     }
     Ok(())
 }

@@ -23,12 +23,18 @@
 //! - pub/sub: every tick a consumer did not handle falls in a gap it reported (`Disconnected`
 //!   … `Resubscribed`, with a margin) or is covered by its handler's overflow drops;
 //! - each cleanly stopped consumer's metrics agree with its own counts;
-//! - after warm-up, RSS, open descriptors and the server's client connections stay flat.
+//! - after warm-up, RSS, open descriptors and the server's client connections stay flat;
+//! - orders (with PostgreSQL installed): each publisher also places an order every fourth
+//!   tick, its row and event committed together through the outbox; each consumer charges
+//!   orders in a handler that takes a `Tx` (the inbox); PostgreSQL is among the processes the
+//!   chaos kills. Every committed order is charged exactly once, no charge or event exists for
+//!   an order that does not, and the outbox drains (`orders.rs`).
 //!
 //! The roles `publisher` and `consumer` are this binary started by the orchestrator.
 
 mod accounting;
 mod faults;
+mod orders;
 mod proxy;
 mod resources;
 mod services;
@@ -39,6 +45,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use eventbus_suite::postgres::Postgres;
 use eventbus_suite::redis_server::RedisServer;
 use tokio::time::Instant;
 
@@ -65,6 +72,8 @@ struct Args {
     rate: f64,
     name: String,
     url: String,
+    /// PostgreSQL's URL, given to the service processes.
+    pg: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -76,6 +85,7 @@ fn parse_args() -> anyhow::Result<Args> {
         rate: 20.0,
         name: String::new(),
         url: String::new(),
+        pg: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -88,6 +98,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--rate" => args.rate = value()?.parse()?,
             "--name" => args.name = value()?,
             "--url" => args.url = value()?,
+            "--pg" => args.pg = Some(value()?),
             other => bail!("unknown argument `{other}`: see the top of examples/soak/main.rs"),
         }
     }
@@ -101,6 +112,8 @@ fn parse_args() -> anyhow::Result<Args> {
 struct Run {
     args: Args,
     server: Arc<Mutex<RedisServer>>,
+    /// PostgreSQL and a pool on it, for the orders pair (none when it is not installed).
+    postgres: Option<(Arc<Postgres>, sqlx::PgPool)>,
     proxy: Proxy,
     ledger: Arc<Mutex<Ledger>>,
     services: Services,
@@ -123,13 +136,16 @@ impl Run {
             server.port(),
             proxy.port()
         );
+        let postgres = start_postgres().await?;
+        let pg_url = postgres.as_ref().map(|(pg, _)| pg.url());
         let ledger = Arc::new(Mutex::new(Ledger::default()));
-        let mut services = Services::new(url, args.rate, ledger.clone())?;
+        let mut services = Services::new(url, pg_url, args.rate, ledger.clone())?;
         services.start_consumers(CONSUMERS).await?;
         services.start_publishers(PUBLISHERS).await?;
         Ok(Run {
             args,
             server: Arc::new(Mutex::new(server)),
+            postgres,
             proxy,
             ledger,
             services,
@@ -152,6 +168,7 @@ impl Run {
             );
             let mut targets = Targets {
                 server: &self.server,
+                postgres: self.postgres.as_ref().map(|(pg, _)| pg),
                 proxy: &self.proxy,
                 services: &mut self.services,
             };
@@ -172,12 +189,22 @@ impl Run {
         resources::sample_processes(&self.ledger);
         resources::sample_clients(&self.server, &self.ledger).await;
         self.services.stop_publishers().await?;
+        // The publishers ran the outbox's relays; what they left is relayed from here.
+        let relay = match &self.postgres {
+            Some((_, pool)) => Some(orders::relay(&self.server_url(), pool).await?),
+            None => None,
+        };
         let deadline = Instant::now() + DRAIN_LIMIT;
         let mut state = ServerState::default();
         while Instant::now() < deadline {
             state = server_state(&self.server).await?;
             let settled = state.groups.iter().all(|g| g.pending == 0 && g.lag == 0);
+            let orders = match &self.postgres {
+                Some((_, pool)) => orders::settled(pool).await,
+                None => true,
+            };
             if settled
+                && orders
                 && self.ledger().jobs_missing() == 0
                 && self.ledger().ticks_drained(PUBLISHERS)
             {
@@ -186,15 +213,51 @@ impl Run {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         state.letters = dead_letters(&self.server).await?;
+        if let Some(relay) = relay {
+            relay.shutdown().await?;
+        }
         resources::sample_processes(&self.ledger);
         self.services.stop_consumers().await?;
         println!("{:>7.1}s  stopped", self.started.elapsed().as_secs_f64());
         Ok(state)
     }
 
+    /// The server's own URL, not through the proxy.
+    fn server_url(&self) -> String {
+        self.server.lock().unwrap_or_else(|e| e.into_inner()).url()
+    }
+
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.ledger.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// A throwaway PostgreSQL with the orders pair's tables; none, with a note, when it is not
+/// installed (in CI that is a failure).
+async fn start_postgres() -> anyhow::Result<Option<(Arc<Postgres>, sqlx::PgPool)>> {
+    let Some(pg) = tokio::task::spawn_blocking(Postgres::start_or_skip).await? else {
+        println!("PostgreSQL is not installed: no orders pair");
+        return Ok(None);
+    };
+    let pool = orders::pool(&pg.url()).await?;
+    orders::create_tables(&pool).await?;
+    println!(
+        "PostgreSQL on port {} (fsync on) for the orders pair",
+        pg.port()
+    );
+    Ok(Some((Arc::new(pg), pool)))
+}
+
+/// The orders pair's rows: from the tables and the order stream.
+async fn order_rows(run: &Run) -> anyhow::Result<Vec<accounting::Row>> {
+    let Some((_, pool)) = &run.postgres else {
+        return Ok(Vec::new());
+    };
+    let reply = on_server(&run.server, |s| {
+        s.cli(&["XRANGE", "events:soak_order", "-", "+"])
+    })
+    .await?;
+    orders::check(pool, &orders::stream_ids(&reply)).await
 }
 
 /// Each durable group's pending count (`XPENDING`) and lag (`XINFO GROUPS`), and the number
@@ -288,7 +351,8 @@ fn print_summary(ledger: &Ledger, plan: &[Planned]) {
         }
     );
     println!(
-        "published Ok: {ticks} pub/sub ticks, {jobs} durable jobs; {unconfirmed} publishes returned an error; {gaps} gap(s) reported; {} process incarnations",
+        "published Ok: {ticks} pub/sub ticks, {jobs} durable jobs; {unconfirmed} publishes returned an error; {} orders failed to commit; {gaps} gap(s) reported; {} process incarnations",
+        ledger.orders_failed,
         ledger.incarnations.len()
     );
 }
@@ -308,19 +372,23 @@ async fn orchestrate(args: Args) -> anyhow::Result<bool> {
     sampler.abort();
     faulted?;
     let state = run.drain().await?;
+    let order_rows = order_rows(&run).await?;
     let ledger = run.ledger();
     print_summary(&ledger, &plan);
     println!("proxy: {} connections accepted", run.proxy.connections());
-    let rows = accounting::check(&ledger, &state, WARMUP.as_millis() as u64);
+    let mut rows = accounting::check(&ledger, &state, WARMUP.as_millis() as u64);
+    rows.extend(order_rows);
     Ok(accounting::print(&rows))
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
     match args.role.as_str() {
-        "publisher" => workload::publisher(&args.name, &args.url, args.rate)
+        "publisher" => workload::publisher(&args.name, &args.url, args.rate, args.pg.as_deref())
             .await
             .map(|()| true),
-        "consumer" => workload::consumer(&args.url).await.map(|()| true),
+        "consumer" => workload::consumer(&args.url, args.pg.as_deref())
+            .await
+            .map(|()| true),
         _ => {
             let bound = Duration::from_secs_f64(args.minutes * 60.0) + Duration::from_secs(300);
             // Returning drops the run: every process it started is killed.

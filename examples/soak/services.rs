@@ -37,6 +37,8 @@ impl Drop for Process {
 pub(crate) struct Services {
     exe: PathBuf,
     url: String,
+    /// PostgreSQL's URL, for the orders pair.
+    pg: Option<String>,
     rate: f64,
     ledger: Arc<Mutex<Ledger>>,
     publishers: Vec<Process>,
@@ -44,10 +46,16 @@ pub(crate) struct Services {
 }
 
 impl Services {
-    pub(crate) fn new(url: String, rate: f64, ledger: Arc<Mutex<Ledger>>) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        url: String,
+        pg: Option<String>,
+        rate: f64,
+        ledger: Arc<Mutex<Ledger>>,
+    ) -> anyhow::Result<Self> {
         Ok(Services {
             exe: std::env::current_exe()?,
             url,
+            pg,
             rate,
             ledger,
             publishers: Vec::new(),
@@ -74,9 +82,14 @@ impl Services {
     }
 
     async fn spawn(&self, role: &str, name: &str) -> anyhow::Result<Process> {
-        let mut child = Command::new(&self.exe)
+        let mut command = Command::new(&self.exe);
+        command
             .args([role, "--name", name, "--url", &self.url])
-            .args(["--rate", &self.rate.to_string()])
+            .args(["--rate", &self.rate.to_string()]);
+        if let Some(pg) = &self.pg {
+            command.args(["--pg", pg]);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -7,6 +7,7 @@
 //! ready <t>                                      both roles, once the bus is up
 //! published <kind> <key> <t0> <t1>              publisher: a publish that returned Ok
 //! unconfirmed <kind> <key> <t0> <t1>            publisher: a publish that returned an error
+//! order_failed <key> <t> <error>                publisher: placing an order failed
 //! done                                           publisher: stopped publishing
 //! handled <handler> <key> <t> [<entry>]         consumer: a run that returned Ok (durable: its entry)
 //! attempt_failed <handler> <key> <t>            consumer: a run that failed on purpose
@@ -89,8 +90,21 @@ async fn stdin_closed() {
 
 /// Publishes `rate` events a second, alternating ticks and jobs, until stdin closes; then one
 /// last tick, the marker the orchestrator waits for.
-pub(crate) async fn publisher(name: &str, url: &str, rate: f64) -> anyhow::Result<()> {
+pub(crate) async fn publisher(
+    name: &str,
+    url: &str,
+    rate: f64,
+    pg: Option<&str>,
+) -> anyhow::Result<()> {
+    let pool = match pg {
+        Some(pg) => Some(crate::orders::pool(pg).await?),
+        None => None,
+    };
     let builder = EventBus::builder().service(name).redis_options(fast());
+    let builder = match &pool {
+        Some(pool) => crate::orders::with_outbox(builder, pool),
+        None => builder,
+    };
     let bus = connect(builder, url).await?;
     emit(format_args!("ready {}", now_ms()));
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.1)));
@@ -104,6 +118,9 @@ pub(crate) async fn publisher(name: &str, url: &str, rate: f64) -> anyhow::Resul
             _ = ticker.tick() => {}
         }
         let key = format!("{name}-{seq}");
+        if let Some(pool) = pool.as_ref().filter(|_| seq.is_multiple_of(4)) {
+            place_order(&bus, pool, &key).await;
+        }
         if seq.is_multiple_of(2) {
             publish_one(&bus, "tick", Tick { key }).await;
         } else {
@@ -116,6 +133,13 @@ pub(crate) async fn publisher(name: &str, url: &str, rate: f64) -> anyhow::Resul
     emit(format_args!("done"));
     bus.shutdown().await?;
     Ok(())
+}
+
+/// Places an order through the outbox; says so when PostgreSQL refused (it may be down).
+async fn place_order(bus: &EventBus, pool: &sqlx::PgPool, key: &str) {
+    if let Err(e) = crate::orders::place(bus, pool, key).await {
+        emit(format_args!("order_failed {key} {} {e}", now_ms()));
+    }
 }
 
 async fn publish_one<E: Event + Clone>(bus: &EventBus, kind: &str, event: E) {
@@ -289,9 +313,15 @@ fn report_gap(event: &ConnectionEvent) {
     }
 }
 
-/// Handles ticks and jobs until stdin closes, writing its metrics every second.
-pub(crate) async fn consumer(url: &str) -> anyhow::Result<()> {
-    let bus = connect(consumer_builder(Tally::default()), url).await?;
+/// Handles ticks and jobs (and orders, with PostgreSQL) until stdin closes, writing its
+/// metrics every second.
+pub(crate) async fn consumer(url: &str, pg: Option<&str>) -> anyhow::Result<()> {
+    let builder = consumer_builder(Tally::default());
+    let builder = match pg {
+        Some(pg) => crate::orders::with_inbox(builder, &crate::orders::pool(pg).await?),
+        None => builder,
+    };
+    let bus = connect(builder, url).await?;
     bus.ready(Duration::from_secs(30)).await?;
     emit(format_args!("ready {}", now_ms()));
     let mut every = tokio::time::interval(Duration::from_secs(1));

@@ -18,6 +18,7 @@ mod relay;
 mod relay_stats;
 mod schema;
 mod settings;
+mod status;
 mod tables;
 mod tx;
 
@@ -25,6 +26,7 @@ pub use inbox::Inbox;
 pub use outbox::Outbox;
 pub use relay_stats::OutboxMetrics;
 pub use schema::schema_sql;
+pub use status::OutboxStatus;
 pub use tx::{OutboxReceipt, Tx};
 
 pub(crate) use errors::{code as server_code, server_text};

@@ -339,28 +339,10 @@ impl Relay {
 
     /// Samples the outbox's depth, the age of its first row and the relay's holder.
     async fn sample(&self) {
-        let lock = self.tables.relay_lock();
-        let sql = format!(
-            "SELECT (SELECT count(*) FROM (SELECT 1 FROM {outbox} LIMIT 100000) AS c), \
-             (SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM {outbox} \
-              ORDER BY seq LIMIT 1), \
-             (SELECT substr(a.application_name, 16) FROM pg_locks l \
-              JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' \
-              AND l.granted AND l.classid::bigint = $1 AND l.objid::bigint = $2 \
-              AND l.objsubid = 1 LIMIT 1)",
-            outbox = self.tables.outbox()
-        );
-        let row = sqlx::query(&sql)
-            .bind((lock as u64 >> 32) as i64)
-            .bind((lock as u64 & 0xffff_ffff) as i64)
-            .fetch_one(&self.pool)
-            .await;
-        let Ok(row) = row else { return };
-        let depth: i64 = row.try_get(0).unwrap_or(0);
-        let age: Option<f64> = row.try_get(1).unwrap_or(None);
-        let holder: Option<String> = row.try_get(2).unwrap_or(None);
-        let age = age.map(|s| Duration::from_secs_f64(s.max(0.0)));
-        self.stats.sampled(depth as u64, age, holder);
+        if let Ok(status) = super::status::read(&self.pool, &self.tables).await {
+            self.stats
+                .sampled(status.depth, status.oldest_age, status.holder);
+        }
     }
 
     fn failed(&self, what: &str, e: &sqlx::Error) {

@@ -1,5 +1,6 @@
 //! `eventbus monitor`: channels, subscribers, patterns and durable streams with their groups.
 
+mod outbox;
 mod snapshot;
 mod view;
 
@@ -20,10 +21,13 @@ Examples:
   eventbus monitor --interval 0.5 --pattern 'events:*'
   eventbus monitor --once               # one snapshot, for scripts
   eventbus monitor --once --json | jq '.streams[].groups[] | {group, lag, pending}'
+  eventbus monitor --postgres postgres://me@db/shop   # the outbox too: waiting, oldest, relay
 
 JSON: {\"ping_ms\",\"channels\":[{\"channel\",\"subscribers\"}],\"patterns\",
        \"streams\":[{\"stream\",\"length\",\"groups\":[{\"group\",\"consumers\",\"pending\",
-       \"lag\",\"last_delivered_id\"}]}]}   (lag is null when the server cannot tell)";
+       \"lag\",\"last_delivered_id\"}]}],
+       \"outbox\":{\"depth\",\"oldest_age_ms\",\"poisoned\",\"relay_holder\",\"relayed_per_s\"}}
+       (lag is null when the server cannot tell; outbox only with --postgres)";
 
 /// Arguments of `eventbus monitor`.
 #[derive(Debug, Args)]
@@ -48,6 +52,28 @@ pub(crate) struct MonitorArgs {
     /// Print JSON (one object per snapshot, one per line).
     #[arg(long)]
     json: bool,
+
+    /// Also show the transactional outbox in this PostgreSQL database.
+    #[arg(
+        long,
+        env = "EVENTBUS_POSTGRES_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    postgres: Option<String>,
+
+    /// The prefix of the outbox's tables.
+    #[arg(
+        long,
+        default_value = "eventbus_",
+        value_name = "PREFIX",
+        requires = "postgres"
+    )]
+    table_prefix: String,
+
+    /// The PostgreSQL schema of the outbox's tables (the connection's search path when not given).
+    #[arg(long, value_name = "SCHEMA", requires = "postgres")]
+    schema: Option<String>,
 }
 
 /// Runs `eventbus monitor`.
@@ -65,12 +91,21 @@ async fn watch(session: &Session, args: &MonitorArgs) -> Result<(), CliError> {
     let mut conn = session.raw().await?;
     let in_place = crate::terminal::stdout_is_terminal() && !args.json;
     let palette = Palette::new(crate::terminal::colour());
+    let mut outbox = match &args.postgres {
+        Some(url) => Some(
+            outbox::OutboxWatch::connect(url, &args.table_prefix, args.schema.as_deref()).await?,
+        ),
+        None => None,
+    };
     let mut ticker = tokio::time::interval(args.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let snapshot =
+        let mut snapshot =
             Snapshot::take(session, &mut conn, args.pattern.as_deref(), &args.streams).await?;
+        if let Some(watch) = outbox.as_mut() {
+            snapshot.outbox = Some(watch.look().await?);
+        }
         let text = if args.json {
             snapshot.to_json().to_string()
         } else {

@@ -19,6 +19,8 @@ pub(super) struct Snapshot {
     pub(super) patterns: u64,
     /// Streams with their groups, sorted by key.
     pub(super) streams: Vec<StreamView>,
+    /// The outbox, with `--postgres`.
+    pub(super) outbox: Option<super::outbox::OutboxView>,
 }
 
 /// One stream and its consumer groups.
@@ -60,6 +62,7 @@ impl Snapshot {
             channels,
             patterns,
             streams: views,
+            outbox: None,
         })
     }
 
@@ -71,12 +74,16 @@ impl Snapshot {
             .map(|(c, n)| json!({"channel": c, "subscribers": n}))
             .collect();
         let streams: Vec<Value> = self.streams.iter().map(StreamView::to_json).collect();
-        json!({
+        let mut value = json!({
             "ping_ms": self.ping_ms,
             "channels": channels,
             "patterns": self.patterns,
             "streams": streams,
-        })
+        });
+        if let Some(outbox) = &self.outbox {
+            value["outbox"] = outbox.to_json();
+        }
+        value
     }
 }
 

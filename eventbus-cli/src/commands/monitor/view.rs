@@ -17,6 +17,9 @@ pub(super) fn text(s: &Snapshot, p: Palette) -> String {
     );
     channels(&mut out, s, p);
     streams(&mut out, s, p);
+    if let Some(outbox) = &s.outbox {
+        outbox.text(&mut out, p);
+    }
     out.trim_end().to_owned()
 }
 
