@@ -58,9 +58,11 @@ async fn place(bus: &EventBus, pool: &PgPool, id: i64) -> anyhow::Result<Option<
     Ok(Some(receipt.id))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let (_pg, pg_url) = match std::env::var("DATABASE_URL") {
+/// The servers: those the environment names, or throwaway ones (kept alive by the guards).
+type Servers = (Option<Postgres>, String, Option<RedisServer>, String);
+
+fn servers() -> anyhow::Result<Servers> {
+    let (pg, pg_url) = match std::env::var("DATABASE_URL") {
         Ok(url) => (None, url),
         Err(_) => {
             println!("starting a throwaway PostgreSQL...");
@@ -70,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
             (Some(pg), url)
         }
     };
-    let (_redis, redis_url) = match std::env::var("REDIS_URL") {
+    let (redis, redis_url) = match std::env::var("REDIS_URL") {
         Ok(url) => (None, url),
         Err(_) => {
             let redis = RedisServer::start_or_skip()
@@ -79,6 +81,36 @@ async fn main() -> anyhow::Result<()> {
             (Some(redis), url)
         }
     };
+    Ok((pg, pg_url, redis, redis_url))
+}
+
+/// A relay that crashed after Redis took a batch publishes it again, with the same ids; here
+/// one order's event is sent again by hand. billing's inbox skips it.
+async fn deliver_again(
+    orders: &EventBus,
+    billing: &EventBus,
+    id: i64,
+    event_id: String,
+) -> anyhow::Result<()> {
+    let order = OrderPlaced {
+        order_id: id,
+        total: id * 250,
+    };
+    orders
+        .publish_envelope(Envelope::new(order).with_id(event_id))
+        .await?;
+    let skipped = wait_for(Duration::from_secs(30), || {
+        billing.metrics().handlers.iter().any(|h| h.duplicates == 1)
+    })
+    .await;
+    anyhow::ensure!(skipped, "the inbox did not skip the duplicate");
+    println!("order {id}'s event delivered again: skipped by billing's inbox");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let (_pg, pg_url, _redis, redis_url) = servers()?;
     let pool = orders::pool(&pg_url).await;
     orders::create_tables(&pool).await;
 
@@ -113,22 +145,9 @@ async fn main() -> anyhow::Result<()> {
     println!("placed {placed} orders ({} rolled back)", ORDERS - placed);
     let all_paid = wait_for(Duration::from_secs(30), || paid.len() as i64 == placed).await;
     anyhow::ensure!(all_paid, "only {} of {placed} payments arrived", paid.len());
-
-    // A relay that crashed after Redis took a batch publishes it again, with the same ids;
-    // here one order's event is sent again by hand. billing's inbox skips it.
     let (id, event_id) = committed[0].clone();
-    let again = Envelope::new(OrderPlaced {
-        order_id: id,
-        total: id * 250,
-    })
-    .with_id(event_id);
-    orders_bus.publish_envelope(again).await?;
-    let skipped = wait_for(Duration::from_secs(30), || {
-        billing.metrics().handlers.iter().any(|h| h.duplicates == 1)
-    })
-    .await;
-    anyhow::ensure!(skipped, "the inbox did not skip the duplicate");
-    println!("order {id}'s event delivered again: skipped by billing's inbox");
+    deliver_again(&orders_bus, &billing, id, event_id).await?;
+
     let charges = orders::count(&pool, "SELECT count(*) FROM charges").await;
     let rows = orders::count(&pool, "SELECT count(*) FROM orders").await;
     println!(

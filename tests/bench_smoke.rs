@@ -38,6 +38,11 @@ fn the_quick_bench_prints_every_row() {
         "| durable consume + ack, one consumer",
         "| durable latency p50 / p99, 1 in flight",
         "| cluster: publish, 16 in flight",
+        "| outbox publish, transaction of 1",
+        "| outbox publish_all, transaction of 100",
+        "| outbox relay, committed rows to a stream",
+        "| outbox publish + commit to handler, 1000/s",
+        "| inbox handler, one row written per event",
         "| cluster: end to end",
     ] {
         assert!(stdout.contains(measure), "no row {measure:?}:\n{stdout}");

@@ -139,21 +139,25 @@ async fn two_runs_of_one_event_at_once_produce_one_effect() {
     let Some(w) = world().await else { return };
     let runs = Arc::new(AtomicU32::new(0));
     let r = runs.clone();
+    let url = w._pg.url();
     let options = HandlerOptions::new().concurrency(2);
     let billing = EventBus::builder()
         .service("billing")
         .redis_options(fast())
         .inbox(Inbox::postgres(w.pool.clone()))
         .handler_with(options, move |order: OrderPlaced, mut tx: Tx| {
-            let r = r.clone();
+            let (r, url) = (r.clone(), url.clone());
             async move {
                 r.fetch_add(1, Ordering::SeqCst);
                 sqlx::query("INSERT INTO charges (order_id) VALUES ($1)")
                     .bind(order.order_id)
                     .execute(&mut *tx)
                     .await?;
-                // Long enough for the second entry to reach its inbox insert meanwhile.
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                // Until the second run waits on this one's inbox row (or a long while).
+                let pool = sqlx::PgPool::connect(&url).await?;
+                let waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted";
+                eventbus_suite::poll_until(LIMIT, || orders::count(&pool, waiting), |n| *n > 0)
+                    .await;
                 anyhow::Ok(())
             }
         })
@@ -237,6 +241,128 @@ async fn a_follow_up_published_in_the_handlers_transaction_exists_only_if_it_com
     // The follow-up carries the handled event's correlation.
     assert_eq!(correlation.as_deref(), Some(receipt.id.as_str()));
     assert_eq!(w.redis.cli(&["XLEN", "events:payment_taken"]), "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_that_failed_inside_the_run_fails_the_run_even_when_the_handler_says_ok() {
+    let Some(w) = world().await else { return };
+    let runs = Arc::new(AtomicU32::new(0));
+    let r = runs.clone();
+    let options = HandlerOptions::new().retry(
+        RetryPolicy::attempts(2).backoff(Duration::from_millis(10), Duration::from_millis(10)),
+    );
+    let billing = EventBus::builder()
+        .service("billing")
+        .redis_options(fast())
+        .inbox(Inbox::postgres(w.pool.clone()))
+        .handler_with(options, move |order: OrderPlaced, mut tx: Tx| {
+            let r = r.clone();
+            async move {
+                if r.fetch_add(1, Ordering::SeqCst) == 0 {
+                    // Fails, and the handler looks away: PostgreSQL aborted the transaction.
+                    let _ = sqlx::query("SELECT 1 / 0").execute(&mut *tx).await;
+                }
+                sqlx::query("INSERT INTO charges (order_id) VALUES ($1)")
+                    .bind(order.order_id)
+                    .execute(&mut *tx)
+                    .await
+                    .ok();
+                anyhow::Ok(())
+            }
+        })
+        .connect(&w.redis.url())
+        .await
+        .unwrap();
+    billing.ready(LIMIT).await.unwrap();
+    billing
+        .publish(OrderPlaced {
+            order_id: 4,
+            total: 1,
+        })
+        .await
+        .unwrap();
+    assert!(wait_for(LIMIT, || billing.metrics().handlers[0].handled == 1).await);
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "the aborted run counted as failed and ran again"
+    );
+    assert_eq!(billing.metrics().handlers[0].retried, 1);
+    assert_eq!(charges(&w.pool, 4).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_and_an_inbox_in_two_databases_or_two_handlers_in_one_scope_are_refused() {
+    let Some(w) = world().await else { return };
+    w._pg.psql("CREATE DATABASE elsewhere");
+    let url = w._pg.url();
+    let other = orders::pool(&format!("{}/elsewhere", url.rsplit_once('/').unwrap().0)).await;
+    let e = EventBus::builder()
+        .outbox(Outbox::postgres(w.pool.clone()))
+        .inbox(Inbox::postgres(other))
+        .handler(charge)
+        .connect("memory://")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ConnectErrorKind::Config);
+    assert!(e.to_string().contains("does not hold the outbox"), "{e}");
+
+    async fn audit(_: PaymentTaken, _: Tx) {}
+    let e = EventBus::builder()
+        .service("billing")
+        .inbox(Inbox::postgres(w.pool.clone()))
+        .handler(audit)
+        .handler(|_: PaymentTaken, _: Tx| async {})
+        .connect("memory://")
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("share the inbox scope `billing:payment_taken`"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_rows_past_their_retention_are_purged_at_start_up() {
+    let Some(w) = world().await else { return };
+    let inbox = || Inbox::postgres(w.pool.clone()).retention(Duration::from_secs(3600));
+    let bus = EventBus::builder()
+        .inbox(inbox())
+        .connect("memory://")
+        .await
+        .unwrap();
+    bus.shutdown().await.unwrap();
+    w._pg.psql(
+        "INSERT INTO eventbus_inbox (consumer_group, event_id, handled_at) VALUES \
+         ('billing:order_placed', 'old', now() - interval '2 hours'), \
+         ('billing:order_placed', 'new', now() - interval '10 minutes')",
+    );
+    let _bus = EventBus::builder()
+        .inbox(inbox())
+        .connect("memory://")
+        .await
+        .unwrap();
+    let left = || {
+        orders::count(
+            &w.pool,
+            "SELECT count(*) FROM eventbus_inbox WHERE event_id = 'old'",
+        )
+    };
+    assert_eq!(
+        eventbus_suite::poll_until(LIMIT, left, |n| *n == 0).await,
+        0
+    );
+    assert_eq!(
+        orders::count(&w.pool, "SELECT count(*) FROM eventbus_inbox").await,
+        1
+    );
+    let e = EventBus::builder()
+        .inbox(Inbox::postgres(w.pool.clone()).retention(Duration::from_secs(1)))
+        .connect("memory://")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("shorter than the minimum"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

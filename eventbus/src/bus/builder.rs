@@ -453,6 +453,8 @@ impl EventBusBuilder {
         }
         let service = self.service.as_deref().unwrap_or(DEFAULT_SERVICE);
         mistakes.extend(super::groups::shared_groups(service, &self.handlers));
+        #[cfg(feature = "postgres")]
+        mistakes.extend(super::groups::shared_inbox_scopes(service, &self.handlers));
         if mistakes.is_empty() {
             return Ok(());
         }

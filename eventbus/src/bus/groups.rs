@@ -32,6 +32,58 @@ pub(super) fn group_name(service: &str, spec: &SlotSpec) -> Option<String> {
     })
 }
 
+/// The inbox scope of a handler that takes a `Tx` (`None` for other handlers): its consumer
+/// group when durable, else the name its group would have (`<service>:<name>` or
+/// `<service>:<event type>`).
+#[cfg(feature = "postgres")]
+pub(super) fn inbox_scope(service: &str, spec: &SlotSpec) -> Option<String> {
+    if spec.handler.transactions() == 0 {
+        return None;
+    }
+    if let Some(group) = group_name(service, spec) {
+        return Some(group);
+    }
+    let event_type = match spec.kind {
+        ArgKind::Envelope { event_type, .. } => event_type,
+        ArgKind::Raw => "*",
+    };
+    Some(match spec.options.name.as_deref() {
+        Some(name) => format!("{service}:{name}"),
+        None => format!("{service}:{event_type}"),
+    })
+}
+
+/// One mistake for each inbox scope that two or more handlers taking a `Tx` share: the second
+/// would find every event recorded by the first, and skip it.
+#[cfg(feature = "postgres")]
+pub(super) fn shared_inbox_scopes<'a>(
+    service: &str,
+    specs: impl IntoIterator<Item = &'a SlotSpec>,
+) -> Vec<String> {
+    let mut holders: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for spec in specs {
+        if let Some(scope) = inbox_scope(service, spec) {
+            holders.entry(scope).or_default().push(&spec.name);
+        }
+    }
+    holders
+        .into_iter()
+        .filter(|(_, names)| names.len() > 1)
+        .map(|(scope, names)| shared_scope(&scope, &names))
+        .collect()
+}
+
+/// The mistake of `names` sharing one inbox `scope`.
+#[cfg(feature = "postgres")]
+pub(super) fn shared_scope(scope: &str, names: &[&str]) -> String {
+    let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    format!(
+        "handlers {} take a Tx and share the inbox scope `{scope}`, so each would skip what \
+         the other handled: name each with HandlerOptions::name",
+        names.join(" and ")
+    )
+}
+
 /// One mistake for each group that two or more of the handlers read in: each would get only
 /// part of the group's entries.
 pub(super) fn shared_groups<'a>(

@@ -219,12 +219,16 @@ impl EventBus {
         let inner = &self.inner;
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let group = groups::group_name(&inner.service, &spec);
+        #[cfg(feature = "postgres")]
+        let scope = groups::inbox_scope(&inner.service, &spec);
         let slot = Arc::new(Slot::new(
             id,
             spec,
             inner.cancel.child_token(),
             !worker,
             group,
+            #[cfg(feature = "postgres")]
+            scope,
         ));
         let fresh = inner.router.add(slot.clone());
         if worker {

@@ -152,6 +152,9 @@ pub(super) async fn prepare(
     }
     if let Some(config) = inbox {
         let tables = config.settings.prepare().await.map_err(database)?;
+        if let Some(outbox) = &prepared.outbox {
+            same_outbox(outbox, &config).await?;
+        }
         let publisher = Arc::new(Publisher {
             service,
             max_message_size,
@@ -167,14 +170,50 @@ pub(super) async fn prepare(
     Ok(prepared)
 }
 
+/// Checks that the inbox's connections reach the outbox's table: `Tx::publish` writes into
+/// the outbox inside the inbox's transaction.
+async fn same_outbox(outbox: &OutboxState, inbox: &Inbox) -> Result<(), ConnectError> {
+    let sql = format!(
+        "SELECT current_database() || '/' || '{}'::regclass::oid::text",
+        outbox.tables.outbox()
+    );
+    let locate = |pool: sqlx::PgPool| {
+        let sql = sql.clone();
+        async move { sqlx::query_scalar::<_, String>(&sql).fetch_one(&pool).await }
+    };
+    let there = locate(outbox.config.settings.pool.clone()).await;
+    let here = locate(inbox.settings.pool.clone()).await;
+    match (there, here) {
+        (Ok(a), Ok(b)) if a == b => Ok(()),
+        (Ok(_), Ok(_)) | (Ok(_), Err(_)) => Err(ConnectError::new(
+            ConnectErrorKind::Config,
+            format!(
+                "the inbox's database does not hold the outbox `{}`: give the outbox and the \
+                 inbox pools of one database, since a handler's `Tx::publish` writes into the \
+                 outbox in its own transaction",
+                outbox.tables.outbox()
+            ),
+        )),
+        (Err(e), _) => Err(ConnectError::new(
+            ConnectErrorKind::Database,
+            crate::postgres::server_text(&e),
+        )),
+    }
+}
+
 /// Starts the bus's relay (when its outbox runs one) and the inbox's purge.
 pub(super) fn start(bus: &EventBus) {
     let inner = &bus.inner;
-    if let Some(outbox) = &inner.outbox
-        && outbox.config.relay.enabled
-    {
-        let relay = relay(outbox, inner.transport().clone(), bus);
-        inner.tasks.spawn(None, relay.run());
+    if let Some(outbox) = &inner.outbox {
+        if outbox.config.relay.enabled {
+            let relay = relay(outbox, inner.transport().clone(), bus);
+            inner.tasks.spawn(None, relay.run());
+        } else {
+            let (pool, tables) = (outbox.config.settings.pool.clone(), outbox.tables.clone());
+            let every = outbox.config.relay.poll_interval;
+            let watch = crate::postgres::watch(pool, tables, outbox.stats.clone(), every);
+            inner.tasks.spawn(None, watch);
+        }
     }
     if let Some(store) = inner.runtime.inbox.clone() {
         let hooks = inner.runtime.hooks.clone();

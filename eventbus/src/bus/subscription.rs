@@ -43,6 +43,8 @@ impl EventBus {
 
     /// Refuses a durable handler whose consumer group a handler of this bus already reads.
     fn check_group(&self, spec: &SlotSpec) -> Result<(), SubscribeError> {
+        #[cfg(feature = "postgres")]
+        self.check_inbox_scope(spec)?;
         let Some(group) = super::groups::group_name(&self.inner.service, spec) else {
             return Ok(());
         };
@@ -54,6 +56,25 @@ impl EventBus {
             Some(held) => Err(SubscribeError::new(
                 SubscribeErrorKind::Config,
                 super::groups::shared_group(&group, &[&held.name, &spec.name]),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a handler taking a `Tx` whose inbox scope a handler of this bus already has.
+    #[cfg(feature = "postgres")]
+    fn check_inbox_scope(&self, spec: &SlotSpec) -> Result<(), SubscribeError> {
+        let Some(scope) = super::groups::inbox_scope(&self.inner.service, spec) else {
+            return Ok(());
+        };
+        let slots = self.inner.router.slots();
+        match slots
+            .iter()
+            .find(|s| s.inbox_scope.as_deref() == Some(scope.as_str()))
+        {
+            Some(held) => Err(SubscribeError::new(
+                SubscribeErrorKind::Config,
+                super::groups::shared_scope(&scope, &[&held.name, &spec.name]),
             )),
             None => Ok(()),
         }

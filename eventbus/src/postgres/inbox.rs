@@ -84,6 +84,25 @@ pub(crate) struct InboxStore {
     pub(crate) publisher: std::sync::Arc<super::tx::Publisher>,
 }
 
+/// Why a handler's transaction could not be opened, closed or checked: the text to report, and
+/// whether it was the connection's (the server unreachable: the run is made again after a
+/// pause) or the server's answer (the run failed: the retry policy applies).
+#[derive(Debug)]
+pub(crate) struct TxError {
+    pub(crate) text: String,
+    pub(crate) connection: bool,
+}
+
+impl TxError {
+    fn new(text: String, e: &sqlx::Error) -> Self {
+        TxError {
+            text,
+            connection: super::errors::code(e)
+                .is_none_or(|c| c.starts_with("08") || c.starts_with("57P")),
+        }
+    }
+}
+
 /// How opening a handler's transaction went.
 pub(crate) enum Opened {
     /// The event is new to the group: its row is written in this transaction.
@@ -96,13 +115,18 @@ impl InboxStore {
     /// Opens a transaction and records `event_id` for `group` in it (nothing is recorded for a
     /// message without an envelope id). A second consumer of the same entry waits here until
     /// the first commits (then it is `Seen`) or rolls back.
-    pub(crate) async fn open(&self, group: &str, event_id: Option<&str>) -> Result<Opened, String> {
+    pub(crate) async fn open(
+        &self,
+        group: &str,
+        event_id: Option<&str>,
+    ) -> Result<Opened, TxError> {
         let inbox = self.tables.inbox();
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| format!("could not open a transaction: {}", server_text(&e)))?;
+        let mut tx = self.pool.begin().await.map_err(|e| {
+            TxError::new(
+                format!("could not open a transaction: {}", server_text(&e)),
+                &e,
+            )
+        })?;
         let Some(event_id) = event_id else {
             return Ok(Opened::New(tx));
         };
@@ -114,11 +138,50 @@ impl InboxStore {
             .bind(event_id)
             .execute(&mut *tx)
             .await
-            .map_err(|e| explain("insert into", &inbox, "INSERT", &e))?;
+            .map_err(|e| TxError::new(explain("insert into", &inbox, "INSERT", &e), &e))?;
         if done.rows_affected() == 0 {
             return Ok(Opened::Seen);
         }
         Ok(Opened::New(tx))
+    }
+
+    /// Checks, before the commit, that the handler's transaction is still whole: not aborted
+    /// by a statement that failed (PostgreSQL would answer the commit with a rollback), and
+    /// still holding its inbox row (no `COMMIT` or `ROLLBACK` sent through the `Tx`).
+    pub(crate) async fn check(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        group: &str,
+        event_id: Option<&str>,
+    ) -> Result<(), TxError> {
+        let found: Result<i64, _> = match event_id {
+            Some(id) => {
+                let sql = format!(
+                    "SELECT count(*) FROM {} WHERE consumer_group = $1 AND event_id = $2",
+                    self.tables.inbox()
+                );
+                let query = sqlx::query_scalar(&sql).bind(group).bind(id);
+                query.fetch_one(tx).await
+            }
+            None => sqlx::query_scalar("SELECT 1::bigint").fetch_one(tx).await,
+        };
+        match found {
+            Ok(n) if n > 0 || event_id.is_none() => Ok(()),
+            Ok(_) => Err(TxError {
+                text: "the handler's transaction lost its inbox row (a COMMIT or ROLLBACK sent \
+                       through the Tx?): nothing of it is taken as done"
+                    .to_owned(),
+                connection: false,
+            }),
+            Err(e) => Err(TxError::new(
+                format!(
+                    "the handler's transaction cannot commit: {} (a statement in it failed, \
+                     and PostgreSQL aborted it)",
+                    server_text(&e)
+                ),
+                &e,
+            )),
+        }
     }
 
     /// Deletes rows older than the retention, a bounded batch at a time; returns how many.

@@ -27,10 +27,11 @@ pub use outbox::Outbox;
 pub use relay_stats::OutboxMetrics;
 pub use schema::schema_sql;
 pub use status::OutboxStatus;
+pub(crate) use status::watch;
 pub use tx::{OutboxReceipt, Tx};
 
 pub(crate) use errors::{code as server_code, server_text};
-pub(crate) use inbox::{InboxStore, Opened};
+pub(crate) use inbox::{InboxStore, Opened, TxError};
 pub(crate) use outbox::{OutboxRow, OutboxState};
 pub(crate) use relay::{Relay, Report};
 pub(crate) use relay_stats::RelayStats;

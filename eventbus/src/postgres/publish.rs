@@ -1,6 +1,9 @@
 //! Publishing a batch of outbox rows: consecutive rows of one delivery model go out as one
-//! pipeline; a pipeline Redis refuses is sent again row by row to find the rows it can never
-//! take (the poison), which are set aside rather than tried forever.
+//! pipeline. A pipeline refused for one row's sake (a key of another type) is sent again row
+//! by row to find the rows Redis can never take (the poison), which are set aside rather than
+//! tried forever; the rows of that pipeline that went through the first time go again (at
+//! least once). Any other refusal (out of memory, a read-only replica, a failing disk) is the
+//! server's: the rows wait.
 
 use bytes::Bytes;
 
@@ -51,7 +54,7 @@ pub(crate) async fn publish(
             .collect();
         match send(transport, delivery, &batch).await {
             Ok(()) => out.sent.extend(ready.iter().map(|r| r.seq)),
-            Err(e) if is_connection(&e) => {
+            Err(e) if !is_row_refusal(&e) => {
                 out.error = Some(e);
                 return out;
             }
@@ -76,7 +79,7 @@ async fn one_by_one(
         let one = [(row.key.clone(), Bytes::from(row.envelope.clone()))];
         match send(transport, delivery, &one).await {
             Ok(()) => out.sent.push(row.seq),
-            Err(e) if is_connection(&e) => {
+            Err(e) if !is_row_refusal(&e) => {
                 out.error = Some(e);
                 return false;
             }
@@ -120,29 +123,16 @@ fn refusal(row: &RelayRow, max_size: usize) -> Option<String> {
     None
 }
 
-/// Whether the error is the connection's (the row may go through later) rather than the
-/// server refusing this row.
-fn is_connection(e: &TransportError) -> bool {
-    !matches!(
-        e.kind(),
-        ErrorKind::Server | ErrorKind::TooLarge | ErrorKind::Encode | ErrorKind::Config
-    ) || is_transient_server(e)
-}
-
-/// Server errors that pass: out of memory, loading, a read-only replica, a busy script.
-fn is_transient_server(e: &TransportError) -> bool {
-    let text = e.to_string();
-    [
-        "OOM",
-        "LOADING",
-        "READONLY",
-        "BUSY",
-        "MASTERDOWN",
-        "TRYAGAIN",
-        "CLUSTERDOWN",
-    ]
-    .iter()
-    .any(|code| text.contains(code))
+/// Whether Redis refused the command for the row's own sake, so that sending it again can
+/// never succeed: a key holding another type (`WRONGTYPE`), a message too large or a name
+/// refused before sending. Everything else (the connection, `OOM`, `MISCONF`, `READONLY`,
+/// `NOREPLICAS`, ...) is the server's state, and passes.
+fn is_row_refusal(e: &TransportError) -> bool {
+    match e.kind() {
+        ErrorKind::TooLarge | ErrorKind::Encode | ErrorKind::Config => true,
+        ErrorKind::Server => e.to_string().contains("WRONGTYPE"),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

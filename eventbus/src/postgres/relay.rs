@@ -91,10 +91,11 @@ impl Relay {
             Some(c) => c,
             None => self.connect().await?,
         };
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(self.tables.relay_lock())
-            .fetch_one(&mut conn)
-            .await?;
+        let sql = format!(
+            "SELECT pg_try_advisory_lock({})",
+            self.tables.relay_lock_sql()
+        );
+        let got: bool = sqlx::query_scalar(&sql).fetch_one(&mut conn).await?;
         if got {
             return Ok(Some(conn));
         }
@@ -102,14 +103,24 @@ impl Relay {
         Ok(None)
     }
 
-    /// The relay's own connection. Its commits do not wait for the WAL flush
-    /// (`synchronous_commit = off`): a delete lost in a crash only publishes its rows again,
-    /// with the same ids, which at-least-once allows; the relay runs about twice as fast for it.
+    /// The relay's own connection, which holds the lock. Its commits do not wait for the WAL
+    /// flush (`synchronous_commit = off`): a delete lost in a crash only publishes its rows
+    /// again, with the same ids, which at-least-once allows. The server checks that the relay
+    /// is still there while a statement runs or waits (`client_connection_check_interval`),
+    /// and over TCP keep-alives when idle, so the lock of a relay that died goes within
+    /// seconds; no statement runs longer than a minute.
     async fn connect(&self) -> Result<PgConnection, sqlx::Error> {
         let options: PgConnectOptions = (*self.pool.connect_options())
             .clone()
             .application_name(&format!("eventbus relay {}", self.name))
-            .options([("synchronous_commit", "off")]);
+            .options([
+                ("synchronous_commit", "off"),
+                ("client_connection_check_interval", "1000"),
+                ("tcp_keepalives_idle", "10"),
+                ("tcp_keepalives_interval", "5"),
+                ("tcp_keepalives_count", "3"),
+                ("statement_timeout", "60000"),
+            ]);
         PgConnection::connect_with(&options).await
     }
 
@@ -122,7 +133,7 @@ impl Relay {
         let mut listener = self.listen().await;
         let mut sample = Every::new(self.options.poll_interval);
         let stop = loop {
-            if let Err(e) = self.drain(&mut conn).await {
+            if let Err(e) = self.drain(&mut conn, &mut sample).await {
                 break e;
             }
             if sample.due() {
@@ -187,12 +198,16 @@ impl Relay {
     /// Relays batches until the outbox is empty (or Redis stops taking them, then after a
     /// pause at the next wake). Redis's work and PostgreSQL's overlap: while one batch is
     /// published, the one before it is removed and the next one read.
-    async fn drain(&self, conn: &mut PgConnection) -> Result<(), Stop> {
+    async fn drain(&self, conn: &mut PgConnection, sample: &mut Every) -> Result<(), Stop> {
         let mut batch = self.read(conn, &[]).await.map_err(Stop::Database)?;
         let mut done: Option<(Vec<RelayRow>, Published)> = None;
         while !batch.is_empty() {
             if self.cancel.is_cancelled() {
                 return Err(Stop::Cancelled);
+            }
+            // Under steady load the drain does not end: the metrics are sampled from here too.
+            if sample.due() {
+                self.sample().await;
             }
             let in_flight: Vec<i64> = batch.iter().map(|r| r.seq).collect();
             let publishing = publish(&*self.transport, &batch, self.max_message_size);

@@ -43,9 +43,24 @@ impl Outbox {
     }
 }
 
+/// Samples the outbox into `stats` every `every`, for a bus that runs no relay: its metrics
+/// and health still show the outbox it writes into. Runs until its task is ended.
+pub(crate) async fn watch(
+    pool: PgPool,
+    tables: Tables,
+    stats: std::sync::Arc<super::RelayStats>,
+    every: Duration,
+) {
+    loop {
+        if let Ok(status) = read(&pool, &tables).await {
+            stats.sampled(status.depth, status.oldest_age, status.holder);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Reads the status of the outbox in `tables`.
 pub(crate) async fn read(pool: &PgPool, tables: &Tables) -> Result<OutboxStatus, sqlx::Error> {
-    let lock = tables.relay_lock() as u64;
     let sql = format!(
         "SELECT (SELECT count(*) FROM (SELECT 1 FROM {outbox} LIMIT 100000) AS c), \
          (SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM {outbox} \
@@ -53,18 +68,15 @@ pub(crate) async fn read(pool: &PgPool, tables: &Tables) -> Result<OutboxStatus,
          (SELECT count(*) FROM {poison}), \
          (SELECT substr(a.application_name, 16) FROM pg_locks l \
           JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' \
-          AND l.granted AND l.classid::bigint = $1 AND l.objid::bigint = $2 \
-          AND l.objsubid = 1 LIMIT 1), \
+          AND l.granted AND l.classid::bigint = {class} \
+          AND l.objid = '{outbox}'::regclass::oid AND l.objsubid = 2 LIMIT 1), \
          (SELECT coalesce(n_tup_del, 0) FROM pg_stat_user_tables \
           WHERE relid = '{outbox}'::regclass)",
         outbox = tables.outbox(),
         poison = tables.poison(),
+        class = super::tables::RELAY_LOCK_CLASS,
     );
-    let row = sqlx::query(&sql)
-        .bind((lock >> 32) as i64)
-        .bind((lock & 0xffff_ffff) as i64)
-        .fetch_one(pool)
-        .await?;
+    let row = sqlx::query(&sql).fetch_one(pool).await?;
     let age: Option<f64> = row.try_get(1)?;
     Ok(OutboxStatus {
         depth: row.try_get::<i64, _>(0)? as u64,

@@ -12,6 +12,12 @@ pub(crate) struct Tables {
 /// The prefix of every table when none is given.
 pub(crate) const DEFAULT_PREFIX: &str = "eventbus_";
 
+/// The first key of the relay's advisory lock (`ev` `rl`), the second being the outbox's oid.
+pub(crate) const RELAY_LOCK_CLASS: i32 = 0x6576_726c;
+
+/// The longest channel PostgreSQL's `NOTIFY` takes, and identifier it keeps whole.
+const MAX_IDENTIFIER: usize = 63;
+
 /// The longest prefix or schema name: PostgreSQL cuts identifiers at 63 bytes, and the longest
 /// suffix is 22.
 const MAX_NAME: usize = 40;
@@ -37,6 +43,15 @@ impl Tables {
             }
             None => String::new(),
         };
+        let channel = qualifier.len() + prefix.len() + "outbox".len();
+        if channel > MAX_IDENTIFIER {
+            return Err(format!(
+                "the schema and table prefix together are too long: the outbox's notification \
+                 channel `{}{prefix}outbox` would be {channel} bytes, over PostgreSQL's \
+                 {MAX_IDENTIFIER}",
+                qualifier.replace('.', "_")
+            ));
+        }
         Ok(Tables {
             qualifier,
             prefix: prefix.to_owned(),
@@ -82,20 +97,26 @@ impl Tables {
         format!("{}{}outbox", self.qualifier.replace('.', "_"), self.prefix)
     }
 
-    /// The advisory lock key that one relay per outbox holds: a fixed hash (FNV-1a) of the
-    /// outbox table's name, the same in every process and version.
-    pub(crate) fn relay_lock(&self) -> i64 {
+    /// The advisory lock one relay per outbox holds, as SQL: the two-key form, the relay's
+    /// constant and the outbox table's object id, so that the same table reached through
+    /// different names (a schema given or found on the search path) has one lock, and two
+    /// tables of one name in two schemas have two.
+    pub(crate) fn relay_lock_sql(&self) -> String {
+        format!(
+            "{RELAY_LOCK_CLASS}, '{}'::regclass::oid::int",
+            self.outbox()
+        )
+    }
+
+    /// The advisory lock key migrations take, so that services starting together migrate once:
+    /// a fixed hash (FNV-1a) of the tables' names (they may not exist yet).
+    pub(crate) fn migration_lock(&self) -> i64 {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in format!("eventbus relay {}", self.outbox()).bytes() {
+        for byte in format!("eventbus migrate {}", self.outbox()).bytes() {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
         hash as i64
-    }
-
-    /// The advisory lock key migrations take, so that services starting together migrate once.
-    pub(crate) fn migration_lock(&self) -> i64 {
-        self.relay_lock().wrapping_add(1)
     }
 }
 
@@ -134,9 +155,20 @@ mod tests {
     fn lock_keys_differ_per_outbox_and_stay_put() {
         let a = Tables::default();
         let b = Tables::new(None, "other_").unwrap();
-        assert_ne!(a.relay_lock(), b.relay_lock());
-        assert_eq!(a.relay_lock(), Tables::default().relay_lock());
-        assert_ne!(a.relay_lock(), a.migration_lock());
+        assert_ne!(a.migration_lock(), b.migration_lock());
+        assert_eq!(a.migration_lock(), Tables::default().migration_lock());
+        assert!(
+            a.relay_lock_sql()
+                .ends_with("'eventbus_outbox'::regclass::oid::int")
+        );
+    }
+
+    #[test]
+    fn a_channel_name_over_63_bytes_is_refused() {
+        let long = "s".repeat(40);
+        let e = Tables::new(Some(&long), &"p".repeat(20)).unwrap_err();
+        assert!(e.contains("over PostgreSQL's 63"), "{e}");
+        assert!(Tables::new(Some(&long), "p_").is_ok());
     }
 
     #[test]

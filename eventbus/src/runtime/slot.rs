@@ -34,6 +34,9 @@ pub(crate) struct Slot {
     /// Whether each run is in a database transaction (the handler takes a `Tx`).
     #[cfg(feature = "postgres")]
     pub(crate) transactional: bool,
+    /// For a handler that takes a `Tx`: the scope of its inbox rows.
+    #[cfg(feature = "postgres")]
+    pub(crate) inbox_scope: Option<Arc<str>>,
 }
 
 /// What registering a handler needs to know about it.
@@ -59,6 +62,7 @@ impl Slot {
         cancel: CancellationToken,
         pull: bool,
         group: Option<String>,
+        #[cfg(feature = "postgres")] inbox_scope: Option<String>,
     ) -> Self {
         #[cfg(feature = "postgres")]
         let transactional = spec.handler.transactions() > 0;
@@ -90,6 +94,8 @@ impl Slot {
             group: group.map(Arc::from),
             #[cfg(feature = "postgres")]
             transactional,
+            #[cfg(feature = "postgres")]
+            inbox_scope: inbox_scope.map(Arc::from),
         }
     }
 
