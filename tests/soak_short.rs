@@ -23,6 +23,13 @@ const CHECKS: [&str; 8] = [
     "resources: Redis client connections",
 ];
 
+/// The rows of the PostgreSQL-backed orders pair, there when PostgreSQL is installed.
+const ORDER_CHECKS: [&str; 3] = [
+    "orders: every committed order charged exactly once",
+    "orders: nothing without its order",
+    "orders: the outbox drained, nothing set aside",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minute_of_chaos_breaks_no_invariant() {
     if RedisServer::start_or_skip().is_none() {
@@ -48,7 +55,9 @@ async fn a_minute_of_chaos_breaks_no_invariant() {
         output.status
     );
     let rows = table_rows(&stdout);
-    for check in CHECKS {
+    let with_postgres = eventbus_suite::postgres::Postgres::start_or_skip().is_some();
+    let orders = ORDER_CHECKS.iter().filter(|_| with_postgres);
+    for check in CHECKS.iter().chain(orders) {
         assert!(
             rows.iter().any(|r| r[0] == check),
             "no row for `{check}`:\n{stdout}"
