@@ -59,7 +59,7 @@ async fn a_minute_of_chaos_breaks_no_invariant() {
     let orders = ORDER_CHECKS.iter().filter(|_| with_postgres);
     for check in CHECKS.iter().chain(orders) {
         assert!(
-            rows.iter().any(|r| r[0] == check),
+            rows.iter().any(|r| r[0] == *check),
             "no row for `{check}`:\n{stdout}"
         );
     }
