@@ -9,31 +9,12 @@ use std::time::Duration;
 use eventbus::{
     ConnectErrorKind, DurableOptions, EventBus, HandlerOptions, Inbox, Outbox, RetryPolicy, Tx,
 };
-use eventbus_suite::orders::{self, OrderPlaced, PaymentTaken};
-use eventbus_suite::postgres::Postgres;
+use eventbus_suite::orders::{self, OrderPlaced, PaymentTaken, world};
 use eventbus_suite::redis_server::RedisServer;
 use eventbus_suite::{fast, wait_for};
 use sqlx::PgPool;
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-struct World {
-    _pg: Postgres,
-    redis: RedisServer,
-    pool: PgPool,
-}
-
-async fn world() -> Option<World> {
-    let pg = Postgres::start_or_skip()?;
-    let redis = RedisServer::start_or_skip()?;
-    let pool = orders::pool(&pg.url()).await;
-    orders::create_tables(&pool).await;
-    Some(World {
-        _pg: pg,
-        redis,
-        pool,
-    })
-}
 
 async fn charge(order: OrderPlaced, mut tx: Tx) -> anyhow::Result<()> {
     sqlx::query("INSERT INTO charges (order_id) VALUES ($1)")
@@ -139,7 +120,7 @@ async fn two_runs_of_one_event_at_once_produce_one_effect() {
     let Some(w) = world().await else { return };
     let runs = Arc::new(AtomicU32::new(0));
     let r = runs.clone();
-    let url = w._pg.url();
+    let url = w.pg.url();
     let options = HandlerOptions::new().concurrency(2);
     let billing = EventBus::builder()
         .service("billing")
@@ -294,8 +275,8 @@ async fn a_statement_that_failed_inside_the_run_fails_the_run_even_when_the_hand
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outbox_and_an_inbox_in_two_databases_or_two_handlers_in_one_scope_are_refused() {
     let Some(w) = world().await else { return };
-    w._pg.psql("CREATE DATABASE elsewhere");
-    let url = w._pg.url();
+    w.pg.psql("CREATE DATABASE elsewhere");
+    let url = w.pg.url();
     let other = orders::pool(&format!("{}/elsewhere", url.rsplit_once('/').unwrap().0)).await;
     let e = EventBus::builder()
         .outbox(Outbox::postgres(w.pool.clone()))
@@ -333,7 +314,7 @@ async fn inbox_rows_past_their_retention_are_purged_at_start_up() {
         .await
         .unwrap();
     bus.shutdown().await.unwrap();
-    w._pg.psql(
+    w.pg.psql(
         "INSERT INTO eventbus_inbox (consumer_group, event_id, handled_at) VALUES \
          ('billing:order_placed', 'old', now() - interval '2 hours'), \
          ('billing:order_placed', 'new', now() - interval '10 minutes')",

@@ -7,27 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eventbus::{EventBus, Failure, Outbox, PublishErrorKind};
-use eventbus_suite::orders::{self, OrderPlaced, PriceChanged};
-use eventbus_suite::postgres::Postgres;
+use eventbus_suite::orders::{self, OrderPlaced, PriceChanged, world};
 use eventbus_suite::redis_server::RedisServer;
 use eventbus_suite::{fast, wait_for};
 use sqlx::PgPool;
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-struct World {
-    pg: Postgres,
-    redis: RedisServer,
-    pool: PgPool,
-}
-
-async fn world() -> Option<World> {
-    let pg = Postgres::start_or_skip()?;
-    let redis = RedisServer::start_or_skip()?;
-    let pool = orders::pool(&pg.url()).await;
-    orders::create_tables(&pool).await;
-    Some(World { pg, redis, pool })
-}
 
 fn quick(pool: &PgPool) -> Outbox {
     Outbox::postgres(pool.clone()).poll_interval(Duration::from_millis(100))

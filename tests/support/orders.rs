@@ -2,6 +2,9 @@
 //! services' own tables, and a PostgreSQL pool.
 
 use serde::{Deserialize, Serialize};
+
+use crate::postgres::Postgres;
+use crate::redis_server::RedisServer;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -72,4 +75,29 @@ pub async fn count(pool: &PgPool, sql: &str) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// A throwaway PostgreSQL with the services' tables, a pool on it, and a redis-server: what
+/// the outbox and inbox tests start with. Both servers stop when it is dropped.
+#[derive(Debug)]
+pub struct World {
+    /// The PostgreSQL server.
+    pub pg: Postgres,
+    /// The redis-server.
+    pub redis: RedisServer,
+    /// A pool on the `postgres` database.
+    pub pool: PgPool,
+}
+
+/// Starts a [`World`]; `None` (after saying why) when a server is not installed.
+///
+/// # Panics
+///
+/// When a server does not start, or in CI when one is missing.
+pub async fn world() -> Option<World> {
+    let pg = Postgres::start_or_skip()?;
+    let redis = RedisServer::start_or_skip()?;
+    let pool = pool(&pg.url()).await;
+    create_tables(&pool).await;
+    Some(World { pg, redis, pool })
 }

@@ -246,13 +246,7 @@ impl OutboxRow {
             .bind(column(|r| &r.envelope))
             .execute(conn)
             .await
-            .map_err(|e| {
-                PublishError::new(
-                    PublishErrorKind::Database,
-                    explain("insert into", &outbox, "INSERT", &e),
-                )
-                .with_source(e)
-            })?;
+            .map_err(|e| refused(&outbox, e))?;
         Ok(())
     }
 
@@ -275,13 +269,16 @@ impl OutboxRow {
             .bind(&self.envelope)
             .execute(conn)
             .await
-            .map_err(|e| {
-                PublishError::new(
-                    PublishErrorKind::Database,
-                    explain("insert into", &outbox, "INSERT", &e),
-                )
-                .with_source(e)
-            })?;
+            .map_err(|e| refused(&outbox, e))?;
         Ok(())
     }
+}
+
+/// PostgreSQL refused rows for `outbox`: what to grant, or what went wrong.
+fn refused(outbox: &str, e: sqlx::Error) -> PublishError {
+    PublishError::new(
+        PublishErrorKind::Database,
+        explain("insert into", outbox, "INSERT", &e),
+    )
+    .with_source(e)
 }
