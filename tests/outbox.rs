@@ -282,12 +282,21 @@ async fn what_piles_up_while_redis_is_away_for_30_s_under_load_drains_when_it_is
         .filter_map(|l| l.split("\"order_id\":").nth(1))
         .map(|t| t.split([',', '}']).next().unwrap().parse().unwrap())
         .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let first: Vec<i64> = order
+        .iter()
+        .copied()
+        .filter(|id| seen.insert(*id))
+        .collect();
     let expected: Vec<i64> = (1..=placed).collect();
-    let first_wrong = order.iter().zip(&expected).position(|(a, b)| a != b);
+    let wrong = first.iter().zip(&expected).position(|(a, b)| a != b);
+    let around = |at: usize| order[at.saturating_sub(5)..(at + 5).min(order.len())].to_vec();
     assert_eq!(
-        (order.len(), first_wrong),
+        (first.len(), wrong),
         (expected.len(), None),
-        "stream ≠ 1..={placed}"
+        "first occurrences ≠ 1..={placed}; {} entries; around the first wrong one: {:?}",
+        order.len(),
+        wrong.map(around)
     );
 }
 

@@ -89,17 +89,27 @@ async fn one_by_one(
     true
 }
 
+/// Sends a batch as pipelines of at most [`PIPELINE`] commands, one after another: a
+/// transport with several pipelines of one call in flight (Redis's `append_many`) may store a
+/// later one before an earlier one that it sends again after a reconnection, and rows must
+/// keep their order.
 async fn send(
     transport: &dyn Transport,
     delivery: Delivery,
     batch: &[(String, Bytes)],
 ) -> Result<(), TransportError> {
-    match delivery {
-        Delivery::Stream => transport.append_many(batch).await.map(drop),
-        Delivery::PubSub => transport.publish_many(batch).await.map(drop),
-        Delivery::Sharded => transport.publish_many_sharded(batch).await.map(drop),
+    for chunk in batch.chunks(PIPELINE) {
+        match delivery {
+            Delivery::Stream => transport.append_many(chunk).await.map(drop)?,
+            Delivery::PubSub => transport.publish_many(chunk).await.map(drop)?,
+            Delivery::Sharded => transport.publish_many_sharded(chunk).await.map(drop)?,
+        }
     }
+    Ok(())
 }
+
+/// The most rows sent in one call to the transport: one Redis pipeline.
+const PIPELINE: usize = 512;
 
 /// Consecutive rows of one delivery model.
 fn runs(rows: &[RelayRow]) -> impl Iterator<Item = &[RelayRow]> {
