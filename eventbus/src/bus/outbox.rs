@@ -59,9 +59,7 @@ impl OutboxPublisher<'_> {
         options: PublishOptions,
     ) -> Result<OutboxReceipt, PublishError> {
         let mut envelope = Envelope::new(event);
-        envelope.correlationid = options.correlation_id;
-        envelope.causationid = options.causation_id;
-        envelope.traceparent = options.traceparent;
+        options.apply(&mut envelope);
         self.publish_envelope(conn, envelope).await
     }
 

@@ -79,9 +79,7 @@ impl EventBus {
         options: PublishOptions,
     ) -> Result<PublishReceipt, PublishError> {
         let mut envelope = Envelope::new(event);
-        envelope.correlationid = options.correlation_id;
-        envelope.causationid = options.causation_id;
-        envelope.traceparent = options.traceparent;
+        options.apply(&mut envelope);
         self.publish_envelope(envelope).await
     }
 

@@ -49,4 +49,11 @@ impl PublishOptions {
         self.traceparent = Some(traceparent.into());
         self
     }
+
+    /// Sets these attributes on `envelope`.
+    pub(crate) fn apply<E>(self, envelope: &mut Envelope<E>) {
+        envelope.correlationid = self.correlation_id;
+        envelope.causationid = self.causation_id;
+        envelope.traceparent = self.traceparent;
+    }
 }

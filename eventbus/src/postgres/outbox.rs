@@ -90,16 +90,16 @@ impl Outbox {
         self
     }
 
-    /// How many rows the relay reads, publishes as one pipeline and removes at once: 1 000 by
-    /// default (and never more than 16 MiB of envelopes), from 1 to 10 000.
+    /// How many rows the relay reads, publishes (as pipelines of up to 512) and removes at
+    /// once: 1 000 by default (and never more than 16 MiB of envelopes), from 1 to 10 000.
     #[must_use]
     pub fn batch_size(mut self, rows: usize) -> Self {
         self.relay.batch_size = rows;
         self
     }
 
-    /// After how long without relaying anything an outbox that holds rows makes
-    /// [`Health::is_up`](crate::Health::is_up) false: 30 s by default.
+    /// How long the first row waiting in the outbox may have been there (since it was
+    /// written) before [`Health::is_up`](crate::Health::is_up) turns false: 30 s by default.
     #[must_use]
     pub fn stalled_after(mut self, after: Duration) -> Self {
         self.relay.stalled_after = after;
