@@ -100,6 +100,10 @@ macro_rules! behaviours {
             ReconnectsAfterAServerRestart
         );
         $each!(durable_groups_share_the_work, DurableGroupsShareTheWork);
+        $each!(
+            scheduled_events_arrive_when_due,
+            ScheduledEventsArriveWhenDue
+        );
     };
 }
 

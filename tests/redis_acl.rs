@@ -78,6 +78,23 @@ async fn everything_works_with_the_least_privilege_user() {
     assert_eq!(letters.len(), 1, "the failed order is a dead letter");
     bus.replay_dead_letter(&letters[0]).await.unwrap();
     assert!(wait_for(WAIT, || paid.len() == 3).await);
+    // Scheduled delivery: scheduled, listed, cancelled, and one sent by the mover.
+    let later = bus
+        .publish_after(OrderPaid { order_id: 14 }, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(
+        bus.scheduled("events:order_paid", 10).await.unwrap().len(),
+        1
+    );
+    assert!(bus.cancel_scheduled(later.schedule_id()).await.unwrap());
+    bus.publish_after(StockChanged { sku: 2 }, Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert!(
+        wait_for(WAIT, || stock.len() == 2).await,
+        "the scheduled event arrives"
+    );
     let groups = bus.groups().await.unwrap();
     assert_eq!(groups[0].group, "shop:ship");
     assert!(bus.metrics().handler("ship").unwrap().group.is_some() || !groups.is_empty());

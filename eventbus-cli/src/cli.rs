@@ -8,6 +8,7 @@ use crate::commands::dlq::DlqCommand;
 use crate::commands::groups::GroupsCommand;
 use crate::commands::monitor::MonitorArgs;
 use crate::commands::publish::PublishArgs;
+use crate::commands::scheduled::ScheduledCommand;
 use crate::commands::tail::TailArgs;
 use crate::exit::{Code, EXIT_CODES_HELP};
 use crate::url::DEFAULT_URL;
@@ -22,6 +23,7 @@ Examples:
   eventbus dlq list order_placed
   eventbus groups list order_placed              # consumer groups: pending, lag
   eventbus groups move order_placed billing:order_placed billing:charge
+  eventbus scheduled list                        # events waiting for their time
   EVENTBUS_URL=redis://:secret@10.0.0.5:6379 eventbus monitor";
 
 /// Tail, publish and inspect eventbus events on Redis.
@@ -65,6 +67,9 @@ pub(crate) enum Command {
     /// Consumer groups of durable streams: list, show, move (rename) or delete them.
     #[command(subcommand)]
     Groups(GroupsCommand),
+    /// Scheduled events: list the queues and what waits in them, show or cancel one.
+    #[command(subcommand)]
+    Scheduled(ScheduledCommand),
 }
 
 /// Prints a parse error or the help, and returns the exit code: 0 for `--help` and

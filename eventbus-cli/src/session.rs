@@ -70,7 +70,10 @@ impl std::fmt::Debug for Session {
 /// Connects a bus built from `builder` to `url`, checking the URL as the bus does.
 pub(crate) async fn connect(url: &str, builder: EventBusBuilder) -> Result<Session, CliError> {
     let shown_url = redact_url(url);
-    let mut options = RedisOptions::new().connect_timeout(CONNECT_TIMEOUT);
+    // The tool only looks: it leaves moving scheduled events to the services' buses.
+    let mut options = RedisOptions::new()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .schedule_poll_interval(None);
     if let Some(pem) = TLS_ROOT.get() {
         options = options.tls_root_certificate(pem.clone());
     }

@@ -35,7 +35,8 @@ pub mod transport;
 pub use bus::OutboxPublisher;
 pub use bus::{
     ConnectionHealth, ConnectionState, DEFAULT_MAX_MESSAGE_SIZE, EventBus, EventBusBuilder,
-    EventStream, Health, PublishOptions, PublishReceipt, RawReceipt, Subscription, shutdown_signal,
+    EventStream, Health, PublishOptions, PublishReceipt, RawReceipt, ScheduleId, ScheduleReceipt,
+    Subscription, shutdown_signal,
 };
 pub use envelope::{DecodeError, EncodeError, Envelope, ExtensionError, RawEnvelope};
 pub use error::{

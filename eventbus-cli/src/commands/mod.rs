@@ -5,6 +5,7 @@ pub(crate) mod groups;
 pub(crate) mod monitor;
 pub(crate) mod publish;
 mod scan;
+pub(crate) mod scheduled;
 pub(crate) mod tail;
 
 use crate::cli::{Cli, Command};
@@ -21,6 +22,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Monitor(args) => monitor::run(&cli.url, args).await,
         Command::Dlq(command) => dlq::run(&cli.url, command).await,
         Command::Groups(command) => groups::run(&cli.url, command).await,
+        Command::Scheduled(command) => scheduled::run(&cli.url, command).await,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The bus: a cheap handle over the transport and the runtime.
 //!
 //! - [`builder`]: set-up, handlers, hooks, `connect(url)` / `connect_with(transport)`;
-//! - [`publish`]: envelopes out; [`subscription`] and [`stream`]: handlers after start-up;
+//! - [`publish`]: envelopes out; [`schedule`]: envelopes out later; [`subscription`] and [`stream`]: handlers after start-up;
 //! - [`admin`]: readiness, health, pings, pub/sub queries, dead letters;
 //! - [`shutdown`]: stop intake, drain, close.
 
@@ -14,6 +14,7 @@ mod outbox;
 mod publish;
 mod publish_all;
 mod publish_options;
+mod schedule;
 mod settle;
 mod shutdown;
 mod stream;
@@ -43,6 +44,7 @@ pub use builder::EventBusBuilder;
 pub use outbox::OutboxPublisher;
 pub use publish::{PublishReceipt, RawReceipt};
 pub use publish_options::PublishOptions;
+pub use schedule::{ScheduleId, ScheduleReceipt};
 pub use shutdown::shutdown_signal;
 pub use stream::EventStream;
 pub use subscription::Subscription;
@@ -286,6 +288,9 @@ impl EventBus {
             .collect();
         let mut metrics = self.inner.stats.snapshot(handlers);
         metrics.orphaned_groups = crate::sync::lock(&self.inner.orphans).len() as u64;
+        if let Some(scheduler) = self.inner.transport().scheduler() {
+            metrics.scheduled = scheduler.mover();
+        }
         #[cfg(feature = "postgres")]
         {
             metrics.outbox = self.outbox_metrics();

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -503,6 +503,90 @@ pub(super) async fn durable_groups_share_the_work(lab: &mut Lab<'_>) -> Check {
         got.len(),
         Excerpt(&got)
     );
+    Ok(())
+}
+
+/// Scheduled events arrive once each, never before they are due; a cancelled one never.
+pub(super) async fn scheduled_events_arrive_when_due(lab: &mut Lab<'_>) -> Check {
+    const AHEAD: Duration = Duration::from_millis(300);
+    let (notes, tasks) = (Seen::new(), Seen::new());
+    let (n, t) = (notes.clone(), tasks.clone());
+    let mut builder = EventBus::builder().handler(move |e: Note| {
+        let n = n.clone();
+        async move { n.push((e.n, Instant::now())) }
+    });
+    let probe = lab.connect(EventBus::builder()).await?;
+    let durable = probe.capabilities().acks;
+    if durable {
+        let options = HandlerOptions::new().name("later");
+        builder = builder
+            .service("conf")
+            .handler_with(options, move |e: Task| {
+                let t = t.clone();
+                async move {
+                    if e.n >= 1000 {
+                        t.push((e.n, Instant::now()));
+                    }
+                }
+            });
+    }
+    lab.ready(builder).await?;
+    let started = Instant::now();
+    let cancelled = schedule(&probe, note(2), AHEAD).await?;
+    schedule(&probe, note(1), AHEAD).await?;
+    schedule(&probe, note(3), AHEAD * 2).await?;
+    if durable {
+        schedule(&probe, Task { n: 1000 }, AHEAD).await?;
+        schedule(&probe, Task { n: 1001 }, AHEAD * 2).await?;
+    }
+    let id = cancelled.schedule_id();
+    ensure!(
+        probe.cancel_scheduled(id).await.context("cancelling")?,
+        "cancelling a waiting event returned false"
+    );
+    let done = || notes.len() >= 2 && (!durable || tasks.len() >= 2);
+    ensure!(
+        wait_for(done).await,
+        "scheduled events expected: notes 1 and 3, received {:?}; tasks 1000 and 1001, \
+         received {:?}",
+        notes.snapshot(),
+        tasks.snapshot()
+    );
+    on_time(&notes.snapshot(), &[1, 3], started, AHEAD)?;
+    if durable {
+        on_time(&tasks.snapshot(), &[1000, 1001], started, AHEAD)?;
+    }
+    let again = probe
+        .cancel_scheduled(id)
+        .await
+        .context("cancelling again")?;
+    ensure!(!again, "cancelling a cancelled event returned true");
+    Ok(())
+}
+
+async fn schedule<E: Event>(
+    bus: &EventBus,
+    event: E,
+    ahead: Duration,
+) -> Result<crate::ScheduleReceipt, super::check::Stop> {
+    bus.publish_after(event, ahead).await.context("scheduling")
+}
+
+/// `got` holds `expected` in order, the first `ahead` after `started` or later, the second
+/// twice that or later (a millisecond of clock granularity allowed).
+fn on_time(got: &[(u64, Instant)], expected: &[u64], started: Instant, ahead: Duration) -> Check {
+    let ids: Vec<u64> = got.iter().map(|(n, _)| *n).collect();
+    ensure!(
+        ids == expected,
+        "expected {expected:?} once each, received {ids:?}"
+    );
+    for (i, (n, arrived)) in got.iter().enumerate() {
+        let (at, due) = (arrived.duration_since(started), ahead * (i as u32 + 1));
+        ensure!(
+            at + Duration::from_millis(1) >= due,
+            "event {n} arrived {at:?} after it was scheduled, before it was due ({due:?})"
+        );
+    }
     Ok(())
 }
 

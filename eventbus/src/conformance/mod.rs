@@ -140,6 +140,10 @@ pub enum Behaviour {
     /// Two instances of a service share a consumer group: 200 durable events, each handled
     /// once between them, each publish returning an entry id. Needs [`Capabilities::acks`].
     DurableGroupsShareTheWork,
+    /// A pub/sub and a durable event published 300 ms ahead arrive once each, not before
+    /// 300 ms have passed; a third one, cancelled, never arrives, and cancelling it again
+    /// says it is gone. Needs [`Capabilities::schedule`] (and `acks` for the durable one).
+    ScheduledEventsArriveWhenDue,
 }
 
 impl Behaviour {
@@ -156,6 +160,7 @@ impl Behaviour {
         Behaviour::ShutdownDrainsThenRefuses,
         Behaviour::ReconnectsAfterAServerRestart,
         Behaviour::DurableGroupsShareTheWork,
+        Behaviour::ScheduledEventsArriveWhenDue,
     ];
 
     /// The behaviour's name in snake case (`"fan_out_to_every_subscriber"`), as reports and
@@ -173,6 +178,7 @@ impl Behaviour {
             Behaviour::ShutdownDrainsThenRefuses => "shutdown_drains_then_refuses",
             Behaviour::ReconnectsAfterAServerRestart => "reconnects_after_a_server_restart",
             Behaviour::DurableGroupsShareTheWork => "durable_groups_share_the_work",
+            Behaviour::ScheduledEventsArriveWhenDue => "scheduled_events_arrive_when_due",
         }
     }
 
@@ -192,6 +198,9 @@ impl Behaviour {
             }
             Behaviour::DurableGroupsShareTheWork if !capabilities.acks => {
                 Some("the transport offers no durable delivery (`Capabilities::acks` is false)")
+            }
+            Behaviour::ScheduledEventsArriveWhenDue if !capabilities.schedule => {
+                Some("the transport keeps no schedule (`Capabilities::schedule` is false)")
             }
             _ => None,
         }
@@ -225,6 +234,9 @@ impl Behaviour {
                 b::reconnects_after_a_server_restart(lab).await
             }
             Behaviour::DurableGroupsShareTheWork => b::durable_groups_share_the_work(lab).await,
+            Behaviour::ScheduledEventsArriveWhenDue => {
+                b::scheduled_events_arrive_when_due(lab).await
+            }
         }
     }
 }

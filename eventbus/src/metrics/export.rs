@@ -206,6 +206,30 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         "1 when this bus's relay is the active one of its outbox.",
     ),
     (
+        "eventbus_scheduled_total",
+        Kind::Counter,
+        Unit::Count,
+        "Events this bus scheduled for later.",
+    ),
+    (
+        "eventbus_scheduled_fired_total",
+        Kind::Counter,
+        Unit::Count,
+        "Scheduled events this bus's mover sent when they were due.",
+    ),
+    (
+        "eventbus_scheduled_mover_errors_total",
+        Kind::Counter,
+        Unit::Count,
+        "Rounds of this bus's mover of scheduled events that failed.",
+    ),
+    (
+        "eventbus_scheduled_lateness_seconds",
+        Kind::Histogram,
+        Unit::Seconds,
+        "How late after their due time scheduled events were sent (by the store's clock).",
+    ),
+    (
         "eventbus_handler_duration_seconds",
         Kind::Histogram,
         Unit::Seconds,
@@ -265,6 +289,10 @@ type Series = (&'static str, Vec<Label>);
 /// | `eventbus_outbox_relayed_total` | counter | |
 /// | `eventbus_outbox_poisoned_total` | counter | |
 /// | `eventbus_outbox_relay_active` | gauge | |
+/// | `eventbus_scheduled_total` | counter | `event_type` |
+/// | `eventbus_scheduled_fired_total` | counter | |
+/// | `eventbus_scheduled_mover_errors_total` | counter | |
+/// | `eventbus_scheduled_lateness_seconds` | histogram | |
 ///
 /// The bus times runs in power-of-two microsecond buckets; each run is recorded into the
 /// histograms as its bucket's upper bound, so values are within a factor of two, as in
@@ -505,6 +533,9 @@ impl Collected {
             if t.received > 0 {
                 c.count("eventbus_received_total", &l, t.received);
             }
+            if t.scheduled > 0 {
+                c.count("eventbus_scheduled_total", &l, t.scheduled);
+            }
         }
         for h in &metrics.handlers {
             c.handler(&base, h);
@@ -513,6 +544,15 @@ impl Collected {
         if let Some(o) = &metrics.outbox {
             c.outbox(&base, o);
         }
+        let mover = &metrics.scheduled;
+        c.count("eventbus_scheduled_fired_total", &base, mover.fired);
+        c.count("eventbus_scheduled_mover_errors_total", &base, mover.errors);
+        add_buckets(
+            c.histograms
+                .entry(("eventbus_scheduled_lateness_seconds", base.clone()))
+                .or_default(),
+            &mover.lateness.buckets,
+        );
         add_buckets(
             c.histograms
                 .entry(("eventbus_publish_duration_seconds", base))

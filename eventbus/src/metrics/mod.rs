@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::event::Event;
 use crate::sync::{read, write};
-use crate::transport::GroupStatus;
+use crate::transport::{GroupStatus, MoverStats};
 
 pub(crate) mod type_index;
 
@@ -299,6 +299,7 @@ pub(crate) struct BusStats {
 #[derive(Debug, Default)]
 pub(crate) struct TypeStats {
     pub(crate) published: AtomicU64,
+    pub(crate) scheduled: AtomicU64,
     pub(crate) received: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
     /// The longest envelope of the type encoded so far: the size of the next one's buffer.
@@ -336,6 +337,7 @@ impl BusStats {
                     k.to_string(),
                     EventTypeMetrics {
                         published: l(&v.published),
+                        scheduled: l(&v.scheduled),
                         received: l(&v.received),
                         decode_errors: l(&v.decode_errors),
                         ..Default::default()
@@ -361,6 +363,7 @@ impl BusStats {
             event_types,
             handlers,
             orphaned_groups: 0,
+            scheduled: MoverStats::default(),
             #[cfg(feature = "postgres")]
             outbox: None,
         }
@@ -371,8 +374,10 @@ impl BusStats {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EventTypeMetrics {
-    /// Events of this type published by this bus.
+    /// Events of this type published by this bus (scheduled ones count in `scheduled`).
     pub published: u64,
+    /// Events of this type this bus scheduled for later.
+    pub scheduled: u64,
     /// Messages of this type received (decoded at least as far as the envelope).
     pub received: u64,
     /// Messages for this type that could not be decoded.
@@ -413,6 +418,9 @@ pub struct Metrics {
     /// Consumer groups of the service with pending or unread entries that no handler reads
     /// (see [`Health::orphaned_groups`](crate::Health::orphaned_groups)).
     pub orphaned_groups: u64,
+    /// What this bus's mover of scheduled events did: events sent when due, how late, failed
+    /// rounds. (On `memory://`, the movers of the whole hub.)
+    pub scheduled: MoverStats,
     /// The outbox as the bus's relay saw it last, when the bus has one.
     #[cfg(feature = "postgres")]
     pub outbox: Option<crate::postgres::OutboxMetrics>,

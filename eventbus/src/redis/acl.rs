@@ -7,11 +7,16 @@
 //! ACL SETUSER orders on >secret resetchannels &events:* resetkeys ~events:* ~eventbus:* -@all
 //!   +@connection +publish +subscribe +psubscribe +unsubscribe +punsubscribe +pubsub
 //!   +xadd +xreadgroup +xack +xautoclaim +xclaim +xpending +xgroup +xinfo +xrange +xdel +set
-//!   +exists +eval
+//!   +exists +eval +evalsha +script|load +time +spublish +sadd +smembers +zadd +zrem +zrange
+//!   +zrangebyscore +zcard +hset +hget +hmget +hdel
 //! ```
 //!
 //! `+xclaim` and `+eval` keep a consumer's held entries alive and remove consumers that left
 //! (small Lua scripts of `XPENDING`, `XCLAIM`, `XINFO` and `XGROUP` on the stream's key).
+//! The rest from `+evalsha` on are scheduled delivery's: its scripts (`EVALSHA`, loaded with
+//! `SCRIPT LOAD`) keep scheduled events in sorted sets and hashes under `eventbus:schedule:*`
+//! and send them with `XADD`, `PUBLISH` or `SPUBLISH`; the set `eventbus:schedules` lists the
+//! queues.
 
 use redis::RedisError;
 
@@ -20,17 +25,21 @@ use redis::RedisError;
 pub const LEAST_PRIVILEGE: &str = "resetchannels &events:* resetkeys ~events:* ~eventbus:* -@all \
     +@connection +publish +subscribe +psubscribe +unsubscribe +punsubscribe +pubsub +xadd \
     +xreadgroup +xack +xautoclaim +xclaim +xpending +xgroup +xinfo +xrange +xdel +set +exists \
-    +eval";
+    +eval +evalsha +script|load +time +spublish +sadd +smembers +zadd +zrem +zrange +zrangebyscore \
+    +zcard +hset +hget +hmget +hdel";
 
 /// The ACL category a command the bus sends belongs to.
 fn category(command: &str) -> &'static str {
     match command {
-        "publish" | "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" | "pubsub" => {
-            "@pubsub"
-        }
+        "publish" | "spublish" | "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe"
+        | "pubsub" => "@pubsub",
         c if c.starts_with('x') => "@stream",
         "set" => "@string",
         "exists" => "@keyspace",
+        "eval" | "evalsha" | "script" => "@scripting",
+        "sadd" | "smembers" => "@set",
+        c if c.starts_with('z') => "@sortedset",
+        c if c.starts_with('h') => "@hash",
         _ => "@connection",
     }
 }

@@ -63,7 +63,7 @@ use tokio_util::task::TaskTracker;
 use crate::Topic;
 use crate::transport::{
     BoxFuture, Capabilities, ConnectionEvent, DeadLetterStore, DedupeStore, ErrorKind, GroupSpec,
-    GroupStatus, Inbound, PubSubAdmin, Transport, TransportError,
+    GroupStatus, Inbound, PubSubAdmin, Scheduler, Transport, TransportError,
 };
 
 mod acl;
@@ -74,6 +74,7 @@ mod errors;
 mod options;
 mod publish;
 mod pubsub;
+mod schedule;
 mod sentinel;
 mod shared;
 mod streams;
@@ -91,6 +92,7 @@ use conn::open::{Lanes, open};
 use deployment::PubSub;
 use publish::encode::Command;
 use publish::publisher;
+use schedule::{Mover, RedisScheduler};
 use shared::Shared;
 use streams::dead_letters::DeadLetters;
 use streams::dedupe::Dedupe;
@@ -104,6 +106,7 @@ pub(crate) struct RedisTransport {
     streams: Streams,
     dead_letters: DeadLetters,
     dedupe: Dedupe,
+    scheduler: RedisScheduler,
 }
 
 impl fmt::Debug for RedisTransport {
@@ -148,7 +151,12 @@ pub async fn connect(
         role: publisher::ROLE,
     });
     shared.spawn(publisher::supervise(shared.clone()));
+    let mover = Arc::new(Mover::default());
+    if let Some(every) = options.schedule_poll {
+        shared.spawn(mover.clone().run(shared.clone(), every));
+    }
     Ok(Arc::new(RedisTransport {
+        scheduler: RedisScheduler::new(shared.clone(), mover),
         pubsub: PubSub::new(shared.clone()),
         streams: Streams::default(),
         dead_letters: DeadLetters {
@@ -213,6 +221,7 @@ impl Transport for RedisTransport {
         let mut caps = Capabilities::pubsub().with_reconnects();
         caps.acks = true;
         caps.replay = true;
+        caps.schedule = true;
         caps.sharded = self.pubsub.sharded();
         caps
     }
@@ -316,6 +325,10 @@ impl Transport for RedisTransport {
 
     fn dedupe_store(&self) -> Option<&dyn DedupeStore> {
         Some(&self.dedupe)
+    }
+
+    fn scheduler(&self) -> Option<&dyn Scheduler> {
+        Some(&self.scheduler)
     }
 
     fn publish_many<'a>(

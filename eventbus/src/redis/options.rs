@@ -47,6 +47,7 @@ const MAX_STREAM_LEN: usize = i64::MAX as usize;
 /// | [`max_in_flight`](Self::max_in_flight) | 1000 |
 /// | [`stream_retention`](Self::stream_retention) | about 1 000 000 entries per durable type |
 /// | [`subscribe_on_replica`](Self::subscribe_on_replica) | `false`: subscribe on the primary |
+/// | [`schedule_poll_interval`](Self::schedule_poll_interval) | 250 ms |
 ///
 /// Every duration is clamped to one year, which is "no limit" in practice (so `Duration::MAX`
 /// is accepted and means that). The few values that cannot mean anything useful (a zero
@@ -80,6 +81,7 @@ pub struct RedisOptions {
     pub(crate) tls_root_certificate: Option<Vec<u8>>,
     pub(crate) tls_client_certificate: Option<(Vec<u8>, Vec<u8>)>,
     pub(crate) subscribe_on_replica: bool,
+    pub(crate) schedule_poll: Option<Duration>,
 }
 
 impl Default for RedisOptions {
@@ -99,6 +101,7 @@ impl Default for RedisOptions {
             tls_root_certificate: None,
             tls_client_certificate: None,
             subscribe_on_replica: false,
+            schedule_poll: Some(Duration::from_millis(250)),
         }
     }
 }
@@ -123,6 +126,7 @@ impl fmt::Debug for RedisOptions {
                 &self.tls_client_certificate.is_some(),
             )
             .field("subscribe_on_replica", &self.subscribe_on_replica)
+            .field("schedule_poll", &self.schedule_poll)
             .finish()
     }
 }
@@ -247,6 +251,18 @@ impl RedisOptions {
     /// [`HandlerOptions::dead_letter`](crate::HandlerOptions::dead_letter) instead.
     pub fn dead_letter_max_len(mut self, max_len: Option<usize>) -> Self {
         self.dead_letter_max_len = max_len.filter(|&n| n <= MAX_STREAM_LEN);
+        self
+    }
+
+    /// How often this bus's mover of scheduled events looks at every schedule queue on the
+    /// server, at least (default 250 ms; clamped to 10 ms – 1 h). It also wakes when the next
+    /// due time it knows of comes, and when this bus schedules an event due sooner, so this
+    /// bounds the lateness of an event scheduled by *another* process for sooner than anything
+    /// this mover knew of. `None`: this bus runs no mover (another bus must, or scheduled
+    /// events wait).
+    pub fn schedule_poll_interval(mut self, every: Option<Duration>) -> Self {
+        self.schedule_poll =
+            every.map(|d| d.clamp(Duration::from_millis(10), Duration::from_secs(3600)));
         self
     }
 

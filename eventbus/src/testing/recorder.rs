@@ -125,6 +125,10 @@ impl Transport for Recorder {
         self.inner.dedupe_store()
     }
 
+    fn scheduler(&self) -> Option<&dyn crate::transport::Scheduler> {
+        self.inner.scheduler()
+    }
+
     fn stream_groups<'a>(
         &'a self,
         stream: &'a str,

@@ -16,6 +16,9 @@ pub struct Capabilities {
     /// Connections that can be lost and re-established (a network transport): connection
     /// events report the gaps.
     pub reconnects: bool,
+    /// Scheduled delivery: the transport keeps messages until they are due
+    /// ([`Transport::scheduler`](super::Transport::scheduler)).
+    pub schedule: bool,
 }
 
 impl Capabilities {
@@ -27,6 +30,7 @@ impl Capabilities {
             sharded: false,
             replay: false,
             reconnects: false,
+            schedule: false,
         }
     }
 

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -21,10 +21,13 @@ use tokio_util::task::TaskTracker;
 
 use super::glob::glob_match;
 use super::memory_dedupe::MemoryDedupe;
+use super::memory_schedule::Schedules;
 use super::memory_streams::{Streams, spawn_reader};
+use super::schedule::MoverStats;
 use super::{
     BoxFuture, Capabilities, ConnectionEvent, DeadLetter, DeadLetterStore, DedupeStore, ErrorKind,
-    GroupSpec, GroupStatus, Inbound, Message, PubSubAdmin, Transport, TransportError,
+    GroupSpec, GroupStatus, Inbound, Message, PubSubAdmin, QueueStatus, Route, Scheduled,
+    Scheduler, Transport, TransportError, When,
 };
 use crate::Topic;
 use crate::sync::{lock, read, write};
@@ -37,6 +40,48 @@ struct Hub {
     next_dead: AtomicU64,
     streams: Arc<Streams>,
     dedupe: MemoryDedupe,
+    schedules: Schedules,
+}
+
+impl Hub {
+    /// Delivers a pub/sub message to every member subscribed to its channel or a pattern
+    /// matching it; returns how many subscriptions received it.
+    fn deliver(&self, channel: &str, payload: Bytes) -> u64 {
+        let members = read(&self.subscribers).clone();
+        let channel: Arc<str> = Arc::from(channel);
+        let mut receivers = 0;
+        for m in members {
+            if read(&m.channels).contains(&channel) {
+                receivers += 1;
+                m.inbound
+                    .message(Message::new(channel.clone(), None, payload.clone()));
+            }
+            let patterns: Vec<Arc<str>> = read(&m.patterns)
+                .iter()
+                .filter(|p| glob_match(p, &channel))
+                .cloned()
+                .collect();
+            for p in patterns {
+                receivers += 1;
+                m.inbound
+                    .message(Message::new(channel.clone(), Some(p), payload.clone()));
+            }
+        }
+        receivers
+    }
+
+    /// Sends a scheduled message that is due.
+    fn fire(&self, message: &Scheduled) {
+        match message.route {
+            Route::Append => {
+                self.streams
+                    .append(&message.channel, message.payload.clone());
+            }
+            _ => {
+                self.deliver(&message.channel, message.payload.clone());
+            }
+        }
+    }
 }
 
 struct Member {
@@ -120,7 +165,7 @@ impl MemoryTransport {
         member
             .inbound
             .connection(ConnectionEvent::Connected { role: "subscriber" });
-        Ok(MemoryTransport {
+        let transport = MemoryTransport {
             name: if name.is_empty() {
                 format!("(private #{id})")
             } else {
@@ -132,7 +177,25 @@ impl MemoryTransport {
             readers: Mutex::default(),
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
-        })
+        };
+        transport.spawn_mover();
+        Ok(transport)
+    }
+
+    /// Starts this transport's mover of the hub's scheduled messages, when a tokio runtime
+    /// is there to run it (every bus of a hub runs one; each message is sent once).
+    fn spawn_mover(&self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let (hub, stop) = (self.hub.clone(), self.stop.clone());
+        self.tasks.spawn(async move {
+            let mover = hub.schedules.run_mover(|m| hub.fire(m));
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = mover => {}
+            }
+        });
     }
 
     fn check_open(&self) -> Result<(), TransportError> {
@@ -144,30 +207,6 @@ impl MemoryTransport {
         } else {
             Ok(())
         }
-    }
-
-    fn deliver(&self, channel: &str, payload: Bytes) -> u64 {
-        let members = self.members();
-        let channel: Arc<str> = Arc::from(channel);
-        let mut receivers = 0;
-        for m in members {
-            if read(&m.channels).contains(&channel) {
-                receivers += 1;
-                m.inbound
-                    .message(Message::new(channel.clone(), None, payload.clone()));
-            }
-            let patterns: Vec<Arc<str>> = read(&m.patterns)
-                .iter()
-                .filter(|p| glob_match(p, &channel))
-                .cloned()
-                .collect();
-            for p in patterns {
-                receivers += 1;
-                m.inbound
-                    .message(Message::new(channel.clone(), Some(p), payload.clone()));
-            }
-        }
-        receivers
     }
 
     /// Leaves the hub: nothing is delivered to this transport any more, and its group readers
@@ -188,6 +227,7 @@ impl Transport for MemoryTransport {
         Capabilities {
             acks: true,
             replay: true,
+            schedule: true,
             ..Capabilities::pubsub()
         }
     }
@@ -199,7 +239,7 @@ impl Transport for MemoryTransport {
     ) -> BoxFuture<'a, Result<u64, TransportError>> {
         Box::pin(async move {
             self.check_open()?;
-            Ok(self.deliver(channel, payload))
+            Ok(self.hub.deliver(channel, payload))
         })
     }
 
@@ -309,6 +349,10 @@ impl Transport for MemoryTransport {
         Some(&self.hub.dedupe)
     }
 
+    fn scheduler(&self) -> Option<&dyn Scheduler> {
+        Some(self)
+    }
+
     fn stream_groups<'a>(
         &'a self,
         stream: &'a str,
@@ -414,6 +458,46 @@ impl DeadLetterStore for MemoryTransport {
             }
             Ok(())
         })
+    }
+}
+
+impl Scheduler for MemoryTransport {
+    fn schedule<'a>(
+        &'a self,
+        message: &'a Scheduled,
+        when: When,
+    ) -> BoxFuture<'a, Result<SystemTime, TransportError>> {
+        Box::pin(async move {
+            self.check_open()?;
+            Ok(self.hub.schedules.schedule(message, when))
+        })
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, TransportError>> {
+        Box::pin(async move {
+            self.check_open()?;
+            Ok(self.hub.schedules.cancel(queue, id))
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        queue: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Scheduled>, TransportError>> {
+        Box::pin(async move { Ok(self.hub.schedules.list(queue, limit)) })
+    }
+
+    fn queues(&self) -> BoxFuture<'_, Result<Vec<QueueStatus>, TransportError>> {
+        Box::pin(async move { Ok(self.hub.schedules.queues()) })
+    }
+
+    fn mover(&self) -> MoverStats {
+        self.hub.schedules.mover()
     }
 }
 

@@ -42,8 +42,8 @@
 //!   after the handler succeeded (or the event was dead-lettered), and the transport reads
 //!   only while [`Inbound::credit`] is above zero, waiting on [`Inbound::credit_available`]
 //!   otherwise, so a slow handler slows its own reading instead of the bus dropping.
-//! - Optional parts: a [`DeadLetterStore`], a [`DedupeStore`], [`PubSubAdmin`] queries and
-//!   [`Transport::stream_groups`].
+//! - Optional parts: a [`DeadLetterStore`], a [`DedupeStore`], a [`Scheduler`],
+//!   [`PubSubAdmin`] queries and [`Transport::stream_groups`].
 //!
 //! The bus ships the in-process transport ([`memory`], `memory://`) and, with the `redis`
 //! feature, Redis pub/sub ([`crate::redis`], `redis://`, `rediss://`, `redis+unix://`,
@@ -66,8 +66,10 @@ mod glob;
 mod group;
 pub mod memory;
 mod memory_dedupe;
+mod memory_schedule;
 mod memory_streams;
 pub(crate) mod message;
+pub mod schedule;
 pub(crate) mod url;
 
 pub use ack::{Ack, Acknowledge};
@@ -82,6 +84,7 @@ pub(crate) use error::Detail;
 pub use error::{ErrorKind, TransportError};
 pub use group::{GroupSpec, GroupStatus};
 pub(crate) use message::Message;
+pub use schedule::{MoverStats, QueueStatus, Route, Scheduled, Scheduler, When};
 pub use url::redact_url;
 
 pub use crate::boxed::{BoxError, BoxFuture};
@@ -231,6 +234,11 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
     /// Where handled event ids are remembered for de-duplication, if this transport keeps
     /// them.
     fn dedupe_store(&self) -> Option<&dyn DedupeStore> {
+        None
+    }
+
+    /// Where scheduled messages wait for their time, if this transport keeps them.
+    fn scheduler(&self) -> Option<&dyn Scheduler> {
         None
     }
 
