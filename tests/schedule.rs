@@ -539,3 +539,35 @@ async fn memory_schedules_follow_tokios_clock() {
     assert_eq!(metrics.event_types["reminder_due"].scheduled, 3);
     bus.shutdown().await.unwrap();
 }
+
+#[test]
+fn the_reminders_example_sends_what_is_due_and_not_what_was_cancelled() {
+    let Some(server) = RedisServer::start_or_skip() else {
+        return;
+    };
+    for url in [None, Some(server.url())] {
+        let mut cmd = Command::new(eventbus_suite::examples::example_binary("reminders"));
+        match &url {
+            Some(url) => cmd.env("REDIS_URL", url),
+            None => cmd.env_remove("REDIS_URL"),
+        };
+        let out = cmd.output().expect("run the example");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{url:?}: the example failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("cart 2 paid: expiry cancelled = true"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("cart 1 expired"), "{stdout}");
+        assert!(!stdout.contains("cart 2 expired"), "{stdout}");
+        assert!(stdout.contains("invoice INV-7 is due"), "{stdout}");
+        assert!(
+            stdout.contains("2 scheduled events sent when due"),
+            "{stdout}"
+        );
+    }
+}

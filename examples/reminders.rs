@@ -1,0 +1,106 @@
+//! Time: events published for later.
+//!
+//! A shop schedules a cart's expiry 30 minutes ahead and cancels it when the customer pays;
+//! it schedules an invoice reminder for a given time. Here the delays are shortened to a
+//! fraction of a second. The scheduled events wait in the transport (on Redis: a sorted set
+//! per channel, moved by a script on the server's clock) and enter their stream or channel
+//! when due, with the id they got when they were scheduled.
+//!
+//! ```text
+//! cargo run --example reminders                                   # in-process (memory://)
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run --example reminders  # on a redis-server
+//! ```
+
+use std::time::{Duration, SystemTime};
+
+use eventbus::{Envelope, Event, EventBus};
+use eventbus_suite::{Seen, wait_for};
+use serde::{Deserialize, Serialize};
+
+/// A cart that nobody paid for expires (durable: appended to its stream when due).
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(durable)]
+struct CartExpired {
+    cart_id: u64,
+}
+
+/// A reminder that an invoice is due (pub/sub: published when due).
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+struct InvoiceDue {
+    invoice: String,
+}
+
+/// How long a cart lives here (30 minutes in the shop).
+const CART_LIFETIME: Duration = Duration::from_millis(300);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "memory://reminders".to_owned());
+    let seen: Seen<String> = Seen::new();
+    let (carts, invoices) = (seen.clone(), seen.clone());
+    let bus = EventBus::builder()
+        .service("shop")
+        .handler(move |e: Envelope<CartExpired>| {
+            let carts = carts.clone();
+            async move {
+                carts.push(format!(
+                    "cart {} expired (event {})",
+                    e.data().cart_id,
+                    e.id()
+                ))
+            }
+        })
+        .handler(move |e: InvoiceDue| {
+            let invoices = invoices.clone();
+            async move { invoices.push(format!("invoice {} is due", e.invoice)) }
+        })
+        .connect(&url)
+        .await?;
+    bus.ready(Duration::from_secs(5)).await?;
+
+    // Two carts are opened; each expires unless paid for.
+    let abandoned = bus
+        .publish_after(CartExpired { cart_id: 1 }, CART_LIFETIME)
+        .await?;
+    let paid = bus
+        .publish_after(CartExpired { cart_id: 2 }, CART_LIFETIME)
+        .await?;
+    println!(
+        "cart 1 expires at {:?} (event {})",
+        abandoned.due, abandoned.id
+    );
+    // The customer of cart 2 pays: its expiry is cancelled.
+    let cancelled = bus.cancel_scheduled(paid.schedule_id()).await?;
+    println!("cart 2 paid: expiry cancelled = {cancelled}");
+    // An invoice reminder at a given time (a chrono::DateTime<Utc> works as well).
+    let at = SystemTime::now() + CART_LIFETIME * 2;
+    bus.publish_at(
+        InvoiceDue {
+            invoice: "INV-7".into(),
+        },
+        at,
+    )
+    .await?;
+
+    let waiting = bus.scheduled_queues().await?;
+    for q in &waiting {
+        println!("waiting in {}: {}", q.queue, q.waiting);
+    }
+    anyhow::ensure!(
+        wait_for(Duration::from_secs(10), || seen.len() >= 2).await,
+        "the scheduled events did not arrive: {:?}",
+        seen.snapshot()
+    );
+    for line in seen.snapshot() {
+        println!("{line}");
+    }
+    // A second look: a cancelled expiry never comes, however long one waits.
+    anyhow::ensure!(!bus.cancel_scheduled(paid.schedule_id()).await?);
+    let lateness = bus.metrics().scheduled.lateness;
+    println!(
+        "{} scheduled events sent when due, p99 lateness under {:?}",
+        lateness.count, lateness.p99
+    );
+    bus.shutdown().await?;
+    Ok(())
+}
