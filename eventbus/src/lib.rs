@@ -1,6 +1,7 @@
 #![doc = include_str!("docs/crate.md")]
 #![doc = include_str!("docs/delivery.md")]
 #![cfg_attr(feature = "postgres", doc = include_str!("docs/consistency.md"))]
+#![doc = include_str!("docs/time.md")]
 #![doc = include_str!("docs/observe.md")]
 #![doc = include_str!("docs/features.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
