@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::event::Event;
 use crate::sync::{read, write};
-use crate::transport::{GroupStatus, MoverStats};
+use crate::transport::GroupStatus;
 
 pub(crate) mod type_index;
 
@@ -148,6 +148,20 @@ pub struct LatencySnapshot {
     pub max_bucket: Duration,
     /// The counts behind these figures, per power-of-two bucket.
     pub buckets: LatencyBuckets,
+}
+
+/// What a transport's mover did since the transport was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MoverStats {
+    /// Messages this mover sent when they were due.
+    pub fired: u64,
+    /// How late after their due time they were sent (by the store's clock).
+    pub lateness: LatencySnapshot,
+    /// Rounds of the mover that failed (the store could not be reached or refused).
+    pub errors: u64,
+    /// The last failure, when there was one.
+    pub last_error: Option<String>,
 }
 
 /// Live counters of one handler.

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use super::{BoxFuture, TransportError};
-use crate::metrics::LatencySnapshot;
+pub use crate::metrics::MoverStats;
 
 /// How a scheduled message goes out when it is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,20 +84,6 @@ pub struct QueueStatus {
     pub waiting: u64,
     /// When the first of them is due.
     pub next_due: Option<SystemTime>,
-}
-
-/// What a transport's mover did since the transport was opened.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct MoverStats {
-    /// Messages this mover sent when they were due.
-    pub fired: u64,
-    /// How late after their due time they were sent (by the store's clock).
-    pub lateness: LatencySnapshot,
-    /// Rounds of the mover that failed (the store could not be reached or refused).
-    pub errors: u64,
-    /// The last failure, when there was one.
-    pub last_error: Option<String>,
 }
 
 /// Where a transport keeps scheduled messages: an optional part of a
