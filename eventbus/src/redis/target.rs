@@ -218,6 +218,24 @@ mod tests {
         );
     }
 
+    /// Without the `tls` feature every `rediss` scheme is refused, naming the feature and
+    /// keeping the password out.
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn rediss_urls_name_the_missing_feature() {
+        let o = RedisOptions::default();
+        for url in [
+            "rediss://:s3cret@h:1",
+            "rediss+sentinel://:s3cret@h:1/main",
+            "rediss+cluster://:s3cret@h:1,h:2",
+        ] {
+            let e = Target::parse(url, &o).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidUrl, "{url}: {e}");
+            assert!(e.to_string().contains("needs the `tls` feature"), "{e}");
+            assert!(!e.to_string().contains("s3cret"), "{e}");
+        }
+    }
+
     #[test]
     fn bad_urls_are_invalid_and_redacted() {
         let o = RedisOptions::default();
