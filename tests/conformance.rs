@@ -187,7 +187,7 @@ fn custom_transport_example_passes() {
     assert!(
         stdout
             .lines()
-            .any(|l| l.starts_with("conformance: 9 passed, 2 skipped, 0 failed")),
+            .any(|l| l.starts_with("conformance: 9 passed, 3 skipped, 0 failed")),
         "{stdout}"
     );
 }
