@@ -120,6 +120,14 @@ pub(super) fn slot_spec<T, H: Handler<T>>(
              whose redeliveries it skips; this handler takes pub/sub events"
         ));
     }
+    if !options.retry.delayed_retries().is_empty() && !durable {
+        return Err(format!(
+            "handler `{name}`: delayed retries (RetryPolicy::then_delayed) apply to durable \
+             event types, whose entries come back later to their group; this handler takes \
+             pub/sub events, which are not durable (retry them at once, with \
+             RetryPolicy::attempts and backoff)"
+        ));
+    }
     Ok(SlotSpec {
         name,
         topics,

@@ -246,9 +246,13 @@ impl EventBus {
 
     /// Starts reading for a durable handler's consumer group; nothing for other handlers.
     async fn join(&self, slot: &Slot) -> Result<(), TransportError> {
+        let delayed = !slot.options.retry.delayed_retries().is_empty();
         let Some(group) = &slot.group else {
             return Ok(());
         };
+        if delayed && !self.capabilities().schedule {
+            return Err(no_delayed_retries(slot, "this transport keeps no schedule"));
+        }
         let Some(Topic::Channel(stream)) = slot.topics.first() else {
             return Err(TransportError::new(
                 ErrorKind::Config,
@@ -262,7 +266,8 @@ impl EventBus {
         let durable = &slot.options.durable;
         let mut spec = GroupSpec::new(stream.clone(), group.to_string(), &*self.inner.consumer)
             .start(durable.start)
-            .claim_idle(durable.claim_idle);
+            .claim_idle(durable.claim_idle)
+            .delayed_retries(delayed);
         spec.consumer_expiry = durable.consumer_expiry;
         self.inner.transport().join(&spec).await
     }
@@ -335,4 +340,15 @@ impl EventBus {
     pub fn topics(&self) -> Vec<Topic> {
         self.inner.router.topics()
     }
+}
+
+/// The error of a handler whose delayed retries cannot work, and why.
+fn no_delayed_retries(slot: &Slot, why: &str) -> TransportError {
+    TransportError::new(
+        ErrorKind::Config,
+        format!(
+            "handler `{}` has delayed retries (RetryPolicy::then_delayed), but {why}",
+            slot.name
+        ),
+    )
 }

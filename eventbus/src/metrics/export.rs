@@ -104,6 +104,12 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         "Handler attempts that were retried.",
     ),
     (
+        "eventbus_deferred_total",
+        Kind::Counter,
+        Unit::Count,
+        "Durable entries handed off for a delayed retry.",
+    ),
+    (
         "eventbus_dead_lettered_total",
         Kind::Counter,
         Unit::Count,
@@ -271,6 +277,7 @@ type Series = (&'static str, Vec<Label>);
 /// | `eventbus_panicked_total` | counter | `handler`, `event_type` |
 /// | `eventbus_timed_out_total` | counter | `handler`, `event_type` |
 /// | `eventbus_retried_total` | counter | `handler`, `event_type` |
+/// | `eventbus_deferred_total` | counter | `handler`, `event_type` |
 /// | `eventbus_dead_lettered_total` | counter | `handler`, `event_type` |
 /// | `eventbus_dropped_total` | counter | `handler`, `event_type` |
 /// | `eventbus_handler_decode_errors_total` | counter | `handler`, `event_type` |
@@ -601,6 +608,7 @@ impl Collected {
         self.count("eventbus_panicked_total", &l, h.panicked);
         self.count("eventbus_timed_out_total", &l, h.timed_out);
         self.count("eventbus_retried_total", &l, h.retried);
+        self.count("eventbus_deferred_total", &l, h.deferred);
         self.count("eventbus_dead_lettered_total", &l, h.dead_lettered);
         self.count("eventbus_dropped_total", &l, h.dropped);
         self.count("eventbus_handler_decode_errors_total", &l, h.decode_errors);

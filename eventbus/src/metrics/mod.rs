@@ -173,6 +173,7 @@ pub(crate) struct HandlerStats {
     pub(crate) panicked: AtomicU64,
     pub(crate) timed_out: AtomicU64,
     pub(crate) retried: AtomicU64,
+    pub(crate) deferred: AtomicU64,
     pub(crate) dead_lettered: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
@@ -225,6 +226,8 @@ pub struct HandlerMetrics {
     pub timed_out: u64,
     /// Attempts that were retried.
     pub retried: u64,
+    /// Durable entries handed off for a delayed retry (their slot freed meanwhile).
+    pub deferred: u64,
     /// Events stored as dead letters.
     pub dead_lettered: u64,
     /// Events dropped because the queue was full.
@@ -278,6 +281,7 @@ impl HandlerStats {
             panicked: l(&self.panicked),
             timed_out: l(&self.timed_out),
             retried: l(&self.retried),
+            deferred: l(&self.deferred),
             dead_lettered: l(&self.dead_lettered),
             dropped: l(&self.dropped),
             decode_errors: l(&self.decode_errors),

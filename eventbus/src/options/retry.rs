@@ -14,12 +14,29 @@ type RetryIf = Arc<dyn Fn(&FailureCause) -> bool + Send + Sync>;
 /// Backoff grows exponentially from `initial_backoff` up to `max_backoff`, with equal jitter
 /// (each delay is drawn between half and all of the computed delay). A handler with
 /// concurrency 1 handles nothing else while it waits, so keep the total short.
+///
+/// For longer waits, a durable handler hands the entry off instead:
+/// [`then_delayed`](Self::then_delayed) lists delays after which a failed entry comes back to
+/// its consumer group (and to no other), each time with the immediate attempts again; the
+/// handler's slot is free meanwhile. After the last one, the entry is dead-lettered.
+///
+/// ```
+/// use std::time::Duration;
+/// use eventbus::RetryPolicy;
+///
+/// let minute = Duration::from_secs(60);
+/// let policy = RetryPolicy::attempts(3)
+///     .backoff(Duration::from_millis(100), Duration::from_secs(1))
+///     .then_delayed([minute, 10 * minute, 60 * minute]);
+/// assert_eq!(policy.delayed_retries().len(), 3);
+/// ```
 #[derive(Clone)]
 pub struct RetryPolicy {
     pub(crate) max_attempts: u32,
     pub(crate) initial_backoff: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) retry_if: Option<RetryIf>,
+    pub(crate) delayed: Arc<[Duration]>,
 }
 
 impl fmt::Debug for RetryPolicy {
@@ -29,6 +46,7 @@ impl fmt::Debug for RetryPolicy {
             .field("initial_backoff", &self.initial_backoff)
             .field("max_backoff", &self.max_backoff)
             .field("retry_if", &self.retry_if.as_ref().map(|_| "<fn>"))
+            .field("delayed", &self.delayed)
             .finish()
     }
 }
@@ -47,6 +65,7 @@ impl RetryPolicy {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             retry_if: None,
+            delayed: Arc::from([]),
         }
     }
 
@@ -73,6 +92,27 @@ impl RetryPolicy {
     pub fn retry_if(mut self, f: impl Fn(&FailureCause) -> bool + Send + Sync + 'static) -> Self {
         self.retry_if = Some(Arc::new(f));
         self
+    }
+
+    /// After the immediate attempts of a delivery failed, a durable entry is handed off and
+    /// comes back to its group after the first of `delays`; failing again, after the second;
+    /// and so on. Each return gets the immediate attempts again; after the last delay's
+    /// attempts it is dead-lettered. Only for durable handlers (a pub/sub handler with delayed
+    /// retries is a [`Config`](crate::ConnectErrorKind::Config) error). Each delay is clamped
+    /// to one year.
+    pub fn then_delayed(mut self, delays: impl IntoIterator<Item = Duration>) -> Self {
+        self.delayed = delays.into_iter().map(|d| d.min(MAX_DURATION)).collect();
+        self
+    }
+
+    /// The delays of the delayed retries, in order (empty: none).
+    pub fn delayed_retries(&self) -> &[Duration] {
+        &self.delayed
+    }
+
+    /// The delay before delayed retry number `done + 1`, when there is one.
+    pub(crate) fn delayed_retry(&self, done: u32) -> Option<Duration> {
+        self.delayed.get(usize::try_from(done).ok()?).copied()
     }
 
     /// The number of attempts in all.

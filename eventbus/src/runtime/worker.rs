@@ -18,7 +18,7 @@ use super::slot::Slot;
 use crate::envelope::{DecodeError, RawEnvelope};
 use crate::error::{DecodeFailure, Failure, FailureCause, HandlerFailure};
 use crate::handler::{Delivery, HandlerContext, Verdict, delivery_info};
-use crate::transport::Ack;
+use crate::transport::{Ack, Deferred};
 
 #[cfg(feature = "postgres")]
 use super::transaction::Ran;
@@ -127,12 +127,16 @@ enum Outcome {
     Abandoned,
     /// The inbox says the handler's group handled the event already: it did not run.
     Duplicate,
+    /// The immediate attempts failed and a delayed retry remains: the entry is handed off to
+    /// come back later.
+    Deferred { attempts: u32, error: String },
 }
 
 /// What follows a failed attempt.
 enum Next {
     Retry,
     GiveUp(String),
+    Defer(String),
     Abandon,
 }
 
@@ -197,7 +201,11 @@ async fn run_durable(
         // Cut short by shutdown: it stays pending, for the next consumer.
         Outcome::GaveUp { .. } if slot.cancel.is_cancelled() => {}
         Outcome::GaveUp { attempts, error } => {
+            let attempts = ack.prior_attempts.saturating_add(attempts);
             dead_letter_then_ack(rt, slot, &delivery, ack, attempts, error).await;
+        }
+        Outcome::Deferred { attempts, error } => {
+            defer(rt, slot, &delivery, ack, attempts, error).await;
         }
         Outcome::Abandoned => {}
         Outcome::Duplicate => acknowledge(rt, slot, ack),
@@ -252,6 +260,43 @@ async fn dead_letter_poison(rt: &Runtime, slot: &Slot, delivery: &Delivery, ack:
         ack.deliveries
     );
     dead_letter_then_ack(rt, slot, delivery, ack, ack.deliveries, error).await;
+}
+
+/// Hands a durable entry off for its next delayed retry (stored for later and acknowledged in
+/// one step by the transport): the handler's slot is free at once. When the hand-off fails the
+/// entry is let go, pending, to be delivered again, and the failure is reported.
+async fn defer(
+    rt: &Runtime,
+    slot: &Slot,
+    delivery: &Delivery,
+    ack: &Ack,
+    attempts: u32,
+    error: String,
+) {
+    let delay = slot
+        .options
+        .retry
+        .delayed_retry(ack.delayed)
+        .unwrap_or_default();
+    let total = ack.prior_attempts.saturating_add(attempts);
+    let payload = delivery.message.payload.clone();
+    let later = Deferred::new(payload, delay, ack.delayed.saturating_add(1), total, error);
+    match ack.defer(&later).await {
+        Ok(()) => {
+            slot.stats.deferred.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(why) => {
+            ack.release();
+            rt.hooks.report(Failure::Ack {
+                handler: slot.name.clone(),
+                entry_id: ack.entry_id.to_string(),
+                error: format!(
+                    "handing the entry off for a delayed retry failed: {why} (it stays \
+                     pending, and is delivered again)"
+                ),
+            });
+        }
+    }
 }
 
 /// Stores a durable entry's dead letter, then acknowledges the entry. When the store fails the
@@ -332,6 +377,12 @@ async fn run_attempts(
                         error,
                     };
                 }
+                Next::Defer(error) => {
+                    return Outcome::Deferred {
+                        attempts: attempt,
+                        error,
+                    };
+                }
                 Next::Abandon => return Outcome::Abandoned,
             }
         }
@@ -388,8 +439,10 @@ async fn failed(
         FailureCause::Timeout(_) => slot.stats.timed_out.fetch_add(1, Ordering::Relaxed),
         _ => 0,
     };
-    let will_retry =
-        slot.options.retry.should_retry(attempt, &cause) && !slot.cancel.is_cancelled();
+    let retry = &slot.options.retry;
+    let live = !slot.cancel.is_cancelled();
+    let will_retry = retry.should_retry(attempt, &cause) && live;
+    let later = !will_retry && live && delayed_retry_left(slot, delivery, &cause);
     tracing::Span::current().record("error.type", cause.kind_name());
     let last_error = cause.to_string();
     rt.hooks.report(Failure::Handler(HandlerFailure {
@@ -398,9 +451,12 @@ async fn failed(
         event_id: delivery.event_id().map(str::to_owned),
         channel: delivery.message.channel.clone(),
         attempt,
-        will_retry,
+        will_retry: will_retry || later,
         cause,
     }));
+    if later {
+        return Next::Defer(last_error);
+    }
     if will_retry {
         slot.stats.retried.fetch_add(1, Ordering::Relaxed);
         let delay = slot.options.retry.delay(attempt);
@@ -412,6 +468,15 @@ async fn failed(
     }
     slot.stats.failed.fetch_add(1, Ordering::Relaxed);
     Next::GiveUp(last_error)
+}
+
+/// Whether a durable delivery has a delayed retry left that the retry policy's filter allows.
+fn delayed_retry_left(slot: &Slot, delivery: &Delivery, cause: &FailureCause) -> bool {
+    let retry = &slot.options.retry;
+    let Some(ack) = &delivery.message.ack else {
+        return false;
+    };
+    retry.delayed_retry(ack.delayed).is_some() && retry.retry_if.as_ref().is_none_or(|f| f(cause))
 }
 
 /// One attempt: in a database transaction for a handler that takes a `Tx`, else the plain run.

@@ -2,8 +2,47 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::{BoxFuture, TransportError};
+use bytes::Bytes;
+
+use super::{BoxFuture, ErrorKind, TransportError};
+
+/// A durable entry handed off to come back later to its group only (a delayed retry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Deferred {
+    /// The entry's payload, as it will come back.
+    pub payload: Bytes,
+    /// How long until it comes back.
+    pub delay: Duration,
+    /// How many delayed retries it will have had when it comes back (1 for the first).
+    pub delayed: u32,
+    /// How many attempts were made on it so far, over every delivery.
+    pub attempts: u32,
+    /// The last attempt's error.
+    pub error: String,
+}
+
+impl Deferred {
+    /// `payload` back after `delay`, as delayed retry number `delayed`, after `attempts`
+    /// attempts that ended with `error`.
+    pub fn new(
+        payload: Bytes,
+        delay: Duration,
+        delayed: u32,
+        attempts: u32,
+        error: String,
+    ) -> Self {
+        Deferred {
+            payload,
+            delay,
+            delayed,
+            attempts,
+            error,
+        }
+    }
+}
 
 /// The transport's side of acknowledgements, one per consumer group: implemented by
 /// at-least-once transports.
@@ -18,6 +57,23 @@ pub trait Acknowledge: Send + Sync + 'static {
     /// that died (after `claim_idle`). Nothing by default.
     fn release(&self, entry_id: &str) {
         let _ = entry_id;
+    }
+
+    /// Hands the entry off to come back to this group only, after `later.delay`, and removes
+    /// it from the group's pending entries, in one step: a crash leaves it either pending or
+    /// handed off, never lost and never both. Unsupported by default.
+    fn defer<'a>(
+        &'a self,
+        entry_id: &'a str,
+        later: &'a Deferred,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        let _ = (entry_id, later);
+        Box::pin(async {
+            Err(TransportError::new(
+                ErrorKind::Unsupported,
+                "this transport offers no delayed retries",
+            ))
+        })
     }
 }
 
@@ -38,6 +94,10 @@ pub struct Ack {
     /// Whether this consumer claimed the entry from another one, on which it had stayed
     /// unacknowledged too long (that consumer is presumed dead).
     pub claimed: bool,
+    /// How many delayed retries brought this entry back (0: it came from its stream).
+    pub delayed: u32,
+    /// How many attempts were made on the entry before it was handed off for later.
+    pub prior_attempts: u32,
     handle: Arc<dyn Acknowledge>,
 }
 
@@ -54,8 +114,18 @@ impl Ack {
             entry_id,
             deliveries,
             claimed: false,
+            delayed: 0,
+            prior_attempts: 0,
             handle,
         }
+    }
+
+    /// Marks the entry as brought back by delayed retry number `delayed`, after
+    /// `prior_attempts` attempts.
+    pub fn with_delayed(mut self, delayed: u32, prior_attempts: u32) -> Self {
+        self.delayed = delayed;
+        self.prior_attempts = prior_attempts;
+        self
     }
 
     /// Marks the entry as claimed from another consumer.
@@ -74,6 +144,11 @@ impl Ack {
     pub fn release(&self) {
         self.handle.release(&self.entry_id);
     }
+
+    /// Hands the entry off to come back later to its group only (see [`Acknowledge::defer`]).
+    pub async fn defer(&self, later: &Deferred) -> Result<(), TransportError> {
+        self.handle.defer(&self.entry_id, later).await
+    }
 }
 
 impl PartialEq for Ack {
@@ -91,6 +166,7 @@ impl fmt::Debug for Ack {
             .field("entry_id", &self.entry_id)
             .field("deliveries", &self.deliveries)
             .field("claimed", &self.claimed)
+            .field("delayed", &self.delayed)
             .finish_non_exhaustive()
     }
 }

@@ -22,6 +22,9 @@ pub struct GroupSpec {
     /// member deletes it (a consumer left by a process that died); `None` for the default,
     /// [`GroupSpec::DEFAULT_CONSUMER_EXPIRY`] or 10 × `claim_idle`, whichever is longer.
     pub consumer_expiry: Option<Duration>,
+    /// Whether the group's handler hands failed entries off for later (delayed retries): the
+    /// transport then also reads, for this group only, the entries that come back.
+    pub delayed_retries: bool,
 }
 
 impl GroupSpec {
@@ -39,7 +42,14 @@ impl GroupSpec {
             start: StartFrom::New,
             claim_idle: Duration::from_secs(30),
             consumer_expiry: None,
+            delayed_retries: false,
         }
+    }
+
+    /// Whether the group's handler hands failed entries off for later.
+    pub fn delayed_retries(mut self, on: bool) -> Self {
+        self.delayed_retries = on;
+        self
     }
 
     /// The shortest default consumer expiry: 5 minutes.

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use super::glob::glob_match;
 use super::memory_dedupe::MemoryDedupe;
 use super::memory_schedule::Schedules;
-use super::memory_streams::{Streams, spawn_reader};
+use super::memory_streams::{Streams, retry_stream, spawn_reader};
 use super::schedule::MoverStats;
 use super::{
     BoxFuture, Capabilities, ConnectionEvent, DeadLetter, DeadLetterStore, DedupeStore, ErrorKind,
@@ -40,7 +40,7 @@ struct Hub {
     next_dead: AtomicU64,
     streams: Arc<Streams>,
     dedupe: MemoryDedupe,
-    schedules: Schedules,
+    schedules: Arc<Schedules>,
 }
 
 impl Hub {
@@ -74,8 +74,9 @@ impl Hub {
     fn fire(&self, message: &Scheduled) {
         match message.route {
             Route::Append => {
-                self.streams
-                    .append(&message.channel, message.payload.clone());
+                let payload = message.payload.clone();
+                let streams = &self.streams;
+                streams.append_retried(&message.channel, payload, message.retried);
             }
             _ => {
                 self.deliver(&message.channel, message.payload.clone());
@@ -321,9 +322,19 @@ impl Transport for MemoryTransport {
             if let Some(previous) = previous {
                 previous.cancel();
             }
+            let hub = (self.hub.streams.clone(), self.hub.schedules.clone());
             let inbound = self.member.inbound.clone();
-            let streams = self.hub.streams.clone();
-            spawn_reader(&self.tasks, streams, group, inbound, cancel);
+            let channel = &group.stream;
+            let main = (hub.clone(), inbound.clone(), cancel.clone());
+            spawn_reader(&self.tasks, main.0, group, channel, main.1, main.2);
+            if group.delayed_retries {
+                let stream = retry_stream(channel, &group.group);
+                let retry = GroupSpec::new(stream, &group.group, &group.consumer)
+                    .start(crate::options::StartFrom::Beginning)
+                    .claim_idle(group.claim_idle);
+                self.hub.streams.create_group(&retry);
+                spawn_reader(&self.tasks, hub, &retry, channel, inbound, cancel);
+            }
             Ok(())
         })
     }

@@ -20,9 +20,10 @@ use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::memory_schedule::Schedules;
 use super::{
-    Ack, Acknowledge, BoxFuture, ErrorKind, GroupSpec, GroupStatus, Inbound, Message,
-    TransportError,
+    Ack, Acknowledge, BoxFuture, Deferred, ErrorKind, GroupSpec, GroupStatus, Inbound, Message,
+    Route, Scheduled, TransportError, When,
 };
 use crate::options::StartFrom;
 use crate::sync::lock;
@@ -98,6 +99,9 @@ fn now_ms() -> u64 {
 struct Entry {
     id: EntryId,
     payload: Bytes,
+    /// For an entry of a retry stream: the delayed retries that brought it back and the
+    /// attempts made before; (0, 0) otherwise.
+    retried: (u32, u32),
 }
 
 /// An entry handed out to a consumer and not acknowledged yet.
@@ -124,6 +128,7 @@ struct Delivered {
     id: EntryId,
     /// `None` for a pending entry trimmed from the stream: it is reported, not delivered.
     payload: Option<Bytes>,
+    retried: (u32, u32),
     deliveries: u32,
     /// Taken over from another consumer.
     claimed: bool,
@@ -139,21 +144,37 @@ struct Log {
 
 impl Log {
     /// Appends an entry stamped `now_ms`, then trims to `max_len` entries; returns its id.
+    #[cfg(test)]
     fn push(&mut self, payload: Bytes, now_ms: u64, max_len: usize) -> EntryId {
+        self.push_retried(payload, (0, 0), now_ms, max_len)
+    }
+
+    /// [`push`](Self::push) of an entry of a retry stream.
+    fn push_retried(
+        &mut self,
+        payload: Bytes,
+        retried: (u32, u32),
+        now_ms: u64,
+        max_len: usize,
+    ) -> EntryId {
         let id = self.last_id.next(now_ms);
         self.last_id = id;
-        self.entries.push_back(Entry { id, payload });
+        self.entries.push_back(Entry {
+            id,
+            payload,
+            retried,
+        });
         while self.entries.len() > max_len {
             self.entries.pop_front();
         }
         id
     }
 
-    fn payload(&self, id: EntryId) -> Option<Bytes> {
+    fn payload(&self, id: EntryId) -> Option<(Bytes, (u32, u32))> {
         self.entries
             .binary_search_by_key(&id, |e| e.id)
             .ok()
-            .map(|i| self.entries[i].payload.clone())
+            .map(|i| (self.entries[i].payload.clone(), self.entries[i].retried))
     }
 
     /// Creates `group` unless it exists (an existing group keeps its position).
@@ -232,7 +253,8 @@ impl Log {
         consumer: &str,
         now: Instant,
     ) -> Vec<Delivered> {
-        let payloads: Vec<Option<Bytes>> = ids.iter().map(|id| self.payload(*id)).collect();
+        let payloads: Vec<Option<(Bytes, (u32, u32))>> =
+            ids.iter().map(|id| self.payload(*id)).collect();
         let Some(g) = self.groups.get_mut(group) else {
             return Vec::new();
         };
@@ -242,7 +264,8 @@ impl Log {
                 if let Some(p) = g.pending.remove(id) {
                     out.push(Delivered {
                         id: *id,
-                        payload,
+                        payload: None,
+                        retried: (0, 0),
                         deliveries: p.deliveries,
                         claimed: false,
                     });
@@ -257,9 +280,11 @@ impl Log {
                     p.consumer = Arc::from(consumer);
                     g.consumers.insert(p.consumer.clone());
                 }
+                let (payload, retried) = payload.map_or((None, (0, 0)), |(p, r)| (Some(p), r));
                 out.push(Delivered {
                     id: *id,
                     payload,
+                    retried,
                     deliveries: p.deliveries,
                     claimed,
                 });
@@ -297,6 +322,7 @@ impl Log {
             out.push(Delivered {
                 id: e.id,
                 payload: Some(e.payload.clone()),
+                retried: e.retried,
                 deliveries: 1,
                 claimed: false,
             });
@@ -336,13 +362,24 @@ pub(super) struct Streams {
 impl Streams {
     /// Appends `payload` to `stream`; returns the entry id.
     pub(super) fn append(&self, stream: &str, payload: Bytes) -> String {
+        self.append_retried(stream, payload, (0, 0))
+    }
+
+    /// [`append`](Self::append) of an entry to a retry stream: `retried` holds the delayed
+    /// retries that brought it back and the attempts made before.
+    pub(super) fn append_retried(
+        &self,
+        stream: &str,
+        payload: Bytes,
+        retried: (u32, u32),
+    ) -> String {
         let id = {
             let mut logs = lock(&self.logs);
             let log = match logs.get_mut(stream) {
                 Some(log) => log,
                 None => logs.entry(stream.to_owned()).or_default(),
             };
-            log.push(payload, now_ms(), MAX_LEN)
+            log.push_retried(payload, retried, now_ms(), MAX_LEN)
         };
         self.appended.notify_waiters();
         id.to_string()
@@ -379,38 +416,69 @@ impl Streams {
     }
 }
 
-/// Acknowledges the entries of one group.
+/// The stream a group's delayed retries come back on, read by that group only.
+pub(super) fn retry_stream(stream: &str, group: &str) -> String {
+    format!("eventbus:retry:{{{stream}}}:{group}")
+}
+
+/// Acknowledges the entries of one group on one stream, and hands them off for delayed
+/// retries.
 struct GroupAck {
     streams: Arc<Streams>,
+    schedules: Arc<Schedules>,
     stream: Arc<str>,
     group: Arc<str>,
+    /// The group's retry stream.
+    retry: Arc<str>,
 }
 
 impl Acknowledge for GroupAck {
     fn ack<'a>(&'a self, entry_id: &'a str) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move { self.streams.ack(&self.stream, &self.group, entry_id) })
     }
+
+    /// Scheduled to come back on the group's retry stream, then acknowledged, under no await:
+    /// in one process there is no crash between the two that would leave the other.
+    fn defer<'a>(
+        &'a self,
+        entry_id: &'a str,
+        later: &'a Deferred,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(async move {
+            let id = uuid::Uuid::now_v7().to_string();
+            let retry = &*self.retry;
+            let mut back = Scheduled::new(retry, id, retry, Route::Append, later.payload.clone());
+            back.retried = (later.delayed, later.attempts);
+            self.schedules.schedule(&back, When::After(later.delay));
+            self.streams.ack(&self.stream, &self.group, entry_id)
+        })
+    }
 }
 
 /// Starts reading for a joined group until `cancel` fires, tracked by `tasks`.
 pub(super) fn spawn_reader(
     tasks: &TaskTracker,
-    streams: Arc<Streams>,
+    hub: (Arc<Streams>, Arc<Schedules>),
     spec: &GroupSpec,
+    channel: &str,
     inbound: Arc<dyn Inbound>,
     cancel: CancellationToken,
 ) {
+    let (streams, schedules) = hub;
     let stream: Arc<str> = Arc::from(spec.stream.as_str());
     let group: Arc<str> = Arc::from(spec.group.as_str());
     let acker = Arc::new(GroupAck {
         streams: streams.clone(),
+        schedules,
         stream: stream.clone(),
         group: group.clone(),
+        retry: Arc::from(retry_stream(channel, &spec.group)),
     });
     let reader = Reader {
         streams,
         inbound,
         stream,
+        channel: Arc::from(channel),
         group,
         consumer: Arc::from(spec.consumer.as_str()),
         claim_idle: spec.claim_idle,
@@ -427,6 +495,9 @@ struct Reader {
     streams: Arc<Streams>,
     inbound: Arc<dyn Inbound>,
     stream: Arc<str>,
+    /// The channel its messages say they came on: the group's stream, also for the entries of
+    /// its retry stream.
+    channel: Arc<str>,
     group: Arc<str>,
     consumer: Arc<str>,
     claim_idle: Duration,
@@ -529,8 +600,9 @@ impl Reader {
         if d.claimed {
             ack = ack.mark_claimed();
         }
+        ack = ack.with_delayed(d.retried.0, d.retried.1);
         self.inbound.message(Message {
-            channel: self.stream.clone(),
+            channel: self.channel.clone(),
             pattern: None,
             payload,
             ack: Some(ack),

@@ -72,7 +72,7 @@ pub(crate) mod message;
 pub mod schedule;
 pub(crate) mod url;
 
-pub use ack::{Ack, Acknowledge};
+pub use ack::{Ack, Acknowledge, Deferred};
 pub use admin::PubSubAdmin;
 pub use capabilities::Capabilities;
 // Exported at the crate root: handler authors name them too.

@@ -52,6 +52,9 @@ pub struct Scheduled {
     pub payload: Bytes,
     /// When it is due, for a waiting message; ignored when scheduling.
     pub due: Option<SystemTime>,
+    /// For an entry of a retry stream: the delayed retries that bring it back and the attempts
+    /// made before.
+    pub(crate) retried: (u32, u32),
 }
 
 impl Scheduled {
@@ -70,6 +73,7 @@ impl Scheduled {
             route,
             payload,
             due: None,
+            retried: (0, 0),
         }
     }
 }

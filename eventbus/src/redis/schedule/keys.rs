@@ -7,7 +7,7 @@
 //! moves a message from the queue to its stream there. The set `eventbus:schedules` names
 //! every queue that held messages: the movers read it to know where to look.
 
-use crate::redis::streams::reply::ENVELOPE_FIELD;
+use crate::redis::streams::reply::{ATTEMPTS_FIELD, DELAYED_FIELD, ENVELOPE_FIELD};
 use crate::redis::streams::retention::StreamRetention;
 use crate::transport::Route;
 
@@ -47,6 +47,54 @@ impl QueueKeys {
     }
 }
 
+/// The stream a group's delayed retries come back on: `eventbus:retry:{<tag>}…:<group>`, in
+/// the slot of `stream`, read by that group only.
+pub(crate) fn retry_stream(stream: &str, group: &str) -> String {
+    let tag = hash_tag(stream);
+    let rest = if tag == stream { "" } else { stream };
+    format!("eventbus:retry:{{{tag}}}{rest}:{group}")
+}
+
+/// A stored entry for a group's retry stream: appended with the envelope and the fields that
+/// say how many delayed retries and attempts it had, and the last error.
+pub(crate) fn retry_record(
+    target: &str,
+    retention: StreamRetention,
+    later: &crate::transport::Deferred,
+) -> Vec<u8> {
+    let (delayed, attempts) = (later.delayed.to_string(), later.attempts.to_string());
+    let fields: [(&str, &[u8]); 4] = [
+        (ENVELOPE_FIELD, &later.payload),
+        (DELAYED_FIELD, delayed.as_bytes()),
+        (ATTEMPTS_FIELD, attempts.as_bytes()),
+        ("error", later.error.as_bytes()),
+    ];
+    let mut out = Vec::with_capacity(later.payload.len() + later.error.len() + 96);
+    head(&mut out, "a", target, retention);
+    for (name, value) in fields {
+        netstring(&mut out, name.as_bytes());
+        netstring(&mut out, value);
+    }
+    out
+}
+
+/// The record's first four parts: route, target, trimming and its value.
+fn head(out: &mut Vec<u8>, route: &str, target: &str, retention: StreamRetention) {
+    let (trim, value) = match retention {
+        StreamRetention::MaxLen(n) => ("L", n.min(i64::MAX as usize).to_string()),
+        StreamRetention::MaxAge(age) => ("A", age.as_millis().min(i64::MAX as u128).to_string()),
+        StreamRetention::Unbounded => ("-", String::new()),
+    };
+    for part in [
+        route.as_bytes(),
+        target.as_bytes(),
+        trim.as_bytes(),
+        value.as_bytes(),
+    ] {
+        netstring(out, part);
+    }
+}
+
 /// A stored message: netstrings (`<len>:<bytes>`) of the route (`p` publish, `s` sharded
 /// publish, `a` append), the target, the trimming (`L` max length, `A` max age in ms, `-`
 /// none) and its value, then the payload, or for an append the entry's fields and values.
@@ -63,19 +111,7 @@ pub(crate) fn record(
         Route::PublishSharded if sharded => "s",
         _ => "p",
     };
-    let (trim, value) = match retention {
-        StreamRetention::MaxLen(n) => ("L", n.min(i64::MAX as usize).to_string()),
-        StreamRetention::MaxAge(age) => ("A", age.as_millis().min(i64::MAX as u128).to_string()),
-        StreamRetention::Unbounded => ("-", String::new()),
-    };
-    for part in [
-        route.as_bytes(),
-        target.as_bytes(),
-        trim.as_bytes(),
-        value.as_bytes(),
-    ] {
-        netstring(&mut out, part);
-    }
+    head(&mut out, route, target, retention);
     if route == "a" {
         netstring(&mut out, ENVELOPE_FIELD.as_bytes());
     }

@@ -15,9 +15,10 @@ use redis::Value;
 use crate::redis::shared::Shared;
 use crate::sync::lock;
 use crate::transport::{
-    BoxFuture, MoverStats, QueueStatus, Route, Scheduled, Scheduler, TransportError, When,
+    BoxFuture, Deferred, MoverStats, QueueStatus, Route, Scheduled, Scheduler, TransportError, When,
 };
 
+pub(crate) use keys::retry_stream;
 use keys::{INDEX, QueueKeys};
 pub(crate) use mover::Mover;
 
@@ -172,6 +173,49 @@ impl RedisScheduler {
         }
         Ok(out)
     }
+}
+
+/// Hands the entry `entry_id` of `group` on `stream` off for a delayed retry: stored in the
+/// queue of the group's retry stream, due after `later.delay` by the server's clock, and
+/// acknowledged, in one script. The queue is added to the index first (a queue in the index
+/// with nothing in it costs the movers one look).
+pub(crate) async fn defer(
+    shared: &Shared,
+    stream: &str,
+    group: &str,
+    entry_id: &str,
+    later: &Deferred,
+) -> Result<(), TransportError> {
+    let retry = match stream.starts_with("eventbus:retry:") {
+        true => stream.to_owned(),
+        false => retry_stream(stream, group),
+    };
+    let wait = shared.options.publish_deadline;
+    let mut index = redis::cmd("SADD");
+    index.arg(INDEX).arg(&retry);
+    shared
+        .command::<()>("adding a retry queue to the index", &index, wait)
+        .await?;
+    let keys = QueueKeys::of(&retry);
+    let record = keys::retry_record(&retry, shared.options.stream_retention, later);
+    let id = uuid::Uuid::now_v7().to_string();
+    let delay = u64::try_from(later.delay.as_millis()).unwrap_or(u64::MAX);
+    shared
+        .in_turn(
+            "handing an entry off for a delayed retry",
+            wait,
+            |mut conn| {
+                let mut call = scripts::DEFER.prepare_invoke();
+                call.key(&keys.due).key(&keys.items).key(stream);
+                call.arg(&id)
+                    .arg(delay)
+                    .arg(&record)
+                    .arg(group)
+                    .arg(entry_id);
+                async move { call.invoke_async::<()>(&mut conn).await }
+            },
+        )
+        .await
 }
 
 /// A waiting message from its stored record.

@@ -27,6 +27,19 @@ return {{due, now}}"
     ))
 });
 
+/// `KEYS`: the retry queue's sorted set and hash, and the stream the entry is pending on.
+/// `ARGV`: id, delay in milliseconds, the record, the group, the entry id. Stores the record
+/// due at the server's now plus the delay and acknowledges the entry, in one step.
+pub(crate) static DEFER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{NOW}
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[1], string.format('%d', now + tonumber(ARGV[2])), ARGV[1])
+redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
+return 1"
+    ))
+});
+
 /// `KEYS`: the queue's sorted set and hash. `ARGV`: id. Removes the message when it waits:
 /// 1, else 0.
 pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {

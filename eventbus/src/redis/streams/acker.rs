@@ -16,9 +16,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::redis::errors;
+use crate::redis::schedule::defer;
 use crate::redis::shared::Shared;
 use crate::sync::lock;
-use crate::transport::{Acknowledge, BoxFuture, ErrorKind, TransportError};
+use crate::transport::{Acknowledge, BoxFuture, Deferred, ErrorKind, TransportError};
 
 /// The most ids in one `XACK`.
 const MAX_BATCH: usize = 512;
@@ -29,6 +30,9 @@ type Request = (String, oneshot::Sender<Result<(), (ErrorKind, String)>>);
 /// Acknowledges entries of one group, and remembers which ones this process holds.
 pub(super) struct Acker {
     requests: mpsc::UnboundedSender<Request>,
+    shared: Arc<Shared>,
+    stream: String,
+    group: String,
     /// Entries read by this process and neither acknowledged nor released yet.
     held: Mutex<HashSet<String>>,
     /// Set when an entry was released: the reader re-reads its own pending entries.
@@ -47,6 +51,9 @@ impl Acker {
         shared.spawn(sender.run(queue));
         Arc::new(Acker {
             requests,
+            shared: shared.clone(),
+            stream: stream.to_owned(),
+            group: group.to_owned(),
             held: Mutex::default(),
             released: AtomicBool::new(false),
         })
@@ -88,6 +95,15 @@ impl Acker {
         self.released.swap(false, Ordering::AcqRel)
     }
 
+    /// Hands a held entry off for a delayed retry (stored for later and acknowledged in one
+    /// step); it is no longer held either way.
+    async fn defer(&self, entry_id: &str, later: &Deferred) -> Result<(), TransportError> {
+        let s = &self.shared;
+        let result = defer(s, &self.stream, &self.group, entry_id, later).await;
+        lock(&self.held).remove(entry_id);
+        result
+    }
+
     async fn ack(&self, entry_id: &str) -> Result<(), TransportError> {
         let (done, outcome) = oneshot::channel();
         let closed = || TransportError::new(ErrorKind::Closed, "the Redis transport is closed");
@@ -118,6 +134,14 @@ impl Acknowledge for Held {
 
     fn release(&self, entry_id: &str) {
         self.acker.release(entry_id);
+    }
+
+    fn defer<'a>(
+        &'a self,
+        entry_id: &'a str,
+        later: &'a Deferred,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(self.acker.defer(entry_id, later))
     }
 }
 

@@ -18,8 +18,10 @@ use redis::{Cmd, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::options::StartFrom;
 use crate::redis::conn::connection::Conn;
 use crate::redis::publish::encode::Command;
+use crate::redis::schedule::retry_stream;
 use crate::redis::shared::Shared;
 use crate::redis::streams::acker::Acker;
 use crate::redis::streams::groups;
@@ -84,7 +86,9 @@ pub(crate) async fn append(
         .await
 }
 
-/// Creates the group if missing and starts its reader and keep-alive.
+/// Creates the group if missing and starts its reader and keep-alive; for a group with delayed
+/// retries, the same on the group's retry stream, whose entries are delivered as entries of
+/// the group's stream.
 pub(crate) async fn join(
     shared: &Arc<Shared>,
     streams: &Streams,
@@ -92,11 +96,46 @@ pub(crate) async fn join(
 ) -> Result<(), TransportError> {
     shared.check_open()?;
     let last_seen = groups::create_group(shared, spec).await?;
+    let retries = match spec.delayed_retries {
+        true => {
+            let retry = retry_spec(spec);
+            let last_seen = groups::create_group(shared, &retry).await?;
+            Some((retry, last_seen))
+        }
+        false => None,
+    };
     let token = shared.cancel.child_token();
     let member = (token.clone(), spec.clone());
     if let Some((old, _)) = lock(&streams.members).insert(spec.group.clone(), member) {
         old.cancel();
     }
+    let channel: Arc<str> = Arc::from(spec.stream.as_str());
+    start_reading(shared, spec, &channel, last_seen, &token);
+    if let Some((retry, last_seen)) = retries {
+        start_reading(shared, &retry, &channel, last_seen, &token);
+    }
+    Ok(())
+}
+
+/// The group `spec` names on its retry stream, read from the start.
+fn retry_spec(spec: &GroupSpec) -> GroupSpec {
+    let stream = retry_stream(&spec.stream, &spec.group);
+    let mut retry = GroupSpec::new(stream, &spec.group, &spec.consumer)
+        .start(StartFrom::Beginning)
+        .claim_idle(spec.claim_idle);
+    retry.consumer_expiry = spec.consumer_expiry;
+    retry
+}
+
+/// Starts the acker, keep-alive and reader of one group on one stream, delivering its entries
+/// as entries of `channel`.
+fn start_reading(
+    shared: &Arc<Shared>,
+    spec: &GroupSpec,
+    channel: &Arc<str>,
+    last_seen: Option<String>,
+    token: &CancellationToken,
+) {
     let acker = Acker::start(shared, &spec.stream, &spec.group);
     shared.spawn(
         KeepAlive {
@@ -111,11 +150,11 @@ pub(crate) async fn join(
         shared: shared.clone(),
         acker,
         group: Arc::from(spec.group.as_str()),
+        channel: channel.clone(),
         spec: spec.clone(),
-        token,
+        token: token.clone(),
     };
     shared.spawn(reader.run(last_seen));
-    Ok(())
 }
 
 /// What the reader does next.
@@ -145,6 +184,9 @@ struct Reader {
     shared: Arc<Shared>,
     acker: Arc<Acker>,
     group: Arc<str>,
+    /// The channel its messages say they came on: the group's stream, also for the entries of
+    /// its retry stream.
+    channel: Arc<str>,
     spec: GroupSpec,
     token: CancellationToken,
 }
@@ -506,7 +548,6 @@ impl Reader {
     }
 
     fn deliver(&self, entries: impl Iterator<Item = (Entry, u32)>, claimed: bool) {
-        let channel: Arc<str> = Arc::from(self.spec.stream.as_str());
         for (entry, deliveries) in entries {
             let Some(payload) = entry.payload else {
                 continue;
@@ -514,11 +555,12 @@ impl Reader {
             let Some(handle) = self.acker.hold(&entry.id) else {
                 continue;
             };
-            let mut ack = Ack::new(self.group.clone(), Arc::from(entry.id), deliveries, handle);
+            let mut ack = Ack::new(self.group.clone(), Arc::from(entry.id), deliveries, handle)
+                .with_delayed(entry.delayed, entry.attempts);
             if claimed {
                 ack = ack.mark_claimed();
             }
-            let mut message = Message::new(channel.clone(), None, payload);
+            let mut message = Message::new(self.channel.clone(), None, payload);
             message.ack = Some(ack);
             self.shared.inbound.message(message);
         }

@@ -10,6 +10,10 @@ use crate::transport::GroupStatus;
 
 /// The field of a stream entry that holds the envelope (wire contract v1.1).
 pub(crate) const ENVELOPE_FIELD: &str = "envelope";
+/// The field of a retry entry with the number of delayed retries that brought it back.
+pub(crate) const DELAYED_FIELD: &str = "delayed";
+/// The field of a retry entry with the attempts made on it before.
+pub(crate) const ATTEMPTS_FIELD: &str = "attempts";
 
 /// One stream entry: its id and the envelope it carries (empty when the field is missing,
 /// which the bus then reports as undecodable; `None` when the entry was deleted from the
@@ -18,6 +22,10 @@ pub(crate) const ENVELOPE_FIELD: &str = "envelope";
 pub(crate) struct Entry {
     pub(crate) id: String,
     pub(crate) payload: Option<Bytes>,
+    /// For an entry of a retry stream: how many delayed retries brought it back, and the
+    /// attempts made on it before (0 and 0 otherwise).
+    pub(crate) delayed: u32,
+    pub(crate) attempts: u32,
 }
 
 pub(crate) fn text(v: &Value) -> Option<String> {
@@ -55,20 +63,34 @@ pub(crate) fn entry(v: Value) -> Option<Entry> {
     let fields = parts.pop()?;
     let id = text(&parts[0])?;
     if fields == Value::Nil {
-        return Some(Entry { id, payload: None });
+        return Some(Entry {
+            id,
+            payload: None,
+            delayed: 0,
+            attempts: 0,
+        });
     }
-    let payload = pairs(fields)
-        .into_iter()
-        .find(|(k, _)| text(k).as_deref() == Some(ENVELOPE_FIELD))
-        .and_then(|(_, v)| match v {
-            Value::BulkString(b) => Some(Bytes::from(b)),
-            Value::SimpleString(s) => Some(Bytes::from(s)),
-            _ => None,
-        })
-        .unwrap_or_default();
+    let (mut payload, mut delayed, mut attempts) = (Bytes::new(), 0, 0);
+    for (k, v) in pairs(fields) {
+        let number = || text(&v).and_then(|t| t.parse().ok()).unwrap_or(0);
+        match text(&k).as_deref() {
+            Some(ENVELOPE_FIELD) => {
+                payload = match v {
+                    Value::BulkString(b) => Bytes::from(b),
+                    Value::SimpleString(s) => Bytes::from(s),
+                    _ => Bytes::new(),
+                }
+            }
+            Some(DELAYED_FIELD) => delayed = number(),
+            Some(ATTEMPTS_FIELD) => attempts = number(),
+            _ => {}
+        }
+    }
     Some(Entry {
         id,
         payload: Some(payload),
+        delayed,
+        attempts,
     })
 }
 
@@ -187,7 +209,9 @@ mod tests {
             got[0],
             Entry {
                 id: "1-0".into(),
-                payload: Some(Bytes::from_static(b"{}"))
+                payload: Some(Bytes::from_static(b"{}")),
+                delayed: 0,
+                attempts: 0,
             }
         );
         assert_eq!(got[1].payload.as_deref(), Some(&b"{\"a\":1}"[..]));
