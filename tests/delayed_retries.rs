@@ -28,7 +28,10 @@ const FAST: u64 = 100_000;
 
 /// Per job: how often the worker ran it, how often it succeeded, when it last succeeded.
 #[derive(Clone, Default)]
-struct Runs(Arc<Mutex<HashMap<u64, (u32, u32, Option<Instant>)>>>);
+struct Runs(Arc<Mutex<Tally>>);
+
+/// Job → (runs, successes, last success).
+type Tally = HashMap<u64, (u32, u32, Option<Instant>)>;
 
 impl Runs {
     /// One run of job `n`: fails its first `fail` runs.
@@ -144,11 +147,8 @@ async fn retried_jobs_come_back_to_their_group_only(url: &str, slow: u64, fast_j
     assert_eq!(work.failed, 0);
     let all = slow + fast_jobs;
     assert!(wait_for(LIMIT, || audit.lock().unwrap().len() == all as usize).await);
-    let audit = audit.lock().unwrap();
-    assert!(
-        audit.values().all(|n| *n == 1),
-        "the audit group saw a retry"
-    );
+    let once = audit.lock().unwrap().values().all(|n| *n == 1);
+    assert!(once, "the audit group saw a retry");
     println!("{url}: {fast_jobs} fast jobs handled in {fast_took:?} while {slow} slow ones waited");
     worker.shutdown().await.unwrap();
     auditor.shutdown().await.unwrap();

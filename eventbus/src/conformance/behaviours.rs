@@ -12,7 +12,7 @@ use crate::EventBusBuilder;
 use crate::bus::EventBus;
 use crate::error::{Failure, PublishErrorKind};
 use crate::event::Event;
-use crate::options::HandlerOptions;
+use crate::options::{HandlerOptions, RetryPolicy};
 use crate::topic::Topic;
 use crate::transport::{ConnectionEvent, Message};
 
@@ -587,6 +587,77 @@ fn on_time(got: &[(u64, Instant)], expected: &[u64], started: Instant, ahead: Du
             "event {n} arrived {at:?} after it was scheduled, before it was due ({due:?})"
         );
     }
+    Ok(())
+}
+
+/// Delayed retries: each entry's first attempt fails, it comes back after 200 ms to its group
+/// and is handled then; another group of the stream sees each entry once.
+pub(super) async fn delayed_retries_come_back_to_their_group(lab: &mut Lab<'_>) -> Check {
+    let (runs, others) = (Seen::new(), Seen::new());
+    let r = runs.clone();
+    let retry = RetryPolicy::attempts(1).then_delayed([Duration::from_millis(200)]);
+    let flaky = HandlerOptions::new().name("flaky").retry(retry);
+    let bus = lab
+        .connect(EventBus::builder().service("conf").handler_with(
+            flaky,
+            move |e: Task, info: crate::DeliveryInfo| {
+                let r = r.clone();
+                async move {
+                    if e.n < 2000 {
+                        return Ok(());
+                    }
+                    r.push((e.n, info.delayed));
+                    match info.delayed {
+                        0 => Err(std::io::Error::other("not yet")),
+                        _ => Ok(()),
+                    }
+                }
+            },
+        ))
+        .await?;
+    let o = others.clone();
+    let other = EventBus::builder().service("conf").handler_with(
+        HandlerOptions::new().name("other"),
+        move |e: Task| {
+            let o = o.clone();
+            async move {
+                if e.n >= 2000 {
+                    o.push(e.n);
+                }
+            }
+        },
+    );
+    lab.connect(other).await?;
+    for n in 2000..2020 {
+        bus.publish(Task { n }).await.context("publishing")?;
+    }
+    let done = || runs.len() >= 40 && others.len() >= 20;
+    ensure!(
+        wait_for(done).await,
+        "20 entries expected to run twice each (once, then once more after a delayed retry), \
+         ran {:?}; the other group received {:?}",
+        runs.snapshot(),
+        others.snapshot()
+    );
+    let mut got = runs.snapshot();
+    got.sort_unstable();
+    let expected: Vec<(u64, u32)> = (2000..2020).flat_map(|n| [(n, 0), (n, 1)]).collect();
+    ensure!(
+        got == expected,
+        "each entry expected once as delivered and once back, got {got:?}"
+    );
+    let mut other = others.snapshot();
+    other.sort_unstable();
+    ensure!(
+        other == (2000..2020).collect::<Vec<_>>(),
+        "the other group expected each entry once, got {:?}",
+        Excerpt(&other)
+    );
+    let deferred = bus.metrics().handler("flaky").map_or(0, |h| h.deferred);
+    ensure!(
+        deferred == 20,
+        "20 hand-offs expected, the metrics count {deferred}"
+    );
     Ok(())
 }
 

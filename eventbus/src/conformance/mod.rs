@@ -78,8 +78,9 @@
 //! Run the suite on a multi-threaded runtime (`#[tokio::test(flavor = "multi_thread")]`):
 //! a deployment's restart may block while a server comes back. Each behaviour waits at most
 //! 15 s for what it expects and fails after two minutes in all. The behaviours use the
-//! channels `conf:*`, `conf:user:*:alerts` and the stream `events:conf_task` (consumer group
-//! `conf:work`): give the suite a server, or a database, of its own.
+//! channels `conf:*`, `conf:user:*:alerts` and the stream `events:conf_task` (consumer groups
+//! `conf:work`, `conf:later`, `conf:flaky`, `conf:other`): give the suite a server, or a
+//! database, of its own.
 //!
 //! The runner shuts down every bus a behaviour connected when the behaviour ends, passed or
 //! not, so one failure does not disturb the behaviours after it.
@@ -144,6 +145,10 @@ pub enum Behaviour {
     /// 300 ms have passed; a third one, cancelled, never arrives, and cancelling it again
     /// says it is gone. Needs [`Capabilities::schedule`] (and `acks` for the durable one).
     ScheduledEventsArriveWhenDue,
+    /// A durable handler whose first attempt fails on each of 20 entries, with one delayed
+    /// retry of 200 ms, handles each once on its return; another group of the stream gets each
+    /// once and never a retry. Needs [`Capabilities::acks`] and [`Capabilities::schedule`].
+    DelayedRetriesComeBackToTheirGroup,
 }
 
 impl Behaviour {
@@ -161,6 +166,7 @@ impl Behaviour {
         Behaviour::ReconnectsAfterAServerRestart,
         Behaviour::DurableGroupsShareTheWork,
         Behaviour::ScheduledEventsArriveWhenDue,
+        Behaviour::DelayedRetriesComeBackToTheirGroup,
     ];
 
     /// The behaviour's name in snake case (`"fan_out_to_every_subscriber"`), as reports and
@@ -179,6 +185,9 @@ impl Behaviour {
             Behaviour::ReconnectsAfterAServerRestart => "reconnects_after_a_server_restart",
             Behaviour::DurableGroupsShareTheWork => "durable_groups_share_the_work",
             Behaviour::ScheduledEventsArriveWhenDue => "scheduled_events_arrive_when_due",
+            Behaviour::DelayedRetriesComeBackToTheirGroup => {
+                "delayed_retries_come_back_to_their_group"
+            }
         }
     }
 
@@ -201,6 +210,14 @@ impl Behaviour {
             }
             Behaviour::ScheduledEventsArriveWhenDue if !capabilities.schedule => {
                 Some("the transport keeps no schedule (`Capabilities::schedule` is false)")
+            }
+            Behaviour::DelayedRetriesComeBackToTheirGroup
+                if !(capabilities.acks && capabilities.schedule) =>
+            {
+                Some(
+                    "delayed retries need durable delivery and a schedule \
+                     (`Capabilities::acks` and `Capabilities::schedule`)",
+                )
             }
             _ => None,
         }
@@ -236,6 +253,9 @@ impl Behaviour {
             Behaviour::DurableGroupsShareTheWork => b::durable_groups_share_the_work(lab).await,
             Behaviour::ScheduledEventsArriveWhenDue => {
                 b::scheduled_events_arrive_when_due(lab).await
+            }
+            Behaviour::DelayedRetriesComeBackToTheirGroup => {
+                b::delayed_retries_come_back_to_their_group(lab).await
             }
         }
     }

@@ -31,6 +31,9 @@ pub struct DeliveryInfo {
     pub entry_id: Option<String>,
     /// Whether the entry was claimed from another consumer, presumed dead.
     pub claimed: bool,
+    /// How many delayed retries ([`RetryPolicy::then_delayed`](crate::RetryPolicy::then_delayed))
+    /// brought the entry back: 0 on its first delivery from its stream.
+    pub delayed: u32,
 }
 
 tokio::task_local! {
@@ -54,6 +57,7 @@ impl FromContext for DeliveryInfo {
                 deliveries: ack.as_ref().map_or(1, |a| a.deliveries),
                 entry_id: ack.as_ref().map(|a| a.entry_id.to_string()),
                 claimed: ack.as_ref().is_some_and(|a| a.claimed),
+                delayed: ack.as_ref().map_or(0, |a| a.delayed),
             })
             .map_err(|_| "no delivery is being handled".to_owned())
     }

@@ -140,6 +140,17 @@ enum Next {
     Abandon,
 }
 
+impl Next {
+    /// How the delivery ended after `attempts` attempts, unless it is tried again.
+    fn outcome(self, attempts: u32) -> Outcome {
+        match self {
+            Next::GiveUp(error) => Outcome::GaveUp { attempts, error },
+            Next::Defer(error) => Outcome::Deferred { attempts, error },
+            Next::Abandon | Next::Retry => Outcome::Abandoned,
+        }
+    }
+}
+
 /// One event through one handler, with every attempt its retry policy allows.
 async fn run(rt: &Runtime, slot: &Slot, ctx: &HandlerContext, mut delivery: Delivery) {
     slot.stats.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -371,19 +382,7 @@ async fn run_attempts(
             };
             match failed(rt, slot, delivery, attempt, cause).await {
                 Next::Retry => {}
-                Next::GiveUp(error) => {
-                    return Outcome::GaveUp {
-                        attempts: attempt,
-                        error,
-                    };
-                }
-                Next::Defer(error) => {
-                    return Outcome::Deferred {
-                        attempts: attempt,
-                        error,
-                    };
-                }
-                Next::Abandon => return Outcome::Abandoned,
+                next => return next.outcome(attempt),
             }
         }
     }
