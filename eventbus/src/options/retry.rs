@@ -69,8 +69,8 @@ impl RetryPolicy {
         }
     }
 
-    /// Up to `max_attempts` attempts in all (the first run included), exponential backoff from
-    /// 100 ms to 5 s. Zero counts as one attempt; `u32::MAX` is accepted.
+    /// Up to `max_attempts` attempts in all (the first run included; with delayed retries, on
+    /// each delivery), exponential backoff from 100 ms to 5 s. Zero counts as one attempt; `u32::MAX` is accepted.
     pub fn attempts(max_attempts: u32) -> Self {
         RetryPolicy {
             max_attempts: max_attempts.max(1),
