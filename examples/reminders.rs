@@ -6,6 +6,9 @@
 //! per channel, moved by a script on the server's clock) and enter their stream or channel
 //! when due, with the id they got when they were scheduled.
 //!
+//! The roles `schedule FROM COUNT SPREAD_MS` and `move` are service processes for the fault
+//! tests (`tests/schedule.rs`).
+//!
 //! ```text
 //! cargo run --example reminders                                   # in-process (memory://)
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --example reminders  # on a redis-server
@@ -36,6 +39,12 @@ const CART_LIFETIME: Duration = Duration::from_millis(300);
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "memory://reminders".to_owned());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("schedule") => return schedule_role(&url, &args[1..]).await,
+        Some("move") => return move_role(&url).await,
+        _ => {}
+    }
     let seen: Seen<String> = Seen::new();
     let (carts, invoices) = (seen.clone(), seen.clone());
     let bus = EventBus::builder()
@@ -104,3 +113,33 @@ async fn main() -> anyhow::Result<()> {
     bus.shutdown().await?;
     Ok(())
 }
+
+/// `reminders schedule FROM COUNT SPREAD_MS`: a service process that schedules carts
+/// FROM..FROM+COUNT to expire over the next SPREAD_MS, prints `scheduled`, then keeps running
+/// (its bus moving due events) until it is killed. For the fault tests.
+async fn schedule_role(url: &str, args: &[String]) -> anyhow::Result<()> {
+    let number = |i: usize| -> anyhow::Result<u64> {
+        let text = args.get(i).ok_or_else(|| anyhow::anyhow!("usage: schedule FROM COUNT SPREAD_MS"))?;
+        Ok(text.parse()?)
+    };
+    let (from, count, spread) = (number(0)?, number(1)?, number(2)?);
+    let bus = EventBus::builder().service("carts").connect(url).await?;
+    for cart_id in from..from + count {
+        let ahead = Duration::from_millis(spread * (cart_id - from) / count.max(1));
+        bus.publish_after(CartExpired { cart_id }, ahead).await?;
+    }
+    println!("scheduled");
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// `reminders move`: a bus that only moves due events, printing `ready`, until it is killed.
+async fn move_role(url: &str) -> anyhow::Result<()> {
+    let bus = EventBus::builder().service("carts").connect(url).await?;
+    println!("ready");
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        println!("fired {}", bus.metrics().scheduled.fired);
+    }
+}
+

@@ -571,3 +571,95 @@ fn the_reminders_example_sends_what_is_due_and_not_what_was_cancelled() {
         );
     }
 }
+
+/// A `reminders` role process, its stdout read line by line.
+struct Role {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Role {
+    fn start(url: &str, args: &[&str]) -> Role {
+        let mut child = Command::new(eventbus_suite::examples::example_binary("reminders"))
+            .args(args)
+            .env("REDIS_URL", url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start a reminders process");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(out).map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Role { child, lines }
+    }
+
+    /// Waits for a line starting with `prefix`; returns it.
+    fn wait_line(&self, prefix: &str) -> String {
+        let deadline = std::time::Instant::now() + LIMIT;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no line starting with {prefix:?} within {LIMIT:?}");
+    }
+
+    /// `kill -9`.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// The `cart_id` of every entry of `events:cart_expired`, in stream order.
+fn carts_in_stream(server: &RedisServer) -> Vec<u64> {
+    let out = server.cli(&["XRANGE", "events:cart_expired", "-", "+"]);
+    out.lines()
+        .filter_map(|l| l.split("\"cart_id\":").nth(1))
+        .map(|t| t.split([',', '}']).next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn events_due_while_every_service_process_is_killed_fire_once_when_one_is_back() {
+    let Some(server) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let url = server.url();
+    // Two services schedule 500 expiries each, due over the next 3 s, and are killed with -9
+    // at once while the first are due.
+    let a = Role::start(&url, &["schedule", "0", "500", "3000"]);
+    let b = Role::start(&url, &["schedule", "500", "500", "3000"]);
+    a.wait_line("scheduled");
+    b.wait_line("scheduled");
+    let fired_before = carts_in_stream(&server).len();
+    a.kill();
+    b.kill();
+    assert!(fired_before < 1000, "all had fired before the kill: {fired_before}");
+    // A mover comes up, is killed with -9 while it moves, and another takes over.
+    let mover = Role::start(&url, &["move"]);
+    mover.wait_line("ready");
+    mover.wait_line("fired 1");
+    mover.kill();
+    let mover = Role::start(&url, &["move"]);
+    mover.wait_line("ready");
+    let all = || carts_in_stream(&server).len() >= 1000;
+    let deadline = std::time::Instant::now() + LIMIT;
+    while !all() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut carts = carts_in_stream(&server);
+    let in_stream = carts.len();
+    carts.sort_unstable();
+    carts.dedup();
+    assert_eq!((in_stream, carts.len()), (1000, 1000), "each expiry in the stream once");
+    assert_eq!(server.cli(&["ZCARD", "eventbus:schedule:{events:cart_expired}"]), "0");
+    println!("{fired_before} of 1000 had fired before every service process was killed");
+    mover.kill();
+}
