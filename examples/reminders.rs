@@ -119,7 +119,9 @@ async fn main() -> anyhow::Result<()> {
 /// (its bus moving due events) until it is killed. For the fault tests.
 async fn schedule_role(url: &str, args: &[String]) -> anyhow::Result<()> {
     let number = |i: usize| -> anyhow::Result<u64> {
-        let text = args.get(i).ok_or_else(|| anyhow::anyhow!("usage: schedule FROM COUNT SPREAD_MS"))?;
+        let text = args
+            .get(i)
+            .ok_or_else(|| anyhow::anyhow!("usage: schedule FROM COUNT SPREAD_MS"))?;
         Ok(text.parse()?)
     };
     let (from, count, spread) = (number(0)?, number(1)?, number(2)?);
@@ -142,4 +144,3 @@ async fn move_role(url: &str) -> anyhow::Result<()> {
         println!("fired {}", bus.metrics().scheduled.fired);
     }
 }
-

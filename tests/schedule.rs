@@ -641,7 +641,10 @@ fn events_due_while_every_service_process_is_killed_fire_once_when_one_is_back()
     let fired_before = carts_in_stream(&server).len();
     a.kill();
     b.kill();
-    assert!(fired_before < 1000, "all had fired before the kill: {fired_before}");
+    assert!(
+        fired_before < 1000,
+        "all had fired before the kill: {fired_before}"
+    );
     // A mover comes up, is killed with -9 while it moves, and another takes over.
     let mover = Role::start(&url, &["move"]);
     mover.wait_line("ready");
@@ -658,8 +661,15 @@ fn events_due_while_every_service_process_is_killed_fire_once_when_one_is_back()
     let in_stream = carts.len();
     carts.sort_unstable();
     carts.dedup();
-    assert_eq!((in_stream, carts.len()), (1000, 1000), "each expiry in the stream once");
-    assert_eq!(server.cli(&["ZCARD", "eventbus:schedule:{events:cart_expired}"]), "0");
+    assert_eq!(
+        (in_stream, carts.len()),
+        (1000, 1000),
+        "each expiry in the stream once"
+    );
+    assert_eq!(
+        server.cli(&["ZCARD", "eventbus:schedule:{events:cart_expired}"]),
+        "0"
+    );
     println!("{fired_before} of 1000 had fired before every service process was killed");
     mover.kill();
 }

@@ -8,6 +8,7 @@
 //! cargo run --release --example bench -- --profile subscribe      # one side, for `perf record`
 //! cargo run --release --example bench -- --publish-rows   # the publish path's rows, on one line
 //! cargo run --release --example bench -- --outbox-rows    # the outbox and inbox rows only
+//! cargo run --release --example bench -- --schedule-rows  # the scheduling rows only
 //! ```
 //!
 //! What it measures, all with one subscriber attached to the channel:
@@ -62,6 +63,7 @@ mod memory;
 mod outbox;
 mod progress;
 mod resp;
+mod schedule;
 mod steady;
 mod table;
 
@@ -202,7 +204,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "usage: bench [--quick] [--queue-capacity N] [--publish-rows | --outbox-rows]\n       \
+            "usage: bench [--quick] [--queue-capacity N] [--publish-rows | --outbox-rows | --schedule-rows]\n       \
              bench --profile publish|subscribe|consume|memory [--count N]"
         );
         return Ok(());
@@ -233,10 +235,24 @@ fn main() -> anyhow::Result<()> {
             if args.iter().any(|a| a == "--outbox-rows") {
                 return outbox_only(quick).await;
             }
+            if args.iter().any(|a| a == "--schedule-rows") {
+                return schedule_only(quick).await;
+            }
             run(Sizes::new(quick), quick).await
         })
         .await?
     })
+}
+
+/// `--schedule-rows`: the scheduling rows alone, on a redis-server of their own.
+async fn schedule_only(quick: bool) -> anyhow::Result<()> {
+    let server = RedisServer::start();
+    let sizes = Sizes::new(quick);
+    let rows = schedule::rows(&server, sizes.durable, sizes.outbox.steady_secs).await?;
+    progress::finish();
+    println!("eventbus scheduling rows on {}", machine());
+    print_table(&rows);
+    Ok(())
 }
 
 /// `--outbox-rows`: the outbox and inbox rows alone, on a redis-server of their own.
@@ -1026,6 +1042,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     let cluster_rows = cluster::rows(sizes.cluster).await?;
     let memory_rows = memory::rows(sizes.durable).await?;
     let outbox_rows = outbox::rows(&server, &sizes.outbox).await?;
+    let schedule_rows = schedule::rows(&server, sizes.durable, sizes.outbox.steady_secs).await?;
 
     // The table.
     let lost = alone.published.saturating_sub(alone.delivered);
@@ -1221,6 +1238,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
         .chain(cluster_rows)
         .chain(memory_rows)
         .chain(outbox_rows)
+        .chain(schedule_rows)
         .collect();
     progress::finish();
     print_table(&rows);
