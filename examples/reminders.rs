@@ -46,25 +46,7 @@ async fn main() -> anyhow::Result<()> {
         _ => {}
     }
     let seen: Seen<String> = Seen::new();
-    let (carts, invoices) = (seen.clone(), seen.clone());
-    let bus = EventBus::builder()
-        .service("shop")
-        .handler(move |e: Envelope<CartExpired>| {
-            let carts = carts.clone();
-            async move {
-                carts.push(format!(
-                    "cart {} expired (event {})",
-                    e.data().cart_id,
-                    e.id()
-                ))
-            }
-        })
-        .handler(move |e: InvoiceDue| {
-            let invoices = invoices.clone();
-            async move { invoices.push(format!("invoice {} is due", e.invoice)) }
-        })
-        .connect(&url)
-        .await?;
+    let bus = shop(&url, &seen).await?;
     bus.ready(Duration::from_secs(5)).await?;
 
     // Two carts are opened; each expires unless paid for.
@@ -112,6 +94,30 @@ async fn main() -> anyhow::Result<()> {
     );
     bus.shutdown().await?;
     Ok(())
+}
+
+/// The shop's bus: its handlers note each expired cart and each due invoice in `seen`.
+async fn shop(url: &str, seen: &Seen<String>) -> anyhow::Result<EventBus> {
+    let (carts, invoices) = (seen.clone(), seen.clone());
+    let bus = EventBus::builder()
+        .service("shop")
+        .handler(move |e: Envelope<CartExpired>| {
+            let carts = carts.clone();
+            async move {
+                carts.push(format!(
+                    "cart {} expired (event {})",
+                    e.data().cart_id,
+                    e.id()
+                ))
+            }
+        })
+        .handler(move |e: InvoiceDue| {
+            let invoices = invoices.clone();
+            async move { invoices.push(format!("invoice {} is due", e.invoice)) }
+        })
+        .connect(url)
+        .await?;
+    Ok(bus)
 }
 
 /// `reminders schedule FROM COUNT SPREAD_MS`: a service process that schedules carts
