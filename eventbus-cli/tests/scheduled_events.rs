@@ -40,6 +40,14 @@ async fn list_show_and_cancel() {
     assert_eq!(queues[0]["queue"], "events:cart_expired");
     assert_eq!(queues[0]["waiting"], 2);
 
+    let out = run(&url, &["monitor", "--once", "--json"]);
+    assert_code(&out, 0);
+    let snapshot = &json_lines(&out)[0];
+    let queue = &snapshot["scheduled"][0];
+    assert_eq!(queue["queue"], "events:cart_expired", "{snapshot}");
+    assert_eq!(queue["waiting"], 2);
+    let due_in = queue["next_due_in_ms"].as_i64().unwrap();
+    assert!(due_in > 3_000_000 && due_in <= 3_600_000, "{due_in}");
     let out = run(
         &url,
         &["scheduled", "list", "events:cart_expired", "--json"],

@@ -26,6 +26,7 @@ Examples:
 JSON: {\"ping_ms\",\"channels\":[{\"channel\",\"subscribers\"}],\"patterns\",
        \"streams\":[{\"stream\",\"length\",\"groups\":[{\"group\",\"consumers\",\"pending\",
        \"lag\",\"last_delivered_id\"}]}],
+       \"scheduled\":[{\"queue\",\"waiting\",\"next_due_in_ms\"}],
        \"outbox\":{\"depth\",\"oldest_age_ms\",\"poisoned\",\"relay_holder\",\"relayed_per_s\"}}
        (lag is null when the server cannot tell; outbox only with --postgres)";
 

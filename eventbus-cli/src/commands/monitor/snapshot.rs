@@ -2,6 +2,9 @@
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamInfoGroup, StreamInfoGroupsReply};
+use std::time::SystemTime;
+
+use eventbus::transport::QueueStatus;
 use serde_json::{Value, json};
 
 use crate::commands::scan::stream_keys;
@@ -19,6 +22,9 @@ pub(super) struct Snapshot {
     pub(super) patterns: u64,
     /// Streams with their groups, sorted by key.
     pub(super) streams: Vec<StreamView>,
+    /// The queues of scheduled events (a channel, a keyed type's pattern, or a group's retry
+    /// stream) with how many wait.
+    pub(super) scheduled: Vec<QueueStatus>,
     /// The outbox, with `--postgres`.
     pub(super) outbox: Option<super::outbox::OutboxView>,
 }
@@ -57,11 +63,13 @@ impl Snapshot {
         for key in keys {
             views.push(stream_view(session, conn, key).await?);
         }
+        let scheduled = bus.scheduled_queues().await.map_err(query)?;
         Ok(Snapshot {
             ping_ms,
             channels,
             patterns,
             streams: views,
+            scheduled,
             outbox: None,
         })
     }
@@ -74,17 +82,34 @@ impl Snapshot {
             .map(|(c, n)| json!({"channel": c, "subscribers": n}))
             .collect();
         let streams: Vec<Value> = self.streams.iter().map(StreamView::to_json).collect();
+        let scheduled: Vec<Value> = self.scheduled.iter().map(queue_json).collect();
         let mut value = json!({
             "ping_ms": self.ping_ms,
             "channels": channels,
             "patterns": self.patterns,
             "streams": streams,
+            "scheduled": scheduled,
         });
         if let Some(outbox) = &self.outbox {
             value["outbox"] = outbox.to_json();
         }
         value
     }
+}
+
+/// A schedule queue: `next_due_in_ms` is negative when the first event is overdue.
+fn queue_json(q: &QueueStatus) -> Value {
+    json!({"queue": q.queue, "waiting": q.waiting, "next_due_in_ms": due_in_ms(q)})
+}
+
+/// Milliseconds until the queue's first event is due (negative: overdue); `None` when empty.
+pub(super) fn due_in_ms(q: &QueueStatus) -> Option<i64> {
+    let due = q.next_due?;
+    let now = SystemTime::now();
+    Some(match due.duration_since(now) {
+        Ok(ahead) => ahead.as_millis() as i64,
+        Err(late) => -(late.duration().as_millis() as i64),
+    })
 }
 
 async fn stream_view(

@@ -17,10 +17,38 @@ pub(super) fn text(s: &Snapshot, p: Palette) -> String {
     );
     channels(&mut out, s, p);
     streams(&mut out, s, p);
+    scheduled(&mut out, s, p);
     if let Some(outbox) = &s.outbox {
         outbox.text(&mut out, p);
     }
     out.trim_end().to_owned()
+}
+
+/// The schedule queues, when there are any: how many wait, and when the first is due.
+fn scheduled(out: &mut String, s: &Snapshot, p: Palette) {
+    if s.scheduled.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n{}", p.title("scheduled"));
+    let width = s
+        .scheduled
+        .iter()
+        .map(|q| q.queue.len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    for q in &s.scheduled {
+        let next = match super::snapshot::due_in_ms(q) {
+            None => "-".to_owned(),
+            Some(ms) if ms < 0 => format!("first overdue by {} ms", -ms),
+            Some(ms) => format!("first due in {:.1} s", ms as f64 / 1000.0),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {:>8} waiting  {next}",
+            q.queue, q.waiting
+        );
+    }
 }
 
 fn channels(out: &mut String, s: &Snapshot, p: Palette) {
