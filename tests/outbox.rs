@@ -487,7 +487,9 @@ async fn an_outbox_in_a_schema_of_its_own_relays_and_reports_its_status() {
         .unwrap();
     tx.commit().await.unwrap();
     assert!(wait_for(LIMIT, || seen.lock().unwrap().len() == 1).await);
-    assert!(w.pg.psql("SELECT count(*) FROM shop.bus_schema_version") == "1");
+    let versions =
+        w.pg.psql("SELECT max(version) FROM shop.bus_schema_version");
+    assert_eq!(versions, "2", "both migrations applied");
     let status = outbox().status().await.unwrap();
     assert_eq!(status.depth, 0);
     assert!(status.holder.is_some(), "{status:?}");
@@ -599,4 +601,70 @@ async fn bad_options_and_a_role_that_may_not_create_tables_are_refused_at_connec
         .await
         .unwrap_err();
     assert!(e.to_string().contains("schema_sql()"), "{e}");
+}
+
+/// An event published for later through the outbox exists only if its transaction commits,
+/// and reaches its handler when due, not before: the relay hands it to Redis's schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_published_for_later_through_the_outbox_comes_when_due_if_committed() {
+    let Some(w) = world().await else { return };
+    let url = w.redis.url();
+    let (audit, seen) = recorder(&url).await;
+    let orders = EventBus::builder()
+        .service("orders")
+        .redis_options(fast())
+        .outbox(quick(&w.pool))
+        .connect(&url)
+        .await
+        .unwrap();
+    let later = Duration::from_millis(800);
+    let started = std::time::Instant::now();
+    for (id, commit) in [(1, true), (2, false)] {
+        let mut tx = w.pool.begin().await.unwrap();
+        let order = OrderPlaced {
+            order_id: id,
+            total: 1,
+        };
+        let r = orders.outbox().publish_after(&mut tx, order, later).await;
+        assert_eq!(r.unwrap().channel, "events:order_placed");
+        if commit {
+            tx.commit().await.unwrap();
+        } else {
+            tx.rollback().await.unwrap();
+        }
+    }
+    // Handed to the schedule by the relay: the row leaves the outbox and waits in Redis.
+    let queued = || {
+        w.redis
+            .cli(&["ZCARD", "eventbus:schedule:{events:order_placed}"])
+            == "1"
+    };
+    assert!(
+        wait_for(LIMIT, queued).await,
+        "the relay did not schedule the row"
+    );
+    assert!(wait_for(LIMIT, || !seen.lock().unwrap().is_empty()).await);
+    let arrived = started.elapsed();
+    assert!(
+        arrived >= later,
+        "it arrived after {arrived:?}, before its {later:?}"
+    );
+    // A marker published at once afterwards shows nothing else is on its way.
+    let mut tx = w.pool.begin().await.unwrap();
+    let marker = OrderPlaced {
+        order_id: 3,
+        total: 1,
+    };
+    orders.outbox().publish(&mut tx, marker).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(wait_for(LIMIT, || seen.lock().unwrap().len() == 2).await);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![1, 3],
+        "the rolled-back one never comes"
+    );
+    let rows = orders::count(&w.pool, "SELECT count(*) FROM eventbus_outbox").await;
+    assert_eq!(rows, 0);
+    orders.shutdown().await.unwrap();
+    audit.shutdown().await.unwrap();
 }

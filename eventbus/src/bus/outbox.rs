@@ -2,7 +2,7 @@
 //! relay and the inbox's purge as the bus's own tasks, and their set-up at connect.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sqlx::PgConnection;
 
@@ -15,7 +15,7 @@ use crate::postgres::{
     Relay, RelayStats, Report,
 };
 use crate::runtime::Hooks;
-use crate::transport::Transport;
+use crate::transport::{Transport, When};
 
 /// Publishing into the bus's outbox: [`EventBus::outbox`].
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +102,56 @@ impl OutboxPublisher<'_> {
                 "this bus has no outbox: give the builder `.outbox(Outbox::postgres(pool))`",
             ))),
         }
+    }
+
+    /// Publishes an event through the outbox later: written in `conn`'s transaction now (so
+    /// it exists if and only if the transaction commits), handed by the relay to the
+    /// transport's schedule once committed, due `delay` after the insert by the database's
+    /// clock. See [`EventBus::publish_after`] for what the schedule guarantees.
+    ///
+    /// Errors: those of [`publish`](Self::publish), and a delay past ten years
+    /// ([`PublishErrorKind::Config`](crate::PublishErrorKind::Config)).
+    pub async fn publish_after<E: Event>(
+        &self,
+        conn: &mut PgConnection,
+        event: E,
+        delay: Duration,
+    ) -> Result<OutboxReceipt, PublishError> {
+        self.schedule_envelope(conn, Envelope::new(event), When::After(delay))
+            .await
+    }
+
+    /// [`publish_after`](Self::publish_after) at a time (a `SystemTime`, or a
+    /// `chrono::DateTime<Utc>`); a time in the past publishes it as soon as the relay takes it.
+    pub async fn publish_at<E: Event>(
+        &self,
+        conn: &mut PgConnection,
+        event: E,
+        at: impl Into<SystemTime>,
+    ) -> Result<OutboxReceipt, PublishError> {
+        self.schedule_envelope(conn, Envelope::new(event), When::At(at.into()))
+            .await
+    }
+
+    /// Writes a prepared envelope into the outbox to be published at `when` (see
+    /// [`publish_after`](Self::publish_after)).
+    pub async fn schedule_envelope<E: Event>(
+        &self,
+        conn: &mut PgConnection,
+        envelope: Envelope<E>,
+        when: When,
+    ) -> Result<OutboxReceipt, PublishError> {
+        let (inner, outbox) = self.outbox()?;
+        super::schedule::check_when(when).map_err(|e| self.bus.failed(e))?;
+        let row = OutboxRow::of(envelope, &inner.service, inner.max_message_size)
+            .map_err(|e| self.bus.failed(e))?;
+        row.insert_scheduled(conn, &outbox.tables, when)
+            .await
+            .map_err(|e| self.bus.failed(e))?;
+        Ok(OutboxReceipt {
+            id: row.event_id,
+            channel: row.key,
+        })
     }
 
     /// Writes a prepared envelope into the outbox on `conn`.

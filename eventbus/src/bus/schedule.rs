@@ -214,7 +214,7 @@ impl EventBus {
 }
 
 /// A due time the schedule takes: at most ten years ahead.
-fn check_when(when: When) -> Result<(), PublishError> {
+pub(super) fn check_when(when: When) -> Result<(), PublishError> {
     let ahead = match when {
         When::After(delay) => delay,
         When::At(at) => at.duration_since(SystemTime::now()).unwrap_or_default(),

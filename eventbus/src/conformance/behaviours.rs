@@ -594,27 +594,7 @@ fn on_time(got: &[(u64, Instant)], expected: &[u64], started: Instant, ahead: Du
 /// and is handled then; another group of the stream sees each entry once.
 pub(super) async fn delayed_retries_come_back_to_their_group(lab: &mut Lab<'_>) -> Check {
     let (runs, others) = (Seen::new(), Seen::new());
-    let r = runs.clone();
-    let retry = RetryPolicy::attempts(1).then_delayed([Duration::from_millis(200)]);
-    let flaky = HandlerOptions::new().name("flaky").retry(retry);
-    let bus = lab
-        .connect(EventBus::builder().service("conf").handler_with(
-            flaky,
-            move |e: Task, info: crate::DeliveryInfo| {
-                let r = r.clone();
-                async move {
-                    if e.n < 2000 {
-                        return Ok(());
-                    }
-                    r.push((e.n, info.delayed));
-                    match info.delayed {
-                        0 => Err(std::io::Error::other("not yet")),
-                        _ => Ok(()),
-                    }
-                }
-            },
-        ))
-        .await?;
+    let bus = lab.connect(flaky(&runs)).await?;
     let o = others.clone();
     let other = EventBus::builder().service("conf").handler_with(
         HandlerOptions::new().name("other"),
@@ -659,6 +639,30 @@ pub(super) async fn delayed_retries_come_back_to_their_group(lab: &mut Lab<'_>) 
         "20 hand-offs expected, the metrics count {deferred}"
     );
     Ok(())
+}
+
+/// A service whose `flaky` handler fails each task from 2000 on as delivered, and handles it
+/// when a delayed retry of 200 ms brings it back; `runs` records (task, delayed retries).
+fn flaky(runs: &Seen<(u64, u32)>) -> EventBusBuilder {
+    let r = runs.clone();
+    let retry = RetryPolicy::attempts(1).then_delayed([Duration::from_millis(200)]);
+    let options = HandlerOptions::new().name("flaky").retry(retry);
+    let handler = move |e: Task, info: crate::DeliveryInfo| {
+        let r = r.clone();
+        async move {
+            if e.n < 2000 {
+                return Ok(());
+            }
+            r.push((e.n, info.delayed));
+            match info.delayed {
+                0 => Err(std::io::Error::other("not yet")),
+                _ => Ok(()),
+            }
+        }
+    };
+    EventBus::builder()
+        .service("conf")
+        .handler_with(options, handler)
 }
 
 /// A long list shown by its first and last few items.

@@ -1,7 +1,7 @@
 //! The outbox: events written as rows in the caller's transaction, relayed to Redis once the
 //! transaction commits.
 
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use sqlx::{PgConnection, PgPool};
 
@@ -11,6 +11,7 @@ use super::tables::Tables;
 use crate::envelope::Envelope;
 use crate::error::{PublishError, PublishErrorKind};
 use crate::event::Event;
+use crate::transport::When;
 
 /// A transactional outbox on PostgreSQL: give it to
 /// [`EventBusBuilder::outbox`](crate::EventBusBuilder::outbox), then publish with
@@ -244,6 +245,44 @@ impl OutboxRow {
             .bind(column(|r| &r.key))
             .bind(column(|r| r.delivery.as_str()))
             .bind(column(|r| &r.envelope))
+            .execute(conn)
+            .await
+            .map_err(|e| refused(&outbox, e))?;
+        Ok(())
+    }
+
+    /// Writes the row on `conn`, inside whatever transaction it is in, to be published at
+    /// `when`: after a delay from now by the database's clock, or at a time. The relay hands
+    /// it to the transport's schedule.
+    pub(crate) async fn insert_scheduled(
+        &self,
+        conn: &mut PgConnection,
+        tables: &Tables,
+        when: When,
+    ) -> Result<(), PublishError> {
+        let outbox = tables.outbox();
+        let sql = format!(
+            "INSERT INTO {outbox} (event_id, event_type, key, delivery, envelope, deliver_at) \
+             VALUES ($1, $2, $3, $4, $5, CASE WHEN $6::bigint IS NULL \
+             THEN to_timestamp($7::bigint / 1000.0) \
+             ELSE clock_timestamp() + $6::bigint * interval '1 millisecond' END)"
+        );
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let (delay, at) = match when {
+            When::After(d) => (Some(ms(d)), None),
+            When::At(t) => (
+                None,
+                Some(ms(t.duration_since(UNIX_EPOCH).unwrap_or_default())),
+            ),
+        };
+        sqlx::query(&sql)
+            .bind(&self.event_id)
+            .bind(self.event_type)
+            .bind(&self.key)
+            .bind(self.delivery.as_str())
+            .bind(&self.envelope)
+            .bind(delay)
+            .bind(at)
             .execute(conn)
             .await
             .map_err(|e| refused(&outbox, e))?;

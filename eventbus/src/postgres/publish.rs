@@ -8,7 +8,9 @@
 use bytes::Bytes;
 
 use super::outbox::Delivery;
-use crate::transport::{ErrorKind, Transport, TransportError};
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::transport::{ErrorKind, Route, Scheduled, Transport, TransportError, When};
 
 /// One row as the relay read it.
 #[derive(Debug, Clone)]
@@ -18,6 +20,9 @@ pub(crate) struct RelayRow {
     pub(crate) key: String,
     pub(crate) delivery: String,
     pub(crate) envelope: String,
+    /// For an event published for later: when, in milliseconds since the epoch (the
+    /// database's clock).
+    pub(crate) deliver_at: Option<i64>,
 }
 
 /// What became of a batch.
@@ -48,6 +53,12 @@ pub(crate) async fn publish(
         }
         let Some(first) = ready.first() else { continue };
         let delivery = Delivery::parse(&first.delivery).unwrap_or(Delivery::Stream);
+        if first.deliver_at.is_some() {
+            if !schedule(transport, delivery, &ready, &mut out).await {
+                return out;
+            }
+            continue;
+        }
         let batch: Vec<(String, Bytes)> = ready
             .iter()
             .map(|r| (r.key.clone(), Bytes::from(r.envelope.clone())))
@@ -66,6 +77,42 @@ pub(crate) async fn publish(
         }
     }
     out
+}
+
+/// Hands rows published for later to the transport's schedule, one at a time, each due at its
+/// time; false when the connection failed. A transport without a schedule can never take them.
+async fn schedule(
+    transport: &dyn Transport,
+    delivery: Delivery,
+    rows: &[&RelayRow],
+    out: &mut Published,
+) -> bool {
+    let route = match delivery {
+        Delivery::Stream => Route::Append,
+        Delivery::PubSub => Route::Publish,
+        Delivery::Sharded => Route::PublishSharded,
+    };
+    let Some(scheduler) = transport.scheduler() else {
+        let why = "the transport keeps no schedule for events published for later";
+        out.poison
+            .extend(rows.iter().map(|r| (r.seq, why.to_owned())));
+        return true;
+    };
+    for row in rows {
+        let ms = u64::try_from(row.deliver_at.unwrap_or(0)).unwrap_or(0);
+        let at = When::At(UNIX_EPOCH + Duration::from_millis(ms));
+        let payload = Bytes::from(row.envelope.clone());
+        let message = Scheduled::new(&row.key, &row.event_id, &row.key, route, payload);
+        match scheduler.schedule(&message, at).await {
+            Ok(_) => out.sent.push(row.seq),
+            Err(e) if !is_row_refusal(&e) => {
+                out.error = Some(e);
+                return false;
+            }
+            Err(e) => out.poison.push((row.seq, e.to_string())),
+        }
+    }
+    true
 }
 
 /// Sends rows of a refused pipeline one at a time; false when the connection failed.
@@ -113,7 +160,9 @@ const PIPELINE: usize = 512;
 
 /// Consecutive rows of one delivery model.
 fn runs(rows: &[RelayRow]) -> impl Iterator<Item = &[RelayRow]> {
-    rows.chunk_by(|a, b| a.delivery == b.delivery)
+    rows.chunk_by(|a, b| {
+        a.delivery == b.delivery && a.deliver_at.is_some() == b.deliver_at.is_some()
+    })
 }
 
 /// Why Redis can never take a row, when that is known before sending it.
@@ -156,6 +205,7 @@ mod tests {
             key: key.to_owned(),
             delivery: delivery.to_owned(),
             envelope: "x".repeat(size),
+            deliver_at: None,
         }
     }
 

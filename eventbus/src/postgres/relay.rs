@@ -261,7 +261,8 @@ impl Relay {
         in_flight: &[i64],
     ) -> Result<Vec<RelayRow>, sqlx::Error> {
         let sql = format!(
-            "SELECT seq, event_id, key, delivery, envelope FROM ( \
+            "SELECT seq, event_id, key, delivery, envelope, \
+               (extract(epoch FROM deliver_at) * 1000)::bigint FROM ( \
                SELECT *, sum(octet_length(envelope)) OVER (ORDER BY seq) AS upto FROM {} \
                WHERE NOT (seq = ANY($2)) ORDER BY seq LIMIT $1) AS b \
              WHERE upto - octet_length(envelope) < $3 ORDER BY seq",
@@ -281,6 +282,7 @@ impl Relay {
                     key: r.try_get(2)?,
                     delivery: r.try_get(3)?,
                     envelope: r.try_get(4)?,
+                    deliver_at: r.try_get(5)?,
                 })
             })
             .collect()
@@ -311,8 +313,9 @@ impl Relay {
         for (seq, reason) in &published.poison {
             sqlx::query(&format!(
                 "INSERT INTO {poison} (seq, event_id, event_type, key, delivery, envelope, \
-                 created_at, reason) SELECT seq, event_id, event_type, key, delivery, envelope, \
-                 created_at, $2 FROM {outbox} WHERE seq = $1 ON CONFLICT DO NOTHING"
+                 created_at, deliver_at, reason) SELECT seq, event_id, event_type, key, \
+                 delivery, envelope, created_at, deliver_at, $2 FROM {outbox} WHERE seq = $1 \
+                 ON CONFLICT DO NOTHING"
             ))
             .bind(seq)
             .bind(reason)

@@ -12,7 +12,7 @@ use super::tables::Tables;
 fn migrations(t: &Tables) -> Vec<String> {
     let (outbox, poison, inbox) = (t.outbox(), t.poison(), t.inbox());
     let (notify, channel) = (t.notify_function(), t.channel());
-    vec![format!(
+    let first = format!(
         r#"
 CREATE TABLE IF NOT EXISTS {outbox} (
     seq        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -51,7 +51,13 @@ CREATE TRIGGER {prefix}outbox_notify AFTER INSERT ON {outbox}
     FOR EACH STATEMENT EXECUTE FUNCTION {notify}();
 "#,
         prefix = t.index_prefix(),
-    )]
+    );
+    // 2: events published for later through the outbox.
+    let second = format!(
+        "ALTER TABLE {outbox} ADD COLUMN IF NOT EXISTS deliver_at timestamptz;\n\
+         ALTER TABLE {poison} ADD COLUMN IF NOT EXISTS deliver_at timestamptz;\n"
+    );
+    vec![first, second]
 }
 
 /// The SQL that creates the outbox and inbox tables with the default names (`eventbus_outbox`,
