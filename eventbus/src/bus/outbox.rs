@@ -145,7 +145,7 @@ impl OutboxPublisher<'_> {
         super::schedule::check_when(when).map_err(|e| self.bus.failed(e))?;
         let row = OutboxRow::of(envelope, &inner.service, inner.max_message_size)
             .map_err(|e| self.bus.failed(e))?;
-        row.insert_scheduled(conn, &outbox.tables, when)
+        row.insert(conn, &outbox.tables, Some(when))
             .await
             .map_err(|e| self.bus.failed(e))?;
         Ok(OutboxReceipt {
@@ -163,7 +163,7 @@ impl OutboxPublisher<'_> {
         let (inner, outbox) = self.outbox()?;
         let row = OutboxRow::of(envelope, &inner.service, inner.max_message_size)
             .map_err(|e| self.bus.failed(e))?;
-        row.insert(conn, &outbox.tables)
+        row.insert(conn, &outbox.tables, None)
             .await
             .map_err(|e| self.bus.failed(e))?;
         Ok(OutboxReceipt {

@@ -251,29 +251,29 @@ impl OutboxRow {
         Ok(())
     }
 
-    /// Writes the row on `conn`, inside whatever transaction it is in, to be published at
-    /// `when`: after a delay from now by the database's clock, or at a time. The relay hands
-    /// it to the transport's schedule.
-    pub(crate) async fn insert_scheduled(
+    /// Writes the row on `conn`, inside whatever transaction it is in: to be published as
+    /// soon as the relay takes it, or at `when` (after a delay from now by the database's
+    /// clock, or at a time), by the transport's schedule.
+    pub(crate) async fn insert(
         &self,
         conn: &mut PgConnection,
         tables: &Tables,
-        when: When,
+        when: Option<When>,
     ) -> Result<(), PublishError> {
         let outbox = tables.outbox();
         let sql = format!(
             "INSERT INTO {outbox} (event_id, event_type, key, delivery, envelope, deliver_at) \
-             VALUES ($1, $2, $3, $4, $5, CASE WHEN $6::bigint IS NULL \
-             THEN to_timestamp($7::bigint / 1000.0) \
-             ELSE clock_timestamp() + $6::bigint * interval '1 millisecond' END)"
+             VALUES ($1, $2, $3, $4, $5, CASE WHEN $6::bigint IS NOT NULL \
+             THEN clock_timestamp() + $6::bigint * interval '1 millisecond' \
+             ELSE to_timestamp($7::bigint / 1000.0) END)"
         );
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let since_epoch =
+            |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).unwrap_or_default();
         let (delay, at) = match when {
-            When::After(d) => (Some(ms(d)), None),
-            When::At(t) => (
-                None,
-                Some(ms(t.duration_since(UNIX_EPOCH).unwrap_or_default())),
-            ),
+            None => (None, None),
+            Some(When::After(d)) => (Some(ms(d)), None),
+            Some(When::At(t)) => (None, Some(ms(since_epoch(t)))),
         };
         sqlx::query(&sql)
             .bind(&self.event_id)
@@ -283,29 +283,6 @@ impl OutboxRow {
             .bind(&self.envelope)
             .bind(delay)
             .bind(at)
-            .execute(conn)
-            .await
-            .map_err(|e| refused(&outbox, e))?;
-        Ok(())
-    }
-
-    /// Writes the row on `conn`, inside whatever transaction it is in.
-    pub(crate) async fn insert(
-        &self,
-        conn: &mut PgConnection,
-        tables: &Tables,
-    ) -> Result<(), PublishError> {
-        let outbox = tables.outbox();
-        let sql = format!(
-            "INSERT INTO {outbox} (event_id, event_type, key, delivery, envelope) \
-             VALUES ($1, $2, $3, $4, $5)"
-        );
-        sqlx::query(&sql)
-            .bind(&self.event_id)
-            .bind(self.event_type)
-            .bind(&self.key)
-            .bind(self.delivery.as_str())
-            .bind(&self.envelope)
             .execute(conn)
             .await
             .map_err(|e| refused(&outbox, e))?;

@@ -95,7 +95,7 @@ impl Tx {
             ));
         };
         let row = OutboxRow::of(envelope, &publisher.service, publisher.max_message_size)?;
-        row.insert(self, tables).await?;
+        row.insert(self, tables, None).await?;
         Ok(OutboxReceipt {
             id: row.event_id,
             channel: row.key,
