@@ -14,10 +14,11 @@
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --example reminders  # on a redis-server
 //! ```
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use eventbus::{Envelope, Event, EventBus};
 use eventbus_suite::{Seen, wait_for};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 /// A cart that nobody paid for expires (durable: appended to its stream when due).
@@ -121,7 +122,8 @@ async fn shop(url: &str, seen: &Seen<String>) -> anyhow::Result<EventBus> {
 }
 
 /// `reminders schedule FROM COUNT SPREAD_MS`: a service process that schedules carts
-/// FROM..FROM+COUNT to expire over the next SPREAD_MS, prints `scheduled`, then keeps running
+/// FROM..FROM+COUNT to expire over the next SPREAD_MS (16 at a time), prints `due ID MS` for
+/// each (its due time in milliseconds since the epoch), then `scheduled`, then keeps running
 /// (its bus moving due events) until it is killed. For the fault tests.
 async fn schedule_role(url: &str, args: &[String]) -> anyhow::Result<()> {
     let number = |i: usize| -> anyhow::Result<u64> {
@@ -132,9 +134,18 @@ async fn schedule_role(url: &str, args: &[String]) -> anyhow::Result<()> {
     };
     let (from, count, spread) = (number(0)?, number(1)?, number(2)?);
     let bus = EventBus::builder().service("carts").connect(url).await?;
-    for cart_id in from..from + count {
+    let bus = &bus;
+    let schedules = futures_util::stream::iter(from..from + count).map(|cart_id| async move {
         let ahead = Duration::from_millis(spread * (cart_id - from) / count.max(1));
-        bus.publish_after(CartExpired { cart_id }, ahead).await?;
+        (
+            cart_id,
+            bus.publish_after(CartExpired { cart_id }, ahead).await,
+        )
+    });
+    let mut schedules = schedules.buffer_unordered(16);
+    while let Some((cart_id, receipt)) = schedules.next().await {
+        let due = receipt?.due.duration_since(UNIX_EPOCH)?.as_millis();
+        println!("due {cart_id} {due}");
     }
     println!("scheduled");
     std::future::pending::<()>().await;
