@@ -504,6 +504,11 @@ async fn a_bus_without_a_mover_leaves_the_moving_to_others() {
     );
     assert_eq!(mover.metrics().scheduled.fired, 1);
     assert_eq!(consumer.metrics().scheduled.fired, 0);
+    let seen = mover.metrics().scheduled.queues;
+    assert!(
+        seen.iter().any(|q| q.queue == "events:reminder_due"),
+        "{seen:?}"
+    );
     consumer.shutdown().await.unwrap();
 }
 
@@ -533,6 +538,12 @@ async fn memory_schedules_follow_tokios_clock() {
             .unwrap()
             .len(),
         2
+    );
+    let queues = bus.metrics().scheduled.queues;
+    assert_eq!(queues.len(), 1, "{queues:?}");
+    assert_eq!(
+        (queues[0].queue.as_str(), queues[0].waiting),
+        ("events:reminder_due", 2)
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(wait_for(LIMIT, || arrivals.total() == 1).await);

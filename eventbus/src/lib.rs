@@ -54,7 +54,7 @@ pub use handler::{
 pub use metrics::export::{MetricsExport, MetricsExporter, export_metrics, export_metrics_with};
 pub use metrics::{
     EventTypeMetrics, GroupMetrics, HandlerMetrics, LatencyBuckets, LatencySnapshot, Metrics,
-    MoverStats,
+    MoverStats, QueueStatus,
 };
 pub use observe::EventContext;
 pub use options::{DurableOptions, HandlerOptions, Overflow, RetryPolicy, StartFrom};

@@ -230,6 +230,18 @@ const DESCRIPTIONS: &[(&str, Kind, Unit, &str)] = &[
         "Rounds of this bus's mover of scheduled events that failed.",
     ),
     (
+        "eventbus_scheduled_waiting",
+        Kind::Gauge,
+        Unit::Count,
+        "Scheduled events (and delayed retries) waiting in a queue, at the mover's last look.",
+    ),
+    (
+        "eventbus_scheduled_overdue_seconds",
+        Kind::Gauge,
+        Unit::Seconds,
+        "How long the first event of a queue has been due and not sent (whole seconds).",
+    ),
+    (
         "eventbus_scheduled_lateness_seconds",
         Kind::Histogram,
         Unit::Seconds,
@@ -300,6 +312,8 @@ type Series = (&'static str, Vec<Label>);
 /// | `eventbus_scheduled_fired_total` | counter | |
 /// | `eventbus_scheduled_mover_errors_total` | counter | |
 /// | `eventbus_scheduled_lateness_seconds` | histogram | |
+/// | `eventbus_scheduled_waiting` | gauge | `queue` |
+/// | `eventbus_scheduled_overdue_seconds` | gauge | `queue` |
 ///
 /// The bus times runs in power-of-two microsecond buckets; each run is recorded into the
 /// histograms as its bucket's upper bound, so values are within a factor of two, as in
@@ -552,6 +566,7 @@ impl Collected {
             c.outbox(&base, o);
         }
         let mover = &metrics.scheduled;
+        c.queues(&base, &mover.queues);
         c.count("eventbus_scheduled_fired_total", &base, mover.fired);
         c.count("eventbus_scheduled_mover_errors_total", &base, mover.errors);
         add_buckets(
@@ -585,6 +600,22 @@ impl Collected {
             ("eventbus_outbox_relay_active", u64::from(o.active)),
         ] {
             self.gauges.insert((name, base.to_vec()), value);
+        }
+    }
+
+    /// The schedule queues' gauges: how many wait, how long the first has been overdue.
+    fn queues(&mut self, base: &[Label], queues: &[crate::QueueStatus]) {
+        let now = std::time::SystemTime::now();
+        for q in queues {
+            let l = labels(base, &[("queue", &q.queue)]);
+            let overdue = q
+                .next_due
+                .and_then(|due| now.duration_since(due).ok())
+                .map_or(0, |d| d.as_secs());
+            self.gauges
+                .insert(("eventbus_scheduled_waiting", l.clone()), q.waiting);
+            self.gauges
+                .insert(("eventbus_scheduled_overdue_seconds", l), overdue);
         }
     }
 

@@ -8,7 +8,7 @@ pub(crate) mod export;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::event::Event;
 use crate::sync::{read, write};
@@ -162,6 +162,22 @@ pub struct MoverStats {
     pub errors: u64,
     /// The last failure, when there was one.
     pub last_error: Option<String>,
+    /// Every queue as the mover saw it at its last look (on Redis at most a poll interval
+    /// ago): how many wait, and when the first is due.
+    pub queues: Vec<QueueStatus>,
+}
+
+/// One queue of scheduled messages, as
+/// [`Scheduler::queues`](crate::transport::Scheduler::queues) reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStatus {
+    /// The queue: a channel, or a keyed type's channel pattern.
+    pub queue: String,
+    /// How many messages wait in it.
+    pub waiting: u64,
+    /// When the first of them is due.
+    pub next_due: Option<SystemTime>,
 }
 
 /// Live counters of one handler.

@@ -158,6 +158,7 @@ impl Schedules {
         MoverStats {
             fired: self.fired.load(Ordering::Relaxed),
             lateness: self.lateness.snapshot(),
+            queues: self.queues(),
             ..MoverStats::default()
         }
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use super::{BoxFuture, TransportError};
-pub use crate::metrics::MoverStats;
+pub use crate::metrics::{MoverStats, QueueStatus};
 
 /// How a scheduled message goes out when it is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,18 +76,6 @@ impl Scheduled {
             retried: (0, 0),
         }
     }
-}
-
-/// One queue of scheduled messages, as [`Scheduler::queues`] reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct QueueStatus {
-    /// The queue: a channel, or a keyed type's channel pattern.
-    pub queue: String,
-    /// How many messages wait in it.
-    pub waiting: u64,
-    /// When the first of them is due.
-    pub next_due: Option<SystemTime>,
 }
 
 /// Where a transport keeps scheduled messages: an optional part of a

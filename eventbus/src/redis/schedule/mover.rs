@@ -7,10 +7,11 @@
 //! matter) or the poll interval, whichever comes first. A schedule made by this bus for
 //! sooner than that wakes it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -20,7 +21,7 @@ use super::scripts;
 use crate::metrics::Histogram;
 use crate::redis::shared::Shared;
 use crate::sync::lock;
-use crate::transport::{MoverStats, TransportError};
+use crate::transport::{MoverStats, QueueStatus, TransportError};
 
 /// The most messages one run of the move script sends.
 const BATCH: usize = 256;
@@ -36,6 +37,8 @@ pub(crate) struct Mover {
     last_error: Mutex<Option<String>>,
     /// When the mover means to look next.
     next_look: Mutex<Option<Instant>>,
+    /// Every queue as it was at the mover's last look.
+    queues: Mutex<BTreeMap<String, QueueStatus>>,
     wake: Notify,
 }
 
@@ -55,6 +58,7 @@ impl Mover {
             lateness: self.lateness.snapshot(),
             errors: self.errors.load(Ordering::Relaxed),
             last_error: lock(&self.last_error).clone(),
+            queues: lock(&self.queues).values().cloned().collect(),
         }
     }
 
@@ -80,6 +84,20 @@ impl Mover {
                 _ = woken => {}
             }
         }
+    }
+
+    /// Notes how many wait in `queue` and when the first is due (server milliseconds; -1:
+    /// none).
+    fn saw(&self, queue: &str, waiting: u64, next_due: i64) {
+        let next_due = u64::try_from(next_due)
+            .ok()
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        let status = QueueStatus {
+            queue: queue.to_owned(),
+            waiting,
+            next_due,
+        };
+        lock(&self.queues).insert(queue.to_owned(), status);
     }
 
     fn failed(&self, e: &TransportError) {
@@ -124,14 +142,15 @@ impl Mover {
         let keys = QueueKeys::of(queue);
         let wait = shared.options.response_timeout;
         loop {
-            let reply: (i64, i64, Vec<i64>, u64, String) = shared
+            let reply: (i64, i64, Vec<i64>, u64, String, u64) = shared
                 .in_turn("moving scheduled events", wait, |mut conn| {
                     let mut call = scripts::MOVE.prepare_invoke();
                     call.key(&keys.due).key(&keys.items).arg(BATCH);
                     async move { call.invoke_async(&mut conn).await }
                 })
                 .await?;
-            let (now, next_due, late, aside, refused) = reply;
+            let (now, next_due, late, aside, refused, waiting) = reply;
+            self.saw(queue, waiting, next_due);
             self.fired.fetch_add(late.len() as u64, Ordering::Relaxed);
             for ms in &late {
                 let ms = u64::try_from(*ms).unwrap_or(0);

@@ -58,7 +58,8 @@ return 0",
 /// of key (`WRONGTYPE`) is set aside in the hash `<set>:failed` with the error; any other
 /// refusal (out of memory, a read-only replica) stops the round with the message left
 /// waiting. Returns the server's now, the next due time (-1: none), the lateness of each
-/// message sent in milliseconds, how many were set aside, and the refusal ('' when none).
+/// message sent in milliseconds, how many were set aside, the refusal ('' when none), and how
+/// many messages wait.
 pub(crate) static MOVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{NOW}
@@ -113,6 +114,6 @@ end
 local next_due = -1
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if first[2] then next_due = tonumber(first[2]) end
-return {{now, next_due, late, aside, refused}}"
+return {{now, next_due, late, aside, refused, redis.call('ZCARD', KEYS[1])}}"
     ))
 });
