@@ -65,22 +65,33 @@ async fn worker(url: &str, tally: &Tally, args: &[&str]) -> Worker {
         .spawn()
         .expect("start a worker");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(LIMIT, lines.next_line()).await;
-    assert!(
-        matches!(&first, Ok(Ok(Some(l))) if l == "ready"),
-        "the worker did not start: {first:?}"
-    );
     let handled = Seen::new();
+    // Entries waiting in the stream may be handled before the worker says it is ready.
+    loop {
+        let line = tokio::time::timeout(LIMIT, lines.next_line()).await;
+        let Ok(Ok(Some(line))) = line else {
+            panic!("the worker did not start: {line:?}");
+        };
+        if line == "ready" {
+            break;
+        }
+        record(&line, &handled, tally);
+    }
     let (h, t) = (handled.clone(), tally.clone());
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(id) = line.strip_prefix("handled ").and_then(|s| s.parse().ok()) {
-                h.push(id);
-                t.record(id);
-            }
+            record(&line, &h, &t);
         }
     });
     Worker { child, handled }
+}
+
+/// Counts a worker's `handled <order>` line.
+fn record(line: &str, handled: &Seen<u64>, tally: &Tally) {
+    if let Some(id) = line.strip_prefix("handled ").and_then(|s| s.parse().ok()) {
+        handled.push(id);
+        tally.record(id);
+    }
 }
 
 impl Worker {

@@ -69,8 +69,50 @@ pub(crate) async fn rows(
             pct(max(&ratios))
         )),
     ];
+    rows.push(mover_cpu(server, n).await?);
     rows.extend(lateness(&url, steady_secs).await?);
     Ok(rows)
+}
+
+/// The server's CPU time so far (user and system), from `INFO cpu`.
+fn server_cpu(server: &RedisServer) -> Duration {
+    let info = server.cli(&["INFO", "cpu"]);
+    let field = |name: &str| -> f64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    Duration::from_secs_f64(field("used_cpu_user") + field("used_cpu_sys"))
+}
+
+/// The server's CPU per event for moving `n` due events into their stream (the move script
+/// and its `XADD`s), against appending as many with durable publishes (16 in flight).
+async fn mover_cpu(server: &RedisServer, n: u64) -> anyhow::Result<Row> {
+    let url = server.url();
+    let bus = EventBus::builder().connect(&url).await?;
+    let before = server_cpu(server);
+    rate(&bus, n, None).await?;
+    let append = (server_cpu(server) - before).as_secs_f64() / n as f64;
+    // Scheduled a few seconds ahead, then moved while nothing else runs.
+    let ahead = Duration::from_secs(3);
+    rate(&bus, n, Some(ahead)).await?;
+    let queue = "eventbus:schedule:{events:bench_due}";
+    let waiting = || server.cli(&["ZCARD", queue]).parse::<u64>().unwrap_or(0);
+    let before = server_cpu(server);
+    let deadline = Instant::now() + ahead * 10;
+    while waiting() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let moving = (server_cpu(server) - before).as_secs_f64() / n as f64;
+    bus.shutdown().await?;
+    server.cli(&["DEL", "events:bench_due"]);
+    let us = |s: f64| format!("{:.2} µs", s * 1e6);
+    Ok(row(
+        "server CPU per event moved when due (D': per durable publish)",
+        us(append),
+        us(moving),
+    )
+    .ratio(format!("{:.2}×", moving / append)))
 }
 
 /// Events per second of `n` durable publishes, or of `n` scheduled `ahead`.
