@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eventbus::{ConnectErrorKind, Event, EventBus, HandlerOptions, RetryPolicy};
-use eventbus_suite::{TestEnv, fast, wait_for};
+use eventbus_suite::{TestEnv, fast, poll_until, wait_for};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, Event)]
@@ -195,12 +195,7 @@ async fn after_the_last_delay_the_entry_is_a_dead_letter_with_every_attempt_coun
             .unwrap();
         bus.publish(Job { n: 7 }).await.unwrap();
         let letters = || async { bus.dead_letters("retried_job", 10).await.unwrap() };
-        let mut found = Vec::new();
-        let deadline = Instant::now() + LIMIT;
-        while found.is_empty() && Instant::now() < deadline {
-            found = letters().await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let found = poll_until(LIMIT, letters, |found| !found.is_empty()).await;
         assert_eq!(found.len(), 1, "{url}");
         assert_eq!(
             found[0].attempts, 6,

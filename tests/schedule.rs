@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use eventbus::redis::RedisOptions;
 use eventbus::{Event, EventBus, HandlerOptions, PublishErrorKind, ScheduleId};
-use eventbus_suite::redis_server::RedisServer;
+use eventbus_suite::redis_server::{RedisServer, wait_until};
 use eventbus_suite::{TestEnv, fast, wait_for};
 use serde::{Deserialize, Serialize};
 
@@ -688,10 +688,7 @@ fn events_due_while_every_service_process_is_killed_fire_once_when_one_is_back()
     let mover = Role::start(&url, &["move"]);
     mover.wait_line("ready");
     let all = || carts_in_stream(&server).len() >= 1000;
-    let deadline = std::time::Instant::now() + LIMIT;
-    while !all() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(LIMIT, "1000 expiries in the stream", all);
     let mut carts = carts_in_stream(&server);
     let in_stream = carts.len();
     carts.sort_unstable();
@@ -707,4 +704,35 @@ fn events_due_while_every_service_process_is_killed_fire_once_when_one_is_back()
     );
     println!("{fired_before} of 1000 had fired before every service process was killed");
     mover.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_bus_did_not_write_is_set_aside_and_the_queue_goes_on() {
+    let Some(server) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let url = server.url();
+    let arrivals = Arrivals::default();
+    let consumer = consumer(&url, &arrivals).await;
+    // Someone writes a record of their own into the queue, due at once.
+    let (due, items) = (
+        "eventbus:schedule:{events:reminder_due}",
+        "eventbus:schedule:{events:reminder_due}:items",
+    );
+    server.cli(&["SADD", "eventbus:schedules", "events:reminder_due"]);
+    server.cli(&["HSET", items, "garbage", "not a record"]);
+    server.cli(&["ZADD", due, "0", "garbage"]);
+    consumer
+        .publish_after(ReminderDue { n: 1 }, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert!(
+        wait_for(LIMIT, || arrivals.total() == 1).await,
+        "the queue goes on"
+    );
+    let failed = server.cli(&["HGET", &format!("{due}:failed"), "garbage"]);
+    assert!(failed.starts_with("MALFORMED"), "{failed}");
+    assert_eq!(server.cli(&["ZCARD", due]), "0");
+    assert_eq!(consumer.metrics().scheduled.errors, 0);
+    consumer.shutdown().await.unwrap();
 }

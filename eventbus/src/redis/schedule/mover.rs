@@ -160,7 +160,7 @@ impl Mover {
                 tracing::warn!(
                     queue,
                     aside,
-                    "scheduled events set aside: their target holds another kind of key"
+                    "scheduled events set aside: see the queue's `:failed` hash for why"
                 );
             }
             if !refused.is_empty() {

@@ -55,9 +55,9 @@ return 0",
 /// `KEYS`: the queue's sorted set and hash. `ARGV`: the most messages to move. Sends each
 /// message due by the server's now, the first due first, and removes it, in one step: a
 /// message is sent once however many movers run. A message whose target holds another kind
-/// of key (`WRONGTYPE`) is set aside in the hash `<set>:failed` with the error; any other
-/// refusal (out of memory, a read-only replica) stops the round with the message left
-/// waiting. Returns the server's now, the next due time (-1: none), the lateness of each
+/// of key (`WRONGTYPE`), or whose record is not one this crate wrote, is set aside in the hash
+/// `<set>:failed` with the error; any other refusal (out of memory, a read-only replica) stops
+/// the round with the message left waiting. Returns the server's now, the next due time (-1: none), the lateness of each
 /// message sent in milliseconds, how many were set aside, the refusal ('' when none), and how
 /// many messages wait.
 pub(crate) static MOVE: LazyLock<Script> = LazyLock::new(|| {
@@ -67,13 +67,19 @@ local function parts(rec)
   local out, pos = {{}}, 1
   while pos <= #rec do
     local colon = string.find(rec, ':', pos, true)
+    if not colon then return nil end
     local len = tonumber(string.sub(rec, pos, colon - 1))
+    if not len or colon + len > #rec then return nil end
     out[#out + 1] = string.sub(rec, colon + 1, colon + len)
     pos = colon + len + 1
   end
+  if #out < 5 or (out[3] == 'A' and not tonumber(out[4])) then return nil end
   return out
 end
 local function send(p)
+  if not p then
+    return {{err = 'MALFORMED record: not one this version of eventbus wrote'}}
+  end
   if p[1] == 'a' then
     local args = {{'XADD', p[2]}}
     if p[3] == 'L' then
@@ -98,7 +104,8 @@ for i = 1, #due, 2 do
   if rec then
     local sent = send(parts(rec))
     if type(sent) == 'table' and sent.err then
-      if string.sub(sent.err, 1, 9) ~= 'WRONGTYPE' then
+      local code = string.sub(sent.err, 1, 9)
+      if code ~= 'WRONGTYPE' and code ~= 'MALFORMED' then
         refused = sent.err
         break
       end
