@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use eventbus::redis::RedisOptions;
-use eventbus::{Event, EventBus};
+use eventbus::{Event, EventBus, ScheduleReceipt};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, Event)]
@@ -15,13 +15,12 @@ struct CartExpired {
     cart_id: u64,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_show_and_cancel() {
-    let Some(server) = server() else { return };
-    let url = server.url();
+/// A bus without a mover that scheduled two cart expiries, an hour and two hours ahead; the
+/// first one's receipt.
+async fn two_scheduled(url: &str) -> (EventBus, ScheduleReceipt) {
     let bus = EventBus::builder()
         .redis_options(RedisOptions::new().schedule_poll_interval(None))
-        .connect(&url)
+        .connect(url)
         .await
         .unwrap();
     let hour = Duration::from_secs(3600);
@@ -32,14 +31,14 @@ async fn list_show_and_cancel() {
     bus.publish_after(CartExpired { cart_id: 2 }, hour * 2)
         .await
         .unwrap();
+    (bus, first)
+}
 
-    let out = run(&url, &["scheduled", "list", "--json"]);
-    assert_code(&out, 0);
-    let queues = json_lines(&out);
-    assert_eq!(queues.len(), 1, "{queues:?}");
-    assert_eq!(queues[0]["queue"], "events:cart_expired");
-    assert_eq!(queues[0]["waiting"], 2);
-
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_shows_the_schedule_queues() {
+    let Some(server) = server() else { return };
+    let url = server.url();
+    let (bus, _) = two_scheduled(&url).await;
     let out = run(&url, &["monitor", "--once", "--json"]);
     assert_code(&out, 0);
     let snapshot = &json_lines(&out)[0];
@@ -48,6 +47,22 @@ async fn list_show_and_cancel() {
     assert_eq!(queue["waiting"], 2);
     let due_in = queue["next_due_in_ms"].as_i64().unwrap();
     assert!(due_in > 3_000_000 && due_in <= 3_600_000, "{due_in}");
+    bus.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_show_and_cancel() {
+    let Some(server) = server() else { return };
+    let url = server.url();
+    let (bus, first) = two_scheduled(&url).await;
+
+    let out = run(&url, &["scheduled", "list", "--json"]);
+    assert_code(&out, 0);
+    let queues = json_lines(&out);
+    assert_eq!(queues.len(), 1, "{queues:?}");
+    assert_eq!(queues[0]["queue"], "events:cart_expired");
+    assert_eq!(queues[0]["waiting"], 2);
+
     let out = run(
         &url,
         &["scheduled", "list", "events:cart_expired", "--json"],

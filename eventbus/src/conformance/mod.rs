@@ -88,6 +88,7 @@
 mod behaviours;
 mod check;
 mod deployment;
+mod time;
 
 pub use deployment::Deployment;
 
@@ -252,10 +253,10 @@ impl Behaviour {
             }
             Behaviour::DurableGroupsShareTheWork => b::durable_groups_share_the_work(lab).await,
             Behaviour::ScheduledEventsArriveWhenDue => {
-                b::scheduled_events_arrive_when_due(lab).await
+                time::scheduled_events_arrive_when_due(lab).await
             }
             Behaviour::DelayedRetriesComeBackToTheirGroup => {
-                b::delayed_retries_come_back_to_their_group(lab).await
+                time::delayed_retries_come_back_to_their_group(lab).await
             }
         }
     }

@@ -3,6 +3,8 @@
 //! [`EventBus::metrics`]: crate::EventBus::metrics
 
 #[cfg(feature = "metrics")]
+mod descriptions;
+#[cfg(feature = "metrics")]
 pub(crate) mod export;
 
 use std::collections::{BTreeMap, HashMap};

@@ -21,8 +21,9 @@ use tokio_util::task::TaskTracker;
 
 use super::glob::glob_match;
 use super::memory_dedupe::MemoryDedupe;
+use super::memory_reader::{retry_stream, spawn_reader};
 use super::memory_schedule::Schedules;
-use super::memory_streams::{Streams, retry_stream, spawn_reader};
+use super::memory_streams::Streams;
 use super::schedule::MoverStats;
 use super::{
     BoxFuture, Capabilities, ConnectionEvent, DeadLetter, DeadLetterStore, DedupeStore, ErrorKind,

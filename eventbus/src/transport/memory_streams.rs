@@ -4,7 +4,7 @@
 //! Each stream key holds a log of entries (ids `<ms>-<seq>`, monotonic) bounded like
 //! `MAXLEN ~ 1000000`. Each group on it keeps the last entry it handed out and its pending
 //! entries (entry id → consumer, delivery count, last delivery time). A joined group has a
-//! [`Reader`] task that hands entries to the bus: first this consumer's own pending entries,
+//! reader task (`memory_reader.rs`) that hands entries to the bus: first this consumer's own pending entries,
 //! then entries idle on other consumers for longer than `claim_idle` (claimed), then new
 //! ones, never more at a time than the handler's credit.
 
@@ -17,14 +17,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use super::memory_schedule::Schedules;
-use super::{
-    Ack, Acknowledge, BoxFuture, Deferred, ErrorKind, GroupSpec, GroupStatus, Inbound, Message,
-    Route, Scheduled, TransportError, When,
-};
+use super::{ErrorKind, GroupSpec, GroupStatus, TransportError};
 use crate::options::StartFrom;
 use crate::sync::lock;
 
@@ -33,7 +27,7 @@ const MAX_LEN: usize = 1_000_000;
 
 /// A stream entry id, `<ms>-<seq>`, ordered as Redis orders them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-struct EntryId {
+pub(super) struct EntryId {
     ms: u64,
     seq: u64,
 }
@@ -124,19 +118,19 @@ struct Group {
 
 /// An entry as a reader hands it to the bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Delivered {
-    id: EntryId,
+pub(super) struct Delivered {
+    pub(super) id: EntryId,
     /// `None` for a pending entry trimmed from the stream: it is reported, not delivered.
-    payload: Option<Bytes>,
-    retried: (u32, u32),
-    deliveries: u32,
+    pub(super) payload: Option<Bytes>,
+    pub(super) retried: (u32, u32),
+    pub(super) deliveries: u32,
     /// Taken over from another consumer.
-    claimed: bool,
+    pub(super) claimed: bool,
 }
 
 /// One stream key: its entries and its groups.
 #[derive(Default)]
-struct Log {
+pub(super) struct Log {
     entries: VecDeque<Entry>,
     last_id: EntryId,
     groups: HashMap<String, Group>,
@@ -199,7 +193,7 @@ impl Log {
 
     /// Hands out again up to `max` of `consumer`'s own pending entries after `after`
     /// (deliveries + 1); also returns where to go on from, while there may be more.
-    fn redeliver_own(
+    pub(super) fn redeliver_own(
         &mut self,
         group: &str,
         consumer: &str,
@@ -221,7 +215,7 @@ impl Log {
 
     /// Claims up to `max` entries pending on other consumers for at least `idle`: they move to
     /// `consumer` (deliveries + 1).
-    fn claim(
+    pub(super) fn claim(
         &mut self,
         group: &str,
         consumer: &str,
@@ -294,7 +288,7 @@ impl Log {
     }
 
     /// Hands out up to `max` entries new to the group (deliveries = 1), pending on `consumer`.
-    fn read_new(
+    pub(super) fn read_new(
         &mut self,
         group: &str,
         consumer: &Arc<str>,
@@ -355,8 +349,8 @@ impl Log {
 /// Every stream of a hub, and the notification of appends the readers wait on.
 #[derive(Default)]
 pub(super) struct Streams {
-    logs: Mutex<HashMap<String, Log>>,
-    appended: Notify,
+    pub(super) logs: Mutex<HashMap<String, Log>>,
+    pub(super) appended: Notify,
 }
 
 impl Streams {
@@ -407,206 +401,12 @@ impl Streams {
             .collect()
     }
 
-    fn ack(&self, stream: &str, group: &str, id: &str) -> Result<(), TransportError> {
+    pub(super) fn ack(&self, stream: &str, group: &str, id: &str) -> Result<(), TransportError> {
         let id: EntryId = id.parse()?;
         if let Some(log) = lock(&self.logs).get_mut(stream) {
             log.ack(group, id);
         }
         Ok(())
-    }
-}
-
-/// The stream a group's delayed retries come back on, read by that group only.
-pub(super) fn retry_stream(stream: &str, group: &str) -> String {
-    format!("eventbus:retry:{{{stream}}}:{group}")
-}
-
-/// Acknowledges the entries of one group on one stream, and hands them off for delayed
-/// retries.
-struct GroupAck {
-    streams: Arc<Streams>,
-    schedules: Arc<Schedules>,
-    stream: Arc<str>,
-    group: Arc<str>,
-    /// The group's retry stream.
-    retry: Arc<str>,
-}
-
-impl Acknowledge for GroupAck {
-    fn ack<'a>(&'a self, entry_id: &'a str) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move { self.streams.ack(&self.stream, &self.group, entry_id) })
-    }
-
-    /// Scheduled to come back on the group's retry stream, then acknowledged, under no await:
-    /// in one process there is no crash between the two that would leave the other.
-    fn defer<'a>(
-        &'a self,
-        entry_id: &'a str,
-        later: &'a Deferred,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move {
-            let id = uuid::Uuid::now_v7().to_string();
-            let retry = &*self.retry;
-            let mut back = Scheduled::new(retry, id, retry, Route::Append, later.payload.clone());
-            back.retried = (later.delayed, later.attempts);
-            self.schedules.schedule(&back, When::After(later.delay));
-            self.streams.ack(&self.stream, &self.group, entry_id)
-        })
-    }
-}
-
-/// Starts reading for a joined group until `cancel` fires, tracked by `tasks`.
-pub(super) fn spawn_reader(
-    tasks: &TaskTracker,
-    hub: (Arc<Streams>, Arc<Schedules>),
-    spec: &GroupSpec,
-    channel: &str,
-    inbound: Arc<dyn Inbound>,
-    cancel: CancellationToken,
-) {
-    let (streams, schedules) = hub;
-    let stream: Arc<str> = Arc::from(spec.stream.as_str());
-    let group: Arc<str> = Arc::from(spec.group.as_str());
-    let acker = Arc::new(GroupAck {
-        streams: streams.clone(),
-        schedules,
-        stream: stream.clone(),
-        group: group.clone(),
-        retry: Arc::from(retry_stream(channel, &spec.group)),
-    });
-    let reader = Reader {
-        streams,
-        inbound,
-        stream,
-        channel: Arc::from(channel),
-        group,
-        consumer: Arc::from(spec.consumer.as_str()),
-        claim_idle: spec.claim_idle,
-        acker,
-        cancel,
-        recovering: Some(EntryId::default()),
-        next_claim: Instant::now(),
-    };
-    tasks.spawn(reader.run());
-}
-
-/// The task that reads for one joined group.
-struct Reader {
-    streams: Arc<Streams>,
-    inbound: Arc<dyn Inbound>,
-    stream: Arc<str>,
-    /// The channel its messages say they came on: the group's stream, also for the entries of
-    /// its retry stream.
-    channel: Arc<str>,
-    group: Arc<str>,
-    consumer: Arc<str>,
-    claim_idle: Duration,
-    acker: Arc<GroupAck>,
-    cancel: CancellationToken,
-    /// While this consumer's own pending entries are handed out again: the last one so far.
-    recovering: Option<EntryId>,
-    /// When to look for entries idle on other consumers next.
-    next_claim: Instant,
-}
-
-impl Reader {
-    async fn run(mut self) {
-        let streams = self.streams.clone();
-        while let Some(credit) = self.credit().await {
-            // Registered before looking, so an append in between still wakes us.
-            let appended = streams.appended.notified();
-            let batch = self.take(credit);
-            if batch.is_empty() {
-                tokio::select! {
-                    _ = self.cancel.cancelled() => return,
-                    _ = appended => {}
-                    _ = tokio::time::sleep_until(self.next_claim) => {}
-                }
-                continue;
-            }
-            for d in batch {
-                self.deliver(d);
-            }
-        }
-    }
-
-    /// How many entries the handler takes now, waiting for room when it takes none; `None`
-    /// once the reader is stopped.
-    async fn credit(&self) -> Option<usize> {
-        if self.cancel.is_cancelled() {
-            return None;
-        }
-        let credit = self.inbound.credit(&self.group);
-        if credit > 0 {
-            return Some(credit);
-        }
-        tokio::select! {
-            _ = self.cancel.cancelled() => return None,
-            _ = self.inbound.credit_available(&self.group) => {}
-        }
-        match self.inbound.credit(&self.group) {
-            0 => {
-                // The handler is gone or closed its queue: nothing more to read until the
-                // group is left.
-                self.cancel.cancelled().await;
-                None
-            }
-            credit => Some(credit),
-        }
-    }
-
-    /// Up to `credit` entries: own pending ones first, then claimed ones, then new ones.
-    fn take(&mut self, credit: usize) -> Vec<Delivered> {
-        let now = Instant::now();
-        let mut logs = lock(&self.streams.logs);
-        // Looked at under the lock: once the group is left, no later append reaches this reader.
-        if self.cancel.is_cancelled() {
-            return Vec::new();
-        }
-        let Some(log) = logs.get_mut(&*self.stream) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        if let Some(after) = self.recovering {
-            (out, self.recovering) =
-                log.redeliver_own(&self.group, &self.consumer, after, credit, now);
-        }
-        if out.len() < credit && now >= self.next_claim {
-            let max = credit - out.len();
-            let claimed = log.claim(&self.group, &self.consumer, self.claim_idle, max, now);
-            if claimed.len() < max {
-                self.next_claim = now + self.claim_idle / 2;
-            }
-            out.extend(claimed);
-        }
-        let max = credit - out.len();
-        if max > 0 {
-            out.extend(log.read_new(&self.group, &self.consumer, max, now));
-        }
-        out
-    }
-
-    fn deliver(&self, d: Delivered) {
-        let Some(payload) = d.payload else {
-            self.inbound.trimmed(&self.group, &d.id.to_string());
-            return;
-        };
-        let mut ack = Ack::new(
-            self.group.clone(),
-            Arc::from(d.id.to_string()),
-            d.deliveries,
-            self.acker.clone(),
-        );
-        if d.claimed {
-            ack = ack.mark_claimed();
-        }
-        ack = ack.with_delayed(d.retried.0, d.retried.1);
-        self.inbound.message(Message {
-            channel: self.channel.clone(),
-            pattern: None,
-            payload,
-            ack: Some(ack),
-        });
     }
 }
 

@@ -66,6 +66,7 @@ mod glob;
 mod group;
 pub mod memory;
 mod memory_dedupe;
+mod memory_reader;
 mod memory_schedule;
 mod memory_streams;
 pub(crate) mod message;

@@ -177,25 +177,26 @@ impl RedisScheduler {
 
 /// Hands the entry `entry_id` of `group` on `stream` off for a delayed retry: stored in the
 /// queue of the group's retry stream, due after `later.delay` by the server's clock, and
-/// acknowledged, in one script. The queue is added to the index first (a queue in the index
-/// with nothing in it costs the movers one look).
+/// acknowledged, in one script. When `index`, the queue is added to the index first (a queue
+/// in the index with nothing in it costs the movers one look); the caller does so once.
 pub(crate) async fn defer(
     shared: &Shared,
-    stream: &str,
-    group: &str,
+    (stream, group): (&str, &str),
     entry_id: &str,
     later: &Deferred,
+    index: bool,
 ) -> Result<(), TransportError> {
     let retry = match stream.starts_with("eventbus:retry:") {
         true => stream.to_owned(),
         false => retry_stream(stream, group),
     };
     let wait = shared.options.publish_deadline;
-    let mut index = redis::cmd("SADD");
-    index.arg(INDEX).arg(&retry);
-    shared
-        .command::<()>("adding a retry queue to the index", &index, wait)
-        .await?;
+    if index {
+        let mut sadd = redis::cmd("SADD");
+        sadd.arg(INDEX).arg(&retry);
+        let what = "adding a retry queue to the index";
+        shared.command::<()>(what, &sadd, wait).await?;
+    }
     let keys = QueueKeys::of(&retry);
     let record = keys::retry_record(&retry, shared.options.stream_retention, later);
     let id = uuid::Uuid::now_v7().to_string();

@@ -37,6 +37,8 @@ pub(super) struct Acker {
     held: Mutex<HashSet<String>>,
     /// Set when an entry was released: the reader re-reads its own pending entries.
     released: AtomicBool,
+    /// Set once this group's retry queue is in the index of schedule queues.
+    indexed: AtomicBool,
 }
 
 impl Acker {
@@ -56,6 +58,7 @@ impl Acker {
             group: group.to_owned(),
             held: Mutex::default(),
             released: AtomicBool::new(false),
+            indexed: AtomicBool::new(false),
         })
     }
 
@@ -98,8 +101,12 @@ impl Acker {
     /// Hands a held entry off for a delayed retry (stored for later and acknowledged in one
     /// step); it is no longer held either way.
     async fn defer(&self, entry_id: &str, later: &Deferred) -> Result<(), TransportError> {
-        let s = &self.shared;
-        let result = defer(s, &self.stream, &self.group, entry_id, later).await;
+        let index = !self.indexed.load(Ordering::Acquire);
+        let names = (self.stream.as_str(), self.group.as_str());
+        let result = defer(&self.shared, names, entry_id, later, index).await;
+        if result.is_ok() {
+            self.indexed.store(true, Ordering::Release);
+        }
         lock(&self.held).remove(entry_id);
         result
     }
