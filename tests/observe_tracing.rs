@@ -201,7 +201,8 @@ async fn a_chain_of_events_stays_one_trace_and_the_spans_say_so() {
     let publish = &wait_spans("eventbus.publish", "trace_start", 1).await[0];
     assert_eq!(publish.field("messaging.message.id"), Some(&*receipt.id));
     assert_eq!(publish.field("messaging.system"), Some("redis"));
-    assert_eq!(publish.field("messaging.operation.type"), Some("publish"));
+    assert_eq!(publish.field("messaging.operation.type"), Some("send"));
+    assert_eq!(publish.field("messaging.operation.name"), Some("publish"));
     assert_eq!(
         publish.field("messaging.destination.name"),
         Some("events:trace_start")

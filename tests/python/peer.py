@@ -7,8 +7,9 @@ envelopes with ``pubsub.listen()`` and ``json.loads``.
 Usage (run by tests/interop_redis.rs with the venv of tests/support/python.rs):
 
     peer.py publish URL CHANNEL EVENTS_JSON
-        EVENTS_JSON is a JSON list of {"type", "data", "timestamp", "id"} objects, published
-        one by one with json.dumps; prints one line per message:
+        EVENTS_JSON is a JSON list of {"type", "data", "timestamp", "id"} objects (with
+        "traceparent" and "tracestate" where given), published one by one with json.dumps;
+        prints one line per message:
         {"published": <id>, "receivers": <what PUBLISH returned>}
 
     peer.py listen URL CHANNEL COUNT
@@ -47,14 +48,17 @@ def out(value):
 
 def publish(client, channel, events):
     for event in events:
-        message = json.dumps(
-            {
-                "type": event["type"],
-                "data": event["data"],
-                "timestamp": event["timestamp"],
-                "id": event["id"],
-            }
-        )
+        plain = {
+            "type": event["type"],
+            "data": event["data"],
+            "timestamp": event["timestamp"],
+            "id": event["id"],
+        }
+        # A service traced with OpenTelemetry adds its W3C trace context.
+        for name in ("traceparent", "tracestate"):
+            if name in event:
+                plain[name] = event[name]
+        message = json.dumps(plain)
         receivers = client.publish(channel, message)
         out({"published": event["id"], "receivers": receivers})
 

@@ -11,6 +11,7 @@ use super::{EventBus, Phase, PublishOptions};
 use crate::envelope::{EncodeError, Envelope};
 use crate::error::{PublishError, PublishErrorKind};
 use crate::event::{Event, check_name};
+use crate::observe::{self, Produce};
 use crate::transport::TransportError;
 
 /// What publishing returned.
@@ -91,32 +92,30 @@ impl EventBus {
         if envelope.source.is_empty() {
             envelope.source = self.inner.service.clone();
         }
-        crate::observe::inherit(&mut envelope);
         let channel = envelope.data().try_channel().map_err(|e| {
             self.failed(PublishError::new(
                 PublishErrorKind::Encode,
                 format!("could not publish `{}`: {e}", E::TYPE),
             ))
         })?;
-        let span = tracing::info_span!(
-            "eventbus.publish",
-            otel.name = %format_args!("publish {channel}"),
-            messaging.system = "redis",
-            messaging.operation.type = "publish",
-            messaging.destination.name = %channel,
-            messaging.message.id = %envelope.id(),
-            eventbus.event_type = E::TYPE,
-            messaging.message.conversation_id = envelope.correlation_id(),
-            eventbus.traceparent = envelope.traceparent(),
-            error.type = tracing::field::Empty,
-        );
+        let span = observe::producer(Produce::Publish, &channel, E::TYPE, envelope.id());
+        observe::stamp(&mut envelope, &span);
         let result = self
             .encode_and_send(&envelope, &channel)
             .instrument(span.clone())
             .await;
-        if let Err(e) = &result {
-            span.record("error.type", tracing::field::debug(e.kind()));
-            span.in_scope(|| tracing::debug!(error = %e, "publish failed"));
+        match &result {
+            Ok(PublishReceipt {
+                entry_id: Some(entry),
+                ..
+            }) => {
+                span.record("eventbus.entry_id", entry.as_str());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                observe::failed(&span, &format!("{:?}", e.kind()));
+                span.in_scope(|| tracing::debug!(error = %e, "publish failed"));
+            }
         }
         result
     }

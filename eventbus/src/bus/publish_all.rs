@@ -5,11 +5,13 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use tracing::{Instrument, Span};
 
 use super::{EventBus, PublishReceipt};
 use crate::envelope::Envelope;
 use crate::error::{PublishError, PublishErrorKind};
 use crate::event::Event;
+use crate::observe::{self, Produce};
 
 impl EventBus {
     /// Publishes many events of one type as one batch and returns their receipts, in order.
@@ -37,14 +39,32 @@ impl EventBus {
     ) -> Result<Vec<PublishReceipt>, PublishError> {
         let mut ids = Vec::new();
         let mut batch = Vec::new();
+        let mut span = None;
         for event in events {
-            let (id, channel, payload) = self.prepare(Envelope::new(event))?;
+            let (id, channel, payload) = self.prepare(Envelope::new(event), &mut span)?;
             ids.push(id);
             batch.push((channel, payload));
         }
-        if batch.is_empty() {
+        let Some(span) = span else {
             return Ok(Vec::new());
+        };
+        span.record("messaging.batch.message_count", batch.len());
+        let result = self
+            .send_batch::<E>(ids, batch)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &result {
+            observe::failed(&span, &format!("{:?}", e.kind()));
         }
+        result
+    }
+
+    /// Sends a prepared batch, in pipelines, and returns its receipts.
+    async fn send_batch<E: Event>(
+        &self,
+        ids: Vec<String>,
+        batch: Vec<(String, Bytes)>,
+    ) -> Result<Vec<PublishReceipt>, PublishError> {
         let n = batch.len() as u64;
         let transport = self.inner.transport();
         let sent: Vec<(u64, Option<String>)> = if E::DURABLE {
@@ -74,15 +94,16 @@ impl EventBus {
             .collect())
     }
 
-    /// An envelope's id, channel and bytes, checked as a publish checks them.
+    /// An envelope's id, channel and bytes, checked as a publish checks them, and stamped under
+    /// the batch's span (opened for the first envelope, on its channel).
     fn prepare<E: Event>(
         &self,
         mut envelope: Envelope<E>,
+        span: &mut Option<Span>,
     ) -> Result<(String, String, Bytes), PublishError> {
         if envelope.source.is_empty() {
             envelope.source = self.inner.service.clone();
         }
-        crate::observe::inherit(&mut envelope);
         let refused = |what: &str, e: &dyn std::fmt::Display| {
             self.failed(PublishError::new(
                 PublishErrorKind::Encode,
@@ -93,6 +114,10 @@ impl EventBus {
             .data()
             .try_channel()
             .map_err(|e| refused("publish", &e))?;
+        let span = span.get_or_insert_with(|| {
+            observe::producer(Produce::PublishAll, &channel, E::TYPE, envelope.id())
+        });
+        observe::stamp(&mut envelope, span);
         let bytes = self.encode(&envelope).map_err(|e| refused("encode", &e))?;
         let payload = Bytes::from(bytes);
         self.refuse(&payload)?;

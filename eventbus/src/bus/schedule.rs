@@ -7,11 +7,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use tracing::Instrument;
 
 use super::EventBus;
 use crate::envelope::Envelope;
 use crate::error::{PublishError, PublishErrorKind, QueryError, QueryErrorKind};
 use crate::event::Event;
+use crate::observe::{self, Produce};
 use crate::transport::schedule::MAX_SCHEDULE_AHEAD;
 use crate::transport::{QueueStatus, Route, Scheduled, Scheduler, When};
 
@@ -139,7 +141,6 @@ impl EventBus {
         if envelope.source.is_empty() {
             envelope.source = self.inner.service.clone();
         }
-        crate::observe::inherit(&mut envelope);
         check_when(when).map_err(|e| self.failed(e))?;
         let channel = envelope.data().try_channel().map_err(|e| {
             self.failed(PublishError::new(
@@ -147,6 +148,8 @@ impl EventBus {
                 format!("could not schedule `{}`: {e}", E::TYPE),
             ))
         })?;
+        let span = observe::producer(Produce::Schedule, &channel, E::TYPE, envelope.id());
+        observe::stamp(&mut envelope, &span);
         let bytes = self.encode(&envelope).map_err(|e| {
             let why = format!("could not encode `{}`: {e}", E::TYPE);
             self.failed(PublishError::new(PublishErrorKind::Encode, why).with_source(e))
@@ -158,7 +161,11 @@ impl EventBus {
         };
         let queue = E::PATTERN.unwrap_or(&channel);
         let message = Scheduled::new(queue, envelope.id(), &*channel, route, Bytes::from(bytes));
-        let due = self.schedule(&message, when).await?;
+        let due = self
+            .schedule(&message, when)
+            .instrument(span.clone())
+            .await
+            .inspect_err(|e| observe::failed(&span, &format!("{:?}", e.kind())))?;
         self.inner
             .stats
             .with_event::<E, _>(|t| t.scheduled.fetch_add(1, Ordering::Relaxed));

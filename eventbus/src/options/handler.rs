@@ -35,6 +35,7 @@ pub struct HandlerOptions {
     pub(crate) retry: RetryPolicy,
     pub(crate) dead_letter: Option<bool>,
     pub(crate) durable: DurableOptions,
+    pub(crate) own_trace: bool,
 }
 
 impl Default for HandlerOptions {
@@ -49,6 +50,7 @@ impl Default for HandlerOptions {
             retry: RetryPolicy::never(),
             dead_letter: None,
             durable: DurableOptions::default(),
+            own_trace: false,
         }
     }
 }
@@ -58,6 +60,16 @@ impl HandlerOptions {
     /// timeout, concurrency 1 (in order), no retries.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// With the `otel` feature, each run of this handler starts a trace of its own that links to
+    /// the producer's span, instead of joining the producer's trace as its child (the default).
+    /// For handlers whose work should not be counted in the request that published the event:
+    /// a nightly batch fed by many requests, a projection rebuilt from replays. See the crate
+    /// documentation's [Tracing](crate#tracing).
+    pub fn own_trace(mut self) -> Self {
+        self.own_trace = true;
+        self
     }
 
     /// Options for a handler of a durable event type: its consumer group, where a new group

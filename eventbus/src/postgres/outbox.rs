@@ -11,6 +11,7 @@ use super::tables::Tables;
 use crate::envelope::Envelope;
 use crate::error::{PublishError, PublishErrorKind};
 use crate::event::Event;
+use crate::observe::{self, Produce};
 use crate::transport::When;
 
 /// A transactional outbox on PostgreSQL: give it to
@@ -182,7 +183,8 @@ pub(crate) struct OutboxRow {
 
 impl OutboxRow {
     /// The row of an envelope from `service` (its source when empty), with the correlation and
-    /// trace of the event being handled, if any; refused when larger than `max_size`.
+    /// trace of the event being handled, if any, or of the current span (`otel`); refused when
+    /// larger than `max_size`.
     pub(crate) fn of<E: Event>(
         mut envelope: Envelope<E>,
         service: &str,
@@ -191,7 +193,6 @@ impl OutboxRow {
         if envelope.source.is_empty() {
             envelope.source = service.to_owned();
         }
-        crate::observe::inherit(&mut envelope);
         let refused = |what: &str, e: &dyn std::fmt::Display| {
             PublishError::new(
                 PublishErrorKind::Encode,
@@ -202,6 +203,8 @@ impl OutboxRow {
             .data()
             .try_channel()
             .map_err(|e| refused("publish", &e))?;
+        let span = observe::producer(Produce::Outbox, &key, E::TYPE, envelope.id());
+        observe::stamp(&mut envelope, &span);
         let mut bytes = Vec::with_capacity(256);
         envelope
             .encode_into(&mut bytes)

@@ -18,6 +18,7 @@ use super::slot::Slot;
 use crate::envelope::{DecodeError, RawEnvelope};
 use crate::error::{DecodeFailure, Failure, FailureCause, HandlerFailure};
 use crate::handler::{Delivery, HandlerContext, Verdict, delivery_info};
+use crate::observe::Process;
 use crate::transport::{Ack, Deferred};
 
 #[cfg(feature = "postgres")]
@@ -95,24 +96,24 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-fn handle_span(slot: &Slot, delivery: &Delivery) -> tracing::Span {
+/// The span of attempt `attempt` of `delivery` through `slot`'s handler.
+fn attempt_span(slot: &Slot, delivery: &Delivery, attempt: u32) -> tracing::Span {
     let header = delivery.raw.as_deref().map(RawEnvelope::header);
-    tracing::info_span!(
-        "eventbus.handle",
-        otel.name = %format_args!("process {}", delivery.message.channel),
-        messaging.system = "redis",
-        messaging.operation.type = "process",
-        messaging.destination.name = %delivery.message.channel,
-        messaging.message.id = delivery.event_id().unwrap_or(""),
-        messaging.message.conversation_id = header.and_then(|h| h.correlation_id()),
-        eventbus.traceparent = header
+    let ack = delivery.message.ack.as_ref();
+    let p = Process {
+        channel: &delivery.message.channel,
+        id: delivery.event_id().unwrap_or(""),
+        correlation_id: header.and_then(|h| h.correlation_id()),
+        traceparent: header
             .and_then(|h| h.traceparent())
             .filter(|t| crate::observe::is_valid_traceparent(t)),
-        eventbus.handler = %slot.name,
-        eventbus.event_type = %slot.event_type,
-        eventbus.attempt = tracing::field::Empty,
-        error.type = tracing::field::Empty,
-    )
+        handler: &slot.name,
+        event_type: &slot.event_type,
+        group: ack.map(|a| &*a.group),
+        entry_id: ack.map(|a| &*a.entry_id),
+        attempt,
+    };
+    crate::observe::process_span(&p, header, slot.options.own_trace)
 }
 
 /// How a delivery's runs ended.
@@ -343,51 +344,47 @@ async fn run_attempts(
     ctx: &HandlerContext,
     delivery: &mut Delivery,
 ) -> Outcome {
-    let span = handle_span(slot, delivery);
-    async {
-        let mut attempt = 0;
-        let mut unreachable = 0;
-        loop {
-            attempt += 1;
-            tracing::Span::current().record("eventbus.attempt", attempt);
-            let started = Instant::now();
-            let raw = delivery.raw.clone();
-            let run_once = crate::observe::in_context(
-                raw.as_ref(),
-                attempt_in(rt, slot, ctx, delivery, attempt),
-            );
-            let outcome = tokio::select! {
-                biased;
-                // Shutdown's deadline passed: the run is abandoned, and counted there.
-                _ = slot.cancel.cancelled() => return Outcome::Abandoned,
-                outcome = run_once => outcome,
-            };
-            let cause = match outcome {
-                Ok(Ran::Handled) => {
-                    slot.stats.latency.record(started.elapsed());
-                    slot.stats.handled.fetch_add(1, Ordering::Relaxed);
-                    return Outcome::Handled;
-                }
-                Ok(Ran::Duplicate) => return Outcome::Duplicate,
-                Ok(Ran::Unreachable(error)) => {
-                    // Not the event's fault: no attempt is used up; the entry stays held.
-                    attempt -= 1;
-                    unreachable += 1;
-                    if database_pause(rt, slot, error, unreachable).await {
-                        return Outcome::Abandoned;
-                    }
-                    continue;
-                }
-                Err(cause) => cause,
-            };
-            match failed(rt, slot, delivery, attempt, cause).await {
-                Next::Retry => {}
-                next => return next.outcome(attempt),
+    let mut attempt = 0;
+    let mut unreachable = 0;
+    loop {
+        attempt += 1;
+        let span = attempt_span(slot, delivery, attempt);
+        let started = Instant::now();
+        let raw = delivery.raw.clone();
+        let run_once =
+            crate::observe::in_context(raw.as_ref(), attempt_in(rt, slot, ctx, delivery, attempt));
+        let outcome = tokio::select! {
+            biased;
+            // Shutdown's deadline passed: the run is abandoned, and counted there.
+            _ = slot.cancel.cancelled() => return Outcome::Abandoned,
+            outcome = run_once.instrument(span.clone()) => outcome,
+        };
+        let cause = match outcome {
+            Ok(Ran::Handled) => {
+                slot.stats.latency.record(started.elapsed());
+                slot.stats.handled.fetch_add(1, Ordering::Relaxed);
+                return Outcome::Handled;
             }
+            Ok(Ran::Duplicate) => return Outcome::Duplicate,
+            Ok(Ran::Unreachable(error)) => {
+                // Not the event's fault: no attempt is used up; the entry stays held.
+                attempt -= 1;
+                unreachable += 1;
+                if database_pause(rt, slot, error, unreachable).await {
+                    return Outcome::Abandoned;
+                }
+                continue;
+            }
+            Err(cause) => cause,
+        };
+        // The attempt's span ends here: the wait before the next attempt is not part of it.
+        crate::observe::failed(&span, cause.kind_name());
+        drop(span);
+        match failed(rt, slot, delivery, attempt, cause).await {
+            Next::Retry => {}
+            next => return next.outcome(attempt),
         }
     }
-    .instrument(span)
-    .await
 }
 
 /// Reports that the handler's database could not be reached (the `n`th time in a row), then
@@ -442,7 +439,6 @@ async fn failed(
     let live = !slot.cancel.is_cancelled();
     let will_retry = retry.should_retry(attempt, &cause) && live;
     let later = !will_retry && live && delayed_retry_left(slot, delivery, &cause);
-    tracing::Span::current().record("error.type", cause.kind_name());
     let last_error = cause.to_string();
     rt.hooks.report(Failure::Handler(HandlerFailure {
         handler: slot.name.clone(),

@@ -6,6 +6,12 @@ use std::sync::Arc;
 
 use crate::envelope::{Envelope, RawEnvelope};
 
+#[cfg(feature = "otel")]
+mod otel;
+mod spans;
+
+pub(crate) use spans::{Process, Produce, failed, process, producer};
+
 tokio::task_local! {
     static CURRENT: Option<EventContext>;
 }
@@ -85,9 +91,43 @@ pub(crate) fn in_context<F: Future>(
     CURRENT.scope(raw.map(|raw| EventContext { raw: raw.clone() }), fut)
 }
 
+/// Stamps an envelope about to be published or stored under its producer `span`: the
+/// correlation, causation and trace context of the event being handled where the publisher set
+/// none; with the `otel` feature, the span's own trace context (see `otel::inject`). The span
+/// records the trace context and correlation the envelope leaves with.
+pub(crate) fn stamp<E>(envelope: &mut Envelope<E>, span: &tracing::Span) {
+    #[cfg(feature = "otel")]
+    let explicit = envelope.traceparent.is_some();
+    inherit(envelope);
+    #[cfg(feature = "otel")]
+    otel::inject(envelope, span, explicit);
+    span.record("eventbus.traceparent", envelope.traceparent.as_deref());
+    span.record(
+        "messaging.message.conversation_id",
+        envelope.correlationid.as_deref(),
+    );
+}
+
+/// The span of a handler attempt for `delivery`'s envelope `header`, placed in the producer's
+/// trace with the `otel` feature (as a child and a link, or a link only with `own_trace`).
+pub(crate) fn process_span(
+    p: &Process<'_>,
+    header: Option<&Envelope<()>>,
+    own_trace: bool,
+) -> tracing::Span {
+    let span = process(p);
+    #[cfg(feature = "otel")]
+    if let Some(header) = header {
+        otel::follow(&span, header, own_trace);
+    }
+    #[cfg(not(feature = "otel"))]
+    let _ = (header, own_trace);
+    span
+}
+
 /// Fills the trace context, correlation and causation of an envelope published from inside a
 /// handler from the event being handled, where the publisher set none of them.
-pub(crate) fn inherit<E>(envelope: &mut Envelope<E>) {
+fn inherit<E>(envelope: &mut Envelope<E>) {
     let _ = CURRENT.try_with(|ctx| {
         let Some(ctx) = ctx else { return };
         if envelope.traceparent.is_none() {
