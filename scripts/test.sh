@@ -47,6 +47,8 @@ else
 fi
 echo "==> cargo test -p eventbus --features schema --test schema (JSON Schemas, AsyncAPI with schemas)"
 cargo test -p eventbus --features schema --test schema "$@"
+echo "==> cargo test --features otel --test otel (OpenTelemetry traces through two services, the example)"
+cargo test --features otel --test otel "$@"
 echo "==> cargo test --features tls --test redis_tls (rediss:// against a TLS redis-server)"
 cargo test --features tls --test redis_tls "$@"
 echo "==> cargo test --features tls --test scale_tls (rediss+cluster:// and rediss+sentinel:// against TLS deployments)"

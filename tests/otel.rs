@@ -462,3 +462,134 @@ async fn a_python_peers_traceparent_is_honoured() {
     );
     bus.shutdown().await.unwrap();
 }
+
+/// request → outbox row (committed) → relay → process (fails, dead-lettered) → replay →
+/// process: the relay and the replay keep the request's trace, not their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_row_and_its_dead_letter_replay_stay_in_the_request_trace() {
+    use eventbus::Outbox;
+    use eventbus_suite::orders::{OrderPlaced as Placed, world};
+    exporter();
+    let Some(w) = world().await else { return };
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let handled = Seen::<i64>::new();
+    let (f, h) = (failing.clone(), handled.clone());
+    let billing = EventBus::builder()
+        .service("billing")
+        .on_error(|_| {})
+        .handler(move |o: Placed| {
+            let (f, h) = (f.clone(), h.clone());
+            async move {
+                if f.load(Ordering::SeqCst) {
+                    anyhow::bail!("the card was declined")
+                }
+                h.push(o.order_id);
+                Ok(())
+            }
+        })
+        .connect(&w.redis.url())
+        .await
+        .unwrap();
+    let orders = EventBus::builder()
+        .service("orders")
+        .outbox(Outbox::postgres(w.pool.clone()).poll_interval(Duration::from_millis(100)))
+        .connect(&w.redis.url())
+        .await
+        .unwrap();
+    let (root, trace_id) = request("POST /orders");
+    async {
+        let mut tx = w.pool.begin().await.unwrap();
+        let placed = Placed {
+            order_id: 1,
+            total: 100,
+        };
+        orders.outbox().publish(&mut tx, placed).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    .instrument(root)
+    .await;
+    let letters = eventbus_suite::poll_until(
+        WAIT,
+        || billing.dead_letters("order_placed", 10),
+        |l| l.as_ref().is_ok_and(|l| !l.is_empty()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(letters.len(), 1, "one dead letter");
+    failing.store(false, Ordering::SeqCst);
+    billing.replay_dead_letter(&letters[0]).await.unwrap();
+    assert!(wait_for(WAIT, || handled.len() == 1).await);
+
+    let spans = wait_trace(trace_id, 4).await;
+    let create = one(&spans, "outbox events:order_placed");
+    assert_eq!(
+        attr(create, "messaging.operation.type").as_deref(),
+        Some("create")
+    );
+    let runs: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "process events:order_placed")
+        .collect();
+    assert_eq!(runs.len(), 2, "{:?}", names(&spans));
+    for run in &runs {
+        assert_eq!(run.parent_span_id, create.span_context.span_id());
+        assert_eq!(links(run), vec![id_of(create)]);
+    }
+    let failed = runs
+        .iter()
+        .filter(|s| matches!(s.status, Status::Error { .. }))
+        .count();
+    assert_eq!(failed, 1, "the first run failed, the replayed one did not");
+    orders.shutdown().await.unwrap();
+    billing.shutdown().await.unwrap();
+}
+
+/// `examples/tracing.rs` prints one request's span tree, on `memory://` and on a redis-server.
+#[test]
+fn the_example_prints_the_span_tree_of_one_request() {
+    let server = eventbus_suite::redis_server::RedisServer::start_or_skip();
+    let on_redis = server.as_ref().map(|s| Some(s.url()));
+    let urls: Vec<Option<String>> = std::iter::once(None).chain(on_redis).collect();
+    let binary = eventbus_suite::examples::example_binary_with("tracing", &["otel"]);
+    for url in &urls {
+        let mut cmd = std::process::Command::new(&binary);
+        match url {
+            Some(url) => cmd.env("REDIS_URL", url),
+            None => cmd.env_remove("REDIS_URL"),
+        };
+        let out = cmd.output().expect("run the example");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{url:?}: {stdout}");
+        let tree: Vec<(usize, &str)> = stdout
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let depth = (l.len() - l.trim_start().len()) / 2;
+                let name = l.trim_start().split(" [").next().unwrap_or_default();
+                (depth, name)
+            })
+            .collect();
+        assert_eq!(
+            tree,
+            vec![
+                (0, "POST /orders"),
+                (1, "publish events:order_placed"),
+                (2, "process events:order_placed"),
+                (2, "process events:order_placed"),
+                (3, "publish events:payment_taken"),
+                (4, "process events:payment_taken"),
+            ],
+            "{url:?}: {stdout}"
+        );
+        assert!(
+            stdout.contains(
+                "eventbus.attempt=1 ERROR returned an error: the card processor timed out"
+            ),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("messaging.consumer.group.name=orders:confirm"),
+            "{stdout}"
+        );
+    }
+}

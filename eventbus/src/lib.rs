@@ -3,6 +3,7 @@
 #![cfg_attr(feature = "postgres", doc = include_str!("docs/consistency.md"))]
 #![doc = include_str!("docs/time.md")]
 #![doc = include_str!("docs/observe.md")]
+#![doc = include_str!("docs/tracing.md")]
 #![doc = include_str!("docs/features.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 

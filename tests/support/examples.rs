@@ -12,6 +12,16 @@ use std::sync::Mutex;
 ///
 /// When the build fails; its output is in the message.
 pub fn example_binary(name: &str) -> PathBuf {
+    example_binary_with(name, &[])
+}
+
+/// [`example_binary`] for an example that needs `features` of the suite (its
+/// `required-features`), built with them.
+///
+/// # Panics
+///
+/// When the build fails; its output is in the message.
+pub fn example_binary_with(name: &str, features: &[&str]) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     // This binary is <target>/<profile>/deps/<name>-<hash>.
     let exe = std::env::current_exe().expect("the test binary's path");
@@ -22,7 +32,7 @@ pub fn example_binary(name: &str) -> PathBuf {
         .to_path_buf();
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if !built.iter().any(|n| n == name) {
-        build(&profile_dir, name);
+        build(&profile_dir, name, features);
         built.push(name.to_owned());
     }
     let path = profile_dir.join("examples").join(name);
@@ -34,7 +44,7 @@ pub fn example_binary(name: &str) -> PathBuf {
     path
 }
 
-fn build(profile_dir: &Path, name: &str) {
+fn build(profile_dir: &Path, name: &str, features: &[&str]) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
     let mut command = std::process::Command::new(cargo);
     command
@@ -42,6 +52,9 @@ fn build(profile_dir: &Path, name: &str) {
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
         .arg("--target-dir")
         .arg(profile_dir.parent().expect("<target>/<profile>"));
+    if !features.is_empty() {
+        command.arg("--features").arg(features.join(","));
+    }
     match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => {}
         Some("release") => {

@@ -113,7 +113,7 @@ impl EventBus {
             }
             Ok(_) => {}
             Err(e) => {
-                observe::failed(&span, &format!("{:?}", e.kind()));
+                observe::failed(&span, &format!("{:?}", e.kind()), e);
                 span.in_scope(|| tracing::debug!(error = %e, "publish failed"));
             }
         }

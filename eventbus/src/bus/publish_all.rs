@@ -54,7 +54,7 @@ impl EventBus {
             .instrument(span.clone())
             .await;
         if let Err(e) = &result {
-            observe::failed(&span, &format!("{:?}", e.kind()));
+            observe::failed(&span, &format!("{:?}", e.kind()), e);
         }
         result
     }

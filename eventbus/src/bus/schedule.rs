@@ -165,7 +165,7 @@ impl EventBus {
             .schedule(&message, when)
             .instrument(span.clone())
             .await
-            .inspect_err(|e| observe::failed(&span, &format!("{:?}", e.kind())))?;
+            .inspect_err(|e| observe::failed(&span, &format!("{:?}", e.kind()), e))?;
         self.inner
             .stats
             .with_event::<E, _>(|t| t.scheduled.fetch_add(1, Ordering::Relaxed));

@@ -66,6 +66,9 @@ type Series = (&'static str, Vec<Label>);
 /// | `eventbus_scheduled_waiting` | gauge | `queue` |
 /// | `eventbus_scheduled_overdue_seconds` | gauge | `queue` |
 ///
+/// How these map onto OpenTelemetry's messaging metrics is in the crate documentation's
+/// [Tracing](crate#tracing).
+///
 /// The bus times runs in power-of-two microsecond buckets; each run is recorded into the
 /// histograms as its bucket's upper bound, so values are within a factor of two, as in
 /// [`LatencySnapshot`](crate::LatencySnapshot). Handlers that share a name and an event

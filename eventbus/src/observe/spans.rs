@@ -51,6 +51,7 @@ pub(crate) fn producer(op: Produce, channel: &str, event_type: &str, id: &str) -
         otel.name = %format_args!("{} {channel}", op.name()),
         otel.kind = "producer",
         otel.status_code = Empty,
+        otel.status_description = Empty,
         messaging.system = "redis",
         messaging.operation.type = op.operation_type(),
         messaging.operation.name = op.name(),
@@ -85,6 +86,7 @@ pub(crate) fn process(p: &Process<'_>) -> Span {
         otel.name = %format_args!("process {}", p.channel),
         otel.kind = "consumer",
         otel.status_code = Empty,
+        otel.status_description = Empty,
         messaging.system = "redis",
         messaging.operation.type = "process",
         messaging.operation.name = "process",
@@ -101,8 +103,10 @@ pub(crate) fn process(p: &Process<'_>) -> Span {
     )
 }
 
-/// Marks a span as failed with `kind` (`error.type`, and an error status for OpenTelemetry).
-pub(crate) fn failed(span: &Span, kind: &str) {
+/// Marks a span as failed with `kind` (`error.type`) and `why` (an error status with that
+/// description, for OpenTelemetry).
+pub(crate) fn failed(span: &Span, kind: &str, why: &dyn std::fmt::Display) {
     span.record("error.type", kind);
     span.record("otel.status_code", "ERROR");
+    span.record("otel.status_description", tracing::field::display(why));
 }

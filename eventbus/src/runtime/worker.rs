@@ -378,7 +378,7 @@ async fn run_attempts(
             Err(cause) => cause,
         };
         // The attempt's span ends here: the wait before the next attempt is not part of it.
-        crate::observe::failed(&span, cause.kind_name());
+        crate::observe::failed(&span, cause.kind_name(), &cause);
         drop(span);
         match failed(rt, slot, delivery, attempt, cause).await {
             Next::Retry => {}
