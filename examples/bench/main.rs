@@ -9,6 +9,7 @@
 //! cargo run --release --example bench -- --publish-rows   # the publish path's rows, on one line
 //! cargo run --release --example bench -- --outbox-rows    # the outbox and inbox rows only
 //! cargo run --release --example bench -- --schedule-rows  # the scheduling rows only
+//! cargo run --release --example bench -- --memory-rows    # memory:// against the wire work, 5 rounds
 //! ```
 //!
 //! What it measures, all with one subscriber attached to the channel:
@@ -204,7 +205,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "usage: bench [--quick] [--queue-capacity N] [--publish-rows | --outbox-rows | --schedule-rows]\n       \
+            "usage: bench [--quick] [--queue-capacity N] [--publish-rows | --outbox-rows | --schedule-rows | --memory-rows]\n       \
              bench --profile publish|subscribe|consume|memory [--count N]"
         );
         return Ok(());
@@ -237,6 +238,13 @@ fn main() -> anyhow::Result<()> {
             }
             if args.iter().any(|a| a == "--schedule-rows") {
                 return schedule_only(quick).await;
+            }
+            if args.iter().any(|a| a == "--memory-rows") {
+                let rows = memory::rows(Sizes::new(quick).durable).await?;
+                progress::finish();
+                println!("eventbus memory:// rows on {}", machine());
+                print_table(&rows);
+                return Ok(());
             }
             run(Sizes::new(quick), quick).await
         })

@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tracing::Instrument;
 
 use super::{EventBus, Phase, PublishOptions};
 use crate::envelope::{EncodeError, Envelope};
@@ -100,10 +99,7 @@ impl EventBus {
         })?;
         let span = observe::producer(Produce::Publish, &channel, E::TYPE, envelope.id());
         observe::stamp(&mut envelope, &span);
-        let result = self
-            .encode_and_send(&envelope, &channel)
-            .instrument(span.clone())
-            .await;
+        let result = observe::within(&span, self.encode_and_send(&envelope, &channel)).await;
         match &result {
             Ok(PublishReceipt {
                 entry_id: Some(entry),

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 use super::{EventBus, PublishReceipt};
 use crate::envelope::Envelope;
@@ -49,10 +49,7 @@ impl EventBus {
             return Ok(Vec::new());
         };
         span.record("messaging.batch.message_count", batch.len());
-        let result = self
-            .send_batch::<E>(ids, batch)
-            .instrument(span.clone())
-            .await;
+        let result = observe::within(&span, self.send_batch::<E>(ids, batch)).await;
         if let Err(e) = &result {
             observe::failed(&span, &format!("{:?}", e.kind()), e);
         }

@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use tracing::Instrument;
 
 use super::EventBus;
 use crate::envelope::Envelope;
@@ -161,9 +160,7 @@ impl EventBus {
         };
         let queue = E::PATTERN.unwrap_or(&channel);
         let message = Scheduled::new(queue, envelope.id(), &*channel, route, Bytes::from(bytes));
-        let due = self
-            .schedule(&message, when)
-            .instrument(span.clone())
+        let due = observe::within(&span, self.schedule(&message, when))
             .await
             .inspect_err(|e| observe::failed(&span, &format!("{:?}", e.kind()), e))?;
         self.inner

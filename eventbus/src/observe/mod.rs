@@ -4,13 +4,18 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use futures_util::future::Either;
+use tracing::Instrument;
+use tracing::instrument::Instrumented;
+
 use crate::envelope::{Envelope, RawEnvelope};
 
 #[cfg(feature = "otel")]
 mod otel;
 mod spans;
 
-pub(crate) use spans::{Process, Produce, failed, process, producer};
+pub(crate) use spans::{Process, Produce, Received, failed, producer};
+use spans::{describe, process};
 
 tokio::task_local! {
     static CURRENT: Option<EventContext>;
@@ -91,6 +96,16 @@ pub(crate) fn in_context<F: Future>(
     CURRENT.scope(raw.map(|raw| EventContext { raw: raw.clone() }), fut)
 }
 
+/// `fut` inside `span`; as it is when the span is disabled (no subscriber wants it), where
+/// entering and leaving it still cost a no-op handler's run a tenth of its instructions.
+pub(crate) fn within<F: Future>(span: &tracing::Span, fut: F) -> Either<Instrumented<F>, F> {
+    if span.is_disabled() {
+        Either::Right(fut)
+    } else {
+        Either::Left(fut.instrument(span.clone()))
+    }
+}
+
 /// Stamps an envelope about to be published or stored under its producer `span`: the
 /// correlation, causation and trace context of the event being handled where the publisher set
 /// none; with the `otel` feature, the span's own trace context (see `otel::inject`). The span
@@ -99,6 +114,9 @@ pub(crate) fn stamp<E>(envelope: &mut Envelope<E>, span: &tracing::Span) {
     #[cfg(feature = "otel")]
     let explicit = envelope.traceparent.is_some();
     inherit(envelope);
+    if span.is_disabled() {
+        return;
+    }
     #[cfg(feature = "otel")]
     otel::inject(envelope, span, explicit);
     span.record("eventbus.traceparent", envelope.traceparent.as_deref());
@@ -108,14 +126,20 @@ pub(crate) fn stamp<E>(envelope: &mut Envelope<E>, span: &tracing::Span) {
     );
 }
 
-/// The span of a handler attempt for `delivery`'s envelope `header`, placed in the producer's
-/// trace with the `otel` feature (as a child and a link, or a link only with `own_trace`).
-pub(crate) fn process_span(
+/// The span of a handler attempt; when it is enabled, with what `received` says of the message
+/// and, with the `otel` feature, placed in the producer's trace (as a child and a link, or a
+/// link only with `own_trace`).
+pub(crate) fn process_span<'a>(
     p: &Process<'_>,
-    header: Option<&Envelope<()>>,
+    received: impl FnOnce() -> (Received<'a>, Option<&'a Envelope<()>>),
     own_trace: bool,
 ) -> tracing::Span {
     let span = process(p);
+    if span.is_disabled() {
+        return span;
+    }
+    let (r, header) = received();
+    describe(&span, &r);
     #[cfg(feature = "otel")]
     if let Some(header) = header {
         otel::follow(&span, header, own_trace);

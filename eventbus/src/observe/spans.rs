@@ -66,20 +66,25 @@ pub(crate) fn producer(op: Produce, channel: &str, event_type: &str, id: &str) -
     )
 }
 
-/// What a consumer span is about: the delivery's channel, event and handler.
+/// What a consumer span is about: the delivery's channel and handler, and the attempt.
 pub(crate) struct Process<'a> {
     pub(crate) channel: &'a str,
-    pub(crate) id: &'a str,
-    pub(crate) correlation_id: Option<&'a str>,
-    pub(crate) traceparent: Option<&'a str>,
     pub(crate) handler: &'a str,
     pub(crate) event_type: &'a str,
-    pub(crate) group: Option<&'a str>,
-    pub(crate) entry_id: Option<&'a str>,
     pub(crate) attempt: u32,
 }
 
-/// The span of one handler attempt.
+/// What a consumer span says of the message, recorded only when the span is enabled: reading
+/// the envelope's attributes is the first touch of the publisher's memory on this core.
+pub(crate) struct Received<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) correlation_id: Option<&'a str>,
+    pub(crate) traceparent: Option<&'a str>,
+    pub(crate) group: Option<&'a str>,
+    pub(crate) entry_id: Option<&'a str>,
+}
+
+/// The span of one handler attempt; the message's fields are recorded by [`describe`].
 pub(crate) fn process(p: &Process<'_>) -> Span {
     tracing::info_span!(
         "eventbus.handle",
@@ -91,16 +96,25 @@ pub(crate) fn process(p: &Process<'_>) -> Span {
         messaging.operation.type = "process",
         messaging.operation.name = "process",
         messaging.destination.name = %p.channel,
-        messaging.message.id = p.id,
-        messaging.message.conversation_id = p.correlation_id,
-        messaging.consumer.group.name = p.group,
-        eventbus.traceparent = p.traceparent,
-        eventbus.entry_id = p.entry_id,
+        messaging.message.id = Empty,
+        messaging.message.conversation_id = Empty,
+        messaging.consumer.group.name = Empty,
+        eventbus.traceparent = Empty,
+        eventbus.entry_id = Empty,
         eventbus.handler = p.handler,
         eventbus.event_type = p.event_type,
         eventbus.attempt = p.attempt,
         error.type = Empty,
     )
+}
+
+/// Records what a consumer span says of its message.
+pub(crate) fn describe(span: &Span, r: &Received<'_>) {
+    span.record("messaging.message.id", r.id);
+    span.record("messaging.message.conversation_id", r.correlation_id);
+    span.record("messaging.consumer.group.name", r.group);
+    span.record("eventbus.traceparent", r.traceparent);
+    span.record("eventbus.entry_id", r.entry_id);
 }
 
 /// Marks a span as failed with `kind` (`error.type`) and `why` (an error status with that

@@ -106,7 +106,8 @@ impl HandlerOptions {
     }
 
     /// How long one run may take before it is cancelled and counted as timed out (default
-    /// 30 s).
+    /// 30 s), counted from the first time the run waits: a run cannot be cancelled before it
+    /// yields, and one that never waits runs to its end.
     ///
     /// Longer than one year (up to `Duration::MAX`) counts as one year. Zero is refused when
     /// the bus is built (a [`Config`](crate::ConnectErrorKind::Config) error), since every run would

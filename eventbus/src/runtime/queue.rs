@@ -33,6 +33,13 @@ fn size_of(item: &Delivery) -> usize {
     item.message.payload.len()
 }
 
+/// What a look at the front of the queue found.
+enum Taken {
+    Item(Delivery),
+    Empty,
+    Closed,
+}
+
 /// What became of a pushed item.
 pub(crate) enum Pushed {
     Queued,
@@ -99,20 +106,36 @@ impl Queue {
     /// The next item; `None` once closed and empty.
     pub(crate) async fn pop(&self) -> Option<Delivery> {
         loop {
-            {
-                let mut q = self.state();
-                if let Some(item) = q.items.pop_front() {
-                    q.bytes -= size_of(&item);
-                    drop(q);
-                    self.room.notify_waiters();
-                    return Some(item);
-                }
-                if q.closed {
-                    return None;
-                }
+            match self.take() {
+                Taken::Item(item) => return Some(item),
+                Taken::Closed => return None,
+                Taken::Empty => self.notify.notified().await,
             }
-            self.notify.notified().await;
         }
+    }
+
+    /// The next item if one is queued, without waiting.
+    pub(crate) fn try_pop(&self) -> Option<Delivery> {
+        match self.take() {
+            Taken::Item(item) => Some(item),
+            Taken::Closed | Taken::Empty => None,
+        }
+    }
+
+    /// Takes the first item; or says, under the same lock, why there is none.
+    fn take(&self) -> Taken {
+        let mut q = self.state();
+        let Some(item) = q.items.pop_front() else {
+            return if q.closed {
+                Taken::Closed
+            } else {
+                Taken::Empty
+            };
+        };
+        q.bytes -= size_of(&item);
+        drop(q);
+        self.room.notify_waiters();
+        Taken::Item(item)
     }
 
     /// Refuses new items; the worker empties what is queued, then stops.

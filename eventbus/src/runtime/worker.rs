@@ -5,11 +5,11 @@ use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use tokio::sync::Semaphore;
-use tracing::Instrument;
 
 use super::Runtime;
 use super::dead_letter;
@@ -18,7 +18,7 @@ use super::slot::Slot;
 use crate::envelope::{DecodeError, RawEnvelope};
 use crate::error::{DecodeFailure, Failure, FailureCause, HandlerFailure};
 use crate::handler::{Delivery, HandlerContext, Verdict, delivery_info};
-use crate::observe::Process;
+use crate::observe::{Process, Received};
 use crate::transport::{Ack, Deferred};
 
 #[cfg(feature = "postgres")]
@@ -66,11 +66,7 @@ pub(crate) fn spawn_worker(rt: &Arc<Runtime>, slot: Arc<Slot>, ctx: HandlerConte
                     p = permits.clone().acquire_owned() => match p { Ok(p) => Some(p), Err(_) => break },
                 }
             };
-            let next = tokio::select! {
-                biased;
-                _ = slot.cancel.cancelled() => None,
-                item = slot.queue.pop() => item,
-            };
+            let next = next_delivery(&slot).await;
             let Some(delivery) = next else { break };
             let here = (Arc::as_ptr(&rt2) as usize, slot.id);
             if concurrency == 1 {
@@ -86,6 +82,23 @@ pub(crate) fn spawn_worker(rt: &Arc<Runtime>, slot: Arc<Slot>, ctx: HandlerConte
     });
 }
 
+/// The next delivery from the queue, `None` once it is closed and empty or shutdown's deadline
+/// passed. One that is waiting is taken without waiting on the cancellation as well: waiting
+/// registers with the token, which cost a fifth of a no-op handler's run.
+async fn next_delivery(slot: &Slot) -> Option<Delivery> {
+    if slot.cancel.is_cancelled() {
+        return None;
+    }
+    if let Some(item) = slot.queue.try_pop() {
+        return Some(item);
+    }
+    tokio::select! {
+        biased;
+        _ = slot.cancel.cancelled() => None,
+        item = slot.queue.pop() => item,
+    }
+}
+
 fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -98,22 +111,27 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 
 /// The span of attempt `attempt` of `delivery` through `slot`'s handler.
 fn attempt_span(slot: &Slot, delivery: &Delivery, attempt: u32) -> tracing::Span {
-    let header = delivery.raw.as_deref().map(RawEnvelope::header);
-    let ack = delivery.message.ack.as_ref();
     let p = Process {
         channel: &delivery.message.channel,
-        id: delivery.event_id().unwrap_or(""),
-        correlation_id: header.and_then(|h| h.correlation_id()),
-        traceparent: header
-            .and_then(|h| h.traceparent())
-            .filter(|t| crate::observe::is_valid_traceparent(t)),
         handler: &slot.name,
         event_type: &slot.event_type,
-        group: ack.map(|a| &*a.group),
-        entry_id: ack.map(|a| &*a.entry_id),
         attempt,
     };
-    crate::observe::process_span(&p, header, slot.options.own_trace)
+    let received = || {
+        let header = delivery.raw.as_deref().map(RawEnvelope::header);
+        let ack = delivery.message.ack.as_ref();
+        let r = Received {
+            id: delivery.event_id().unwrap_or(""),
+            correlation_id: header.and_then(|h| h.correlation_id()),
+            traceparent: header
+                .and_then(|h| h.traceparent())
+                .filter(|t| crate::observe::is_valid_traceparent(t)),
+            group: ack.map(|a| &*a.group),
+            entry_id: ack.map(|a| &*a.entry_id),
+        };
+        (r, header)
+    };
+    crate::observe::process_span(&p, received, slot.options.own_trace)
 }
 
 /// How a delivery's runs ended.
@@ -353,11 +371,12 @@ async fn run_attempts(
         let raw = delivery.raw.clone();
         let run_once =
             crate::observe::in_context(raw.as_ref(), attempt_in(rt, slot, ctx, delivery, attempt));
+        // The run first: one that finishes at its first poll never waits on the cancellation.
         let outcome = tokio::select! {
             biased;
+            outcome = crate::observe::within(&span, run_once) => outcome,
             // Shutdown's deadline passed: the run is abandoned, and counted there.
             _ = slot.cancel.cancelled() => return Outcome::Abandoned,
-            outcome = run_once.instrument(span.clone()) => outcome,
         };
         let cause = match outcome {
             Ok(Ran::Handled) => {
@@ -486,7 +505,9 @@ async fn attempt_in(
     if slot.transactional {
         let id = delivery.event_id().map(str::to_owned);
         let run = attempt_once(slot, ctx, delivery, n);
-        return super::transaction::attempt(rt, slot, id.as_deref(), run).await;
+        // Boxed: the transaction's future (sqlx's) is many times the size of a plain run's,
+        // and every run's future is moved a few times on its way to being polled.
+        return Box::pin(super::transaction::attempt(rt, slot, id.as_deref(), run)).await;
     }
     let _ = rt;
     attempt_once(slot, ctx, delivery, n)
@@ -507,12 +528,17 @@ async fn attempt_once(
         Ok(Err(why)) => return Err(FailureCause::Extract(why)),
         Ok(Ok(fut)) => AssertUnwindSafe(fut).catch_unwind(),
     };
-    let result = match slot.options.timeout {
-        Some(limit) => match tokio::time::timeout(limit, fut).await {
+    // A run that finishes at its first poll needs no timer: the deadline, and the clock read
+    // it takes, is set only for a run that waits (counted from then).
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    let result = match (first, slot.options.timeout) {
+        (Poll::Ready(r), _) => r,
+        (Poll::Pending, Some(limit)) => match tokio::time::timeout(limit, fut).await {
             Ok(r) => r,
             Err(_) => return Err(FailureCause::Timeout(limit)),
         },
-        None => fut.await,
+        (Poll::Pending, None) => fut.await,
     };
     match result {
         Err(panic) => Err(FailureCause::Panic(panic_message(&*panic))),

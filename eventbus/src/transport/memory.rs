@@ -36,7 +36,9 @@ use crate::sync::{lock, read, write};
 /// A shared in-process hub: the "server" of the memory transport.
 #[derive(Default)]
 struct Hub {
-    subscribers: RwLock<Vec<Arc<Member>>>,
+    /// Replaced whole when a transport joins or leaves, so that a delivery takes it with one
+    /// reference count rather than a copy of the list.
+    subscribers: RwLock<Arc<[Arc<Member>]>>,
     dead: Mutex<BTreeMap<String, Vec<DeadLetter>>>,
     next_dead: AtomicU64,
     streams: Arc<Streams>,
@@ -49,23 +51,24 @@ impl Hub {
     /// matching it; returns how many subscriptions received it.
     fn deliver(&self, channel: &str, payload: Bytes) -> u64 {
         let members = read(&self.subscribers).clone();
-        let channel: Arc<str> = Arc::from(channel);
         let mut receivers = 0;
-        for m in members {
-            if read(&m.channels).contains(&channel) {
+        for m in members.iter() {
+            // The member's own name of the channel: no new string per message.
+            let subscribed = read(&m.channels).get(channel).cloned();
+            if let Some(name) = subscribed {
                 receivers += 1;
-                m.inbound
-                    .message(Message::new(channel.clone(), None, payload.clone()));
+                m.inbound.message(Message::new(name, None, payload.clone()));
             }
             let patterns: Vec<Arc<str>> = read(&m.patterns)
                 .iter()
-                .filter(|p| glob_match(p, &channel))
+                .filter(|p| glob_match(p, channel))
                 .cloned()
                 .collect();
             for p in patterns {
                 receivers += 1;
+                let name = Arc::from(channel);
                 m.inbound
-                    .message(Message::new(channel.clone(), Some(p), payload.clone()));
+                    .message(Message::new(name, Some(p), payload.clone()));
             }
         }
         receivers
@@ -163,7 +166,9 @@ impl MemoryTransport {
             channels: RwLock::default(),
             patterns: RwLock::default(),
         });
-        write(&hub.subscribers).push(member.clone());
+        let mut members = write(&hub.subscribers);
+        *members = members.iter().cloned().chain([member.clone()]).collect();
+        drop(members);
         member
             .inbound
             .connection(ConnectionEvent::Connected { role: "subscriber" });
@@ -216,11 +221,13 @@ impl MemoryTransport {
     fn leave_hub(&self) {
         self.stop.cancel();
         lock(&self.readers).clear();
-        write(&self.hub.subscribers).retain(|m| m.id != self.member.id);
+        let mut members = write(&self.hub.subscribers);
+        let id = self.member.id;
+        *members = members.iter().filter(|m| m.id != id).cloned().collect();
     }
 
     fn members(&self) -> Vec<Arc<Member>> {
-        read(&self.hub.subscribers).clone()
+        read(&self.hub.subscribers).to_vec()
     }
 }
 
