@@ -593,3 +593,57 @@ fn the_example_prints_the_span_tree_of_one_request() {
         );
     }
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(name = "otel_invoice", durable)]
+struct Invoice {
+    n: u32,
+}
+
+/// A delayed retry comes back, later, as another attempt in the trace of the publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_retry_comes_back_in_the_publishers_trace() {
+    exporter();
+    let runs = std::sync::Arc::new(AtomicU32::new(0));
+    let r = runs.clone();
+    let policy = RetryPolicy::attempts(1).then_delayed([Duration::from_millis(50)]);
+    let bus = EventBus::builder()
+        .service("billing")
+        .on_error(|_| {})
+        .handler_with(
+            HandlerOptions::new().name("invoice").retry(policy),
+            move |_: Invoice| {
+                let n = r.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    anyhow::ensure!(n > 1, "the ledger is locked");
+                    Ok(())
+                }
+            },
+        )
+        .connect(&TestEnv::memory().url)
+        .await
+        .unwrap();
+    let (root, trace_id) = request("POST /invoices");
+    bus.publish(Invoice { n: 1 })
+        .instrument(root)
+        .await
+        .unwrap();
+    let spans = wait_trace(trace_id, 4).await;
+    let send = one(&spans, "publish events:otel_invoice");
+    let runs_seen: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "process events:otel_invoice")
+        .collect();
+    assert_eq!(runs_seen.len(), 2, "{:?}", names(&spans));
+    for run in &runs_seen {
+        assert_eq!(run.parent_span_id, send.span_context.span_id());
+        assert_eq!(links(run), vec![id_of(send)]);
+    }
+    let failed = runs_seen
+        .iter()
+        .filter(|s| matches!(s.status, Status::Error { .. }))
+        .count();
+    assert_eq!(failed, 1, "the first run failed, the delayed one did not");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    bus.shutdown().await.unwrap();
+}
