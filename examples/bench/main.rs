@@ -9,6 +9,7 @@
 //! cargo run --release --example bench -- --publish-rows   # the publish path's rows, on one line
 //! cargo run --release --example bench -- --outbox-rows    # the outbox and inbox rows only
 //! cargo run --release --example bench -- --schedule-rows  # the scheduling rows only
+//! cargo run --release --example bench --features tls -- --tls-rows   # rediss:// rows, 3 rounds
 //! cargo run --release --example bench -- --memory-rows    # memory:// against the wire work, 5 rounds
 //! ```
 //!
@@ -67,6 +68,8 @@ mod resp;
 mod schedule;
 mod steady;
 mod table;
+#[cfg(feature = "tls")]
+mod tls;
 
 use anyhow::{Context, bail};
 use eventbus::{Event, EventBus, HandlerOptions, State};
@@ -205,7 +208,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "usage: bench [--quick] [--queue-capacity N] [--publish-rows | --outbox-rows | --schedule-rows | --memory-rows]\n       \
+            "usage: bench [--quick] [--queue-capacity N] [--publish-rows | --outbox-rows | --schedule-rows | --memory-rows | --tls-rows]\n       \
              bench --profile publish|subscribe|consume|memory [--count N]"
         );
         return Ok(());
@@ -238,6 +241,14 @@ fn main() -> anyhow::Result<()> {
             }
             if args.iter().any(|a| a == "--schedule-rows") {
                 return schedule_only(quick).await;
+            }
+            #[cfg(feature = "tls")]
+            if args.iter().any(|a| a == "--tls-rows") {
+                let rows = tls::rows(Sizes::new(quick).durable).await?;
+                progress::finish();
+                println!("eventbus TLS rows on {}", machine());
+                print_table(&rows);
+                return Ok(());
             }
             if args.iter().any(|a| a == "--memory-rows") {
                 let rows = memory::rows(Sizes::new(quick).durable).await?;
@@ -1051,6 +1062,11 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     let memory_rows = memory::rows(sizes.durable).await?;
     let outbox_rows = outbox::rows(&server, &sizes.outbox).await?;
     let schedule_rows = schedule::rows(&server, sizes.durable, sizes.outbox.steady_secs).await?;
+    // With `--features tls`: the rediss:// rows, on a TLS server of their own.
+    #[cfg(feature = "tls")]
+    let tls_rows = tls::rows(sizes.durable).await?;
+    #[cfg(not(feature = "tls"))]
+    let tls_rows = Vec::new();
 
     // The table.
     let lost = alone.published.saturating_sub(alone.delivered);
@@ -1247,6 +1263,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
         .chain(memory_rows)
         .chain(outbox_rows)
         .chain(schedule_rows)
+        .chain(tls_rows)
         .collect();
     progress::finish();
     print_table(&rows);

@@ -10,7 +10,7 @@ use eventbus::{Envelope, EventBus, HandlerOptions, RawEnvelope};
 use tokio::sync::broadcast;
 
 use crate::BenchEvent;
-use crate::table::{Row, pct, rate_text, row};
+use crate::table::{Row, Spread, pct, rate_text, row};
 
 /// Handlers (and receivers) per event.
 const HANDLERS: usize = 4;
@@ -129,16 +129,21 @@ pub(crate) async fn rows(n: u64) -> anyhow::Result<Vec<Row>> {
         ours.push(bus_rate(n).await?);
         baselines.push(broadcast_baseline(n).await?);
     }
-    let (floor, ours_m, baseline) = (median(&floors), median(&ours), median(&baselines));
+    let (floor_s, ours_s, baseline_s) = (
+        Spread::of(&floors),
+        Spread::of(&ours),
+        Spread::of(&baselines),
+    );
+    let (floor, ours_m, baseline) = (floor_s.median, ours_s.median, baseline_s.median);
     let per_round: Vec<String> = ours.iter().zip(&floors).map(|(o, f)| pct(o / f)).collect();
     Ok(vec![
         row(
             format!("memory:// publish → {HANDLERS} handlers ({ROUNDS} rounds)"),
             format!(
                 "wire work alone (encode, parse, {HANDLERS} decodes; one thread, no bus): {}",
-                spread_text(&floors)
+                floor_s.text()
             ),
-            spread_text(&ours),
+            ours_s.text(),
         )
         .ratio(format!(
             "{} (rounds {})",
@@ -150,25 +155,10 @@ pub(crate) async fn rows(n: u64) -> anyhow::Result<Vec<Row>> {
             "  memory:// against tokio broadcast",
             format!(
                 "E tokio broadcast, {HANDLERS} receivers: {}",
-                spread_text(&baselines)
+                baseline_s.text()
             ),
             rate_text(ours_m),
         )
         .ratio(pct(ours_m / baseline)),
     ])
-}
-
-/// The median of `v`.
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// A rate as its median with its spread: `233,088/s (201,114-240,310/s)`.
-fn spread_text(v: &[f64]) -> String {
-    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = v.iter().copied().fold(0.0, f64::max);
-    let bare = |r: f64| rate_text(r).trim_end_matches("/s").to_owned();
-    format!("{} ({}-{}/s)", rate_text(median(v)), bare(lo), bare(hi))
 }

@@ -59,6 +59,36 @@ pub(crate) fn rate_text(r: f64) -> String {
     format!("{out}/s")
 }
 
+/// A measure's median and spread.
+pub(crate) struct Spread {
+    pub(crate) median: f64,
+    low: f64,
+    high: f64,
+}
+
+impl Spread {
+    pub(crate) fn of(v: &[f64]) -> Spread {
+        let mut sorted = v.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        Spread {
+            median: sorted[sorted.len() / 2],
+            low: sorted[0],
+            high: sorted[sorted.len() - 1],
+        }
+    }
+
+    /// `233,088/s (201,114-240,310/s)`.
+    pub(crate) fn text(&self) -> String {
+        let bare = |r: f64| rate_text(r).trim_end_matches("/s").to_owned();
+        format!(
+            "{} ({}-{}/s)",
+            rate_text(self.median),
+            bare(self.low),
+            bare(self.high)
+        )
+    }
+}
+
 pub(crate) fn us(ns: f64) -> String {
     format!("{:.0} µs", ns / 1000.0)
 }
