@@ -209,7 +209,7 @@ fn main() -> anyhow::Result<()> {
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
             "usage: bench [--quick] [--queue-capacity N] [--publish-rows | --outbox-rows | --schedule-rows | --memory-rows | --tls-rows]\n       \
-             bench --profile publish|subscribe|consume|memory [--count N]"
+             bench --profile publish|subscribe|consume|memory|wire [--count N]"
         );
         return Ok(());
     }
@@ -284,11 +284,12 @@ async fn outbox_only(quick: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--profile publish|subscribe|consume|memory [--count N]`: one side only, for a profiler
+/// `--profile publish|subscribe|consume|memory|wire [--count N]`: one side only, for a profiler
 /// attached to this process (`perf record -g -- bench --profile subscribe`). `publish` publishes N
 /// events, 16 in flight; `subscribe` handles N events sent by a publisher process; `consume`
 /// reads and acknowledges N durable entries appended beforehand; `memory` publishes N events
-/// on `memory://` to four no-op handlers.
+/// on `memory://` to four no-op handlers; `wire` does the wire work alone for N events
+/// (encode, parse, four decodes), the floor of the `memory` row.
 async fn profile(what: &str, n: u64) -> anyhow::Result<()> {
     let server = RedisServer::start();
     let started = Instant::now();
@@ -324,8 +325,14 @@ async fn profile(what: &str, n: u64) -> anyhow::Result<()> {
                 rate_text(rate)
             );
         }
+        "wire" => {
+            let rate = memory::wire_floor(n)?;
+            println!("the wire work alone for {n} events: {}", rate_text(rate));
+        }
         other => {
-            bail!("--profile takes `publish`, `subscribe`, `consume` or `memory`, not `{other}`")
+            bail!(
+                "--profile takes `publish`, `subscribe`, `consume`, `memory` or `wire`, not `{other}`"
+            )
         }
     }
     eprintln!("{:.1} s", started.elapsed().as_secs_f64());

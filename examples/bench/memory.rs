@@ -55,7 +55,7 @@ async fn broadcast_baseline(n: u64) -> anyhow::Result<f64> {
 /// Events per second through the wire work alone, on one thread with no bus: a new envelope
 /// encoded, parsed once and its data decoded once per handler, as the bus does for every event
 /// on `memory://` as on Redis. No bus that keeps the wire contract in process can pass this.
-fn wire_floor(n: u64) -> anyhow::Result<f64> {
+pub(crate) fn wire_floor(n: u64) -> anyhow::Result<f64> {
     let mut buf = Vec::with_capacity(512);
     let started = Instant::now();
     for seq in 0..n {
