@@ -310,16 +310,19 @@ impl<'de> Visitor<'de> for MessageVisitor<'_, 'de> {
 }
 
 /// Parses a message into its header and raw data.
+///
+/// The whole message is checked to be UTF-8 at once, then read as text: serde_json reading
+/// bytes checks each string and the raw `data` apart, which took 1 780 of the 8 480
+/// instructions of a parse (callgrind, `bench --profile memory`). JSON is UTF-8 throughout, so
+/// what is accepted, and which error a message gets, does not change.
 pub(super) fn parse(bytes: &[u8]) -> Result<RawEnvelope, DecodeError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let text = std::str::from_utf8(bytes).map_err(|utf8| DecodeError::NotUtf8 {
+        valid_up_to: utf8.valid_up_to(),
+    })?;
+    let mut de = serde_json::Deserializer::from_str(text);
     read(&mut de)
         .and_then(|message| de.end().map(|()| message))
-        .map_err(|e| match std::str::from_utf8(bytes) {
-            Err(utf8) => DecodeError::NotUtf8 {
-                valid_up_to: utf8.valid_up_to(),
-            },
-            Ok(_) => DecodeError::NotJson(e.to_string()),
-        })?
+        .map_err(|e| DecodeError::NotJson(e.to_string()))?
 }
 
 /// Reads a message from a serde_json deserializer (`data` is kept as a `RawValue`, which only
