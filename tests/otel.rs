@@ -91,6 +91,20 @@ fn id_of(span: &SpanData) -> (TraceId, SpanId) {
     (span.span_context.trace_id(), span.span_context.span_id())
 }
 
+/// Checks that the `n` spans named `name` are each a child of `producer` and linked to it;
+/// returns how many of them failed.
+fn runs_under(spans: &[SpanData], name: &str, producer: &SpanData, n: usize) -> usize {
+    let runs: Vec<_> = spans.iter().filter(|s| s.name == name).collect();
+    assert_eq!(runs.len(), n, "{:?}", names(spans));
+    for run in &runs {
+        assert_eq!(run.parent_span_id, producer.span_context.span_id());
+        assert_eq!(links(run), vec![id_of(producer)]);
+    }
+    runs.iter()
+        .filter(|s| matches!(s.status, Status::Error { .. }))
+        .count()
+}
+
 /// A request's root span, with baggage, and its trace id.
 fn request(name: &'static str) -> (tracing::Span, TraceId) {
     let root = tracing::info_span!("request", otel.name = name, otel.kind = "server");
@@ -526,19 +540,7 @@ async fn an_outbox_row_and_its_dead_letter_replay_stay_in_the_request_trace() {
         attr(create, "messaging.operation.type").as_deref(),
         Some("create")
     );
-    let runs: Vec<_> = spans
-        .iter()
-        .filter(|s| s.name == "process events:order_placed")
-        .collect();
-    assert_eq!(runs.len(), 2, "{:?}", names(&spans));
-    for run in &runs {
-        assert_eq!(run.parent_span_id, create.span_context.span_id());
-        assert_eq!(links(run), vec![id_of(create)]);
-    }
-    let failed = runs
-        .iter()
-        .filter(|s| matches!(s.status, Status::Error { .. }))
-        .count();
+    let failed = runs_under(&spans, "process events:order_placed", create, 2);
     assert_eq!(failed, 1, "the first run failed, the replayed one did not");
     orders.shutdown().await.unwrap();
     billing.shutdown().await.unwrap();
@@ -630,19 +632,7 @@ async fn a_delayed_retry_comes_back_in_the_publishers_trace() {
         .unwrap();
     let spans = wait_trace(trace_id, 4).await;
     let send = one(&spans, "publish events:otel_invoice");
-    let runs_seen: Vec<_> = spans
-        .iter()
-        .filter(|s| s.name == "process events:otel_invoice")
-        .collect();
-    assert_eq!(runs_seen.len(), 2, "{:?}", names(&spans));
-    for run in &runs_seen {
-        assert_eq!(run.parent_span_id, send.span_context.span_id());
-        assert_eq!(links(run), vec![id_of(send)]);
-    }
-    let failed = runs_seen
-        .iter()
-        .filter(|s| matches!(s.status, Status::Error { .. }))
-        .count();
+    let failed = runs_under(&spans, "process events:otel_invoice", send, 2);
     assert_eq!(failed, 1, "the first run failed, the delayed one did not");
     assert_eq!(runs.load(Ordering::SeqCst), 2);
     bus.shutdown().await.unwrap();

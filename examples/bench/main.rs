@@ -242,25 +242,26 @@ fn main() -> anyhow::Result<()> {
             if args.iter().any(|a| a == "--schedule-rows") {
                 return schedule_only(quick).await;
             }
+            let n = Sizes::new(quick).durable;
             #[cfg(feature = "tls")]
             if args.iter().any(|a| a == "--tls-rows") {
-                let rows = tls::rows(Sizes::new(quick).durable).await?;
-                progress::finish();
-                println!("eventbus TLS rows on {}", machine());
-                print_table(&rows);
-                return Ok(());
+                return print_rows("TLS", tls::rows(n).await?);
             }
             if args.iter().any(|a| a == "--memory-rows") {
-                let rows = memory::rows(Sizes::new(quick).durable).await?;
-                progress::finish();
-                println!("eventbus memory:// rows on {}", machine());
-                print_table(&rows);
-                return Ok(());
+                return print_rows("memory://", memory::rows(n).await?);
             }
             run(Sizes::new(quick), quick).await
         })
         .await?
     })
+}
+
+/// Prints rows measured alone, with the machine they ran on.
+fn print_rows(what: &str, rows: Vec<Row>) -> anyhow::Result<()> {
+    progress::finish();
+    println!("eventbus {what} rows on {}", machine());
+    print_table(&rows);
+    Ok(())
 }
 
 /// `--schedule-rows`: the scheduling rows alone, on a redis-server of their own.
