@@ -28,6 +28,8 @@ pub(super) fn envelope_schema(event_type: &str, version: Option<u32>, data: Valu
             "correlationid": text("Ties together the events of one piece of work."),
             "causationid": text("The id of the event that caused this one."),
             "traceparent": text("W3C trace context of the publishing span."),
+            "tracestate": text("W3C trace state that goes with traceparent, when the publisher's trace has one."),
+            "baggage": text("W3C baggage of the publishing context, when it has any."),
             "data": data,
         },
     })
