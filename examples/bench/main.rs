@@ -15,7 +15,8 @@
 //!
 //! What it measures, all with one subscriber attached to the channel:
 //!
-//! - baseline A: `redis-benchmark -c 1 -P 16 -n N PUBLISH events:bench <200 bytes>`;
+//! - baseline A: `redis-benchmark -c 1 -P 16 -n N PUBLISH events:bench <200 bytes>`, taken
+//!   before, between and after ours; the ratios to A are to the median of the three;
 //! - baseline B: a raw redis-rs multiplexed connection with 16 `PUBLISH`es of the same payload
 //!   in flight;
 //! - baseline C: `redis-benchmark -c 1 -n N PUBLISH ...`, one at a time: its p50 latency;
@@ -78,7 +79,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use table::{Row, pct, print_table, quantile, rate_text, row, times, us};
+use table::{Row, Spread, pct, print_table, quantile, rate_text, row, times, us};
 
 /// The channel the baselines publish on; also the event's channel.
 const CHANNEL: &str = "events:bench";
@@ -673,6 +674,17 @@ impl Drain {
 // ---------------------------------------------------------------------------------------------
 // Baselines.
 
+/// Baseline A once more: redis-benchmark `-P 16` with one raw subscriber attached. Taken
+/// before, between and after ours; the ratios are to the median of the three.
+async fn baseline_a(server: &RedisServer, n: u64, payload: &str) -> anyhow::Result<f64> {
+    let drain = Drain::start(&server.url()).await?;
+    let command = publish_command(payload);
+    let [rps, _, _] = redis_benchmark(server.port(), &["-P", "16"], n, &command).await?;
+    wait_count(&drain.count, n, Duration::from_secs(3)).await;
+    drain.task.abort();
+    Ok(rps)
+}
+
 /// `PUBLISH events:bench <payload>`, for redis-benchmark.
 fn publish_command(payload: &str) -> [&str; 3] {
     ["PUBLISH", CHANNEL, payload]
@@ -927,7 +939,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     ));
     let drain = Drain::start(&url).await?;
     let (cpu0, _) = cpu_and_rss();
-    let [a_rps, _, _] = redis_benchmark(
+    let [a_first, _, _] = redis_benchmark(
         server.port(),
         &["-P", "16"],
         sizes.publish,
@@ -994,6 +1006,8 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     let batch_rps = bus_publish_all(&bus, sizes.publish).await?;
     let _ = bus.shutdown().await;
     drain.task.abort();
+    progress::stage("baseline A again, between ours");
+    let a_between = baseline_a(&server, sizes.publish, &payload).await?;
     let disconnects_before = buffer_disconnects(&server);
 
     progress::stage(format!(
@@ -1019,6 +1033,11 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
         sizes.load_rate, sizes.load_secs
     ));
     let raw_loaded = steady::raw_steady(&server, sizes.load_rate, load_n).await?;
+    progress::stage("baseline A again, after ours");
+    let a_after = baseline_a(&server, sizes.publish, &payload).await?;
+    // A moves by 2x between rounds on a shared machine: the ratios are to its median.
+    let a = Spread::of(&[a_first, a_between, a_after]);
+    let a_rps = a.median;
     if sizes.publish_rows {
         let p = |v: &[u64], q| quantile(v, q) / 1e3;
         progress::finish();
@@ -1088,8 +1107,8 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
         row(
             format!("publish, {IN_FLIGHT} in flight"),
             format!(
-                "A redis-benchmark -P 16: {}{}",
-                rate_text(a_rps),
+                "A redis-benchmark -P 16, before, between and after ours: {}{}",
+                a.text(),
                 if drained < sizes.publish {
                     format!(" (its subscriber got {drained} of {})", sizes.publish)
                 } else {
