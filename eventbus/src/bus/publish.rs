@@ -109,7 +109,7 @@ impl EventBus {
             }
             Ok(_) => {}
             Err(e) => {
-                observe::failed(&span, &format!("{:?}", e.kind()), e);
+                observe::publish_failed(&span, e);
                 span.in_scope(|| tracing::debug!(error = %e, "publish failed"));
             }
         }

@@ -51,7 +51,7 @@ impl EventBus {
         span.record("messaging.batch.message_count", batch.len());
         let result = observe::within(&span, self.send_batch::<E>(ids, batch)).await;
         if let Err(e) = &result {
-            observe::failed(&span, &format!("{:?}", e.kind()), e);
+            observe::publish_failed(&span, e);
         }
         result
     }

@@ -162,7 +162,7 @@ impl EventBus {
         let message = Scheduled::new(queue, envelope.id(), &*channel, route, Bytes::from(bytes));
         let due = observe::within(&span, self.schedule(&message, when))
             .await
-            .inspect_err(|e| observe::failed(&span, &format!("{:?}", e.kind()), e))?;
+            .inspect_err(|e| observe::publish_failed(&span, e))?;
         self.inner
             .stats
             .with_event::<E, _>(|t| t.scheduled.fetch_add(1, Ordering::Relaxed));

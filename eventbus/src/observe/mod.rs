@@ -14,7 +14,7 @@ use crate::envelope::{Envelope, RawEnvelope};
 mod otel;
 mod spans;
 
-pub(crate) use spans::{Process, Produce, Received, failed, producer};
+pub(crate) use spans::{Process, Produce, Received, failed, producer, publish_failed};
 use spans::{describe, process};
 
 tokio::task_local! {
@@ -96,8 +96,9 @@ pub(crate) fn in_context<F: Future>(
     CURRENT.scope(raw.map(|raw| EventContext { raw: raw.clone() }), fut)
 }
 
-/// `fut` inside `span`; as it is when the span is disabled (no subscriber wants it), where
-/// entering and leaving it still cost a no-op handler's run a tenth of its instructions.
+/// `fut` inside `span`; as it is when the span is disabled (no subscriber wants it): entering
+/// and leaving a disabled span still costs instructions on every event (skipping that and the
+/// disabled spans' fields took 5% off the `memory://` path's instructions).
 pub(crate) fn within<F: Future>(span: &tracing::Span, fut: F) -> Either<Instrumented<F>, F> {
     if span.is_disabled() {
         Either::Right(fut)

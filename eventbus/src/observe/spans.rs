@@ -117,6 +117,11 @@ pub(crate) fn describe(span: &Span, r: &Received<'_>) {
     span.record("eventbus.entry_id", r.entry_id);
 }
 
+/// Marks a producer span as failed with a publish error, its kind as `error.type`.
+pub(crate) fn publish_failed(span: &Span, e: &crate::error::PublishError) {
+    failed(span, &format!("{:?}", e.kind()), e);
+}
+
 /// Marks a span as failed with `kind` (`error.type`) and `why` (an error status with that
 /// description, for OpenTelemetry).
 pub(crate) fn failed(span: &Span, kind: &str, why: &dyn std::fmt::Display) {
