@@ -209,7 +209,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "usage: bench [--quick] [--queue-capacity N] [--publish-rows | --outbox-rows | --schedule-rows | --memory-rows | --tls-rows]\n       \
+            "usage: bench [--quick] [--queue-capacity N] [--publish-rows | --outbox-rows | --schedule-rows | --memory-rows | --tls-rows | --cluster-rows]\n       \
              bench --profile publish|subscribe|consume|memory|wire [--count N]"
         );
         return Ok(());
@@ -250,6 +250,12 @@ fn main() -> anyhow::Result<()> {
             }
             if args.iter().any(|a| a == "--memory-rows") {
                 return print_rows("memory://", memory::rows(n).await?);
+            }
+            if args.iter().any(|a| a == "--cluster-rows") {
+                let rows = cluster::rows(Sizes::new(quick).cluster).await?;
+                print_rows("cluster", rows)?;
+                println!("{}", cluster::note());
+                return Ok(());
             }
             run(Sizes::new(quick), quick).await
         })

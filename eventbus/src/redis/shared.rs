@@ -169,8 +169,9 @@ impl Shared {
 
     /// Sends the publish path's commands as one pipeline as [`command`](Self::command) runs
     /// one command (one in-flight permit, one write, one read of every reply), on the publish
-    /// lane where the connection has one (the lane bounds the wait for the replies itself),
-    /// through redis-rs otherwise; the replies, in order. Only for commands whose replies read
+    /// lane where the connection has one (on a cluster, the lane to the node serving the
+    /// commands' slot; the lane bounds the wait for the replies itself), through redis-rs
+    /// otherwise or when a cluster's lane failed them; the replies, in order. Only for commands whose replies read
     /// the same in RESP2 and RESP3 (the lane speaks RESP2): `PUBLISH`, `SPUBLISH`, `XADD`.
     pub(crate) async fn lane_send<T: FromRedisValue>(
         &self,
@@ -180,8 +181,11 @@ impl Shared {
     ) -> Result<Vec<T>, TransportError> {
         let rt = self.options.response_timeout;
         self.lane_in_turn(what, wait, |mut conn| async move {
-            if let Some(lane) = conn.lane() {
-                return lane.query(cmds).await;
+            if let Some(lane) = conn.lane_for(cmds) {
+                match lane.query(cmds).await {
+                    Err(e) if conn.lane_failed(&lane, &e) && !e.is_timeout() => {}
+                    replies => return replies,
+                }
             }
             if let [cmd] = cmds {
                 let cmd = cmd.to_cmd();

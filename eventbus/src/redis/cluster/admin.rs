@@ -23,7 +23,10 @@ async fn on_every_node(
     let wait = shared.options.publish_deadline;
     let reply = shared
         .retry(what, Instant::now() + wait, wait, |conn| async move {
-            let Conn::Cluster(mut conn) = conn else {
+            let Conn::Cluster {
+                commands: mut conn, ..
+            } = conn
+            else {
                 return Err((redis::ErrorKind::Client, "not a cluster connection").into());
             };
             let every = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllNodes, None));

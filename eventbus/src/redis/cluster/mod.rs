@@ -1,4 +1,5 @@
 pub(crate) mod admin;
+pub(crate) mod lanes;
 pub(crate) mod nodes;
 pub(crate) mod pushes;
 pub(crate) mod slots;

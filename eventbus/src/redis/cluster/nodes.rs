@@ -11,17 +11,21 @@
 //!
 //! Commands run on redis-rs's cluster connection, which sends each to the node serving its
 //! key's slot (the stream key of a durable type, the channel of a sharded publish) and follows
-//! redirections and failovers. Typed events with a fixed channel are published with
+//! redirections and failovers; without TLS, the publish path's commands go on a lane to the
+//! primary serving their slot instead (`lanes.rs`). Typed events with a fixed channel are published with
 //! `SPUBLISH` (sharded pub/sub: a message travels only within its slot's shard); keyed events
 //! and raw payloads with classic `PUBLISH`, which reaches every node and so pattern
 //! subscribers. Channels are subscribed both ways; see `cluster_subscriber.rs`.
 
 use std::fmt;
+use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::{IntoConnectionInfo, ProtocolVersion, RedisError};
+use tokio_util::task::TaskTracker;
 
 use crate::redis::RedisOptions;
+use crate::redis::cluster::lanes::NodeLanes;
 use crate::transport::url::check::{check_fragment, check_query, check_userinfo};
 use crate::transport::url::{Url, check_host_port};
 
@@ -107,6 +111,13 @@ impl ClusterNodes {
     /// The client for commands.
     pub(crate) fn commands(&self) -> &ClusterClient {
         &self.commands
+    }
+
+    /// The publish lanes to the primaries (see `lanes.rs`), reached with the first seed's
+    /// settings; `None` over TLS.
+    pub(crate) fn lanes(&self, tasks: &TaskTracker, timeout: Duration) -> Option<NodeLanes> {
+        let info = self.nodes.first()?.as_str().into_connection_info().ok()?;
+        NodeLanes::new(info, tasks, timeout)
     }
 
     /// A client for a subscriber connection: RESP3, its pushes (messages, subscription

@@ -50,7 +50,7 @@ impl SlotMap {
     }
 
     /// Reads a `CLUSTER SLOTS` reply; ranges it cannot read are left out.
-    fn parse(reply: &Value) -> SlotMap {
+    pub(crate) fn parse(reply: &Value) -> SlotMap {
         let mut ranges = BTreeMap::new();
         let Value::Array(entries) = reply else {
             return SlotMap::default();
@@ -75,6 +75,15 @@ impl SlotMap {
             ranges.insert(start, (end, format!("{host}:{port}")));
         }
         SlotMap { ranges }
+    }
+
+    /// The primaries the map names, each once.
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = &str> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.ranges
+            .values()
+            .map(|(_, node)| node.as_str())
+            .filter(move |node| seen.insert(*node))
     }
 
     /// The primary serving `slot`, when the map covers it.

@@ -6,7 +6,9 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
+use crate::redis::cluster::lanes::NodeLanes;
 use crate::redis::conn::lane::Lane;
+use crate::redis::publish::encode::Command;
 
 /// A connection commands run on, whatever the deployment.
 #[derive(Clone)]
@@ -19,16 +21,46 @@ pub(crate) enum Conn {
         lane: Option<Lane>,
     },
     /// A Redis Cluster: commands go to the node that serves their key's slot, and follow
-    /// `MOVED`/`ASK` redirections and failovers.
-    Cluster(ClusterConnection),
+    /// `MOVED`/`ASK` redirections and failovers; the publish path's go on `lanes`, where
+    /// there are some, when they can.
+    Cluster {
+        commands: ClusterConnection,
+        lanes: Option<NodeLanes>,
+    },
 }
 
 impl Conn {
-    /// The publish lane, where there is one.
+    /// The publish lane of a single server, where there is one.
     pub(crate) fn lane(&self) -> Option<&Lane> {
         match self {
             Conn::Single { lane, .. } => lane.as_ref(),
-            Conn::Cluster(_) => None,
+            Conn::Cluster { .. } => None,
+        }
+    }
+
+    /// The lane that can carry `cmds`: a single server's publish lane, or the lane to the
+    /// cluster node serving their slot (see `cluster/lanes.rs`).
+    pub(crate) fn lane_for(&self, cmds: &[Command<'_>]) -> Option<Lane> {
+        match self {
+            Conn::Single { lane, .. } => lane.clone(),
+            Conn::Cluster {
+                commands,
+                lanes: Some(lanes),
+            } => lanes.lane_for(cmds, commands),
+            Conn::Cluster { lanes: None, .. } => None,
+        }
+    }
+
+    /// Whether a command `lane` failed with `e` should go through the cluster connection
+    /// instead (the lane is then forgotten): never on a single server, where the error is the
+    /// connection's.
+    pub(crate) fn lane_failed(&self, lane: &Lane, e: &redis::RedisError) -> bool {
+        match self {
+            Conn::Cluster {
+                commands,
+                lanes: Some(lanes),
+            } => lanes.failed(lane, e, commands),
+            _ => false,
         }
     }
 }
@@ -37,7 +69,7 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single { commands: c, .. } => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Cluster { commands: c, .. } => c.req_packed_command(cmd),
         }
     }
 
@@ -49,14 +81,14 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single { commands: c, .. } => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster { commands: c, .. } => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single { commands: c, .. } => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
+            Conn::Cluster { commands: c, .. } => c.get_db(),
         }
     }
 }

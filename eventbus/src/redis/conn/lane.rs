@@ -129,6 +129,11 @@ impl Lane {
         }
     }
 
+    /// Whether `other` is a handle to the same lane.
+    pub(crate) fn same(&self, other: &Lane) -> bool {
+        Arc::ptr_eq(&self.handle, &other.handle)
+    }
+
     /// Sends a `PING` and waits for its answer.
     pub(crate) async fn ping(&self) -> RedisResult<()> {
         let ping = |out: &mut Vec<u8>| out.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");

@@ -11,13 +11,14 @@ use crate::redis::errors;
 use crate::redis::target::Target;
 use crate::transport::TransportError;
 
-/// Which connections [`open`] makes on a single server reached without TLS.
+/// Which connections [`open`] makes on a single server, or a cluster, reached without TLS.
 #[derive(Clone, Copy)]
 pub(crate) enum Lanes<'a> {
-    /// The multiplexed connection and a publish lane (its tasks tracked by the tracker): the
-    /// publisher's.
+    /// The multiplexed connection and a publish lane (on a cluster: the cluster connection
+    /// and a lane per primary), their tasks tracked by the tracker: the publisher's.
     WithLane(&'a TaskTracker),
-    /// The multiplexed connection only: a stream reader's, which never publishes.
+    /// The multiplexed (or cluster) connection only: a stream reader's, which never
+    /// publishes.
     CommandsOnly,
 }
 
@@ -57,8 +58,20 @@ pub(crate) async fn open(
 /// Connects to the server the target names now (a cluster: to its nodes).
 async fn connect(target: &Target, options: &RedisOptions, lanes: Lanes<'_>) -> Result<Conn, Found> {
     if let Some(cluster) = target.cluster() {
-        let conn = cluster.commands().get_async_connection().await;
-        return conn.map(Conn::Cluster).map_err(Found::Failed);
+        let mut commands = cluster
+            .commands()
+            .get_async_connection()
+            .await
+            .map_err(Found::Failed)?;
+        let lanes = match lanes {
+            Lanes::WithLane(tasks) => cluster.lanes(tasks, options.response_timeout),
+            Lanes::CommandsOnly => None,
+        };
+        if let Some(lanes) = &lanes {
+            // The lanes are a shortcut: without them the cluster connection carries all.
+            let _ = lanes.refresh(&mut commands).await;
+        }
+        return Ok(Conn::Cluster { commands, lanes });
     }
     let client = target.client().await.map_err(Found::Not)?;
     let commands = client

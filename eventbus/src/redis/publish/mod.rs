@@ -20,7 +20,9 @@
 //!   (a pipeline per `publish_all` chunk), each bounded by a timer. The lane does not speak TLS
 //!   yet: it would need a rustls configuration built from the options' certificates the way
 //!   redis-rs builds its own (`create_rustls_config` is private to redis-rs);
-//! - a cluster: redis-rs's cluster connection, one command per publish, routed by key.
+//! - a cluster reached without TLS: the publish lane to the primary serving the command's
+//!   slot (`cluster/lanes.rs`), redis-rs's cluster connection for what the lanes cannot carry
+//!   (a redirection, a lane lost, no lane yet); over TLS, the cluster connection alone.
 //!
 //! Measured in one session on the 2-core VM (`bench --publish-rows`, three rounds of each
 //! variant interleaved, medians of each run's ratio to its own baselines; the machine was
