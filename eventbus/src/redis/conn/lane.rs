@@ -112,7 +112,7 @@ impl Lane {
         tasks: &TaskTracker,
         timeout: Duration,
     ) -> RedisResult<Option<Lane>> {
-        let setup = setup_commands(info);
+        let setup = setup_commands(info, NAME);
         match info.addr() {
             ConnectionAddr::Tcp(host, port) => {
                 let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
@@ -204,9 +204,9 @@ fn timed_out(timeout: Duration) -> RedisError {
 pub(crate) const NAME: &str = "eventbus-publish";
 
 /// The commands that set a new connection up, each with whether it must succeed: `AUTH` and
-/// `SELECT` as the connection's settings ask, then `CLIENT SETNAME` (a user whose ACL denies
-/// it still gets a lane, unnamed).
-fn setup_commands(info: &ConnectionInfo) -> Vec<(redis::Cmd, bool)> {
+/// `SELECT` as the connection's settings ask, then `CLIENT SETNAME name` (a user whose ACL
+/// denies it still gets a connection, unnamed).
+pub(crate) fn setup_commands(info: &ConnectionInfo, name: &str) -> Vec<(redis::Cmd, bool)> {
     let settings = info.redis_settings();
     let mut cmds = Vec::new();
     if let Some(password) = settings.password() {
@@ -219,7 +219,7 @@ fn setup_commands(info: &ConnectionInfo) -> Vec<(redis::Cmd, bool)> {
     if settings.db() != 0 {
         cmds.push((redis::cmd("SELECT").arg(settings.db()).clone(), true));
     }
-    cmds.push((redis::cmd("CLIENT").arg("SETNAME").arg(NAME).clone(), false));
+    cmds.push((redis::cmd("CLIENT").arg("SETNAME").arg(name).clone(), false));
     cmds
 }
 

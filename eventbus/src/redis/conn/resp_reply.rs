@@ -38,7 +38,7 @@ const MAX_BULK: usize = 512 * 1024 * 1024;
 
 /// The length in bytes of the whole reply at the start of `buf`, or `None` when more bytes
 /// must arrive first.
-fn reply_len(buf: &[u8]) -> RedisResult<Option<usize>> {
+pub(crate) fn reply_len(buf: &[u8]) -> RedisResult<Option<usize>> {
     reply_len_within(buf, MAX_DEPTH)
 }
 

@@ -7,19 +7,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::StreamExt;
-use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{OwnedMutexGuard, watch};
 
 use crate::Topic;
 use crate::redis::conn::link::{self, Link};
 use crate::redis::conn::open::Found;
 use crate::redis::errors;
-use crate::redis::pubsub::names::Names;
+use crate::redis::pubsub::connection::{self, Sink, Source};
 use crate::redis::shared::Shared;
 use crate::sync::lock;
-use crate::transport::{ConnectionEvent, ErrorKind, Message, TransportError};
+use crate::transport::{ConnectionEvent, ErrorKind, TransportError};
 
 pub(crate) const ROLE: &str = "subscriber";
 
@@ -40,7 +37,7 @@ impl Desired {
 }
 
 pub(crate) struct Subscriber {
-    pub(crate) link: watch::Sender<Link<PubSubSink>>,
+    pub(crate) link: watch::Sender<Link<Sink>>,
     pub(crate) desired: Mutex<Desired>,
     /// Serialises changes of the subscription set: a subscribe, an unsubscribe and a
     /// resubscription after reconnect never interleave, so the server sees them in order.
@@ -68,7 +65,7 @@ enum Op {
 
 /// Sends (P)SUBSCRIBE or (P)UNSUBSCRIBE for the given lists and waits for the confirmations.
 async fn send(
-    sink: &mut PubSubSink,
+    sink: &mut Sink,
     op: Op,
     channels: &[String],
     patterns: &[String],
@@ -219,7 +216,7 @@ impl Subscriber {
 
     /// The connection to subscribe on now; `Err(None)` while it is down (the topics are
     /// subscribed on reconnect), `Err(Some(_))` when it is closed or reconnecting gave up.
-    fn current(&self, shared: &Shared) -> Result<(PubSubSink, u64), Option<TransportError>> {
+    fn current(&self, shared: &Shared) -> Result<(Sink, u64), Option<TransportError>> {
         match &*self.link.borrow() {
             Link::Up { conn, epoch } => Ok((conn.clone(), *epoch)),
             Link::Closed => Err(Some(closed())),
@@ -326,8 +323,8 @@ fn closed() -> TransportError {
 /// A fresh connection, subscribed to everything held, with the subscription lock still held
 /// so that no change slips in before the link says it is up.
 struct Opened {
-    sink: PubSubSink,
-    stream: PubSubStream,
+    sink: Sink,
+    source: Source,
     _guard: OwnedMutexGuard<()>,
     topics: usize,
 }
@@ -347,10 +344,12 @@ async fn open(shared: &Shared, sub: &Subscriber) -> Result<Opened, TransportErro
             .subscriber_client(options)
             .await
             .map_err(Found::Not)?;
-        client.get_async_pubsub().await.map_err(Found::Failed)
+        connection::open(&client, &shared.inbound, shared.tasks())
+            .await
+            .map_err(Found::Failed)
     };
-    let pubsub = match tokio::time::timeout(options.connect_timeout, connect).await {
-        Ok(Ok(p)) => p,
+    let (mut sink, source) = match tokio::time::timeout(options.connect_timeout, connect).await {
+        Ok(Ok(opened)) => opened,
         Ok(Err(Found::Not(e))) => return Err(e),
         Ok(Err(Found::Failed(e))) => {
             return Err(errors::connect_error(
@@ -361,9 +360,8 @@ async fn open(shared: &Shared, sub: &Subscriber) -> Result<Opened, TransportErro
         }
         Err(_) => return Err(timed_out(options.connect_timeout)),
     };
-    let (mut sink, stream) = pubsub.split();
     let rt = options.response_timeout;
-    link::ping_within(rt, sink.ping::<redis::Value>())
+    link::ping_within(rt, sink.ping())
         .await
         .map_err(|e| e.connect_error(&target.addr, options.connect_timeout))?;
     let guard = sub.ops.clone().lock_owned().await;
@@ -375,7 +373,7 @@ async fn open(shared: &Shared, sub: &Subscriber) -> Result<Opened, TransportErro
     }
     Ok(Opened {
         sink,
-        stream,
+        source,
         _guard: guard,
         topics: channels.len() + patterns.len(),
     })
@@ -394,7 +392,7 @@ async fn supervise(shared: Arc<Shared>, sub: Arc<Subscriber>) {
         epoch += 1;
         let Opened {
             sink,
-            stream,
+            source,
             _guard,
             topics,
         } = opened;
@@ -422,7 +420,7 @@ async fn supervise(shared: Arc<Shared>, sub: Arc<Subscriber>) {
             },
         );
         drop(_guard);
-        let Some(cause) = connected(&shared, &sub, epoch, sink, stream).await else {
+        let Some(cause) = connected(&shared, &sub, epoch, sink, source).await else {
             return;
         };
         link::set(
@@ -438,47 +436,22 @@ async fn supervise(shared: Arc<Shared>, sub: Arc<Subscriber>) {
     }
 }
 
-fn to_message(msg: &redis::Msg, names: &mut Names) -> Message {
-    let channel = match msg.get_channel_name() {
-        // Not UTF-8: read what it is.
-        "?" => names.get_bytes(&msg.get_channel::<Vec<u8>>().unwrap_or_default()),
-        name => names.get(name),
-    };
-    let pattern = if msg.from_pattern() {
-        let bytes = msg.get_pattern::<Vec<u8>>().unwrap_or_default();
-        Some(names.get_bytes(&bytes))
-    } else {
-        None
-    };
-    Message::new(
-        channel,
-        pattern,
-        Bytes::copy_from_slice(msg.get_payload_bytes()),
-    )
-}
-
-/// Runs while connection `epoch` is up: drains the stream into the bus and pings. Returns why
+/// Runs while connection `epoch` is up: the messages go to the bus, and the watchdog pings. Returns why
 /// the connection was lost, or `None` on close.
 async fn connected(
     shared: &Shared,
     sub: &Subscriber,
     epoch: u64,
-    mut sink: PubSubSink,
-    mut stream: PubSubStream,
+    mut sink: Sink,
+    source: Source,
 ) -> Option<String> {
     let options = &shared.options;
-    let reader = async {
-        let mut names = Names::default();
-        while let Some(msg) = stream.next().await {
-            shared.inbound.message(to_message(&msg, &mut names));
-        }
-        "the connection was closed".to_owned()
-    };
+    let reader = source.run(&*shared.inbound);
     let watchdog = async {
         loop {
             link::tick(options.watchdog_interval).await;
             let rt = options.response_timeout;
-            if let Err(e) = link::ping_within(rt, sink.ping::<redis::Value>()).await {
+            if let Err(e) = link::ping_within(rt, sink.ping()).await {
                 return e.watchdog_cause();
             }
         }
