@@ -5,7 +5,11 @@
 //! - publish: `bus.publish` on a bus connected to the cluster URL (a typed event goes out as
 //!   `SPUBLISH`), 16 in flight;
 //! - end to end: a publisher process on the cluster URL to a subscriber bus with a no-op
-//!   handler, as the single-server end-to-end row.
+//!   handler, as the single-server end-to-end row;
+//! - the subscriber alone: the subscribing bus fed by redis-benchmark `-P 16 SPUBLISH` of one
+//!   envelope on the owning node, which says whether end to end is bounded by the subscriber.
+//!
+//! Each is measured in [`ROUNDS`] interleaved rounds; cells are medians with their spread.
 //!
 //! Every node, the publisher and the subscriber share the machine's cores, so on a small
 //! machine the ratios are the cluster path's overhead, not its scaling; there are no targets.
@@ -20,7 +24,9 @@ use redis::cluster::ClusterClientBuilder;
 use redis::{ProtocolVersion, PushKind};
 
 use crate::table::{Row, Spread, pct, rate_text, row};
-use crate::{CHANNEL, Drain, IN_FLIGHT, PAYLOAD, bus_publish, e2e, progress, redis_benchmark};
+use crate::{
+    CHANNEL, Drain, IN_FLIGHT, PAYLOAD, bus_publish, e2e, progress, redis_benchmark, subscriber_fed,
+};
 
 /// The header line that says what the cluster rows can and cannot show.
 pub(crate) fn note() -> String {
@@ -82,10 +88,10 @@ async fn ours_publish(url: &str, n: u64) -> anyhow::Result<f64> {
 /// Rounds of each measure.
 const ROUNDS: usize = 3;
 
-/// What one round measured: F, our publish, our end to end (rates), and what F's subscriber
-/// and ours received of how many.
+/// What one round measured: F, our publish, our end to end, our subscriber alone (rates), and
+/// what F's subscriber and ours received of how many.
 struct Round {
-    rates: [f64; 3],
+    rates: [f64; 4],
     f_received: u64,
     delivered: u64,
     published: u64,
@@ -99,8 +105,9 @@ async fn round(cluster: &RedisCluster, n: u64) -> anyhow::Result<Round> {
     drain.task.abort();
     let ours_rps = ours_publish(&cluster.url(), n).await?;
     let run = e2e(&cluster.url(), n, None, false, false).await?;
+    let (_, alone, _, _) = subscriber_fed(&cluster.url(), owner, "SPUBLISH", n).await?;
     Ok(Round {
-        rates: [f_rps, ours_rps, run.rate],
+        rates: [f_rps, ours_rps, run.rate, alone],
         f_received,
         delivered: run.delivered,
         published: run.published,
@@ -112,12 +119,12 @@ async fn round(cluster: &RedisCluster, n: u64) -> anyhow::Result<Round> {
 pub(crate) async fn rows(n: u64) -> anyhow::Result<Vec<Row>> {
     progress::stage("cluster: starting three primaries and three replicas");
     let cluster = tokio::task::spawn_blocking(RedisCluster::start).await?;
-    let mut measured: [Vec<f64>; 3] = Default::default();
+    let mut measured: [Vec<f64>; 4] = Default::default();
     let (mut f_short, mut delivered, mut published) = (0, 0, 0);
     for r in 1..=ROUNDS {
         progress::stage(format!(
             "cluster round {r}/{ROUNDS}: F redis-benchmark -P 16 -n {n} SPUBLISH on the owning \
-             node, bus.publish {IN_FLIGHT} in flight, end to end from another process"
+             node, bus.publish {IN_FLIGHT} in flight, end to end, the subscriber alone"
         ));
         let round = round(&cluster, n).await?;
         for (m, rate) in measured.iter_mut().zip(round.rates) {
@@ -128,7 +135,7 @@ pub(crate) async fn rows(n: u64) -> anyhow::Result<Vec<Row>> {
         published += round.published;
     }
     tokio::task::spawn_blocking(move || drop(cluster)).await?;
-    let [f, ours, run] = measured.map(|v| Spread::of(&v));
+    let [f, ours, run, alone] = measured.map(|v| Spread::of(&v));
     let got = if f_short > 0 {
         format!(" (its subscriber missed {f_short})")
     } else {
@@ -156,5 +163,11 @@ pub(crate) async fn rows(n: u64) -> anyhow::Result<Vec<Row>> {
         )
         .ratio(pct(run.median / f.median))
         .target("≥ 60% of F", run.median >= 0.6 * f.median),
+        row(
+            "  cluster subscriber alone (fed by redis-benchmark SPUBLISH)",
+            format!("F: {}", rate_text(f.median)),
+            alone.text(),
+        )
+        .ratio(pct(alone.median / f.median)),
     ])
 }

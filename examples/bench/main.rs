@@ -812,18 +812,28 @@ async fn subscriber_capacity(
     server: &RedisServer,
     n: u64,
 ) -> anyhow::Result<(f64, f64, u64, Duration)> {
+    subscriber_fed(&server.url(), server.port(), "PUBLISH", n).await
+}
+
+/// [`subscriber_capacity`] of a bus connected to `url`, redis-benchmark sending `verb` (`PUBLISH`
+/// or `SPUBLISH`) to the server on `port`.
+async fn subscriber_fed(
+    url: &str,
+    port: u16,
+    verb: &str,
+    n: u64,
+) -> anyhow::Result<(f64, f64, u64, Duration)> {
     let sink = SinkRef::default();
     sink.0.reset(false);
-    let bus = subscriber(&server.url(), &sink, false).await?;
+    let bus = subscriber(url, &sink, false).await?;
     let envelope = eventbus::Envelope::new(BenchEvent::new(0))
         .with_source("bench-publisher")
         .encode()?;
     let envelope = String::from_utf8(envelope)?;
-    let port = server.port();
     let (cpu0, _) = cpu_and_rss();
     let started = now_ns();
-    let [published_rps, _, _] =
-        redis_benchmark(port, &["-P", "16"], n, &publish_command(&envelope)).await?;
+    let command = [verb, CHANNEL, envelope.as_str()];
+    let [published_rps, _, _] = redis_benchmark(port, &["-P", "16"], n, &command).await?;
     let delivered = wait_count(&sink.0.count, n, Duration::from_secs(3)).await;
     let (cpu1, _) = cpu_and_rss();
     let secs = sink
