@@ -44,14 +44,20 @@ fn the_quick_bench_prints_every_row() {
         "| outbox publish + commit to handler, 1000/s",
         "| inbox handler, one row written per event",
         "| cluster: end to end",
+        "|   cluster subscriber alone",
+        "| subscriber CPU per event (3 rounds)",
+        "|   raw subscriber + the wire work",
+        "|   subscriber written by hand",
+        "| latency p99 / p99.9 at ",
     ] {
         assert!(stdout.contains(measure), "no row {measure:?}:\n{stdout}");
     }
     assert!(stdout.contains("| 0 (all runs of ours)"), "{stdout}");
-    // Each steady-load row has its raw redis-rs baseline at the same rate.
+    // Each steady-load row has its raw redis-rs baseline at the same rate (the receive-side
+    // rounds' row too).
     assert_eq!(
         stdout.matches("R raw redis-rs pair:").count(),
-        3,
+        4,
         "{stdout}"
     );
 }

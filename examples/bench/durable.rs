@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::progress;
-use crate::table::{Row, pct, quantile, rate_text, row, times, us};
+use crate::table::{Row, Spread, pct, quantile, rate_text, row, times, us};
 use crate::{IN_FLIGHT, PAYLOAD, now_ns, redis_benchmark};
 
 /// The durable benchmark event, of the same size as the pub/sub one.
@@ -195,7 +195,8 @@ pub(crate) async fn rows(
         "envelope",
         envelope.as_str(),
     ];
-    let [d_rps, _, _] = redis_benchmark(server.port(), &["-P", "16"], n, &xadd).await?;
+    let d = || redis_benchmark(server.port(), &["-P", "16"], n, &xadd);
+    let [d_before, _, _] = d().await?;
 
     progress::stage(format!("ours: durable publish, {IN_FLIGHT} in flight"));
     let bus = EventBus::builder()
@@ -206,19 +207,45 @@ pub(crate) async fn rows(
     progress::stage("ours: durable publish_all, 1000 a call");
     let batch_rps = publish_all(&bus, n).await?;
     let _ = bus.shutdown().await;
+    progress::stage("baseline D again, between ours");
+    let [d_between, _, _] = d().await?;
 
     progress::stage(format!(
         "ours: one consumer reading {n} entries and acknowledging each"
     ));
     let consume_rps = consume(&url, n).await?;
+    progress::stage("baseline D again, after ours");
+    let [d_after, _, _] = d().await?;
+    // D moves between rounds as A does: the ratios are to its median.
+    let d = Spread::of(&[d_before, d_between, d_after]);
 
     progress::stage("ours: durable latency, one event in flight");
     let single = one_in_flight(&url, samples).await?;
-    let (p50, p99) = (quantile(&single, 0.5), quantile(&single, 0.99));
-    Ok(vec![
+    let latency = [quantile(&single, 0.5), quantile(&single, 0.99)];
+    Ok(table(
+        &d,
+        [ours_rps, batch_rps, consume_rps],
+        latency,
+        c_p50,
+    ))
+}
+
+/// The durable rows: publish, `publish_all` and consume against D (rates), and latency (p50
+/// and p99, nanoseconds) against C's p50.
+fn table(
+    d: &Spread,
+    [ours_rps, batch_rps, consume_rps]: [f64; 3],
+    [p50, p99]: [f64; 2],
+    c_p50: f64,
+) -> Vec<Row> {
+    let d_rps = d.median;
+    vec![
         row(
             format!("durable publish, {IN_FLIGHT} in flight"),
-            format!("D redis-benchmark -P 16 XADD: {}", rate_text(d_rps)),
+            format!(
+                "D redis-benchmark -P 16 XADD, before, between and after ours: {}",
+                d.text()
+            ),
             rate_text(ours_rps),
         )
         .ratio(pct(ours_rps / d_rps))
@@ -242,5 +269,5 @@ pub(crate) async fn rows(
             format!("{} / {}", us(p50), us(p99)),
         )
         .ratio(format!("{} / {}", times(p50 / c_p50), times(p99 / c_p50))),
-    ])
+    ]
 }

@@ -68,6 +68,7 @@ mod progress;
 mod receive;
 mod resp;
 mod schedule;
+mod single;
 mod steady;
 mod table;
 #[cfg(feature = "tls")]
@@ -80,7 +81,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use table::{Row, Spread, pct, print_table, quantile, rate_text, row, times, us};
+use table::{Row, print_table, rate_text};
 
 /// The channel the baselines publish on; also the event's channel.
 const CHANNEL: &str = "events:bench";
@@ -238,36 +239,49 @@ fn main() -> anyhow::Result<()> {
             if args.iter().any(|a| a == "--publish-rows") {
                 return run(Sizes::publish_rows(), false).await;
             }
-            if args.iter().any(|a| a == "--outbox-rows") {
-                return outbox_only(quick).await;
-            }
-            if args.iter().any(|a| a == "--schedule-rows") {
-                return schedule_only(quick).await;
-            }
-            let n = Sizes::new(quick).durable;
-            #[cfg(feature = "tls")]
-            if args.iter().any(|a| a == "--tls-rows") {
-                return print_rows("TLS", tls::rows(n).await?);
-            }
-            if args.iter().any(|a| a == "--memory-rows") {
-                return print_rows("memory://", memory::rows(n).await?);
-            }
-            if args.iter().any(|a| a == "--receive-rows") {
-                let server = RedisServer::start();
-                let sizes = Sizes::new(quick);
-                let rows = receive::rows(&server, sizes.durable, sizes.load_rate, sizes.load_secs);
-                return print_rows("receive-side", rows.await?);
-            }
-            if args.iter().any(|a| a == "--cluster-rows") {
-                let rows = cluster::rows(Sizes::new(quick).cluster).await?;
-                print_rows("cluster", rows)?;
-                println!("{}", cluster::note());
-                return Ok(());
+            if let Some(alone) = rows_alone(&args, quick).await {
+                return alone;
             }
             run(Sizes::new(quick), quick).await
         })
         .await?
     })
+}
+
+/// The `--*-rows` runs that measure some rows alone and print them, when `args` asks for one.
+async fn rows_alone(args: &[String], quick: bool) -> Option<anyhow::Result<()>> {
+    let asked = |flag: &str| args.iter().any(|a| a == flag);
+    let sizes = Sizes::new(quick);
+    let n = sizes.durable;
+    let rows = if asked("--outbox-rows") {
+        return Some(outbox_only(quick).await);
+    } else if asked("--schedule-rows") {
+        return Some(schedule_only(quick).await);
+    } else if cfg!(feature = "tls") && asked("--tls-rows") {
+        #[cfg(feature = "tls")]
+        let rows = tls::rows(n).await.map(|r| ("TLS", r));
+        #[cfg(not(feature = "tls"))]
+        let rows = Ok(("TLS", Vec::new()));
+        rows
+    } else if asked("--memory-rows") {
+        memory::rows(n).await.map(|r| ("memory://", r))
+    } else if asked("--receive-rows") {
+        let server = RedisServer::start();
+        let rows = receive::rows(&server, n, sizes.load_rate, sizes.load_secs).await;
+        rows.map(|r| ("receive-side", r))
+    } else if asked("--cluster-rows") {
+        let rows = cluster::rows(sizes.cluster).await;
+        rows.map(|r| ("cluster", r))
+    } else {
+        return None;
+    };
+    Some(rows.and_then(|(what, rows)| {
+        print_rows(what, rows)?;
+        if what == "cluster" {
+            println!("{}", cluster::note());
+        }
+        Ok(())
+    }))
 }
 
 /// Prints rows measured alone, with the machine they ran on.
@@ -628,17 +642,14 @@ async fn e2e(
     let (cpu1, rss) = cpu_and_rss();
     let last = sink.0.last_ns.load(Ordering::Acquire);
     let first = sink.0.first_sent_ns.load(Ordering::Acquire);
-    let metrics = bus.metrics();
-    let noop_dropped = metrics.handler("noop").map_or(0, |h| h.dropped);
+    let noop_dropped = bus.metrics().handler("noop").map_or(0, |h| h.dropped);
     if noop_dropped > 0 {
-        eprintln!(
-            "  the no-op handler's queue overflowed{}: {noop_dropped} dropped",
-            if stalled {
-                " (beside the stalled one)"
-            } else {
-                ""
-            }
-        );
+        let beside = if stalled {
+            " (beside the stalled one)"
+        } else {
+            ""
+        };
+        eprintln!("  the no-op handler's queue overflowed{beside}: {noop_dropped} dropped");
     }
     let _ = bus.shutdown().await;
     // From the first event's creation in the publisher to the last delivery.
@@ -948,165 +959,29 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     let load_before = load_average();
     let server = RedisServer::start();
     let url = server.url();
-    let payload = "x".repeat(PAYLOAD);
-    let envelope_len = eventbus::Envelope::new(BenchEvent::new(0))
-        .with_source("bench-publisher")
-        .encode()?
-        .len();
+    let envelope_len = fresh_envelope(0).len();
     let data_len = serde_json::to_vec(&BenchEvent::new(0))?.len();
 
-    // Baselines, with one raw subscriber draining the channel.
-    progress::stage(format!(
-        "baseline A: redis-benchmark -c 1 -P 16 -n {}",
-        sizes.publish
-    ));
-    let drain = Drain::start(&url).await?;
-    let (cpu0, _) = cpu_and_rss();
-    let [a_first, _, _] = redis_benchmark(
-        server.port(),
-        &["-P", "16"],
-        sizes.publish,
-        &publish_command(&payload),
-    )
-    .await?;
-    let drained = wait_count(&drain.count, sizes.publish, Duration::from_secs(3)).await;
-    let (cpu1, _) = cpu_and_rss();
-    let raw_cpu = (cpu1.saturating_sub(cpu0)).div_f64(drained.max(1) as f64);
-    if drained < sizes.publish {
-        eprintln!(
-            "  the raw subscriber received {drained} of {}",
-            sizes.publish
-        );
-    }
-
-    progress::stage(format!("baseline B: redis-rs, {IN_FLIGHT} in flight"));
-    let (cpu0, _) = cpu_and_rss();
-    let b_rps = raw_publish(&url, sizes.publish, |_| payload.as_bytes()).await?;
-    let (cpu1, _) = cpu_and_rss();
-    let b_cpu = (cpu1.saturating_sub(cpu0)).div_f64(sizes.publish as f64);
-    // The same, with our envelope's bytes as the payload: how much of the difference is size.
-    let envelope = fresh_envelope(0);
-    let b2_rps = raw_publish(&url, sizes.publish, |_| envelope.as_slice()).await?;
-    // And with a fresh envelope built and encoded for each: the wire format's cost included,
-    // so that ours/B'' is what the bus adds apart from it.
-    let b3_rps = raw_publish(&url, sizes.publish, fresh_envelope).await?;
-    // The same callers on a connection written by hand: what the publish path costs without
-    // redis-rs's multiplexed connection.
-    let g_rps = resp::publish(
-        server.port(),
-        CHANNEL,
-        sizes.publish,
-        IN_FLIGHT,
-        fresh_envelope,
-    )
-    .await?;
-
-    progress::stage(format!(
-        "baseline C: redis-benchmark -c 1 -n {}",
-        sizes.one_at_a_time
-    ));
-    let [_, c_p50_ms, c_p99_ms] = redis_benchmark(
-        server.port(),
-        &[],
-        sizes.one_at_a_time,
-        &publish_command(&payload),
-    )
-    .await?;
-    let c_p50 = c_p50_ms * 1e6;
-
-    progress::stage(format!("ours: bus.publish, {IN_FLIGHT} in flight"));
-    let bus = EventBus::builder()
-        .service("bench-publisher")
-        .connect(&url)
-        .await?;
-    // A short warm-up, then the measured run.
-    bus_publish(&bus, (sizes.publish / 20).max(100)).await?;
-    let (cpu0, _) = cpu_and_rss();
-    let ours_rps = bus_publish(&bus, sizes.publish).await?;
-    let (cpu1, _) = cpu_and_rss();
-    let ours_cpu = (cpu1.saturating_sub(cpu0)).div_f64(sizes.publish as f64);
-    progress::stage(format!("ours: publish_all, {BATCH} events a call"));
-    let batch_rps = bus_publish_all(&bus, sizes.publish).await?;
-    let _ = bus.shutdown().await;
-    drain.task.abort();
-    progress::stage("baseline A again, between ours");
-    let a_between = baseline_a(&server, sizes.publish, &payload).await?;
+    let mut publishing = single::publishing(&server, &sizes).await?;
     let disconnects_before = buffer_disconnects(&server);
-
-    progress::stage(format!(
-        "ours: end to end, {} events from another process",
-        sizes.e2e
-    ));
-    let alone = e2e(&url, sizes.e2e, None, false, false).await?;
-
-    progress::stage("ours: subscriber alone, redis-benchmark -P 16 publishing the envelope");
-    let capacity = subscriber_capacity(&server, sizes.capacity).await?;
-
-    progress::stage("ours: latency, one event in flight");
-    let single = one_in_flight(&server, sizes.latency_samples).await?;
-
-    let load_n = sizes.load_rate * sizes.load_secs;
-    progress::stage(format!(
-        "ours: latency at {}/s for {} s",
-        sizes.load_rate, sizes.load_secs
-    ));
-    let loaded = e2e(&url, load_n, Some(sizes.load_rate), false, true).await?;
-    progress::stage(format!(
-        "baseline R: raw redis-rs at {}/s for {} s",
-        sizes.load_rate, sizes.load_secs
-    ));
-    let raw_loaded = steady::raw_steady(&server, sizes.load_rate, load_n).await?;
+    let delivering = single::delivering(&server, &sizes).await?;
     progress::stage("baseline A again, after ours");
-    let a_after = baseline_a(&server, sizes.publish, &payload).await?;
     // A moves by 2x between rounds on a shared machine: the ratios are to its median.
-    let a = Spread::of(&[a_first, a_between, a_after]);
-    let a_rps = a.median;
+    let a_after = baseline_a(&server, sizes.publish, &"x".repeat(PAYLOAD)).await?;
+    publishing.a.push(a_after);
     if sizes.publish_rows {
-        let p = |v: &[u64], q| quantile(v, q) / 1e3;
         progress::finish();
         println!(
-            "publish-rows A {a_rps:.0} B {b_rps:.0} B'' {b3_rps:.0} G {g_rps:.0} ours {ours_rps:.0} \
-             publish_all {batch_rps:.0} cpu_B {:.3} cpu_ours {:.3} e2e {:.0} lost {} \
-             C_p50 {:.1} p50_1 {:.1} p99_1 {:.1} p99_{} {:.1} R_p99 {:.1}",
-            b_cpu.as_secs_f64() * 1e6,
-            ours_cpu.as_secs_f64() * 1e6,
-            alone.rate,
-            alone.published - alone.delivered.min(alone.published),
-            c_p50 / 1e3,
-            p(&single, 0.5),
-            p(&single, 0.99),
-            sizes.load_rate,
-            p(&loaded.latencies, 0.99),
-            p(&raw_loaded, 0.99),
+            "{}",
+            single::publish_line(&publishing, &delivering, sizes.load_rate)
         );
         return Ok(());
     }
-    let mut steady_rows = Vec::new();
-    for (rate, secs) in sizes.steady {
-        progress::stage(format!(
-            "ours and baseline R: latency at {rate}/s for {secs} s"
-        ));
-        let run = e2e(&url, rate * secs, Some(rate), false, true).await?;
-        let raw = steady::raw_steady(&server, rate, rate * secs).await?;
-        steady_rows.push(steady::steady_row(rate, &run.latencies, &raw));
-    }
-
-    progress::stage("ours: a no-op handler beside a stalled one");
-    let with_stalled_1 = e2e(&url, sizes.stalled, None, true, false).await?;
-    let alone_2 = e2e(&url, sizes.stalled, None, false, false).await?;
-    let with_stalled_2 = e2e(&url, sizes.stalled, None, true, false).await?;
-    let alone_best = alone.rate.max(alone_2.rate);
-    let stalled_best = with_stalled_1.rate.max(with_stalled_2.rate);
-    let alone_lost = [&alone, &alone_2]
-        .iter()
-        .map(|r| r.published - r.delivered.min(r.published))
-        .sum::<u64>();
-    let stalled_lost = [&with_stalled_1, &with_stalled_2]
-        .iter()
-        .map(|r| r.published - r.delivered.min(r.published))
-        .sum::<u64>();
+    let steady_rows = single::steady_rows(&server, &sizes).await?;
+    let stalled = single::stalled_row(&url, sizes.stalled, &delivering.alone).await?;
     let disconnects = buffer_disconnects(&server) - disconnects_before;
 
+    let c_p50 = publishing.c_p50;
     let durable_rows = durable::rows(&server, sizes.durable, sizes.durable_latency, c_p50).await?;
     let cluster_rows = cluster::rows(sizes.cluster).await?;
     let memory_rows = memory::rows(sizes.durable).await?;
@@ -1120,171 +995,35 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     #[cfg(not(feature = "tls"))]
     let tls_rows = Vec::new();
 
-    // The table.
-    let lost = alone.published.saturating_sub(alone.delivered);
-    let e2e_ratio = alone.rate / a_rps;
-    let p = |v: &[u64], q| quantile(v, q);
-    let (s50, s99, s999) = (p(&single, 0.5), p(&single, 0.99), p(&single, 0.999));
-    let stalled_cost = 1.0 - stalled_best / alone_best;
-    let cpu_ratio = ours_cpu.as_secs_f64() / b_cpu.as_secs_f64().max(1e-9);
-    let sub_cpu_ratio = alone.cpu_per_event.as_secs_f64() / raw_cpu.as_secs_f64().max(1e-9);
-    let rows = vec![
-        row(
-            format!("publish, {IN_FLIGHT} in flight"),
-            format!(
-                "A redis-benchmark -P 16, before, between and after ours: {}{}",
-                a.text(),
-                if drained < sizes.publish {
-                    format!(" (its subscriber got {drained} of {})", sizes.publish)
-                } else {
-                    String::new()
-                }
-            ),
-            rate_text(ours_rps),
-        )
-        .ratio(pct(ours_rps / a_rps))
-        .target("≥ 75% of A", ours_rps >= 0.75 * a_rps),
-        row(
-            format!("publish, {IN_FLIGHT} in flight"),
-            format!("B redis-rs, {IN_FLIGHT} in flight: {}", rate_text(b_rps)),
-            rate_text(ours_rps),
-        )
-        .ratio(pct(ours_rps / b_rps))
-        .target("≥ 100% of B", ours_rps >= b_rps),
-        row(
-            format!("publish, {IN_FLIGHT} in flight"),
-            format!(
-                "B' redis-rs, {envelope_len}-byte envelope as payload: {}",
-                rate_text(b2_rps)
-            ),
-            rate_text(ours_rps),
-        )
-        .ratio(pct(ours_rps / b2_rps)),
-        row(
-            format!("publish, {IN_FLIGHT} in flight"),
-            format!(
-                "B'' redis-rs, a fresh envelope encoded for each: {}",
-                rate_text(b3_rps)
-            ),
-            rate_text(ours_rps),
-        )
-        .ratio(pct(ours_rps / b3_rps)),
-        row(
-            format!("publish, {IN_FLIGHT} in flight"),
-            format!(
-                "G hand-written RESP connection, B'' callers: {} ({} of A)",
-                rate_text(g_rps),
-                pct(g_rps / a_rps)
-            ),
-            rate_text(ours_rps),
-        )
-        .ratio(pct(ours_rps / g_rps)),
-        row(
-            format!("publish_all, {BATCH} a call"),
-            format!("A: {}", rate_text(a_rps)),
-            rate_text(batch_rps),
-        )
-        .ratio(pct(batch_rps / a_rps))
-        .target("≥ 100% of A", batch_rps >= a_rps),
-        row(
-            "  publishing process CPU per event",
-            format!("B: {:.2} µs", b_cpu.as_secs_f64() * 1e6),
-            format!("{:.2} µs", ours_cpu.as_secs_f64() * 1e6),
-        )
-        .ratio(times(cpu_ratio))
-        .target("≤ 1.1× B", cpu_ratio <= 1.1),
-        row(
-            "end to end, publisher process → bus",
-            format!("A: {}", rate_text(a_rps)),
-            format!(
-                "{} ({} of {} delivered)",
-                rate_text(alone.rate),
-                alone.delivered,
-                alone.published
-            ),
-        )
-        .ratio(pct(e2e_ratio))
-        .target(
-            "≥ 60% of A, 0 lost",
-            e2e_ratio >= 0.6 && lost == 0 && alone.published == sizes.e2e,
-        ),
-        row(
-            "  subscriber alone (fed by redis-benchmark -P 16)",
-            format!("A: {}", rate_text(a_rps)),
-            format!(
-                "{} ({} of {} delivered; sent at {})",
-                rate_text(capacity.1),
-                capacity.2,
-                sizes.capacity,
-                rate_text(capacity.0)
-            ),
-        )
-        .ratio(pct(capacity.1 / a_rps))
-        .target(
-            "≥ 80% of A, 0 lost",
-            capacity.1 >= 0.8 * a_rps && capacity.2 == sizes.capacity,
-        ),
-        row(
-            "  output-buffer disconnects",
-            "-",
-            format!("{disconnects} (all runs of ours)"),
-        )
-        .target("0", disconnects == 0),
-        row(
-            "latency p50, 1 in flight",
-            format!("C p50: {}", us(c_p50)),
-            us(s50),
-        )
-        .ratio(times(s50 / c_p50))
-        .target("≤ 2× C p50", s50 <= 2.0 * c_p50),
-        row(
-            "latency p99, 1 in flight",
-            format!("C p50: {}", us(c_p50)),
-            us(s99),
-        )
-        .ratio(times(s99 / c_p50))
-        .target("≤ 3× C p50", s99 <= 3.0 * c_p50),
-        row(
-            "latency p99.9, 1 in flight",
-            format!("C p99: {}", us(c_p99_ms * 1e6)),
-            us(s999),
-        )
-        .ratio(times(s999 / (c_p99_ms * 1e6))),
-        steady::steady_row(sizes.load_rate, &loaded.latencies, &raw_loaded),
-        steady::p99_row(sizes.load_rate, &loaded.latencies, c_p50),
-        steady_rows.remove(0),
-        steady_rows.remove(0),
-        row(
-            "subscriber CPU per event",
-            format!(
-                "raw redis-rs subscriber: {:.2} µs",
-                raw_cpu.as_secs_f64() * 1e6
-            ),
-            format!(
-                "{:.2} µs ({:.2} µs fed by redis-benchmark)",
-                alone.cpu_per_event.as_secs_f64() * 1e6,
-                capacity.3.as_secs_f64() * 1e6
-            ),
-        )
-        .ratio(times(sub_cpu_ratio))
-        .target("≤ 1.8× raw", sub_cpu_ratio <= 1.8),
-        row(
-            "subscriber RSS (whole bench process)",
-            "-",
-            format!("{:.1} MiB", alone.rss as f64 / (1024.0 * 1024.0)),
-        ),
-        row(
-            "no-op handler beside a stalled one",
-            format!("alone: {} ({alone_lost} lost)", rate_text(alone_best)),
-            format!("{} ({} lost)", rate_text(stalled_best), stalled_lost),
-        )
-        .ratio(pct(stalled_best / alone_best))
-        .target(
-            "< 10% cost, no more lost",
-            stalled_cost < 0.10 && stalled_lost <= alone_lost,
-        ),
-    ];
+    let (p, d) = (&publishing, &delivering);
+    let rows: Vec<Row> = single::publish_rows(p, sizes.publish, envelope_len)
+        .into_iter()
+        .chain(single::delivery_rows(p, d, &sizes, disconnects))
+        .chain(single::latency_rows(p, d, sizes.load_rate, steady_rows))
+        .chain([stalled])
+        .chain(receive_rows)
+        .chain(durable_rows)
+        .chain(cluster_rows)
+        .chain(memory_rows)
+        .chain(outbox_rows)
+        .chain(schedule_rows)
+        .chain(tls_rows)
+        .collect();
+    print_header(&sizes, quick, &load_before, envelope_len, data_len, d);
+    progress::finish();
+    print_table(&rows);
+    Ok(())
+}
 
+/// The lines above the table: the machine, the load, the sizes.
+fn print_header(
+    sizes: &Sizes,
+    quick: bool,
+    load_before: &str,
+    envelope_len: usize,
+    data_len: usize,
+    d: &single::Delivering,
+) {
     println!(
         "eventbus benchmark ({} run) on {}; load average {load_before} before, {} after",
         if quick { "quick" } else { "full" },
@@ -1299,8 +1038,8 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
         sizes.publish,
         sizes.e2e,
         sizes.one_at_a_time,
-        single.len(),
-        loaded.latencies.len(),
+        d.single.len(),
+        d.loaded.latencies.len(),
         QUEUE_CAPACITY
             .get()
             .copied()
@@ -1308,17 +1047,4 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
             .map_or("default".to_owned(), |c| c.to_string())
     );
     println!("{}", cluster::note());
-    let rows: Vec<Row> = rows
-        .into_iter()
-        .chain(receive_rows)
-        .chain(durable_rows)
-        .chain(cluster_rows)
-        .chain(memory_rows)
-        .chain(outbox_rows)
-        .chain(schedule_rows)
-        .chain(tls_rows)
-        .collect();
-    progress::finish();
-    print_table(&rows);
-    Ok(())
 }

@@ -24,11 +24,14 @@
 //!   on a single server reached without TLS, a second connection of the bus's own, the
 //!   **publish lane** (`conn/lane.rs`, named `eventbus-publish`), carries every `PUBLISH`,
 //!   `XADD` and `publish_all` pipeline, written by the callers' tasks and read back without
-//!   redis-rs's general reply parsing; over TLS the multiplexed connection carries those too,
-//!   and on a cluster the cluster connection (see `publish/mod.rs`);
+//!   redis-rs's general reply parsing; over TLS the multiplexed connection carries those too.
+//!   On a cluster reached without TLS a publish lane to each primary carries them, and the
+//!   cluster connection what the lanes cannot (see `publish/mod.rs`, `cluster/lanes.rs`);
 //! - the **subscriber**, one pub/sub connection for all channels and patterns, made on the
 //!   first subscription (a publish-only bus has none). A reader task drains it continuously, so
-//!   the server never has to buffer for a slow handler.
+//!   the server never has to buffer for a slow handler. On a single server reached without
+//!   TLS it is a connection of the bus's own (`pubsub/socket.rs`, named `eventbus-subscribe`),
+//!   read by hand, each message handed straight to the bus; over TLS, redis-rs's.
 //!
 //! Both are watched: a closed socket, a failed command or a watchdog `PING` left unanswered
 //! within the response timeout marks a connection lost. It is then re-established with
