@@ -965,10 +965,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     let mut publishing = single::publishing(&server, &sizes).await?;
     let disconnects_before = buffer_disconnects(&server);
     let delivering = single::delivering(&server, &sizes).await?;
-    progress::stage("baseline A again, after ours");
-    // A moves by 2x between rounds on a shared machine: the ratios are to its median.
-    let a_after = baseline_a(&server, sizes.publish, &"x".repeat(PAYLOAD)).await?;
-    publishing.a.push(a_after);
+    publishing.again(&server, &sizes, "after").await?;
     if sizes.publish_rows {
         progress::finish();
         println!(
@@ -981,7 +978,7 @@ async fn run(sizes: Sizes, quick: bool) -> anyhow::Result<()> {
     let stalled = single::stalled_row(&url, sizes.stalled, &delivering.alone).await?;
     let disconnects = buffer_disconnects(&server) - disconnects_before;
 
-    let c_p50 = publishing.c_p50;
+    let c_p50 = publishing.c_p50();
     let durable_rows = durable::rows(&server, sizes.durable, sizes.durable_latency, c_p50).await?;
     let cluster_rows = cluster::rows(sizes.cluster).await?;
     let memory_rows = memory::rows(sizes.durable).await?;

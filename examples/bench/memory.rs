@@ -1,5 +1,7 @@
-//! The in-process row: `memory://` publish → N no-op handlers against a raw
-//! `tokio::sync::broadcast` channel with N receivers, in the same run.
+//! The in-process rows: `memory://` publish → N no-op handlers against the wire work alone
+//! (one thread), a raw `tokio::sync::broadcast` channel with N receivers, and the wire work
+//! handed to N tasks over channels (an experiment: the cost of the hand-off alone), in
+//! interleaved rounds.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,6 +115,39 @@ pub(crate) async fn bus_rate(n: u64) -> anyhow::Result<f64> {
     Ok(rate)
 }
 
+/// Events per second through the wire work handed off as the bus hands it: each event encoded
+/// and parsed on the publishing task, then sent to `HANDLERS` tasks over tokio `mpsc` channels
+/// (bounded as the bus's queues are), each decoding its own copy. No routing, no metrics, no
+/// spans, no bus: what the wire work costs once it crosses tasks, the floor of a bus that runs
+/// each handler in a task of its own.
+async fn handoff_floor(n: u64) -> anyhow::Result<f64> {
+    let count = Arc::new(AtomicU64::new(0));
+    let mut senders = Vec::new();
+    for _ in 0..HANDLERS {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<RawEnvelope>>(4096);
+        let count = count.clone();
+        tokio::spawn(async move {
+            while let Some(raw) = rx.recv().await {
+                std::hint::black_box(raw.decode_data::<BenchEvent>().is_ok());
+                count.fetch_add(1, Ordering::Release);
+            }
+        });
+        senders.push(tx);
+    }
+    let mut buf = Vec::with_capacity(512);
+    let started = Instant::now();
+    for seq in 0..n {
+        buf.clear();
+        Envelope::new(BenchEvent::new(seq)).encode_into(&mut buf)?;
+        let raw = Arc::new(RawEnvelope::parse(&buf)?);
+        for tx in &senders {
+            tx.send(raw.clone()).await?;
+        }
+    }
+    reach(&count, n * HANDLERS as u64).await?;
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
 /// Rounds of each measure, interleaved (floor, ours, broadcast; again): a baseline taken once
 /// moves by 2x on a shared machine, so each is reported as the median of its rounds with its
 /// spread, and the ratios are of medians.
@@ -121,14 +156,18 @@ const ROUNDS: usize = 5;
 /// The in-process rows.
 pub(crate) async fn rows(n: u64) -> anyhow::Result<Vec<Row>> {
     let (mut floors, mut ours, mut baselines) = (Vec::new(), Vec::new(), Vec::new());
+    let mut handoffs = Vec::new();
     for round in 1..=ROUNDS {
         crate::progress::stage(format!(
-            "memory:// round {round}/{ROUNDS}: the wire work alone, ours, tokio broadcast"
+            "memory:// round {round}/{ROUNDS}: the wire work alone, ours, tokio broadcast, the \
+             wire work handed to tasks"
         ));
         floors.push(wire_floor(n)?);
         ours.push(bus_rate(n).await?);
         baselines.push(broadcast_baseline(n).await?);
+        handoffs.push(handoff_floor(n).await?);
     }
+    let handoff = Spread::of(&handoffs);
     let (floor_s, ours_s, baseline_s) = (
         Spread::of(&floors),
         Spread::of(&ours),
@@ -160,5 +199,15 @@ pub(crate) async fn rows(n: u64) -> anyhow::Result<Vec<Row>> {
             rate_text(ours_m),
         )
         .ratio(pct(ours_m / baseline)),
+        row(
+            format!("  the wire work handed to {HANDLERS} tasks (mpsc, no bus)"),
+            format!("wire work alone: {}", rate_text(floor)),
+            handoff.text(),
+        )
+        .ratio(format!(
+            "{} (ours: {} of it)",
+            pct(handoff.median / floor),
+            pct(ours_m / handoff.median)
+        )),
     ])
 }
