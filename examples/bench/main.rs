@@ -846,6 +846,12 @@ async fn subscriber_fed(
     let command = [verb, CHANNEL, envelope.as_str()];
     let [published_rps, _, _] = redis_benchmark(port, &["-P", "16"], n, &command).await?;
     let delivered = wait_count(&sink.0.count, n, Duration::from_secs(3)).await;
+    let dropped = bus.metrics().handler("noop").map_or(0, |h| h.dropped);
+    if delivered < n {
+        eprintln!(
+            "  the subscriber fed by redis-benchmark handled {delivered} of {n}: {dropped} dropped by a full queue"
+        );
+    }
     let (cpu1, _) = cpu_and_rss();
     let secs = sink
         .0

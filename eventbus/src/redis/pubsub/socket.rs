@@ -254,6 +254,10 @@ impl Read {
             if let Err(e) = self.hand_out() {
                 break e;
             }
+            // The handlers' tasks this read woke wait in this thread's next-task slot, which
+            // no other thread takes: without a yield they would wait until tokio's budget
+            // stops the reading, some hundred reads later, while their queues fill.
+            tokio::task::yield_now().await;
             if let Err(e) = fill(&mut self.read, &mut self.buf).await {
                 break crate::redis::errors::redis_text(&e);
             }
