@@ -680,6 +680,14 @@ struct Drain {
 
 impl Drain {
     async fn start(url: &str) -> anyhow::Result<Drain> {
+        Drain::start_with(url, |_| {}).await
+    }
+
+    /// A drain that also runs `each` on every message it counts.
+    async fn start_with(
+        url: &str,
+        mut each: impl FnMut(&redis::Msg) + Send + 'static,
+    ) -> anyhow::Result<Drain> {
         let client = redis::Client::open(url)?;
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(CHANNEL).await?;
@@ -687,7 +695,8 @@ impl Drain {
         let c = count.clone();
         let task = tokio::spawn(async move {
             let mut messages = pubsub.into_on_message();
-            while messages.next().await.is_some() {
+            while let Some(msg) = messages.next().await {
+                each(&msg);
                 c.fetch_add(1, Ordering::Release);
             }
         });

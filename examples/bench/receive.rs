@@ -16,12 +16,11 @@ use std::time::Duration;
 
 use eventbus::RawEnvelope;
 use eventbus_suite::redis_server::RedisServer;
-use futures_util::StreamExt;
 
 use crate::table::{Row, quantile, row, times};
 use crate::{
-    BenchEvent, CHANNEL, cpu_and_rss, e2e, progress, publish_command, redis_benchmark, steady,
-    subscriber_capacity, wait_count,
+    BenchEvent, CHANNEL, Drain, cpu_and_rss, e2e, progress, publish_command, redis_benchmark,
+    steady, subscriber_capacity, wait_count,
 };
 
 /// Rounds of each measure.
@@ -55,22 +54,15 @@ fn envelope() -> anyhow::Result<String> {
 /// CPU per message (µs) of a raw redis-rs subscriber fed `n` copies of `envelope` by
 /// redis-benchmark; with `wire`, each message's envelope is parsed and its event decoded.
 async fn raw_cpu(server: &RedisServer, n: u64, envelope: &str, wire: bool) -> anyhow::Result<f64> {
-    let client = redis::Client::open(server.url())?;
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(CHANNEL).await?;
-    let count = Arc::new(AtomicU64::new(0));
-    let c = count.clone();
-    let task = tokio::spawn(async move {
-        let mut messages = pubsub.into_on_message();
-        while let Some(msg) = messages.next().await {
-            if wire {
-                let raw = RawEnvelope::parse(msg.get_payload_bytes());
-                let event = raw.and_then(|raw| raw.decode_data::<BenchEvent>());
-                std::hint::black_box(event.is_ok());
-            }
-            c.fetch_add(1, Ordering::Release);
+    let drain = Drain::start_with(&server.url(), move |msg| {
+        if wire {
+            let raw = RawEnvelope::parse(msg.get_payload_bytes());
+            let event = raw.and_then(|raw| raw.decode_data::<BenchEvent>());
+            std::hint::black_box(event.is_ok());
         }
-    });
+    })
+    .await?;
+    let (count, task) = (drain.count, drain.task);
     let (cpu0, _) = cpu_and_rss();
     redis_benchmark(server.port(), &["-P", "16"], n, &publish_command(envelope)).await?;
     let got = wait_count(&count, n, Duration::from_secs(3)).await;
